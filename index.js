@@ -1,0 +1,59 @@
+'use strict'
+// The loader: finds the native addon built for this platform, then adds what only JavaScript
+// knows (buffer.constants.MAX_LENGTH) and makes the constants read-only. Everything else lives
+// in the Rust crate (src/); its `///` docs become index.d.ts.
+
+const { existsSync } = require('node:fs')
+const { join } = require('node:path')
+const { constants: bufferConstants } = require('node:buffer')
+
+function libc() {
+  if (process.platform !== 'linux') return ''
+  const report = typeof process.report?.getReport === 'function' ? process.report.getReport() : null
+  const header = report && (typeof report === 'string' ? JSON.parse(report).header : report.header)
+  return header && header.glibcVersionRuntime ? '-gnu' : '-musl'
+}
+
+function platformName() {
+  const abi = process.platform === 'win32' ? '-msvc' : libc()
+  return `${process.platform}-${process.arch}${abi}`
+}
+
+function load() {
+  const platform = platformName()
+  const file = `node-mmap.${platform}.node`
+  const local = join(__dirname, file)
+  const tried = [local]
+  if (existsSync(local)) return require(local)
+  const pkg = `node-mmap-${platform}`
+  tried.push(pkg)
+  try {
+    return require(pkg)
+  } catch (err) {
+    if (err && err.code !== 'MODULE_NOT_FOUND') throw err
+  }
+  const error = new Error(
+    `node-mmap: no native addon for ${platform}. Looked for ${tried.join(' and ')}. ` +
+      'Build it from a clone of the repository with `npm install` (needs Rust and Cargo), ' +
+      'or `npm run build` after changing the Rust sources.',
+  )
+  error.code = 'ERR_MMAP_NO_BINARY'
+  throw error
+}
+
+const binding = load()
+binding.__setBufferMaxLength(bufferConstants.MAX_LENGTH)
+
+const mmap = {}
+for (const name of Object.keys(binding)) {
+  if (name.startsWith('__')) continue
+  const value = binding[name]
+  Object.defineProperty(mmap, name, {
+    value,
+    enumerable: true,
+    writable: typeof value === 'function',
+    configurable: false,
+  })
+}
+
+module.exports = mmap

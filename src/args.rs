@@ -1,0 +1,251 @@
+//! Argument checks, all in one place and all before any system call.
+//!
+//! The messages follow Node's own validators word for word where Node has one:
+//! `ERR_INVALID_ARG_TYPE` (`The "size" argument must be of type number. Received ...`),
+//! `ERR_OUT_OF_RANGE` (`The value of "size" is out of range. It must be ... Received ...`) and
+//! `ERR_INVALID_ARG_VALUE` (`The argument 'flags' ... Received ...`). Numbers are never coerced
+//! (no `valueOf`), never truncated: a JS number is used only when it is an exact integer within
+//! the stated range.
+
+use std::ffi::CStr;
+use std::ptr;
+
+use napi::bindgen_prelude::{JsValue, Unknown, ValueType};
+use napi::sys;
+use napi::Env;
+
+use crate::errors::{self, Class};
+
+/// The largest integer a JS number holds exactly (`Number.MAX_SAFE_INTEGER`).
+pub const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
+
+/// The JS type of a value.
+pub fn type_of(value: &Unknown) -> ValueType {
+  value.get_type().unwrap_or(ValueType::Unknown)
+}
+
+/// The raw handle of a value.
+pub fn raw(value: &Unknown) -> sys::napi_value {
+  value.value().value
+}
+
+/// A JS number's value, or `None` when `value` is not a number.
+pub fn number_value(env: &Env, value: &Unknown) -> Option<f64> {
+  if type_of(value) != ValueType::Number {
+    return None;
+  }
+  let mut result = 0f64;
+  // SAFETY: `value` is a live number of this env and `result` a valid out-pointer.
+  let status = unsafe { sys::napi_get_value_double(env.raw(), raw(value), &mut result) };
+  (status == sys::Status::napi_ok).then_some(result)
+}
+
+/// `ERR_INVALID_ARG_TYPE`: `The "name" argument must be of type <expected>. Received ...`.
+pub fn invalid_type(env: &Env, name: &str, expected: &str, value: &Unknown) -> napi::Error {
+  let message = format!("The \"{name}\" argument must be {expected}. Received {}", describe(env, value));
+  errors::throw_coded(env, Class::TypeError, "ERR_INVALID_ARG_TYPE", &message)
+}
+
+/// `ERR_OUT_OF_RANGE`: `The value of "name" is out of range. It must be <range>. Received <n>`.
+pub fn out_of_range(env: &Env, name: &str, range: &str, value: &Unknown) -> napi::Error {
+  let message = format!("The value of \"{name}\" is out of range. It must be {range}. Received {}", received_number(env, value));
+  errors::throw_coded(env, Class::RangeError, "ERR_OUT_OF_RANGE", &message)
+}
+
+/// `ERR_INVALID_ARG_VALUE` (a RangeError): `The argument 'name' <reason>. Received <value>`.
+pub fn invalid_value(env: &Env, name: &str, reason: &str, received: &str) -> napi::Error {
+  let message = format!("The argument '{name}' {reason}. Received {received}");
+  errors::throw_coded(env, Class::RangeError, "ERR_INVALID_ARG_VALUE", &message)
+}
+
+/// Checks that `value` is a number holding an integer in `min..=max`, the way Node's
+/// `validateInteger` does, and returns it.
+pub fn integer(env: &Env, value: &Unknown, name: &str, min: i64, max: i64) -> napi::Result<i64> {
+  let Some(number) = number_value(env, value) else {
+    return Err(invalid_type(env, name, "of type number", value));
+  };
+  if number.fract() != 0.0 || !number.is_finite() {
+    return Err(out_of_range(env, name, "an integer", value));
+  }
+  if number < min as f64 || number > max as f64 {
+    return Err(out_of_range(env, name, &format!(">= {min} && <= {max}"), value));
+  }
+  // The checks above make this exact: an integral f64 within i64-representable bounds.
+  Ok(number as i64)
+}
+
+/// Like [`integer`], but `undefined` gives `None`.
+pub fn optional_integer(env: &Env, value: Option<&Unknown>, name: &str, min: i64, max: i64) -> napi::Result<Option<i64>> {
+  match value {
+    Some(value) if type_of(value) != ValueType::Undefined => integer(env, value, name, min, max).map(Some),
+    _ => Ok(None),
+  }
+}
+
+/// How Node's `ERR_OUT_OF_RANGE` shows a received number: JS's own formatting, `-0` kept,
+/// and `_` separators for integers beyond 2^32 (`5_368_709_120`).
+pub fn received_number(env: &Env, value: &Unknown) -> String {
+  let Some(number) = number_value(env, value) else {
+    return describe(env, value);
+  };
+  if number == 0.0 && number.is_sign_negative() {
+    return "-0".to_owned();
+  }
+  let text = coerce_to_string(env, raw(value)).unwrap_or_else(|| number.to_string());
+  if number.fract() == 0.0 && number.abs() > 4_294_967_296.0 && text.trim_start_matches('-').bytes().all(|b| b.is_ascii_digit()) {
+    return with_separators(&text);
+  }
+  text
+}
+
+/// `1234567` -> `1_234_567`, as Node's `addNumericalSeparator`.
+fn with_separators(digits: &str) -> String {
+  let (sign, digits) = digits.strip_prefix('-').map_or(("", digits), |rest| ("-", rest));
+  let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
+  for (i, ch) in digits.chars().enumerate() {
+    if i > 0 && (digits.len() - i) % 3 == 0 {
+      out.push('_');
+    }
+    out.push(ch);
+  }
+  format!("{sign}{out}")
+}
+
+/// How Node's `ERR_INVALID_ARG_TYPE` describes what it received:
+/// `undefined`, `null`, `function f`, `an instance of Foo`, or `type string ('abc')`.
+pub fn describe(env: &Env, value: &Unknown) -> String {
+  let handle = raw(value);
+  match type_of(value) {
+    ValueType::Undefined => "undefined".to_owned(),
+    ValueType::Null => "null".to_owned(),
+    ValueType::Boolean | ValueType::Number | ValueType::BigInt => {
+      let text = coerce_to_string(env, handle).unwrap_or_default();
+      let text = match type_of(value) {
+        ValueType::BigInt => format!("{text}n"),
+        ValueType::Number => received_number_plain(env, value, text),
+        _ => text,
+      };
+      format!("type {} ({text})", type_name(type_of(value)))
+    }
+    ValueType::String => {
+      let text = coerce_to_string(env, handle).unwrap_or_default();
+      let mut quoted = format!("'{}'", text.replace('\'', "\\'"));
+      if quoted.chars().count() > 28 {
+        quoted = quoted.chars().take(25).collect::<String>() + "...";
+      }
+      format!("type string ({quoted})")
+    }
+    ValueType::Symbol => {
+      let description = property_string(env, to_object(env, handle), c"description");
+      format!("type symbol (Symbol({}))", description.unwrap_or_default())
+    }
+    ValueType::Function => {
+      let name = property_string(env, handle, c"name").unwrap_or_default();
+      if name.is_empty() {
+        "function ".to_owned()
+      } else {
+        format!("function {name}")
+      }
+    }
+    _ => {
+      let constructor = property(env, handle, c"constructor");
+      match constructor.and_then(|c| property_string(env, c, c"name")).filter(|n| !n.is_empty()) {
+        Some(name) => format!("an instance of {name}"),
+        None => "[Object: null prototype]".to_owned(),
+      }
+    }
+  }
+}
+
+fn received_number_plain(env: &Env, value: &Unknown, text: String) -> String {
+  match number_value(env, value) {
+    Some(n) if n == 0.0 && n.is_sign_negative() => "-0".to_owned(),
+    _ => text,
+  }
+}
+
+fn type_name(kind: ValueType) -> &'static str {
+  match kind {
+    ValueType::Boolean => "boolean",
+    ValueType::Number => "number",
+    ValueType::BigInt => "bigint",
+    _ => "unknown",
+  }
+}
+
+/// Clears any exception a getter threw while we were only describing a value.
+fn clear_exception(env: &Env) {
+  let mut pending = false;
+  // SAFETY: `pending` is a valid out-pointer.
+  unsafe { sys::napi_is_exception_pending(env.raw(), &mut pending) };
+  if pending {
+    let mut ignored = ptr::null_mut();
+    // SAFETY: an exception is pending; `ignored` is a valid out-pointer.
+    unsafe { sys::napi_get_and_clear_last_exception(env.raw(), &mut ignored) };
+  }
+}
+
+fn to_object(env: &Env, value: sys::napi_value) -> sys::napi_value {
+  let mut object = ptr::null_mut();
+  // SAFETY: `value` is a live value of this env; `object` is a valid out-pointer.
+  if unsafe { sys::napi_coerce_to_object(env.raw(), value, &mut object) } != sys::Status::napi_ok {
+    clear_exception(env);
+    return ptr::null_mut();
+  }
+  object
+}
+
+fn property(env: &Env, object: sys::napi_value, name: &CStr) -> Option<sys::napi_value> {
+  if object.is_null() {
+    return None;
+  }
+  let mut result = ptr::null_mut();
+  // SAFETY: `object` is a live object of this env, `name` is NUL-terminated, `result` valid.
+  let status = unsafe { sys::napi_get_named_property(env.raw(), object, name.as_ptr(), &mut result) };
+  if status != sys::Status::napi_ok {
+    clear_exception(env);
+    return None;
+  }
+  Some(result)
+}
+
+fn property_string(env: &Env, object: sys::napi_value, name: &CStr) -> Option<String> {
+  let value = property(env, object, name)?;
+  let mut kind = 0;
+  // SAFETY: `value` is a live value of this env and `kind` a valid out-pointer.
+  unsafe { sys::napi_typeof(env.raw(), value, &mut kind) };
+  (kind == sys::ValueType::napi_string).then(|| coerce_to_string(env, value)).flatten()
+}
+
+/// `String(value)` for primitives that convert without running user code.
+fn coerce_to_string(env: &Env, value: sys::napi_value) -> Option<String> {
+  let mut string = ptr::null_mut();
+  // SAFETY: `value` is a live value of this env; `string` a valid out-pointer.
+  if unsafe { sys::napi_coerce_to_string(env.raw(), value, &mut string) } != sys::Status::napi_ok {
+    clear_exception(env);
+    return None;
+  }
+  let mut len = 0usize;
+  // SAFETY: a null buffer asks only for the length, written to `len`.
+  if unsafe { sys::napi_get_value_string_utf8(env.raw(), string, ptr::null_mut(), 0, &mut len) } != sys::Status::napi_ok {
+    return None;
+  }
+  let mut bytes = vec![0u8; len + 1];
+  // SAFETY: `bytes` has room for `len` bytes plus the NUL Node-API writes.
+  unsafe { sys::napi_get_value_string_utf8(env.raw(), string, bytes.as_mut_ptr().cast(), bytes.len(), &mut len) };
+  bytes.truncate(len);
+  String::from_utf8(bytes).ok()
+}
+
+#[cfg(test)]
+mod tests {
+  use super::with_separators;
+
+  #[test]
+  fn separators_group_by_three() {
+    assert_eq!(with_separators("5368709120"), "5_368_709_120");
+    assert_eq!(with_separators("-4294967297"), "-4_294_967_297");
+    assert_eq!(with_separators("123"), "123");
+    assert_eq!(with_separators("1234"), "1_234");
+  }
+}

@@ -1,0 +1,128 @@
+//! Zero-copy Buffers over a [`Mapping`], made with the raw `napi_create_external_buffer`.
+//!
+//! napi-rs's high-level constructors copy the bytes when the runtime forbids external buffers
+//! (Electron 21+, status `napi_no_external_buffers_allowed`); for a mapping that would silently
+//! lose every write. Here that status becomes the error `ERR_MMAP_NO_EXTERNAL_BUFFERS` and
+//! nothing is copied.
+
+use std::ffi::c_void;
+use std::ptr;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use napi::sys;
+use napi::Env;
+
+use crate::errors::{self, Class};
+use crate::mapping::Mapping;
+
+/// The environment variable that makes every Buffer creation act as if the runtime forbade
+/// external buffers: the switch that tests the Electron 21+ path on plain Node.
+pub const SIMULATE_NO_EXTERNAL_BUFFERS: &str = "NODE_MMAP_SIMULATE_NO_EXTERNAL_BUFFERS";
+
+fn simulate_no_external_buffers() -> bool {
+  static SIMULATE: OnceLock<bool> = OnceLock::new();
+  *SIMULATE.get_or_init(|| std::env::var_os(SIMULATE_NO_EXTERNAL_BUFFERS).is_some_and(|v| v == "1"))
+}
+
+/// `napi_create_external_buffer`, or the status an Electron 21+ runtime returns when the
+/// switch is on. Every Buffer this crate makes goes through here.
+///
+/// # Safety
+/// Same contract as `napi_create_external_buffer`: `data..data + len` stays valid until
+/// `finalize(env, data, hint)` is called.
+unsafe fn create_external_buffer(
+  env: &Env,
+  data: *mut u8,
+  len: usize,
+  finalize: sys::napi_finalize,
+  hint: *mut c_void,
+  result: &mut sys::napi_value,
+) -> sys::napi_status {
+  if simulate_no_external_buffers() {
+    return sys::Status::napi_no_external_buffers_allowed;
+  }
+  // SAFETY: forwarded from this function's contract.
+  unsafe { sys::napi_create_external_buffer(env.raw(), len, data.cast(), finalize, hint, result) }
+}
+
+/// The finalizer of every Buffer made by [`create`]: drops that Buffer's strong reference.
+unsafe extern "C" fn finalize_buffer(_env: sys::napi_env, _data: *mut c_void, hint: *mut c_void) {
+  // SAFETY: `hint` is the `Arc::into_raw` made for exactly this Buffer in `create`, and Node
+  // calls a Buffer's finalizer once.
+  let mapping = unsafe { Arc::from_raw(hint.cast_const().cast::<Mapping>()) };
+  mapping.buffer_finalized();
+  drop(mapping); // the last reference unmaps (Mapping's Drop)
+}
+
+fn no_external_buffers(env: &Env) -> napi::Error {
+  errors::throw_coded(
+    env,
+    Class::Error,
+    "ERR_MMAP_NO_EXTERNAL_BUFFERS",
+    "This runtime does not allow external buffers (Electron 21+ and other V8 memory-cage builds), \
+     so a mapping cannot be shown as a zero-copy Buffer, and a copy would lose every write. \
+     Nothing was mapped. Check mmap.externalBuffersAllowed() first; where it returns false, \
+     read and write the file with node:fs instead.",
+  )
+}
+
+/// A Buffer of `len` bytes at `offset` into `mapping`, sharing its memory.
+pub fn create(env: &Env, mapping: &Arc<Mapping>, offset: usize, len: usize) -> napi::Result<sys::napi_value> {
+  debug_assert!(offset <= mapping.len() && len <= mapping.len() - offset);
+  let hint = Arc::into_raw(Arc::clone(mapping)).cast_mut().cast::<c_void>();
+  mapping.buffer_created();
+  let before = mapping.live_buffers();
+  let mut result = ptr::null_mut();
+  // SAFETY: the range lies inside the mapping, which stays mapped while `hint` (a strong
+  // reference) is held, and `hint` is released only by `finalize_buffer` or below.
+  let status = unsafe { create_external_buffer(env, mapping.addr().add(offset), len, Some(finalize_buffer), hint, &mut result) };
+  if status == sys::Status::napi_ok {
+    EXTERNAL_ALLOWED.store(ALLOWED, Ordering::Relaxed);
+    return Ok(result);
+  }
+  // Node calls the finalizer synchronously on some failures (a length above kMaxLength): then
+  // the count dropped and the reference is already gone. Otherwise it is still ours to drop.
+  if mapping.live_buffers() == before {
+    mapping.buffer_finalized();
+    // SAFETY: the finalizer did not run, so this is the one release of `hint`.
+    drop(unsafe { Arc::from_raw(hint.cast_const().cast::<Mapping>()) });
+  }
+  match status {
+    sys::Status::napi_no_external_buffers_allowed => {
+      EXTERNAL_ALLOWED.store(FORBIDDEN, Ordering::Relaxed);
+      Err(no_external_buffers(env))
+    }
+    _ if exception_pending(env) => Err(errors::pending()),
+    _ => Err(errors::throw_coded(env, Class::Error, "ERR_MMAP_BUFFER", &format!("napi_create_external_buffer failed with status {status}"))),
+  }
+}
+
+fn exception_pending(env: &Env) -> bool {
+  let mut pending = false;
+  // SAFETY: `pending` is a valid out-pointer.
+  unsafe { sys::napi_is_exception_pending(env.raw(), &mut pending) };
+  pending
+}
+
+const UNKNOWN: u8 = 0;
+const ALLOWED: u8 = 1;
+const FORBIDDEN: u8 = 2;
+static EXTERNAL_ALLOWED: AtomicU8 = AtomicU8::new(UNKNOWN);
+
+/// Whether this runtime lets a mapping be shown as a zero-copy Buffer. Learned from the first
+/// Buffer made, or from a probe: an empty external Buffer over a static byte.
+pub fn external_buffers_allowed(env: &Env) -> bool {
+  match EXTERNAL_ALLOWED.load(Ordering::Relaxed) {
+    ALLOWED => return true,
+    FORBIDDEN => return false,
+    _ => {}
+  }
+  static PROBE: u8 = 0;
+  let mut result = ptr::null_mut();
+  // SAFETY: a zero-length Buffer over a static that lives forever, with no finalizer.
+  let status = unsafe { create_external_buffer(env, ptr::addr_of!(PROBE).cast_mut(), 0, None, ptr::null_mut(), &mut result) };
+  let allowed = status == sys::Status::napi_ok;
+  EXTERNAL_ALLOWED.store(if allowed { ALLOWED } else { FORBIDDEN }, Ordering::Relaxed);
+  allowed
+}

@@ -1,0 +1,157 @@
+//! JS errors shaped like Node's own, thrown directly through Node-API.
+//!
+//! Each builder throws the error with `napi_throw` and returns a [`napi::Error`] whose status is
+//! `PendingException`; napi-rs then leaves the pending exception alone, so what JavaScript catches
+//! is exactly the object built here: its class, `code`, and for system errors `errno` (negative,
+//! as in `fs`), `syscall` and `path`.
+
+use std::ffi::c_char;
+use std::io;
+use std::ptr;
+
+use napi::sys;
+use napi::{Env, Status};
+
+/// The `Err` every builder returns once the JS exception is pending.
+pub fn pending() -> napi::Error {
+  napi::Error::new(Status::PendingException, String::new())
+}
+
+/// Which JS class an argument error takes.
+#[derive(Clone, Copy)]
+pub enum Class {
+  Error,
+  TypeError,
+  RangeError,
+}
+
+/// A JS string, or null when even that fails (the env is tearing down).
+pub fn js_string(env: &Env, text: &str) -> sys::napi_value {
+  let mut value = ptr::null_mut();
+  // SAFETY: `text` is valid UTF-8 of the given length and `value` is a valid out-pointer.
+  let status = unsafe { sys::napi_create_string_utf8(env.raw(), text.as_ptr().cast::<c_char>(), text.len() as isize, &mut value) };
+  if status == sys::Status::napi_ok {
+    value
+  } else {
+    ptr::null_mut()
+  }
+}
+
+/// Builds an error object of `class` with `code` and `message`, without throwing it.
+pub fn create(env: &Env, class: Class, code: &str, message: &str) -> sys::napi_value {
+  let code = js_string(env, code);
+  let message = js_string(env, message);
+  let mut error = ptr::null_mut();
+  let create = match class {
+    Class::Error => sys::napi_create_error,
+    Class::TypeError => sys::napi_create_type_error,
+    Class::RangeError => sys::napi_create_range_error,
+  };
+  // SAFETY: `code` and `message` are JS strings of this env (or null, which Node-API rejects
+  // with a status instead of reading), and `error` is a valid out-pointer.
+  unsafe { create(env.raw(), code, message, &mut error) };
+  error
+}
+
+/// Sets `object[name] = value`, ignoring failure (best effort while the env tears down).
+pub fn set(env: &Env, object: sys::napi_value, name: &std::ffi::CStr, value: sys::napi_value) {
+  if object.is_null() || value.is_null() {
+    return;
+  }
+  // SAFETY: `object` and `value` are live values of this env, `name` is NUL-terminated.
+  unsafe { sys::napi_set_named_property(env.raw(), object, name.as_ptr(), value) };
+}
+
+/// Throws `error` and returns the pending-exception marker.
+pub fn throw(env: &Env, error: sys::napi_value) -> napi::Error {
+  if !error.is_null() {
+    // SAFETY: `error` is a live value of this env.
+    unsafe { sys::napi_throw(env.raw(), error) };
+  }
+  pending()
+}
+
+/// Throws a `TypeError`/`RangeError`/`Error` with a Node-style `code`.
+pub fn throw_coded(env: &Env, class: Class, code: &str, message: &str) -> napi::Error {
+  throw(env, create(env, class, code, message))
+}
+
+/// Throws an error for a failed system call, shaped like Node's `fs` errors:
+/// `EACCES: permission denied, mmap 'path'` with `errno` (negative), `code`, `syscall`, `path`.
+pub fn throw_system(env: &Env, err: &io::Error, syscall: &str, path: Option<&str>) -> napi::Error {
+  let raw = err.raw_os_error().unwrap_or(0);
+  let (code, description) = errno_name(raw);
+  let code = code.map_or_else(|| format!("E{raw}"), str::to_owned);
+  let description = description.map_or_else(|| err.to_string().to_lowercase(), str::to_owned);
+  let message = match path {
+    Some(path) => format!("{code}: {description}, {syscall} '{path}'"),
+    None => format!("{code}: {description}, {syscall}"),
+  };
+  let error = create(env, Class::Error, &code, &message);
+  let mut errno = ptr::null_mut();
+  // SAFETY: `errno` is a valid out-pointer.
+  unsafe { sys::napi_create_int32(env.raw(), -raw, &mut errno) };
+  set(env, error, c"errno", errno);
+  set(env, error, c"syscall", js_string(env, syscall));
+  if let Some(path) = path {
+    set(env, error, c"path", js_string(env, path));
+  }
+  throw(env, error)
+}
+
+/// The symbolic name of an errno value and the short description Node prints for it.
+pub fn errno_name(errno: i32) -> (Option<&'static str>, Option<&'static str>) {
+  let entry = match errno {
+    libc::EACCES => ("EACCES", "permission denied"),
+    libc::EAGAIN => ("EAGAIN", "resource temporarily unavailable"),
+    libc::EBADF => ("EBADF", "bad file descriptor"),
+    libc::EBUSY => ("EBUSY", "resource busy or locked"),
+    libc::EEXIST => ("EEXIST", "file already exists"),
+    libc::EFAULT => ("EFAULT", "bad address in system call argument"),
+    libc::EFBIG => ("EFBIG", "file too large"),
+    libc::EINTR => ("EINTR", "interrupted system call"),
+    libc::EINVAL => ("EINVAL", "invalid argument"),
+    libc::EIO => ("EIO", "i/o error"),
+    libc::EISDIR => ("EISDIR", "illegal operation on a directory"),
+    libc::ELOOP => ("ELOOP", "too many symbolic links encountered"),
+    libc::EMFILE => ("EMFILE", "too many open files"),
+    libc::ENAMETOOLONG => ("ENAMETOOLONG", "name too long"),
+    libc::ENFILE => ("ENFILE", "file table overflow"),
+    libc::ENODEV => ("ENODEV", "no such device"),
+    libc::ENOENT => ("ENOENT", "no such file or directory"),
+    libc::ENOMEM => ("ENOMEM", "not enough memory"),
+    libc::ENOSPC => ("ENOSPC", "no space left on device"),
+    libc::ENOSYS => ("ENOSYS", "function not implemented"),
+    libc::ENOTDIR => ("ENOTDIR", "not a directory"),
+    libc::ENOTSUP => ("ENOTSUP", "operation not supported"),
+    libc::ENXIO => ("ENXIO", "no such device or address"),
+    libc::EOVERFLOW => ("EOVERFLOW", "value too large for defined data type"),
+    libc::EPERM => ("EPERM", "operation not permitted"),
+    libc::EROFS => ("EROFS", "read-only file system"),
+    libc::ESPIPE => ("ESPIPE", "invalid seek"),
+    libc::ETXTBSY => ("ETXTBSY", "text file is busy"),
+    _ => return (None, None),
+  };
+  (Some(entry.0), Some(entry.1))
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn errno_name_knows_the_mmap_errors() {
+    for errno in [libc::EACCES, libc::EBADF, libc::EINVAL, libc::ENODEV, libc::ENOMEM, libc::EPERM, libc::EOVERFLOW] {
+      let (code, text) = errno_name(errno);
+      let code = code.unwrap();
+      assert!(code.starts_with('E'), "{code}");
+      assert!(!text.unwrap().is_empty());
+    }
+    assert_eq!(errno_name(libc::EACCES), (Some("EACCES"), Some("permission denied")));
+  }
+
+  #[test]
+  fn errno_name_unknown_is_none() {
+    assert_eq!(errno_name(100_000), (None, None));
+  }
+}

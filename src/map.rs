@@ -1,0 +1,181 @@
+//! `map()`: the seed's API (`map(size, protection, flags, fd, offset)`), plus mmap-io's optional
+//! sixth argument `advise`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use napi::bindgen_prelude::{Unknown, ValueType};
+use napi::Env;
+use napi_derive::napi;
+
+use crate::args::{self, MAX_SAFE_INTEGER};
+use crate::constants::{self as c, ADVICE, PLACEMENT_FLAGS};
+use crate::errors;
+use crate::mapping::Mapping;
+use crate::{buffer, sys};
+
+/// `buffer.constants.MAX_LENGTH` of the runtime, told by `index.js` when it loads; until then
+/// the smallest value current Node versions use (4 GiB, Node 18 and 20).
+static BUFFER_MAX_LENGTH: AtomicU64 = AtomicU64::new(1 << 32);
+
+/// Called once by `index.js` with `require('buffer').constants.MAX_LENGTH`.
+#[napi(js_name = "__setBufferMaxLength", skip_typescript)]
+pub fn set_buffer_max_length(max_length: f64) {
+  if max_length.is_finite() && max_length >= 1.0 {
+    BUFFER_MAX_LENGTH.store(max_length.min(MAX_SAFE_INTEGER) as u64, Ordering::Relaxed);
+  }
+}
+
+/// The largest Buffer the runtime can make.
+pub fn buffer_max_length() -> u64 {
+  BUFFER_MAX_LENGTH.load(Ordering::Relaxed)
+}
+
+/// Maps `size` bytes of the file `fd` (or of anonymous memory) starting at `offset` and returns
+/// a Buffer that is the mapping itself: no copy is made, writes through a `MAP_SHARED` mapping
+/// reach the file. The mapping is unmapped when the Buffer is garbage-collected.
+///
+/// @param size - Bytes to map: an integer from 1 to `buffer.constants.MAX_LENGTH`.
+/// @param protection - `PROT_NONE` or a bitwise OR of `PROT_READ`, `PROT_WRITE`, `PROT_EXEC`.
+/// @param flags - `MAP_SHARED` or `MAP_PRIVATE`, OR'ed with optional `MAP_*` flags.
+///   Flags that place the mapping at an address (`MAP_FIXED`, ...) are refused.
+/// @param fd - An open file descriptor, or -1 with `MAP_ANONYMOUS`.
+/// @param offset - Where in the file the mapping starts: a multiple of `ALLOCATION_GRANULARITY`.
+///   Default: `0`.
+/// @param advise - A `MADV_*` value applied with `madvise` right after mapping. Default: none.
+/// @throws {TypeError} `ERR_INVALID_ARG_TYPE` when an argument is not a number.
+/// @throws {RangeError} `ERR_OUT_OF_RANGE` / `ERR_INVALID_ARG_VALUE` for a bad value.
+/// @throws {Error} with `code`, `errno`, `syscall` when `mmap` or `madvise` fails, and
+///   `ERR_MMAP_NO_EXTERNAL_BUFFERS` where the runtime forbids external buffers (use `Mapping`).
+#[napi(ts_args_type = "size: number, protection: number, flags: number, fd: number, offset?: number, advise?: number", ts_return_type = "Buffer")]
+pub fn map<'env>(
+  env: &'env Env,
+  size: Unknown<'env>,
+  protection: Unknown<'env>,
+  flags: Unknown<'env>,
+  fd: Unknown<'env>,
+  offset: Option<Unknown<'env>>,
+  advise: Option<Unknown<'env>>,
+) -> napi::Result<Unknown<'env>> {
+  let size = check_size(env, &size)?;
+  let protection = check_protection(env, &protection)?;
+  let flags_value = flags;
+  let flags = check_flags(env, &flags_value)?;
+  let anonymous = flags & c::MAP_ANONYMOUS != 0;
+  let fd = args::integer(env, &fd, "fd", -1, i32::MAX as i64)? as i32;
+  if anonymous && fd != -1 {
+    return Err(args::invalid_value(env, "fd", "must be -1 with MAP_ANONYMOUS", &fd.to_string()));
+  }
+  if !anonymous && fd == -1 {
+    return Err(args::invalid_value(env, "fd", "must be an open file descriptor (>= 0) unless flags include MAP_ANONYMOUS", "-1"));
+  }
+  let offset = check_offset(env, offset.as_ref())?;
+  let advice = check_advice(env, advise.as_ref())?;
+
+  let mapping = Mapping::new(size, protection, flags, fd, offset).map_err(|err| errors::throw_system(env, &err, "mmap", None))?;
+  if let Some(advice) = advice {
+    // On failure `mapping` drops here, which unmaps it: nothing leaks.
+    mapping.advise(0, size, advice).map_err(|err| errors::throw_system(env, &err, "madvise", None))?;
+  }
+  let buffer = buffer::create(env, &mapping, 0, size)?;
+  // SAFETY: `buffer` was just created in this env's current scope.
+  Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), buffer) })
+}
+
+fn check_size(env: &Env, value: &Unknown) -> napi::Result<usize> {
+  let max = buffer_max_length();
+  let Some(number) = args::number_value(env, value) else {
+    return Err(args::invalid_type(env, "size", "of type number", value));
+  };
+  if number.fract() != 0.0 || !number.is_finite() {
+    return Err(args::out_of_range(env, "size", "an integer", value));
+  }
+  if number < 1.0 {
+    return Err(args::out_of_range(env, "size", &format!(">= 1 && <= {max}"), value));
+  }
+  if number > max as f64 {
+    let range = format!(
+      ">= 1 && <= {max} (buffer.constants.MAX_LENGTH, the largest Buffer this runtime can make); \
+       map the file in windows of at most that size with \"offset\""
+    );
+    return Err(args::out_of_range(env, "size", &range, value));
+  }
+  usize::try_from(number as u64).map_err(|_| args::out_of_range(env, "size", "addressable on this platform", value))
+}
+
+fn check_protection(env: &Env, value: &Unknown) -> napi::Result<i32> {
+  let protection = args::integer(env, value, "protection", 0, i32::MAX as i64)? as i32;
+  let known = c::PROT_READ | c::PROT_WRITE | c::PROT_EXEC;
+  if protection & !known != 0 {
+    return Err(args::invalid_value(
+      env,
+      "protection",
+      "must be PROT_NONE or a bitwise OR of PROT_READ, PROT_WRITE and PROT_EXEC",
+      &protection.to_string(),
+    ));
+  }
+  Ok(protection)
+}
+
+fn check_flags(env: &Env, value: &Unknown) -> napi::Result<i32> {
+  let flags = args::integer(env, value, "flags", 0, i32::MAX as i64)? as i32;
+  for (name, flag) in PLACEMENT_FLAGS {
+    if *flag != 0 && flags & flag != 0 {
+      let reason = format!("must not include {name}: there is no address to place the mapping at, and a fixed mapping could overwrite the process's own memory");
+      return Err(args::invalid_value(env, "flags", &reason, &flags.to_string()));
+    }
+  }
+  let kind = flags & c::MAP_TYPE_MASK;
+  let shared_validate = c::MAP_SHARED_VALIDATE != 0 && kind == c::MAP_SHARED_VALIDATE;
+  if kind != c::MAP_SHARED && kind != c::MAP_PRIVATE && !shared_validate {
+    return Err(args::invalid_value(env, "flags", "must include exactly one of MAP_SHARED and MAP_PRIVATE", &flags.to_string()));
+  }
+  let mut allowed = c::MAP_TYPE_MASK | c::OPTIONAL_FLAGS;
+  if c::MAP_HUGETLB != 0 && flags & c::MAP_HUGETLB != 0 {
+    allowed |= c::MAP_HUGE_MASK << c::MAP_HUGE_SHIFT;
+  }
+  if flags & !allowed != 0 {
+    return Err(args::invalid_value(
+      env,
+      "flags",
+      &format!("has bits that are not MAP_* flags node-mmap knows ({:#x})", flags & !allowed),
+      &flags.to_string(),
+    ));
+  }
+  Ok(flags)
+}
+
+fn check_offset(env: &Env, value: Option<&Unknown>) -> napi::Result<u64> {
+  let Some(offset) = args::optional_integer(env, value, "offset", 0, MAX_SAFE_INTEGER as i64)? else {
+    return Ok(0);
+  };
+  let granularity = sys::allocation_granularity() as i64;
+  if offset % granularity != 0 {
+    return Err(args::invalid_value(
+      env,
+      "offset",
+      &format!("must be a multiple of ALLOCATION_GRANULARITY ({granularity})"),
+      &offset.to_string(),
+    ));
+  }
+  Ok(offset as u64)
+}
+
+/// The optional `advise` argument: `None` when absent or `undefined`.
+pub fn check_advice(env: &Env, value: Option<&Unknown>) -> napi::Result<Option<i32>> {
+  let Some(value) = value.filter(|v| args::type_of(v) != ValueType::Undefined) else {
+    return Ok(None);
+  };
+  let advice = args::integer(env, value, "advise", i32::MIN as i64, i32::MAX as i64)? as i32;
+  if !ADVICE.iter().any(|(_, known)| *known == advice) {
+    return Err(args::invalid_value(env, "advise", "must be one of the MADV_* constants", &advice.to_string()));
+  }
+  Ok(Some(advice))
+}
+
+/// Whether this runtime allows zero-copy Buffers over external memory. It is `false` in
+/// Electron 21+ and other builds with V8's memory cage: there `map()` throws
+/// `ERR_MMAP_NO_EXTERNAL_BUFFERS`; use `Mapping`, which copies, instead.
+#[napi]
+pub fn external_buffers_allowed(env: &Env) -> bool {
+  buffer::external_buffers_allowed(env)
+}

@@ -1,0 +1,220 @@
+//! The POSIX side of the OS layer: the only file (with its siblings for other platforms) that
+//! calls into the operating system.
+//!
+//! Every function takes plain integers and raw addresses and returns `io::Result`, with the
+//! error taken by `io::Error::last_os_error()` right after the failing call. Validation happens
+//! above this layer; these functions assume their arguments were checked.
+
+use std::io;
+
+/// The OS's own numbers for the constants the module exports. Linux has the full set; other
+/// Unix systems get 0 for flags they lack ("no effect" there).
+pub mod consts {
+  pub use libc::{MADV_DONTNEED, MADV_NORMAL, MADV_RANDOM, MADV_SEQUENTIAL, MADV_WILLNEED};
+  pub use libc::{MAP_ANON, MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED};
+  pub use libc::{MS_ASYNC, MS_INVALIDATE, MS_SYNC};
+  pub use libc::{PROT_EXEC, PROT_NONE, PROT_READ, PROT_WRITE};
+
+  #[cfg(any(target_os = "linux", target_os = "android"))]
+  mod platform {
+    pub use libc::{
+      MADV_COLD, MADV_DODUMP, MADV_DOFORK, MADV_DONTDUMP, MADV_DONTFORK, MADV_FREE, MADV_HUGEPAGE,
+      MADV_KEEPONFORK, MADV_MERGEABLE, MADV_NOHUGEPAGE, MADV_PAGEOUT, MADV_REMOVE,
+      MADV_UNMERGEABLE, MADV_WIPEONFORK,
+    };
+    pub use libc::{
+      MAP_HUGETLB, MAP_HUGE_1GB, MAP_HUGE_2MB, MAP_HUGE_MASK, MAP_HUGE_SHIFT, MAP_LOCKED,
+      MAP_NONBLOCK, MAP_NORESERVE, MAP_POPULATE, MAP_SHARED_VALIDATE, MAP_STACK, MAP_SYNC,
+    };
+    /// Flags that choose or constrain the address of a mapping: always refused, since the API
+    /// has no address parameter and a fixed mapping could overwrite the process's own memory.
+    pub const PLACEMENT_FLAGS: &[(&str, libc::c_int)] = &[
+      ("MAP_FIXED", libc::MAP_FIXED),
+      ("MAP_FIXED_NOREPLACE", libc::MAP_FIXED_NOREPLACE),
+      ("MAP_32BIT", libc::MAP_32BIT),
+      ("MAP_GROWSDOWN", libc::MAP_GROWSDOWN),
+    ];
+    /// The bits of `flags` that name the mapping type (shared, private, shared-validate).
+    pub const MAP_TYPE_MASK: libc::c_int = 0x0f;
+  }
+
+  #[cfg(not(any(target_os = "linux", target_os = "android")))]
+  mod platform {
+    use libc::c_int;
+    pub const MADV_COLD: c_int = 0;
+    pub const MADV_DODUMP: c_int = 0;
+    pub const MADV_DOFORK: c_int = 0;
+    pub const MADV_DONTDUMP: c_int = 0;
+    pub const MADV_DONTFORK: c_int = 0;
+    pub use libc::MADV_FREE;
+    pub const MADV_HUGEPAGE: c_int = 0;
+    pub const MADV_KEEPONFORK: c_int = 0;
+    pub const MADV_MERGEABLE: c_int = 0;
+    pub const MADV_NOHUGEPAGE: c_int = 0;
+    pub const MADV_PAGEOUT: c_int = 0;
+    pub const MADV_REMOVE: c_int = 0;
+    pub const MADV_UNMERGEABLE: c_int = 0;
+    pub const MADV_WIPEONFORK: c_int = 0;
+    pub const MAP_HUGETLB: c_int = 0;
+    pub const MAP_HUGE_1GB: c_int = 0;
+    pub const MAP_HUGE_2MB: c_int = 0;
+    pub const MAP_HUGE_MASK: c_int = 0;
+    pub const MAP_HUGE_SHIFT: c_int = 0;
+    pub const MAP_LOCKED: c_int = 0;
+    pub const MAP_NONBLOCK: c_int = 0;
+    pub use libc::MAP_NORESERVE;
+    pub const MAP_POPULATE: c_int = 0;
+    pub const MAP_SHARED_VALIDATE: c_int = 0;
+    pub const MAP_STACK: c_int = 0;
+    pub const MAP_SYNC: c_int = 0;
+    pub const PLACEMENT_FLAGS: &[(&str, c_int)] = &[("MAP_FIXED", libc::MAP_FIXED)];
+    pub const MAP_TYPE_MASK: c_int = libc::MAP_SHARED | libc::MAP_PRIVATE;
+  }
+
+  pub use platform::*;
+}
+
+/// `sysconf(_SC_PAGESIZE)`.
+pub fn page_size() -> usize {
+  // SAFETY: sysconf has no preconditions; it only reads a system value.
+  let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+  // POSIX guarantees a positive page size; 4096 is only a fallback for a broken libc.
+  usize::try_from(size).ok().filter(|&s| s > 0).unwrap_or(4096)
+}
+
+/// The alignment a file offset needs: the page size on POSIX.
+pub fn allocation_granularity() -> usize {
+  page_size()
+}
+
+/// `mmap(NULL, len, prot, flags, fd, offset)`: a new mapping at an address the kernel picks.
+/// `flags` never contains a placement flag (the caller refuses them).
+pub fn map(len: usize, prot: i32, flags: i32, fd: i32, offset: u64) -> io::Result<*mut u8> {
+  let offset = libc::off_t::try_from(offset).map_err(|_| io::Error::from_raw_os_error(libc::EOVERFLOW))?;
+  // SAFETY: a NULL address without MAP_FIXED lets the kernel choose an unused range, so no
+  // existing memory is touched; every other argument is a plain integer the kernel validates.
+  let addr = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, flags, fd, offset) };
+  if addr == libc::MAP_FAILED {
+    return Err(io::Error::last_os_error());
+  }
+  Ok(addr.cast())
+}
+
+/// `munmap(addr, len)`.
+///
+/// # Safety
+/// `addr..addr + len` is a range this crate mapped and still owns, and no Rust reference into it
+/// outlives this call.
+pub unsafe fn unmap(addr: *mut u8, len: usize) -> io::Result<()> {
+  // SAFETY: the caller owns the range (see this function's contract).
+  if unsafe { libc::munmap(addr.cast(), len) } != 0 {
+    return Err(io::Error::last_os_error());
+  }
+  Ok(())
+}
+
+/// Replaces the range with fresh, zero-filled, private anonymous memory in one step
+/// (`MAP_FIXED` over our own range). Native code that still holds a pointer into the range
+/// (zlib, an `fs.write` in flight) then reads zeros and writes into memory nobody sees, instead
+/// of faulting; the file is no longer referenced. The range stays reserved until `unmap`.
+///
+/// # Safety
+/// `addr..addr + len` is a range this crate mapped and still owns.
+pub unsafe fn replace_with_placeholder(addr: *mut u8, len: usize) -> io::Result<()> {
+  let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED | consts::MAP_NORESERVE;
+  let prot = libc::PROT_READ | libc::PROT_WRITE;
+  // SAFETY: MAP_FIXED replaces exactly the range the caller owns (see the contract), so no
+  // memory that belongs to anyone else is touched.
+  let got = unsafe { libc::mmap(addr.cast(), len, prot, flags, -1, 0) };
+  if got == libc::MAP_FAILED {
+    return Err(io::Error::last_os_error());
+  }
+  Ok(())
+}
+
+/// `madvise(addr, len, advice)`.
+///
+/// # Safety
+/// `addr..addr + len` lies within a mapping this crate owns, `addr` is page-aligned, and
+/// `advice` is one of the exported MADV_* values (none of them frees memory we still use).
+pub unsafe fn advise(addr: *mut u8, len: usize, advice: i32) -> io::Result<()> {
+  // SAFETY: the caller owns the range and picked a non-destructive advice (see the contract).
+  if unsafe { libc::madvise(addr.cast(), len, advice) } != 0 {
+    return Err(io::Error::last_os_error());
+  }
+  Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+  use std::io::Write;
+
+  fn temp_file(bytes: &[u8]) -> std::fs::File {
+    let path = std::env::temp_dir().join(format!("node-mmap-sys-{}-{:?}", std::process::id(), std::thread::current().id()));
+    let mut file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    file.write_all(bytes).unwrap();
+    file
+  }
+
+  #[test]
+  fn page_size_is_a_power_of_two() {
+    assert!(page_size().is_power_of_two());
+    assert_eq!(allocation_granularity(), page_size());
+  }
+
+  #[test]
+  fn map_shared_file_reads_its_bytes() {
+    use std::os::fd::AsRawFd;
+    let file = temp_file(b"hello mmap");
+    let addr = map(10, libc::PROT_READ, libc::MAP_SHARED, file.as_raw_fd(), 0).unwrap();
+    // SAFETY: the mapping is 10 bytes long, readable, and unmapped only below.
+    let bytes = unsafe { std::slice::from_raw_parts(addr, 10) }.to_vec();
+    assert_eq!(&bytes, b"hello mmap");
+    // SAFETY: mapped above; no reference into it remains.
+    unsafe { unmap(addr, 10) }.unwrap();
+  }
+
+  #[test]
+  fn map_bad_fd_is_ebadf() {
+    let err = map(4096, libc::PROT_READ, libc::MAP_SHARED, 1_000_000, 0).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EBADF));
+  }
+
+  #[test]
+  fn map_offset_past_off_t_is_eoverflow() {
+    let err = map(4096, libc::PROT_READ, libc::MAP_SHARED, 0, u64::MAX).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EOVERFLOW));
+  }
+
+  #[test]
+  fn placeholder_drops_the_file_and_reads_zeros() {
+    use std::os::fd::AsRawFd;
+    let file = temp_file(&[7u8; 4096]);
+    let len = 4096;
+    let addr = map(len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, file.as_raw_fd(), 0).unwrap();
+    // SAFETY: the range was mapped above and is owned by this test.
+    unsafe { replace_with_placeholder(addr, len) }.unwrap();
+    // SAFETY: the placeholder is readable and writable and `len` bytes long.
+    let view = unsafe { std::slice::from_raw_parts_mut(addr, len) };
+    assert!(view.iter().all(|&b| b == 0));
+    view[0] = 1; // goes nowhere
+    let mut on_disk = [0u8; 1];
+    std::os::unix::fs::FileExt::read_at(&file, &mut on_disk, 0).unwrap();
+    assert_eq!(on_disk[0], 7);
+    // SAFETY: still owned by this test; `view` is not used again.
+    unsafe { unmap(addr, len) }.unwrap();
+  }
+
+  #[test]
+  fn advise_rejects_unaligned_address() {
+    let len = page_size() * 2;
+    let addr = map(len, libc::PROT_READ, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0).unwrap();
+    // SAFETY: inside our own anonymous mapping; MADV_RANDOM frees nothing.
+    let err = unsafe { advise(addr.add(1), 100, libc::MADV_RANDOM) }.unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EINVAL));
+    // SAFETY: mapped above.
+    unsafe { unmap(addr, len) }.unwrap();
+  }
+}
