@@ -42,13 +42,19 @@ pub fn number_value(env: &Env, value: &Unknown) -> Option<f64> {
 
 /// `ERR_INVALID_ARG_TYPE`: `The "name" argument must be of type <expected>. Received ...`.
 pub fn invalid_type(env: &Env, name: &str, expected: &str, value: &Unknown) -> napi::Error {
-  let message = format!("The \"{name}\" argument must be {expected}. Received {}", describe(env, value));
+  let message = format!(
+    "The \"{name}\" argument must be {expected}. Received {}",
+    describe(env, value)
+  );
   errors::throw_coded(env, Class::TypeError, "ERR_INVALID_ARG_TYPE", &message)
 }
 
 /// `ERR_OUT_OF_RANGE`: `The value of "name" is out of range. It must be <range>. Received <n>`.
 pub fn out_of_range(env: &Env, name: &str, range: &str, value: &Unknown) -> napi::Error {
-  let message = format!("The value of \"{name}\" is out of range. It must be {range}. Received {}", received_number(env, value));
+  let message = format!(
+    "The value of \"{name}\" is out of range. It must be {range}. Received {}",
+    received_number(env, value)
+  );
   errors::throw_coded(env, Class::RangeError, "ERR_OUT_OF_RANGE", &message)
 }
 
@@ -75,7 +81,13 @@ pub fn integer(env: &Env, value: &Unknown, name: &str, min: i64, max: i64) -> na
 }
 
 /// Like [`integer`], but `undefined` gives `None`.
-pub fn optional_integer(env: &Env, value: Option<&Unknown>, name: &str, min: i64, max: i64) -> napi::Result<Option<i64>> {
+pub fn optional_integer(
+  env: &Env,
+  value: Option<&Unknown>,
+  name: &str,
+  min: i64,
+  max: i64,
+) -> napi::Result<Option<i64>> {
   match value {
     Some(value) if type_of(value) != ValueType::Undefined => integer(env, value, name, min, max).map(Some),
     _ => Ok(None),
@@ -92,7 +104,10 @@ pub fn received_number(env: &Env, value: &Unknown) -> String {
     return "-0".to_owned();
   }
   let text = coerce_to_string(env, raw(value)).unwrap_or_else(|| number.to_string());
-  if number.fract() == 0.0 && number.abs() > 4_294_967_296.0 && text.trim_start_matches('-').bytes().all(|b| b.is_ascii_digit()) {
+  if number.fract() == 0.0
+    && number.abs() > 4_294_967_296.0
+    && text.trim_start_matches('-').bytes().all(|b| b.is_ascii_digit())
+  {
     return with_separators(&text);
   }
   text
@@ -149,7 +164,10 @@ pub fn describe(env: &Env, value: &Unknown) -> String {
     }
     _ => {
       let constructor = property(env, handle, c"constructor");
-      match constructor.and_then(|c| property_string(env, c, c"name")).filter(|n| !n.is_empty()) {
+      match constructor
+        .and_then(|c| property_string(env, c, c"name"))
+        .filter(|n| !n.is_empty())
+      {
         Some(name) => format!("an instance of {name}"),
         None => "[Object: null prototype]".to_owned(),
       }
@@ -214,7 +232,9 @@ fn property_string(env: &Env, object: sys::napi_value, name: &CStr) -> Option<St
   let mut kind = 0;
   // SAFETY: `value` is a live value of this env and `kind` a valid out-pointer.
   unsafe { sys::napi_typeof(env.raw(), value, &mut kind) };
-  (kind == sys::ValueType::napi_string).then(|| coerce_to_string(env, value)).flatten()
+  (kind == sys::ValueType::napi_string)
+    .then(|| coerce_to_string(env, value))
+    .flatten()
 }
 
 /// `String(value)` for primitives that convert without running user code.
@@ -227,12 +247,22 @@ fn coerce_to_string(env: &Env, value: sys::napi_value) -> Option<String> {
   }
   let mut len = 0usize;
   // SAFETY: a null buffer asks only for the length, written to `len`.
-  if unsafe { sys::napi_get_value_string_utf8(env.raw(), string, ptr::null_mut(), 0, &mut len) } != sys::Status::napi_ok {
+  if unsafe { sys::napi_get_value_string_utf8(env.raw(), string, ptr::null_mut(), 0, &mut len) }
+    != sys::Status::napi_ok
+  {
     return None;
   }
   let mut bytes = vec![0u8; len + 1];
   // SAFETY: `bytes` has room for `len` bytes plus the NUL Node-API writes.
-  unsafe { sys::napi_get_value_string_utf8(env.raw(), string, bytes.as_mut_ptr().cast(), bytes.len(), &mut len) };
+  unsafe {
+    sys::napi_get_value_string_utf8(
+      env.raw(),
+      string,
+      bytes.as_mut_ptr().cast(),
+      bytes.len(),
+      &mut len,
+    )
+  };
   bytes.truncate(len);
   String::from_utf8(bytes).ok()
 }

@@ -76,7 +76,16 @@ pub fn create(env: &Env, mapping: &Arc<Mapping>, offset: usize, len: usize) -> n
   let mut result = ptr::null_mut();
   // SAFETY: the range lies inside the mapping, which stays mapped while `hint` (a strong
   // reference) is held, and `hint` is released only by `finalize_buffer` or below.
-  let status = unsafe { create_external_buffer(env, mapping.addr().add(offset), len, Some(finalize_buffer), hint, &mut result) };
+  let status = unsafe {
+    create_external_buffer(
+      env,
+      mapping.addr().add(offset),
+      len,
+      Some(finalize_buffer),
+      hint,
+      &mut result,
+    )
+  };
   if status == sys::Status::napi_ok {
     EXTERNAL_ALLOWED.store(ALLOWED, Ordering::Relaxed);
     return Ok(result);
@@ -94,7 +103,12 @@ pub fn create(env: &Env, mapping: &Arc<Mapping>, offset: usize, len: usize) -> n
       Err(no_external_buffers(env))
     }
     _ if exception_pending(env) => Err(errors::pending()),
-    _ => Err(errors::throw_coded(env, Class::Error, "ERR_MMAP_BUFFER", &format!("napi_create_external_buffer failed with status {status}"))),
+    _ => Err(errors::throw_coded(
+      env,
+      Class::Error,
+      "ERR_MMAP_BUFFER",
+      &format!("napi_create_external_buffer failed with status {status}"),
+    )),
   }
 }
 
@@ -121,7 +135,16 @@ pub fn external_buffers_allowed(env: &Env) -> bool {
   static PROBE: u8 = 0;
   let mut result = ptr::null_mut();
   // SAFETY: a zero-length Buffer over a static that lives forever, with no finalizer.
-  let status = unsafe { create_external_buffer(env, ptr::addr_of!(PROBE).cast_mut(), 0, None, ptr::null_mut(), &mut result) };
+  let status = unsafe {
+    create_external_buffer(
+      env,
+      ptr::addr_of!(PROBE).cast_mut(),
+      0,
+      None,
+      ptr::null_mut(),
+      &mut result,
+    )
+  };
   let allowed = status == sys::Status::napi_ok;
   EXTERNAL_ALLOWED.store(if allowed { ALLOWED } else { FORBIDDEN }, Ordering::Relaxed);
   allowed

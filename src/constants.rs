@@ -9,6 +9,8 @@ use napi_derive::napi;
 use crate::sys::consts as os;
 
 /// A number the OS reports when the addon loads, rather than one fixed at compile time.
+// Exists only to name the type in index.d.ts (`export type SystemValue = number`).
+#[allow(dead_code)]
 #[napi(js_name = "SystemValue")]
 pub type SystemValueNumber = u32;
 
@@ -186,8 +188,14 @@ pub const ADVICE: &[(&str, i32)] = &[
 ];
 
 /// The `flags` bits `map` accepts besides the mapping type.
-pub const OPTIONAL_FLAGS: i32 =
-  MAP_ANONYMOUS | MAP_NORESERVE | MAP_POPULATE | MAP_NONBLOCK | MAP_HUGETLB | MAP_LOCKED | MAP_STACK | MAP_SYNC;
+pub const OPTIONAL_FLAGS: i32 = MAP_ANONYMOUS
+  | MAP_NORESERVE
+  | MAP_POPULATE
+  | MAP_NONBLOCK
+  | MAP_HUGETLB
+  | MAP_LOCKED
+  | MAP_STACK
+  | MAP_SYNC;
 
 pub use os::{MAP_HUGE_MASK, MAP_HUGE_SHIFT, MAP_TYPE_MASK, PLACEMENT_FLAGS};
 

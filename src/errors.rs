@@ -29,7 +29,14 @@ pub enum Class {
 pub fn js_string(env: &Env, text: &str) -> sys::napi_value {
   let mut value = ptr::null_mut();
   // SAFETY: `text` is valid UTF-8 of the given length and `value` is a valid out-pointer.
-  let status = unsafe { sys::napi_create_string_utf8(env.raw(), text.as_ptr().cast::<c_char>(), text.len() as isize, &mut value) };
+  let status = unsafe {
+    sys::napi_create_string_utf8(
+      env.raw(),
+      text.as_ptr().cast::<c_char>(),
+      text.len() as isize,
+      &mut value,
+    )
+  };
   if status == sys::Status::napi_ok {
     value
   } else {
@@ -141,13 +148,24 @@ mod tests {
 
   #[test]
   fn errno_name_knows_the_mmap_errors() {
-    for errno in [libc::EACCES, libc::EBADF, libc::EINVAL, libc::ENODEV, libc::ENOMEM, libc::EPERM, libc::EOVERFLOW] {
+    for errno in [
+      libc::EACCES,
+      libc::EBADF,
+      libc::EINVAL,
+      libc::ENODEV,
+      libc::ENOMEM,
+      libc::EPERM,
+      libc::EOVERFLOW,
+    ] {
       let (code, text) = errno_name(errno);
       let code = code.unwrap();
       assert!(code.starts_with('E'), "{code}");
       assert!(!text.unwrap().is_empty());
     }
-    assert_eq!(errno_name(libc::EACCES), (Some("EACCES"), Some("permission denied")));
+    assert_eq!(
+      errno_name(libc::EACCES),
+      (Some("EACCES"), Some("permission denied"))
+    );
   }
 
   #[test]

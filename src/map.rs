@@ -46,7 +46,10 @@ pub fn buffer_max_length() -> u64 {
 /// @throws {RangeError} `ERR_OUT_OF_RANGE` / `ERR_INVALID_ARG_VALUE` for a bad value.
 /// @throws {Error} with `code`, `errno`, `syscall` when `mmap` or `madvise` fails, and
 ///   `ERR_MMAP_NO_EXTERNAL_BUFFERS` where the runtime forbids external buffers (use `Mapping`).
-#[napi(ts_args_type = "size: number, protection: number, flags: number, fd: number, offset?: number, advise?: number", ts_return_type = "Buffer")]
+#[napi(
+  ts_args_type = "size: number, protection: number, flags: number, fd: number, offset?: number, advise?: number",
+  ts_return_type = "Buffer"
+)]
 pub fn map<'env>(
   env: &'env Env,
   size: Unknown<'env>,
@@ -63,18 +66,31 @@ pub fn map<'env>(
   let anonymous = flags & c::MAP_ANONYMOUS != 0;
   let fd = args::integer(env, &fd, "fd", -1, i32::MAX as i64)? as i32;
   if anonymous && fd != -1 {
-    return Err(args::invalid_value(env, "fd", "must be -1 with MAP_ANONYMOUS", &fd.to_string()));
+    return Err(args::invalid_value(
+      env,
+      "fd",
+      "must be -1 with MAP_ANONYMOUS",
+      &fd.to_string(),
+    ));
   }
   if !anonymous && fd == -1 {
-    return Err(args::invalid_value(env, "fd", "must be an open file descriptor (>= 0) unless flags include MAP_ANONYMOUS", "-1"));
+    return Err(args::invalid_value(
+      env,
+      "fd",
+      "must be an open file descriptor (>= 0) unless flags include MAP_ANONYMOUS",
+      "-1",
+    ));
   }
   let offset = check_offset(env, offset.as_ref())?;
   let advice = check_advice(env, advise.as_ref())?;
 
-  let mapping = Mapping::new(size, protection, flags, fd, offset).map_err(|err| errors::throw_system(env, &err, "mmap", None))?;
+  let mapping = Mapping::new(size, protection, flags, fd, offset)
+    .map_err(|err| errors::throw_system(env, &err, "mmap", None))?;
   if let Some(advice) = advice {
     // On failure `mapping` drops here, which unmaps it: nothing leaks.
-    mapping.advise(0, size, advice).map_err(|err| errors::throw_system(env, &err, "madvise", None))?;
+    mapping
+      .advise(0, size, advice)
+      .map_err(|err| errors::throw_system(env, &err, "madvise", None))?;
   }
   let buffer = buffer::create(env, &mapping, 0, size)?;
   // SAFETY: `buffer` was just created in this env's current scope.
@@ -90,7 +106,12 @@ fn check_size(env: &Env, value: &Unknown) -> napi::Result<usize> {
     return Err(args::out_of_range(env, "size", "an integer", value));
   }
   if number < 1.0 {
-    return Err(args::out_of_range(env, "size", &format!(">= 1 && <= {max}"), value));
+    return Err(args::out_of_range(
+      env,
+      "size",
+      &format!(">= 1 && <= {max}"),
+      value,
+    ));
   }
   if number > max as f64 {
     let range = format!(
@@ -99,7 +120,8 @@ fn check_size(env: &Env, value: &Unknown) -> napi::Result<usize> {
     );
     return Err(args::out_of_range(env, "size", &range, value));
   }
-  usize::try_from(number as u64).map_err(|_| args::out_of_range(env, "size", "addressable on this platform", value))
+  usize::try_from(number as u64)
+    .map_err(|_| args::out_of_range(env, "size", "addressable on this platform", value))
 }
 
 fn check_protection(env: &Env, value: &Unknown) -> napi::Result<i32> {
@@ -127,7 +149,12 @@ fn check_flags(env: &Env, value: &Unknown) -> napi::Result<i32> {
   let kind = flags & c::MAP_TYPE_MASK;
   let shared_validate = c::MAP_SHARED_VALIDATE != 0 && kind == c::MAP_SHARED_VALIDATE;
   if kind != c::MAP_SHARED && kind != c::MAP_PRIVATE && !shared_validate {
-    return Err(args::invalid_value(env, "flags", "must include exactly one of MAP_SHARED and MAP_PRIVATE", &flags.to_string()));
+    return Err(args::invalid_value(
+      env,
+      "flags",
+      "must include exactly one of MAP_SHARED and MAP_PRIVATE",
+      &flags.to_string(),
+    ));
   }
   let mut allowed = c::MAP_TYPE_MASK | c::OPTIONAL_FLAGS;
   if c::MAP_HUGETLB != 0 && flags & c::MAP_HUGETLB != 0 {
@@ -137,7 +164,10 @@ fn check_flags(env: &Env, value: &Unknown) -> napi::Result<i32> {
     return Err(args::invalid_value(
       env,
       "flags",
-      &format!("has bits that are not MAP_* flags node-mmap knows ({:#x})", flags & !allowed),
+      &format!(
+        "has bits that are not MAP_* flags node-mmap knows ({:#x})",
+        flags & !allowed
+      ),
       &flags.to_string(),
     ));
   }
@@ -167,7 +197,12 @@ pub fn check_advice(env: &Env, value: Option<&Unknown>) -> napi::Result<Option<i
   };
   let advice = args::integer(env, value, "advise", i32::MIN as i64, i32::MAX as i64)? as i32;
   if !ADVICE.iter().any(|(_, known)| *known == advice) {
-    return Err(args::invalid_value(env, "advise", "must be one of the MADV_* constants", &advice.to_string()));
+    return Err(args::invalid_value(
+      env,
+      "advise",
+      "must be one of the MADV_* constants",
+      &advice.to_string(),
+    ));
   }
   Ok(Some(advice))
 }

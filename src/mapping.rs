@@ -33,7 +33,12 @@ impl Mapping {
   /// Maps `len` bytes (see [`sys::map`]) and registers the new mapping.
   pub fn new(len: usize, prot: i32, flags: i32, fd: i32, offset: u64) -> io::Result<std::sync::Arc<Self>> {
     let addr = sys::map(len, prot, flags, fd, offset)?;
-    let mapping = std::sync::Arc::new(Mapping { addr: addr as usize, len, state: AtomicU8::new(LIVE), buffers: AtomicUsize::new(0) });
+    let mapping = std::sync::Arc::new(Mapping {
+      addr: addr as usize,
+      len,
+      state: AtomicU8::new(LIVE),
+      buffers: AtomicUsize::new(0),
+    });
     registry::insert(&mapping);
     Ok(mapping)
   }
@@ -102,6 +107,9 @@ impl Mapping {
 
   #[allow(dead_code)]
   pub(crate) fn mark_placeholder(&self) -> bool {
-    self.state.compare_exchange(LIVE, PLACEHOLDER, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    self
+      .state
+      .compare_exchange(LIVE, PLACEHOLDER, Ordering::AcqRel, Ordering::Acquire)
+      .is_ok()
   }
 }

@@ -19,12 +19,12 @@ pub mod consts {
   mod platform {
     pub use libc::{
       MADV_COLD, MADV_DODUMP, MADV_DOFORK, MADV_DONTDUMP, MADV_DONTFORK, MADV_FREE, MADV_HUGEPAGE,
-      MADV_KEEPONFORK, MADV_MERGEABLE, MADV_NOHUGEPAGE, MADV_PAGEOUT, MADV_REMOVE,
-      MADV_UNMERGEABLE, MADV_WIPEONFORK,
+      MADV_KEEPONFORK, MADV_MERGEABLE, MADV_NOHUGEPAGE, MADV_PAGEOUT, MADV_REMOVE, MADV_UNMERGEABLE,
+      MADV_WIPEONFORK,
     };
     pub use libc::{
-      MAP_HUGETLB, MAP_HUGE_1GB, MAP_HUGE_2MB, MAP_HUGE_MASK, MAP_HUGE_SHIFT, MAP_LOCKED,
-      MAP_NONBLOCK, MAP_NORESERVE, MAP_POPULATE, MAP_SHARED_VALIDATE, MAP_STACK, MAP_SYNC,
+      MAP_HUGETLB, MAP_HUGE_1GB, MAP_HUGE_2MB, MAP_HUGE_MASK, MAP_HUGE_SHIFT, MAP_LOCKED, MAP_NONBLOCK,
+      MAP_NORESERVE, MAP_POPULATE, MAP_SHARED_VALIDATE, MAP_STACK, MAP_SYNC,
     };
     /// Flags that choose or constrain the address of a mapping: always refused, since the API
     /// has no address parameter and a fixed mapping could overwrite the process's own memory.
@@ -151,8 +151,18 @@ mod tests {
   use std::io::Write;
 
   fn temp_file(bytes: &[u8]) -> std::fs::File {
-    let path = std::env::temp_dir().join(format!("node-mmap-sys-{}-{:?}", std::process::id(), std::thread::current().id()));
-    let mut file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path).unwrap();
+    let path = std::env::temp_dir().join(format!(
+      "node-mmap-sys-{}-{:?}",
+      std::process::id(),
+      std::thread::current().id()
+    ));
+    let mut file = std::fs::OpenOptions::new()
+      .read(true)
+      .write(true)
+      .create(true)
+      .truncate(true)
+      .open(&path)
+      .unwrap();
     std::fs::remove_file(&path).unwrap();
     file.write_all(bytes).unwrap();
     file
@@ -193,7 +203,14 @@ mod tests {
     use std::os::fd::AsRawFd;
     let file = temp_file(&[7u8; 4096]);
     let len = 4096;
-    let addr = map(len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, file.as_raw_fd(), 0).unwrap();
+    let addr = map(
+      len,
+      libc::PROT_READ | libc::PROT_WRITE,
+      libc::MAP_SHARED,
+      file.as_raw_fd(),
+      0,
+    )
+    .unwrap();
     // SAFETY: the range was mapped above and is owned by this test.
     unsafe { replace_with_placeholder(addr, len) }.unwrap();
     // SAFETY: the placeholder is readable and writable and `len` bytes long.
@@ -210,7 +227,14 @@ mod tests {
   #[test]
   fn advise_rejects_unaligned_address() {
     let len = page_size() * 2;
-    let addr = map(len, libc::PROT_READ, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0).unwrap();
+    let addr = map(
+      len,
+      libc::PROT_READ,
+      libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+      -1,
+      0,
+    )
+    .unwrap();
     // SAFETY: inside our own anonymous mapping; MADV_RANDOM frees nothing.
     let err = unsafe { advise(addr.add(1), 100, libc::MADV_RANDOM) }.unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EINVAL));
