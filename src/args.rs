@@ -94,6 +94,20 @@ pub fn optional_integer(
   }
 }
 
+/// `undefined` gives `None`; otherwise `value` must be a boolean.
+pub fn optional_boolean(env: &Env, value: Option<&Unknown>, name: &str) -> napi::Result<Option<bool>> {
+  let Some(value) = value.filter(|v| type_of(v) != ValueType::Undefined) else {
+    return Ok(None);
+  };
+  if type_of(value) != ValueType::Boolean {
+    return Err(invalid_type(env, name, "of type boolean", value));
+  }
+  let mut result = false;
+  // SAFETY: `value` is a live boolean of this env and `result` a valid out-pointer.
+  unsafe { sys::napi_get_value_bool(env.raw(), raw(value), &mut result) };
+  Ok(Some(result))
+}
+
 /// How Node's `ERR_OUT_OF_RANGE` shows a received number: JS's own formatting, `-0` kept,
 /// and `_` separators for integers beyond 2^32 (`5_368_709_120`).
 pub fn received_number(env: &Env, value: &Unknown) -> String {
@@ -235,6 +249,11 @@ fn property_string(env: &Env, object: sys::napi_value, name: &CStr) -> Option<St
   (kind == sys::ValueType::napi_string)
     .then(|| coerce_to_string(env, value))
     .flatten()
+}
+
+/// A JS string's contents (any other value is converted with `String(value)`).
+pub fn string_value(env: &Env, value: &Unknown) -> Option<String> {
+  coerce_to_string(env, raw(value))
 }
 
 /// `String(value)` for primitives that convert without running user code.

@@ -46,13 +46,17 @@ unsafe fn create_external_buffer(
   unsafe { sys::napi_create_external_buffer(env.raw(), len, data.cast(), finalize, hint, result) }
 }
 
-/// The finalizer of every Buffer made by [`create`]: drops that Buffer's strong reference.
-unsafe extern "C" fn finalize_buffer(_env: sys::napi_env, _data: *mut c_void, hint: *mut c_void) {
-  // SAFETY: `hint` is the `Arc::into_raw` made for exactly this Buffer in `create`, and Node
-  // calls a Buffer's finalizer once.
-  let mapping = unsafe { Arc::from_raw(hint.cast_const().cast::<Mapping>()) };
-  mapping.buffer_finalized();
-  drop(mapping); // the last reference unmaps (Mapping's Drop)
+/// The finalizer attached to the ArrayBuffer object of every Buffer made by [`create`]: drops
+/// that ArrayBuffer's strong reference to the mapping.
+///
+/// It is tied to the JS object, not to the memory: after `unmap()` detaches the ArrayBuffer,
+/// V8 frees the backing store at once, but native code that still reads or writes the memory
+/// (zlib, an `fs.write` in flight) keeps the JS object alive as Node's APIs do, so the object's
+/// finalizer is the first moment at which nothing can touch the range any more.
+unsafe extern "C" fn finalize_arraybuffer(_env: sys::napi_env, data: *mut c_void, _hint: *mut c_void) {
+  // SAFETY: `data` is the `Arc::into_raw` made for exactly this ArrayBuffer in `create`, and
+  // Node calls an object's finalizer once.
+  drop(unsafe { Arc::from_raw(data.cast_const().cast::<Mapping>()) }); // the last one unmaps
 }
 
 fn no_external_buffers(env: &Env) -> napi::Error {
@@ -70,46 +74,53 @@ fn no_external_buffers(env: &Env) -> napi::Error {
 /// A Buffer of `len` bytes at `offset` into `mapping`, sharing its memory.
 pub fn create(env: &Env, mapping: &Arc<Mapping>, offset: usize, len: usize) -> napi::Result<sys::napi_value> {
   debug_assert!(offset <= mapping.len() && len <= mapping.len() - offset);
-  let hint = Arc::into_raw(Arc::clone(mapping)).cast_mut().cast::<c_void>();
-  mapping.buffer_created();
-  let before = mapping.live_buffers();
-  let mut result = ptr::null_mut();
-  // SAFETY: the range lies inside the mapping, which stays mapped while `hint` (a strong
-  // reference) is held, and `hint` is released only by `finalize_buffer` or below.
+  let mut buffer = ptr::null_mut();
+  // SAFETY: the range lies inside the mapping, which the finalizer added below keeps mapped
+  // for as long as the Buffer's ArrayBuffer object lives; the memory needs no finalizer.
   let status = unsafe {
     create_external_buffer(
       env,
       mapping.addr().add(offset),
       len,
-      Some(finalize_buffer),
-      hint,
-      &mut result,
+      None,
+      ptr::null_mut(),
+      &mut buffer,
     )
   };
-  if status == sys::Status::napi_ok {
-    EXTERNAL_ALLOWED.store(ALLOWED, Ordering::Relaxed);
-    return Ok(result);
-  }
-  // Node calls the finalizer synchronously on some failures (a length above kMaxLength): then
-  // the count dropped and the reference is already gone. Otherwise it is still ours to drop.
-  if mapping.live_buffers() == before {
-    mapping.buffer_finalized();
-    // SAFETY: the finalizer did not run, so this is the one release of `hint`.
-    drop(unsafe { Arc::from_raw(hint.cast_const().cast::<Mapping>()) });
-  }
   match status {
+    sys::Status::napi_ok => EXTERNAL_ALLOWED.store(ALLOWED, Ordering::Relaxed),
     sys::Status::napi_no_external_buffers_allowed => {
       EXTERNAL_ALLOWED.store(FORBIDDEN, Ordering::Relaxed);
-      Err(no_external_buffers(env))
+      return Err(no_external_buffers(env));
     }
-    _ if exception_pending(env) => Err(errors::pending()),
-    _ => Err(errors::throw_coded(
-      env,
-      Class::Error,
-      "ERR_MMAP_BUFFER",
-      &format!("napi_create_external_buffer failed with status {status}"),
-    )),
+    _ if exception_pending(env) => return Err(errors::pending()),
+    _ => return Err(napi_failure(env, "napi_create_external_buffer", status)),
   }
+  let arraybuffer = crate::view::arraybuffer_of(env, buffer)
+    .ok_or_else(|| napi_failure(env, "napi_get_typedarray_info", -1))?;
+  let owner = Arc::into_raw(Arc::clone(mapping)).cast_mut().cast::<c_void>();
+  // SAFETY: `arraybuffer` is a live object of this env; `owner` is released by the finalizer.
+  let status = unsafe {
+    sys::napi_add_finalizer(
+      env.raw(),
+      arraybuffer,
+      owner,
+      Some(finalize_arraybuffer),
+      ptr::null_mut(),
+      ptr::null_mut(),
+    )
+  };
+  if status != sys::Status::napi_ok {
+    // The Buffer shows the memory but nothing would ever release it: leaking `owner` (the
+    // mapping stays mapped for the life of the process) is the only safe choice.
+    return Err(napi_failure(env, "napi_add_finalizer", status));
+  }
+  Ok(buffer)
+}
+
+fn napi_failure(env: &Env, call: &str, status: sys::napi_status) -> napi::Error {
+  let message = format!("{call} failed with status {status}");
+  errors::throw_coded(env, Class::Error, "ERR_MMAP_NAPI", &message)
 }
 
 fn exception_pending(env: &Env) -> bool {

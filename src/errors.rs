@@ -86,6 +86,11 @@ pub fn throw_coded(env: &Env, class: Class, code: &str, message: &str) -> napi::
 /// Throws an error for a failed system call, shaped like Node's `fs` errors:
 /// `EACCES: permission denied, mmap 'path'` with `errno` (negative), `code`, `syscall`, `path`.
 pub fn throw_system(env: &Env, err: &io::Error, syscall: &str, path: Option<&str>) -> napi::Error {
+  throw(env, system(env, err, syscall, path))
+}
+
+/// Builds (without throwing) the error [`throw_system`] throws.
+pub fn system(env: &Env, err: &io::Error, syscall: &str, path: Option<&str>) -> sys::napi_value {
   let raw = err.raw_os_error().unwrap_or(0);
   let (code, description) = errno_name(raw);
   let code = code.map_or_else(|| format!("E{raw}"), str::to_owned);
@@ -103,7 +108,13 @@ pub fn throw_system(env: &Env, err: &io::Error, syscall: &str, path: Option<&str
   if let Some(path) = path {
     set(env, error, c"path", js_string(env, path));
   }
-  throw(env, error)
+  error
+}
+
+/// An `Err` that makes napi-rs reject a Promise with exactly `error` (an object built here).
+pub fn reject_with(env: &Env, error: sys::napi_value) -> napi::Error {
+  // SAFETY: `error` is a live value of this env.
+  napi::Error::from(unsafe { napi::bindgen_prelude::Unknown::from_raw_unchecked(env.raw(), error) })
 }
 
 /// The symbolic name of an errno value and the short description Node prints for it.

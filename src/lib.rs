@@ -22,5 +22,8 @@ mod constants;
 mod errors;
 mod map;
 mod mapping;
+mod ops;
+mod options;
 mod registry;
 mod sys;
+mod view;

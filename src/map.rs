@@ -90,7 +90,7 @@ pub fn map<'env>(
     // On failure `mapping` drops here, which unmaps it: nothing leaks.
     mapping
       .advise(0, size, advice)
-      .map_err(|err| errors::throw_system(env, &err, "madvise", None))?;
+      .map_err(|failure| crate::view::failure(env, failure, "madvise"))?;
   }
   let buffer = buffer::create(env, &mapping, 0, size)?;
   // SAFETY: `buffer` was just created in this env's current scope.
@@ -124,7 +124,7 @@ fn check_size(env: &Env, value: &Unknown) -> napi::Result<usize> {
     .map_err(|_| args::out_of_range(env, "size", "addressable on this platform", value))
 }
 
-fn check_protection(env: &Env, value: &Unknown) -> napi::Result<i32> {
+pub fn check_protection(env: &Env, value: &Unknown) -> napi::Result<i32> {
   let protection = args::integer(env, value, "protection", 0, i32::MAX as i64)? as i32;
   let known = c::PROT_READ | c::PROT_WRITE | c::PROT_EXEC;
   if protection & !known != 0 {

@@ -1,115 +1,281 @@
 //! The owner of one OS mapping.
 //!
-//! A [`Mapping`] is shared (`Arc`) by every Buffer that shows it (each Buffer's finalizer holds
-//! one strong reference) and by native calls that look it up in the [registry](crate::registry).
-//! The OS range is given back exactly once, when the last reference drops.
+//! A [`Mapping`] is shared (`Arc`) by the finalizer of every ArrayBuffer that shows it, by
+//! `Mapping` handles, and by work in flight (a `flush` on the thread pool). The OS range is given
+//! back exactly once, when the last reference drops; nothing else ever unmaps it.
 //!
 //! # Safety model
-//! `addr..addr + len` is a range that this value alone owns from [`Mapping::new`] until its
-//! `Drop`: nothing else in the crate unmaps or remaps it, and the kernel gives no part of it to
-//! anyone else while it is mapped. Every `unsafe` OS call on the range relies on this.
+//! `addr..addr + len` (rounded up to whole pages) is a range that this value alone owns from
+//! [`Mapping::new`] until its `Drop`: nothing else in the crate unmaps it, and the kernel gives
+//! no part of it to anyone else while it is mapped. Every `unsafe` OS call on the range relies on
+//! this, and on callers passing offsets within `len` (checked by [`crate::view::bounds`]).
+//!
+//! `unmap()` cannot give the range back at once: V8 frees a detached ArrayBuffer's memory
+//! immediately, yet native code (zlib, an `fs.write` in flight) may still hold the pointer. So
+//! `unmap()` swaps the user's memory for a zero-filled placeholder over the same range, which
+//! stays reserved, and so cannot be handed to another mapping, until the last reference drops.
 
 use std::io;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
 
 use crate::registry;
 use crate::sys;
 
 /// The range holds the file (or anonymous memory) the user mapped.
 const LIVE: u8 = 0;
-/// `unmap()` detached every view and swapped the range for a zero-filled placeholder, which is
-/// kept (so the address cannot be reused under native code still holding it) until `Drop`.
-const PLACEHOLDER: u8 = 1;
+/// `unmap()` (or `remap()`) took the user's memory away; the placeholder holds the range.
+const UNMAPPED: u8 = 1;
+
+/// Why an operation on a mapping could not run.
+#[derive(Debug)]
+pub enum Failure {
+  /// The mapping was unmapped before.
+  Unmapped,
+  /// The system call failed.
+  Os(io::Error),
+}
+
+impl From<io::Error> for Failure {
+  fn from(err: io::Error) -> Self {
+    Failure::Os(err)
+  }
+}
 
 pub struct Mapping {
   addr: usize,
   len: usize,
   state: AtomicU8,
-  /// External Buffers created over this mapping whose finalizer has not run yet.
-  buffers: AtomicUsize,
 }
 
 impl Mapping {
   /// Maps `len` bytes (see [`sys::map`]) and registers the new mapping.
-  pub fn new(len: usize, prot: i32, flags: i32, fd: i32, offset: u64) -> io::Result<std::sync::Arc<Self>> {
+  pub fn new(len: usize, prot: i32, flags: i32, fd: i32, offset: u64) -> io::Result<Arc<Self>> {
     let addr = sys::map(len, prot, flags, fd, offset)?;
-    let mapping = std::sync::Arc::new(Mapping {
+    Ok(Self::adopt(addr, len))
+  }
+
+  /// Takes ownership of a range just mapped for us.
+  fn adopt(addr: *mut u8, len: usize) -> Arc<Self> {
+    let mapping = Arc::new(Mapping {
       addr: addr as usize,
       len,
       state: AtomicU8::new(LIVE),
-      buffers: AtomicUsize::new(0),
     });
     registry::insert(&mapping);
-    Ok(mapping)
+    mapping
   }
 
-  /// The first byte of the mapping.
+  /// The first byte of the mapping (page-aligned).
   pub fn addr(&self) -> *mut u8 {
     self.addr as *mut u8
   }
 
-  /// The mapping's length in bytes (as asked for; the OS rounds up to whole pages).
+  /// The mapping's length in bytes, as asked for (the OS rounds up to whole pages).
   pub fn len(&self) -> usize {
     self.len
   }
 
-  /// Whether `unmap()` has already taken the user's memory away.
+  /// The length of the range the OS actually mapped: whole pages.
+  fn len_in_pages(&self) -> usize {
+    self.len.next_multiple_of(sys::page_size())
+  }
+
+  /// Whether `addr` falls inside the mapping.
+  pub fn contains(&self, addr: usize) -> bool {
+    addr >= self.addr && addr - self.addr < self.len
+  }
+
+  /// Whether `unmap()` or `remap()` took the user's memory away.
   pub fn is_unmapped(&self) -> bool {
     self.state.load(Ordering::Acquire) != LIVE
   }
 
-  /// `madvise` over `len` bytes from `offset` (page-aligned; the caller checked the bounds).
-  pub fn advise(&self, offset: usize, len: usize, advice: i32) -> io::Result<()> {
-    // SAFETY: the range lies inside our own mapping (safety model; bounds checked by the
-    // caller), and `advice` is from the exported, non-destructive MADV_* set.
-    unsafe { sys::advise(self.addr().add(offset), len, advice) }
+  /// The page-aligned span covering `offset..offset + len`: its address and length.
+  fn span(&self, offset: usize, len: usize) -> (*mut u8, usize) {
+    debug_assert!(offset <= self.len && len <= self.len - offset);
+    let start = offset - offset % sys::page_size();
+    // SAFETY: `start <= offset <= self.len`, so the pointer stays inside the mapping.
+    (unsafe { self.addr().add(start) }, offset + len - start)
   }
 
-  /// Counts a new Buffer over this mapping (its finalizer calls [`Mapping::buffer_finalized`]).
-  pub fn buffer_created(&self) {
-    self.buffers.fetch_add(1, Ordering::AcqRel);
+  /// Runs `op` on the page span of a range, refusing an unmapped mapping.
+  fn on_span(
+    &self,
+    offset: usize,
+    len: usize,
+    op: impl FnOnce(*mut u8, usize) -> io::Result<()>,
+  ) -> Result<(), Failure> {
+    if self.is_unmapped() {
+      return Err(Failure::Unmapped);
+    }
+    let (addr, span) = self.span(offset, len);
+    Ok(op(addr, span)?)
   }
 
-  /// Counts a Buffer whose finalizer ran.
-  pub fn buffer_finalized(&self) {
-    self.buffers.fetch_sub(1, Ordering::AcqRel);
+  /// `madvise` over `offset..offset + len` (rounded out to pages). `advice` is from the exported
+  /// set, which holds no advice that destroys pages we still use.
+  pub fn advise(&self, offset: usize, len: usize, advice: i32) -> Result<(), Failure> {
+    // SAFETY: the span lies inside our own mapping (safety model).
+    self.on_span(offset, len, |addr, span| unsafe {
+      sys::advise(addr, span, advice)
+    })
   }
 
-  /// How many Buffers over this mapping have not been finalized.
-  pub fn live_buffers(&self) -> usize {
-    self.buffers.load(Ordering::Acquire)
+  /// `msync` over `offset..offset + len` (rounded out to pages).
+  pub fn sync(&self, offset: usize, len: usize, flags: i32) -> Result<(), Failure> {
+    // SAFETY: the span lies inside our own mapping (safety model).
+    self.on_span(offset, len, |addr, span| unsafe { sys::sync(addr, span, flags) })
+  }
+
+  /// `mlock`/`munlock` over `offset..offset + len` (rounded out to pages).
+  pub fn lock(&self, offset: usize, len: usize, lock: bool) -> Result<(), Failure> {
+    // SAFETY: the span lies inside our own mapping (safety model).
+    self.on_span(offset, len, |addr, span| unsafe { sys::lock(addr, span, lock) })
+  }
+
+  /// `mprotect` over `offset..offset + len` (rounded out to pages).
+  pub fn protect(&self, offset: usize, len: usize, prot: i32) -> Result<(), Failure> {
+    // SAFETY: the span lies inside our own mapping (safety model).
+    self.on_span(offset, len, |addr, span| unsafe {
+      sys::protect(addr, span, prot)
+    })
+  }
+
+  /// `mincore` over `offset..offset + len`: `(resident pages, pages spanned)`.
+  pub fn resident_pages(&self, offset: usize, len: usize) -> Result<(usize, usize), Failure> {
+    let mut result = (0, 0);
+    self.on_span(offset, len, |addr, span| {
+      // SAFETY: the span lies inside our own mapping (safety model).
+      result = unsafe { sys::resident_pages(addr, span) }?;
+      Ok(())
+    })?;
+    Ok(result)
+  }
+
+  /// Takes the user's memory away: the range becomes a zero-filled placeholder that stays
+  /// reserved until the last reference drops. Returns `false` if it was already unmapped.
+  pub fn unmap(&self) -> io::Result<bool> {
+    if self.state.swap(UNMAPPED, Ordering::AcqRel) != LIVE {
+      return Ok(false);
+    }
+    // SAFETY: the range is ours (safety model); the placeholder replaces it in one step.
+    if let Err(err) = unsafe { sys::replace_with_placeholder(self.addr(), self.len) } {
+      // Nothing changed: the user's memory is still there, and still ours to unmap.
+      self.state.store(LIVE, Ordering::Release);
+      return Err(err);
+    }
+    registry::placeholder_added(self.addr, self.len_in_pages());
+    Ok(true)
+  }
+
+  /// Moves the mapping's memory into a new mapping of `new_len` bytes, then takes it away from
+  /// this one (as [`Mapping::unmap`]). The new mapping shares the same file pages.
+  pub fn remap(&self, new_len: usize) -> Result<Arc<Mapping>, Failure> {
+    if self.is_unmapped() {
+      return Err(Failure::Unmapped);
+    }
+    // SAFETY: the whole range is ours (safety model) and both lengths are non-zero.
+    let addr = unsafe { sys::remap(self.addr(), self.len, new_len) }?;
+    let moved = Self::adopt(addr, new_len);
+    self.unmap()?;
+    Ok(moved)
   }
 }
 
 impl Drop for Mapping {
   fn drop(&mut self) {
-    // Forget the address first, so a new mapping the kernel places here is never confused
-    // with this one; removal is by identity, so a newer entry at this address is left alone.
+    // Forget the address first; removal is by identity, so a newer entry is left alone.
     registry::remove(self);
-    // SAFETY: this value owns the range (safety model) and is being dropped: no Buffer or
-    // handle refers to it any more, so no JS view can reach the memory after this.
-    if let Err(err) = unsafe { sys::unmap(self.addr(), self.len) } {
+    let (addr, len) = if self.is_unmapped() {
+      // A placeholder is given back with the run of placeholders it belongs to, once all of
+      // them are released (see `registry::placeholder_released`).
+      match registry::placeholder_released(self.addr) {
+        Some((start, len)) => (start as *mut u8, len),
+        None => return,
+      }
+    } else {
+      (self.addr(), self.len)
+    };
+    // SAFETY: this value owns the range (safety model) and is being dropped: no ArrayBuffer,
+    // handle or task refers to it any more, so nothing can reach the memory after this. A run
+    // of placeholders is given back only when every mapping in it has dropped.
+    if let Err(err) = unsafe { sys::unmap(addr, len) } {
       // munmap fails only for ranges that are not ours, which the safety model rules out.
       debug_assert!(false, "munmap of an owned range failed: {err}");
     }
   }
 }
 
-/// Exposed for the registry's identity checks.
-impl Mapping {
-  pub fn contains(&self, addr: usize) -> bool {
-    addr >= self.addr && addr - self.addr < self.len.max(1)
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  fn anonymous(len: usize) -> Arc<Mapping> {
+    let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
+    Mapping::new(len, libc::PROT_READ | libc::PROT_WRITE, flags, -1, 0).unwrap()
   }
 
-  pub fn start(&self) -> usize {
-    self.addr
+  #[test]
+  fn drop_unmaps_and_forgets_the_address() {
+    let mapping = anonymous(8192);
+    let addr = mapping.addr() as usize;
+    assert!(registry::find(addr + 100).is_some());
+    drop(mapping);
+    assert!(registry::find(addr + 100).is_none());
   }
 
-  #[allow(dead_code)]
-  pub(crate) fn mark_placeholder(&self) -> bool {
-    self
-      .state
-      .compare_exchange(LIVE, PLACEHOLDER, Ordering::AcqRel, Ordering::Acquire)
-      .is_ok()
+  #[test]
+  fn unmap_twice_is_a_no_op() {
+    let mapping = anonymous(4096);
+    assert!(mapping.unmap().unwrap());
+    assert!(!mapping.unmap().unwrap());
+    assert!(matches!(
+      mapping.sync(0, 10, libc::MS_ASYNC),
+      Err(Failure::Unmapped)
+    ));
+  }
+
+  #[test]
+  fn unmap_keeps_the_range_reserved_and_zeroed() {
+    let mapping = anonymous(4096);
+    // SAFETY: the mapping is writable and 4096 bytes long.
+    unsafe { mapping.addr().write(9) };
+    mapping.unmap().unwrap();
+    // SAFETY: the placeholder is readable until the mapping drops.
+    assert_eq!(unsafe { mapping.addr().read() }, 0);
+  }
+
+  #[test]
+  fn span_rounds_down_to_the_page() {
+    let page = sys::page_size();
+    let mapping = anonymous(page * 3);
+    let (addr, len) = mapping.span(page + 1, 100);
+    assert_eq!(addr as usize, mapping.addr() as usize + page);
+    assert_eq!(len, 101);
+    mapping.advise(1, 100, libc::MADV_RANDOM).unwrap();
+  }
+
+  #[test]
+  fn remap_grows_and_keeps_the_bytes() {
+    let mapping = anonymous(4096);
+    // SAFETY: writable, 4096 bytes.
+    unsafe { mapping.addr().add(10).write(42) };
+    let grown = mapping.remap(3 * 4096).unwrap();
+    assert!(mapping.is_unmapped());
+    // SAFETY: the grown mapping is 3 pages long and readable.
+    assert_eq!(unsafe { grown.addr().add(10).read() }, 42);
+    assert_eq!(grown.len(), 3 * 4096);
+  }
+
+  #[test]
+  fn resident_pages_counts_touched_pages() {
+    let page = sys::page_size();
+    let mapping = anonymous(page * 4);
+    // SAFETY: writable, 4 pages.
+    unsafe { mapping.addr().add(page).write(1) };
+    let (resident, total) = mapping.resident_pages(0, page * 4).unwrap();
+    assert_eq!(total, 4);
+    assert!(resident >= 1);
   }
 }

@@ -145,6 +145,120 @@ pub unsafe fn advise(addr: *mut u8, len: usize, advice: i32) -> io::Result<()> {
   Ok(())
 }
 
+/// `msync(addr, len, flags)`.
+///
+/// # Safety
+/// `addr..addr + len` lies within a mapping this crate owns and `addr` is page-aligned.
+pub unsafe fn sync(addr: *mut u8, len: usize, flags: i32) -> io::Result<()> {
+  // SAFETY: the caller owns the range (see the contract); msync only writes pages back.
+  if unsafe { libc::msync(addr.cast(), len, flags) } != 0 {
+    return Err(io::Error::last_os_error());
+  }
+  Ok(())
+}
+
+/// `mincore` over the range: how many of its pages are resident, and how many it spans.
+///
+/// # Safety
+/// `addr..addr + len` lies within a mapping this crate owns and `addr` is page-aligned.
+pub unsafe fn resident_pages(addr: *mut u8, len: usize) -> io::Result<(usize, usize)> {
+  let pages = len.div_ceil(page_size());
+  let mut vec = vec![0 as libc::c_uchar; pages];
+  // SAFETY: the caller owns the range; `vec` has one byte per page of it, as mincore needs.
+  if unsafe { libc::mincore(addr.cast(), len, vec.as_mut_ptr().cast()) } != 0 {
+    return Err(io::Error::last_os_error());
+  }
+  Ok((vec.iter().filter(|&&b| b & 1 != 0).count(), pages))
+}
+
+/// `mlock` (`lock == true`) or `munlock` over the range.
+///
+/// # Safety
+/// `addr..addr + len` lies within a mapping this crate owns and `addr` is page-aligned.
+pub unsafe fn lock(addr: *mut u8, len: usize, lock: bool) -> io::Result<()> {
+  // SAFETY: the caller owns the range; locking changes only its residency.
+  let rc = unsafe {
+    if lock {
+      libc::mlock(addr.cast(), len)
+    } else {
+      libc::munlock(addr.cast(), len)
+    }
+  };
+  if rc != 0 {
+    return Err(io::Error::last_os_error());
+  }
+  Ok(())
+}
+
+/// `mprotect(addr, len, prot)`.
+///
+/// # Safety
+/// `addr..addr + len` lies within a mapping this crate owns and `addr` is page-aligned.
+pub unsafe fn protect(addr: *mut u8, len: usize, prot: i32) -> io::Result<()> {
+  // SAFETY: the caller owns the range; mprotect changes only its access rights.
+  if unsafe { libc::mprotect(addr.cast(), len, prot) } != 0 {
+    return Err(io::Error::last_os_error());
+  }
+  Ok(())
+}
+
+/// Moves the mapping's pages to a new place of `new_len` bytes and returns it, leaving the old
+/// range mapped (so native code that still holds it cannot fault): `mremap` with
+/// `MREMAP_DONTUNMAP` to a fresh range of the same size, then a resize of that fresh range,
+/// which nobody else can hold yet. The caller replaces the old range with a placeholder.
+///
+/// # Safety
+/// `addr..addr + len` is a whole mapping this crate owns; `len` and `new_len` are non-zero.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub unsafe fn remap(addr: *mut u8, len: usize, new_len: usize) -> io::Result<*mut u8> {
+  let flags = libc::MREMAP_MAYMOVE | libc::MREMAP_DONTUNMAP;
+  // SAFETY: the caller owns the source range; without MREMAP_FIXED the kernel picks an unused
+  // destination, and DONTUNMAP leaves the source mapped.
+  let moved = unsafe { libc::mremap(addr.cast(), len, len, flags, std::ptr::null_mut::<libc::c_void>()) };
+  if moved == libc::MAP_FAILED {
+    return Err(io::Error::last_os_error());
+  }
+  if new_len == len {
+    return Ok(moved.cast());
+  }
+  // SAFETY: `moved` is the range the kernel just created for us; no one else knows it.
+  let resized = unsafe {
+    libc::mremap(
+      moved,
+      len,
+      new_len,
+      libc::MREMAP_MAYMOVE,
+      std::ptr::null_mut::<libc::c_void>(),
+    )
+  };
+  if resized == libc::MAP_FAILED {
+    let err = io::Error::last_os_error();
+    // SAFETY: `moved` is still ours and unused; give it back.
+    let _ = unsafe { unmap(moved.cast(), len) };
+    return Err(err);
+  }
+  Ok(resized.cast())
+}
+
+/// Without `mremap`, a mapping cannot be moved with its file: the caller maps anew instead.
+///
+/// # Safety
+/// As the Linux version.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub unsafe fn remap(_addr: *mut u8, _len: usize, _new_len: usize) -> io::Result<*mut u8> {
+  Err(io::Error::from_raw_os_error(libc::ENOTSUP))
+}
+
+/// Opens `path` for mapping: close-on-exec (as std always does), created `0o666 & ~umask`.
+pub fn open(path: &std::path::Path, write: bool, create: bool, truncate: bool) -> io::Result<std::fs::File> {
+  std::fs::OpenOptions::new()
+    .read(true)
+    .write(write)
+    .create(create)
+    .truncate(truncate)
+    .open(path)
+}
+
 #[cfg(test)]
 mod tests {
   use super::*;

@@ -1,0 +1,334 @@
+//! The toolkit over an existing mapping: `unmap`, `remap`, `advise`, `incore`, `sync`, `flush`,
+//! `lock`, `unlock`, `protect`. Every function takes any view of a mapping (a Buffer, a
+//! `subarray`, a TypedArray or DataView over the same ArrayBuffer, or that ArrayBuffer), and
+//! ranges are byte ranges within that view; they go through the one bounds check in
+//! [`view::bounds`], and are rounded out to whole pages for the system call.
+
+use std::sync::Arc;
+
+use napi::bindgen_prelude::{AsyncTask, Unknown, ValueType};
+use napi::Env;
+use napi::ScopedTask;
+use napi_derive::napi;
+
+use crate::args;
+use crate::constants::{self as c};
+use crate::errors;
+use crate::map::{buffer_max_length, check_advice};
+use crate::mapping::{Failure, Mapping};
+use crate::view::{self, Resolved};
+use crate::{buffer, options};
+
+/// Unmaps the mapping behind `buffer` now, instead of when it is garbage-collected. Every view of
+/// the mapping becomes length 0 (its ArrayBuffer is detached), so reading it afterwards gives
+/// `undefined` and never crashes. Calling it again, or on any detached view, does nothing.
+/// Native work still running on the memory (a `zlib` or `fs.write` call) reads zeros and writes
+/// nowhere instead of faulting; the address range is released when the last view is collected.
+///
+/// @param buffer - A Buffer returned by `map()` or any view of the same memory.
+#[napi(ts_args_type = "buffer: ArrayBufferView | ArrayBuffer")]
+pub fn unmap(env: &Env, buffer: Unknown) -> napi::Result<()> {
+  let Resolved::View(view) = view::resolve(env, &buffer, "buffer")? else {
+    return Ok(());
+  };
+  // Placeholder first: if that fails, nothing has changed and the views still work.
+  view
+    .mapping
+    .unmap()
+    .map_err(|err| errors::throw_system(env, &err, "mmap", None))?;
+  view::detach(env, view.arraybuffer)
+}
+
+/// Resizes the mapping behind `buffer` to `newSize` bytes and returns a new Buffer over it; the
+/// old Buffer and every view of it are detached (as by `unmap`). The contents are kept up to the
+/// smaller size; a file mapping goes on mapping the same file from the same offset (growing past
+/// the end of the file needs the file to be grown first). Uses `mremap(2)`; Linux only (elsewhere
+/// it throws `ENOTSUP`).
+///
+/// @param buffer - A Buffer returned by `map()` or any view of the same memory.
+/// @param newSize - The new size in bytes, from 1 to `buffer.constants.MAX_LENGTH`.
+#[napi(
+  ts_args_type = "buffer: ArrayBufferView | ArrayBuffer, newSize: number",
+  ts_return_type = "Buffer"
+)]
+pub fn remap<'env>(env: &'env Env, buffer: Unknown, new_size: Unknown) -> napi::Result<Unknown<'env>> {
+  let max = buffer_max_length().min(args::MAX_SAFE_INTEGER as u64) as i64;
+  let resolved = view::resolve(env, &buffer, "buffer")?;
+  let new_size = args::integer(env, &new_size, "newSize", 1, max)? as usize;
+  let Resolved::View(view) = resolved else {
+    return Err(view::unmapped(env));
+  };
+  let moved = view
+    .mapping
+    .remap(new_size)
+    .map_err(|failure| view::failure(env, failure, "mremap"))?;
+  view::detach(env, view.arraybuffer)?;
+  let buffer = buffer::create(env, &moved, 0, new_size)?;
+  // SAFETY: `buffer` was just created in this env's current scope.
+  Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), buffer) })
+}
+
+/// Gives the kernel advice about how a range of the mapping will be used (`madvise(2)`).
+/// Called as `advise(buffer, advice)` for the whole view, or `advise(buffer, offset, length,
+/// advice)` for a byte range of it; an unaligned start is rounded down to its page.
+///
+/// @param buffer - A Buffer returned by `map()` or any view of the same memory.
+/// @param offset - Start of the range within the view. Default: `0`.
+/// @param length - Bytes in the range. Default: to the end of the view.
+/// @param advice - One of the `MADV_*` constants.
+#[napi(
+  ts_args_type = "buffer: ArrayBufferView | ArrayBuffer, ...args: [advice: number] | [offset: number, length: number, advice: number]"
+)]
+pub fn advise(
+  env: &Env,
+  buffer: Unknown,
+  a: Option<Unknown>,
+  b: Option<Unknown>,
+  advice: Option<Unknown>,
+) -> napi::Result<()> {
+  let resolved = view::resolve(env, &buffer, "buffer")?;
+  let short_form = !is_given(b.as_ref()) && !is_given(advice.as_ref());
+  let (offset, length, advice) = if short_form {
+    (None, None, a)
+  } else {
+    (a, b, advice)
+  };
+  let Some(advice) = check_advice(env, advice.as_ref())? else {
+    return Err(args::invalid_type(
+      env,
+      "advice",
+      "of type number",
+      &undefined(env),
+    ));
+  };
+  let Resolved::View(view) = resolved else {
+    return Ok(());
+  };
+  let (offset, length) = view::bounds(env, view.len, offset.as_ref(), length.as_ref())?;
+  view
+    .mapping
+    .advise(view.offset + offset, length, advice)
+    .map_err(|f| view::failure(env, f, "madvise"))
+}
+
+/// Reports which pages of the view are resident in memory (`mincore(2)`), as mmap-io does:
+/// `[pagesNotResident, pagesResident]`.
+///
+/// @param buffer - A Buffer returned by `map()` or any view of the same memory.
+/// @returns `[unmappedPages, mappedPages]`.
+#[napi(
+  ts_args_type = "buffer: ArrayBufferView | ArrayBuffer",
+  ts_return_type = "[number, number]"
+)]
+pub fn incore(env: &Env, buffer: Unknown) -> napi::Result<Vec<u32>> {
+  let Resolved::View(view) = view::resolve(env, &buffer, "buffer")? else {
+    return Ok(vec![0, 0]);
+  };
+  let (resident, total) = view
+    .mapping
+    .resident_pages(view.offset, view.len)
+    .map_err(|f| view::failure(env, f, "mincore"))?;
+  Ok(vec![(total - resident) as u32, resident as u32])
+}
+
+/// Writes changed pages of the view back to the file (`msync(2)`), as mmap-io's `sync`:
+/// `sync(buffer[, offset[, length[, blocking[, invalidate]]]])` or
+/// `sync(buffer, blocking[, invalidate])`. Without `blocking` it only schedules the write-back
+/// (`MS_ASYNC`); with it, it waits (`MS_SYNC`) and blocks the event loop meanwhile: prefer
+/// `flush()` for that. An `offset` or `length` of 0 or omitted means the whole view.
+///
+/// @param buffer - A Buffer returned by `map()` or any view of the same memory.
+/// @param offset - Start of the range within the view. Default: `0`.
+/// @param length - Bytes in the range; `0` means to the end of the view. Default: `0`.
+/// @param blocking - Wait for the write-back (`MS_SYNC`). Default: `false`.
+/// @param invalidate - Add `MS_INVALIDATE`. Default: `false`.
+#[napi(
+  ts_args_type = "buffer: ArrayBufferView | ArrayBuffer, ...args: [offset?: number, length?: number, blocking?: boolean, invalidate?: boolean] | [blocking: boolean, invalidate?: boolean]"
+)]
+pub fn sync(
+  env: &Env,
+  buffer: Unknown,
+  a: Option<Unknown>,
+  b: Option<Unknown>,
+  c: Option<Unknown>,
+  d: Option<Unknown>,
+) -> napi::Result<()> {
+  let resolved = view::resolve(env, &buffer, "buffer")?;
+  let boolean_form = a.as_ref().is_some_and(|a| args::type_of(a) == ValueType::Boolean);
+  let (offset, length, blocking, invalidate) = if boolean_form {
+    (None, None, a, b)
+  } else {
+    (a, b, c, d)
+  };
+  let blocking = args::optional_boolean(env, blocking.as_ref(), "blocking")?.unwrap_or(false);
+  let invalidate = args::optional_boolean(env, invalidate.as_ref(), "invalidate")?.unwrap_or(false);
+  let Resolved::View(view) = resolved else {
+    return Ok(());
+  };
+  let offset = offset.filter(|v| args::number_value(env, v) != Some(0.0));
+  let length = length.filter(|v| args::number_value(env, v) != Some(0.0));
+  let (offset, length) = view::bounds(env, view.len, offset.as_ref(), length.as_ref())?;
+  let flags = msync_flags(blocking, invalidate);
+  view
+    .mapping
+    .sync(view.offset + offset, length, flags)
+    .map_err(|f| view::failure(env, f, "msync"))
+}
+
+fn msync_flags(blocking: bool, invalidate: bool) -> i32 {
+  (if blocking { c::MS_SYNC } else { c::MS_ASYNC }) | if invalidate { c::MS_INVALIDATE } else { 0 }
+}
+
+/// `msync(MS_SYNC)` on the libuv thread pool.
+pub struct Flush {
+  mapping: Arc<Mapping>,
+  offset: usize,
+  len: usize,
+  flags: i32,
+}
+
+impl<'env> ScopedTask<'env> for Flush {
+  type Output = Result<(), Failure>;
+  type JsValue = ();
+
+  fn compute(&mut self) -> napi::Result<Self::Output> {
+    Ok(self.mapping.sync(self.offset, self.len, self.flags))
+  }
+
+  fn resolve(&mut self, env: &'env Env, output: Self::Output) -> napi::Result<()> {
+    match output {
+      Ok(()) => Ok(()),
+      Err(Failure::Unmapped) => Err(errors::reject_with(env, view::unmapped_error(env))),
+      Err(Failure::Os(err)) => Err(errors::reject_with(env, errors::system(env, &err, "msync", None))),
+    }
+  }
+}
+
+/// Writes changed pages of the view back to the file and waits until they are on the storage
+/// (`msync(2)` with `MS_SYNC`), on the libuv thread pool: the event loop keeps turning while
+/// gigabytes are written back.
+///
+/// @param buffer - A Buffer returned by `map()` or any view of the same memory.
+/// @param options - `offset` (default `0`) and `length` (default: to the end of the view) pick a
+///   byte range of the view; `invalidate` (default `false`) adds `MS_INVALIDATE`.
+/// @returns A Promise that fulfills with `undefined`, or rejects with a Node-style system error.
+#[napi(
+  ts_args_type = "buffer: ArrayBufferView | ArrayBuffer, options?: { offset?: number, length?: number, invalidate?: boolean }",
+  ts_return_type = "Promise<void>"
+)]
+pub fn flush(env: &Env, buffer: Unknown, options: Option<Unknown>) -> napi::Result<AsyncTask<Flush>> {
+  let resolved = view::resolve(env, &buffer, "buffer")?;
+  let options = options::Options::new(env, options.as_ref(), &["offset", "length", "invalidate"])?;
+  let offset = options.get(env, "offset")?;
+  let length = options.get(env, "length")?;
+  let invalidate = args::optional_boolean(
+    env,
+    options.get(env, "invalidate")?.as_ref(),
+    "options.invalidate",
+  )?;
+  let (mapping, offset, len) = match resolved {
+    Resolved::View(view) => {
+      let (offset, len) = view::bounds(env, view.len, offset.as_ref(), length.as_ref())?;
+      (view.mapping, view.offset + offset, len)
+    }
+    Resolved::Empty => return Err(view::unmapped(env)),
+  };
+  let flags = msync_flags(true, invalidate.unwrap_or(false));
+  Ok(AsyncTask::new(Flush {
+    mapping,
+    offset,
+    len,
+    flags,
+  }))
+}
+
+/// Locks a range of the view in memory (`mlock(2)`): its pages stay resident until `unlock`.
+/// Fails with `EPERM` or `ENOMEM` when the process may not lock that much (`ulimit -l`).
+///
+/// @param buffer - A Buffer returned by `map()` or any view of the same memory.
+/// @param offset - Start of the range within the view. Default: `0`.
+/// @param length - Bytes in the range. Default: to the end of the view.
+#[napi(ts_args_type = "buffer: ArrayBufferView | ArrayBuffer, offset?: number, length?: number")]
+pub fn lock(
+  env: &Env,
+  buffer: Unknown,
+  offset: Option<Unknown>,
+  length: Option<Unknown>,
+) -> napi::Result<()> {
+  lock_range(env, buffer, offset, length, true)
+}
+
+/// Unlocks a range of the view (`munlock(2)`), undoing `lock`.
+///
+/// @param buffer - A Buffer returned by `map()` or any view of the same memory.
+/// @param offset - Start of the range within the view. Default: `0`.
+/// @param length - Bytes in the range. Default: to the end of the view.
+#[napi(ts_args_type = "buffer: ArrayBufferView | ArrayBuffer, offset?: number, length?: number")]
+pub fn unlock(
+  env: &Env,
+  buffer: Unknown,
+  offset: Option<Unknown>,
+  length: Option<Unknown>,
+) -> napi::Result<()> {
+  lock_range(env, buffer, offset, length, false)
+}
+
+fn lock_range(
+  env: &Env,
+  buffer: Unknown,
+  offset: Option<Unknown>,
+  length: Option<Unknown>,
+  lock: bool,
+) -> napi::Result<()> {
+  let Resolved::View(view) = view::resolve(env, &buffer, "buffer")? else {
+    return Ok(());
+  };
+  let (offset, length) = view::bounds(env, view.len, offset.as_ref(), length.as_ref())?;
+  let syscall = if lock { "mlock" } else { "munlock" };
+  view
+    .mapping
+    .lock(view.offset + offset, length, lock)
+    .map_err(|f| view::failure(env, f, syscall))
+}
+
+/// Changes the access rights of a range of the view (`mprotect(2)`), rounded out to whole pages.
+/// Careful: touching memory the new rights forbid (writing after `PROT_READ`, reading after
+/// `PROT_NONE`) ends the process, as it does in C.
+///
+/// @param buffer - A Buffer returned by `map()` or any view of the same memory.
+/// @param offset - Start of the range within the view.
+/// @param length - Bytes in the range.
+/// @param protection - `PROT_NONE` or a bitwise OR of `PROT_READ`, `PROT_WRITE`, `PROT_EXEC`.
+#[napi(
+  ts_args_type = "buffer: ArrayBufferView | ArrayBuffer, offset: number, length: number, protection: number"
+)]
+pub fn protect(
+  env: &Env,
+  buffer: Unknown,
+  offset: Unknown,
+  length: Unknown,
+  protection: Unknown,
+) -> napi::Result<()> {
+  let resolved = view::resolve(env, &buffer, "buffer")?;
+  let protection = crate::map::check_protection(env, &protection)?;
+  let Resolved::View(view) = resolved else {
+    return Ok(());
+  };
+  let (offset, length) = view::bounds(env, view.len, Some(&offset), Some(&length))?;
+  view
+    .mapping
+    .protect(view.offset + offset, length, protection)
+    .map_err(|f| view::failure(env, f, "mprotect"))
+}
+
+fn is_given(value: Option<&Unknown>) -> bool {
+  value.is_some_and(|v| args::type_of(v) != ValueType::Undefined)
+}
+
+fn undefined<'env>(env: &'env Env) -> Unknown<'env> {
+  let mut value = std::ptr::null_mut();
+  // SAFETY: `value` is a valid out-pointer.
+  unsafe { napi::sys::napi_get_undefined(env.raw(), &mut value) };
+  // SAFETY: `value` is `undefined` of this env.
+  unsafe { Unknown::from_raw_unchecked(env.raw(), value) }
+}

@@ -1,0 +1,217 @@
+//! Finds the mapping behind whatever view a user passes: a Buffer, any TypedArray, a DataView
+//! or an ArrayBuffer, at any offset into the mapping. Ranges are relative to that view.
+
+use std::ffi::c_void;
+use std::ptr;
+use std::sync::Arc;
+
+use napi::bindgen_prelude::{Unknown, ValueType};
+use napi::sys;
+use napi::Env;
+
+use crate::args;
+use crate::errors::{self, Class};
+use crate::mapping::{Failure, Mapping};
+use crate::registry;
+
+/// A view over part of a mapping.
+pub struct View {
+  pub mapping: Arc<Mapping>,
+  /// Where the view starts, in bytes from the start of the mapping.
+  pub offset: usize,
+  /// The view's length in bytes.
+  pub len: usize,
+  /// The view's ArrayBuffer (what `unmap` detaches).
+  pub arraybuffer: sys::napi_value,
+}
+
+/// What a user's value turned out to be.
+pub enum Resolved {
+  /// A view of a live mapping.
+  View(View),
+  /// A view with no bytes: detached (after `unmap`) or empty. Every operation on it is a no-op.
+  Empty,
+}
+
+/// The ArrayBuffer behind a typed array (a Buffer), or `None` if `value` is not one.
+pub fn arraybuffer_of(env: &Env, value: sys::napi_value) -> Option<sys::napi_value> {
+  let mut arraybuffer = ptr::null_mut();
+  // SAFETY: null out-pointers are allowed for the fields we skip; `arraybuffer` is valid.
+  let status = unsafe {
+    sys::napi_get_typedarray_info(
+      env.raw(),
+      value,
+      ptr::null_mut(),
+      ptr::null_mut(),
+      ptr::null_mut(),
+      &mut arraybuffer,
+      ptr::null_mut(),
+    )
+  };
+  (status == sys::Status::napi_ok).then_some(arraybuffer)
+}
+
+fn is(
+  env: &Env,
+  value: sys::napi_value,
+  check: unsafe extern "C" fn(sys::napi_env, sys::napi_value, *mut bool) -> sys::napi_status,
+) -> bool {
+  let mut result = false;
+  // SAFETY: `value` is a live value of this env and `result` a valid out-pointer.
+  unsafe { check(env.raw(), value, &mut result) };
+  result
+}
+
+/// `(arraybuffer, byte offset into it, byte length)` of a view, or `None` if `value` is none.
+fn view_info(env: &Env, value: sys::napi_value) -> Option<(sys::napi_value, usize, usize)> {
+  let mut arraybuffer = ptr::null_mut();
+  let mut byte_offset = 0usize;
+  let mut len = 0usize;
+  if is(env, value, sys::napi_is_typedarray) {
+    let mut kind = 0;
+    let mut data = ptr::null_mut();
+    // SAFETY: `value` is a typed array of this env; every out-pointer is valid.
+    let status = unsafe {
+      sys::napi_get_typedarray_info(
+        env.raw(),
+        value,
+        &mut kind,
+        &mut len,
+        &mut data,
+        &mut arraybuffer,
+        &mut byte_offset,
+      )
+    };
+    if status != sys::Status::napi_ok {
+      return None;
+    }
+    let element = match kind {
+      sys::TypedarrayType::int8_array
+      | sys::TypedarrayType::uint8_array
+      | sys::TypedarrayType::uint8_clamped_array => 1,
+      sys::TypedarrayType::int16_array | sys::TypedarrayType::uint16_array => 2,
+      sys::TypedarrayType::int32_array
+      | sys::TypedarrayType::uint32_array
+      | sys::TypedarrayType::float32_array => 4,
+      _ => 8,
+    };
+    return Some((arraybuffer, byte_offset, len.saturating_mul(element)));
+  }
+  if is(env, value, sys::napi_is_dataview) {
+    let mut data = ptr::null_mut();
+    // SAFETY: `value` is a DataView of this env; every out-pointer is valid.
+    let status = unsafe {
+      sys::napi_get_dataview_info(
+        env.raw(),
+        value,
+        &mut len,
+        &mut data,
+        &mut arraybuffer,
+        &mut byte_offset,
+      )
+    };
+    return (status == sys::Status::napi_ok).then_some((arraybuffer, byte_offset, len));
+  }
+  if is(env, value, sys::napi_is_arraybuffer) {
+    return Some((value, 0, arraybuffer_len(env, value).1));
+  }
+  None
+}
+
+/// `(data, byte length)` of an ArrayBuffer; `(null, 0)` once detached.
+fn arraybuffer_len(env: &Env, arraybuffer: sys::napi_value) -> (*mut c_void, usize) {
+  let mut data = ptr::null_mut();
+  let mut len = 0usize;
+  // SAFETY: `arraybuffer` is an ArrayBuffer of this env; both out-pointers are valid.
+  let status = unsafe { sys::napi_get_arraybuffer_info(env.raw(), arraybuffer, &mut data, &mut len) };
+  if status != sys::Status::napi_ok {
+    return (ptr::null_mut(), 0);
+  }
+  (data, len)
+}
+
+/// Resolves `value` (the argument `name`) to the mapping behind it.
+pub fn resolve(env: &Env, value: &Unknown, name: &str) -> napi::Result<Resolved> {
+  let expected = "an instance of Buffer, TypedArray, DataView or ArrayBuffer";
+  if args::type_of(value) != ValueType::Object {
+    return Err(args::invalid_type(env, name, expected, value));
+  }
+  let Some((arraybuffer, byte_offset, len)) = view_info(env, args::raw(value)) else {
+    return Err(args::invalid_type(env, name, expected, value));
+  };
+  let (data, total) = arraybuffer_len(env, arraybuffer);
+  if data.is_null() || total == 0 {
+    return Ok(Resolved::Empty);
+  }
+  let Some(mapping) = registry::find(data as usize) else {
+    let message = format!(
+      "The \"{name}\" argument must be a view of memory mapped by node-mmap. Received {}",
+      args::describe(env, value)
+    );
+    return Err(errors::throw_coded(
+      env,
+      Class::TypeError,
+      "ERR_MMAP_NOT_A_MAPPING",
+      &message,
+    ));
+  };
+  let offset = data as usize - mapping.addr() as usize + byte_offset;
+  if mapping.is_unmapped() || offset > mapping.len() || len > mapping.len() - offset {
+    return Ok(Resolved::Empty);
+  }
+  Ok(Resolved::View(View {
+    mapping,
+    offset,
+    len,
+    arraybuffer,
+  }))
+}
+
+/// Detaches an ArrayBuffer: every view of it becomes length 0.
+pub fn detach(env: &Env, arraybuffer: sys::napi_value) -> napi::Result<()> {
+  // SAFETY: `arraybuffer` is a live ArrayBuffer of this env.
+  let status = unsafe { sys::napi_detach_arraybuffer(env.raw(), arraybuffer) };
+  if status != sys::Status::napi_ok {
+    let message = format!("napi_detach_arraybuffer failed with status {status}");
+    return Err(errors::throw_coded(env, Class::Error, "ERR_MMAP_NAPI", &message));
+  }
+  Ok(())
+}
+
+/// The one overflow-safe bounds check every ranged operation goes through: `offset` and
+/// `length` (default: to the end) must lie within a view of `view_len` bytes.
+pub fn bounds(
+  env: &Env,
+  view_len: usize,
+  offset: Option<&Unknown>,
+  length: Option<&Unknown>,
+) -> napi::Result<(usize, usize)> {
+  let limit = view_len as i64;
+  let offset = args::optional_integer(env, offset, "offset", 0, limit)?.unwrap_or(0) as usize;
+  let rest = view_len - offset;
+  let length = args::optional_integer(env, length, "length", 0, rest as i64)?.map_or(rest, |n| n as usize);
+  Ok((offset, length))
+}
+
+/// Turns a mapping failure into the JS error for `syscall`.
+pub fn failure(env: &Env, failure: Failure, syscall: &str) -> napi::Error {
+  match failure {
+    Failure::Unmapped => unmapped(env),
+    Failure::Os(err) => errors::throw_system(env, &err, syscall, None),
+  }
+}
+
+/// `ERR_MMAP_UNMAPPED`: the operation needs memory that `unmap()` took away.
+pub fn unmapped(env: &Env) -> napi::Error {
+  errors::throw(env, unmapped_error(env))
+}
+
+/// Builds (without throwing) the error [`unmapped`] throws.
+pub fn unmapped_error(env: &Env) -> sys::napi_value {
+  errors::create(
+    env,
+    Class::Error,
+    "ERR_MMAP_UNMAPPED",
+    "The mapping was unmapped before this call",
+  )
+}
