@@ -182,6 +182,51 @@ export declare const MS_INVALIDATE: number
 /** `msync`: write back and wait until the data is on the storage. */
 export declare const MS_SYNC: number
 
+/**
+ * Like `openSync`, but the system calls run on the libuv thread pool.
+ *
+ * @param path - The file's path.
+ * @param options - As for `openSync`.
+ * @returns A Promise that fulfills with the Buffer, or rejects with a Node-style error.
+ */
+export declare function open(path: string | Buffer | Uint8Array, options?: OpenOptions): Promise<Buffer>
+
+/** Options of `openSync` and `open`. */
+export interface OpenOptions {
+  /**
+   * `'r'` (read-only), `'r+'` (read-write) or `'w+'` (read-write; created, or truncated).
+   * Default: `'r'`.
+   */
+  mode?: 'r' | 'r+' | 'w+'
+  /** Grow the file to at least this many bytes before mapping (`'r+'`/`'w+'` only). */
+  size?: number
+  /** The byte of the file where the Buffer starts: any value. Default: `0`. */
+  offset?: number
+  /** Bytes to map. Default: from `offset` to the end of the file. */
+  length?: number
+  /** `true`: writes reach the file (`MAP_SHARED`); `false`: private copy-on-write. Default: `true`. */
+  shared?: boolean
+  /** Read the whole range into memory now (`MAP_POPULATE`). Default: `false`. */
+  populate?: boolean
+  /** A `MADV_*` value applied right after mapping. Default: none. */
+  advise?: number
+}
+
+/**
+ * Opens the file at `path`, maps the part of it that `options` picks, closes the file and
+ * returns a Buffer that is the mapping. An empty range gives an empty Buffer.
+ *
+ * @param path - The file's path.
+ * @param options - `mode`: `'r'` (read-only, the default), `'r+'` (read-write) or `'w+'`
+ *   (read-write, created or truncated). `size`: grow the file to at least this many bytes first
+ *   (`'r+'`/`'w+'` only). `offset`: the byte where the Buffer starts, any value (default `0`).
+ *   `length`: bytes to map (default: to the end of the file). `shared`: `MAP_SHARED` (default
+ *   `true`); with `false` writes stay private (copy-on-write, also allowed in mode `'r'`).
+ *   `populate`: read the whole range in now (default `false`). `advise`: a `MADV_*` value.
+ * @throws {RangeError} `ERR_OUT_OF_RANGE` when the range reaches past the end of the file.
+ */
+export declare function openSync(path: string | Buffer | Uint8Array, options?: OpenOptions): Buffer
+
 /** The size of a memory page in bytes (`sysconf(_SC_PAGESIZE)`). */
 export declare const PAGESIZE: SystemValue
 

@@ -256,6 +256,37 @@ pub fn string_value(env: &Env, value: &Unknown) -> Option<String> {
   coerce_to_string(env, raw(value))
 }
 
+/// The bytes of a Uint8Array (a Buffer), copied; `None` for any other value.
+pub fn uint8_bytes(env: &Env, value: &Unknown) -> Option<Vec<u8>> {
+  let mut is_typedarray = false;
+  // SAFETY: `value` is a live value of this env; `is_typedarray` a valid out-pointer.
+  unsafe { sys::napi_is_typedarray(env.raw(), raw(value), &mut is_typedarray) };
+  if !is_typedarray {
+    return None;
+  }
+  let (mut kind, mut len, mut data) = (0, 0usize, ptr::null_mut());
+  // SAFETY: `value` is a typed array; the out-pointers are valid or null where allowed.
+  let status = unsafe {
+    sys::napi_get_typedarray_info(
+      env.raw(),
+      raw(value),
+      &mut kind,
+      &mut len,
+      &mut data,
+      ptr::null_mut(),
+      ptr::null_mut(),
+    )
+  };
+  if status != sys::Status::napi_ok || kind != sys::TypedarrayType::uint8_array {
+    return None;
+  }
+  if len == 0 || data.is_null() {
+    return Some(Vec::new());
+  }
+  // SAFETY: Node-API reported `len` readable bytes at `data`, and nothing runs JS meanwhile.
+  Some(unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) }.to_vec())
+}
+
 /// `String(value)` for primitives that convert without running user code.
 fn coerce_to_string(env: &Env, value: sys::napi_value) -> Option<String> {
   let mut string = ptr::null_mut();

@@ -22,6 +22,7 @@ mod constants;
 mod errors;
 mod map;
 mod mapping;
+mod open;
 mod ops;
 mod options;
 mod registry;
