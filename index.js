@@ -56,4 +56,16 @@ for (const name of Object.keys(binding)) {
   })
 }
 
+// `using m = Mapping.open(path)` unmaps at the end of the block, where the runtime has
+// explicit resource management.
+if (typeof Symbol.dispose === 'symbol') {
+  Object.defineProperty(binding.Mapping.prototype, Symbol.dispose, {
+    value: function dispose() {
+      this.unmap()
+    },
+    writable: true,
+    configurable: true,
+  })
+}
+
 module.exports = mmap

@@ -66,8 +66,8 @@ fn no_external_buffers(env: &Env) -> napi::Error {
     "ERR_MMAP_NO_EXTERNAL_BUFFERS",
     "This runtime does not allow external buffers (Electron 21+ and other V8 memory-cage builds), \
      so a mapping cannot be shown as a zero-copy Buffer, and a copy would lose every write. \
-     Nothing was mapped. Check mmap.externalBuffersAllowed() first; where it returns false, \
-     read and write the file with node:fs instead.",
+     Nothing was mapped. Use mmap.Mapping (Mapping.open(path) or new Mapping(...)), which reads \
+     and writes the mapping by copying; mmap.externalBuffersAllowed() tells which to use.",
   )
 }
 
@@ -93,7 +93,6 @@ pub fn create(env: &Env, mapping: &Arc<Mapping>, offset: usize, len: usize) -> n
       EXTERNAL_ALLOWED.store(FORBIDDEN, Ordering::Relaxed);
       return Err(no_external_buffers(env));
     }
-    _ if exception_pending(env) => return Err(errors::pending()),
     _ => return Err(napi_failure(env, "napi_create_external_buffer", status)),
   }
   let arraybuffer = crate::view::arraybuffer_of(env, buffer)
@@ -119,15 +118,7 @@ pub fn create(env: &Env, mapping: &Arc<Mapping>, offset: usize, len: usize) -> n
 }
 
 fn napi_failure(env: &Env, call: &str, status: sys::napi_status) -> napi::Error {
-  let message = format!("{call} failed with status {status}");
-  errors::throw_coded(env, Class::Error, "ERR_MMAP_NAPI", &message)
-}
-
-fn exception_pending(env: &Env) -> bool {
-  let mut pending = false;
-  // SAFETY: `pending` is a valid out-pointer.
-  unsafe { sys::napi_is_exception_pending(env.raw(), &mut pending) };
-  pending
+  errors::pending_or(env, call, status)
 }
 
 const UNKNOWN: u8 = 0;

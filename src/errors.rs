@@ -17,6 +17,22 @@ pub fn pending() -> napi::Error {
   napi::Error::new(Status::PendingException, String::new())
 }
 
+/// The pending exception if a Node-API call left one, else an error naming the failed call.
+pub fn pending_or(env: &Env, call: &str, status: sys::napi_status) -> napi::Error {
+  let mut is_pending = false;
+  // SAFETY: `is_pending` is a valid out-pointer.
+  unsafe { sys::napi_is_exception_pending(env.raw(), &mut is_pending) };
+  if is_pending {
+    return pending();
+  }
+  throw_coded(
+    env,
+    Class::Error,
+    "ERR_MMAP_NAPI",
+    &format!("{call} failed with status {status}"),
+  )
+}
+
 /// Which JS class an argument error takes.
 #[derive(Clone, Copy)]
 pub enum Class {

@@ -2,6 +2,7 @@
 //! sixth argument `advise`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use napi::bindgen_prelude::{Unknown, ValueType};
 use napi::Env;
@@ -59,12 +60,48 @@ pub fn map<'env>(
   offset: Option<Unknown<'env>>,
   advise: Option<Unknown<'env>>,
 ) -> napi::Result<Unknown<'env>> {
-  let size = check_size(env, &size)?;
-  let protection = check_protection(env, &protection)?;
-  let flags_value = flags;
-  let flags = check_flags(env, &flags_value)?;
+  let size_limit = SizeLimit::BufferMaxLength;
+  let mapping = map_checked(
+    env,
+    &size,
+    &protection,
+    &flags,
+    &fd,
+    offset.as_ref(),
+    advise.as_ref(),
+    size_limit,
+  )?;
+  let buffer = buffer::create(env, &mapping, 0, mapping.len())?;
+  // SAFETY: `buffer` was just created in this env's current scope.
+  Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), buffer) })
+}
+
+/// How large a mapping may be.
+#[derive(Clone, Copy)]
+pub enum SizeLimit {
+  /// At most `buffer.constants.MAX_LENGTH`: the mapping becomes one Buffer.
+  BufferMaxLength,
+  /// Any size JS numbers hold exactly (a `Mapping` handle, read through windows).
+  SafeInteger,
+}
+
+/// The seed's arguments, checked, then `mmap` and the optional `madvise`.
+#[allow(clippy::too_many_arguments)]
+pub fn map_checked(
+  env: &Env,
+  size: &Unknown,
+  protection: &Unknown,
+  flags: &Unknown,
+  fd: &Unknown,
+  offset: Option<&Unknown>,
+  advise: Option<&Unknown>,
+  limit: SizeLimit,
+) -> napi::Result<Arc<Mapping>> {
+  let size = check_size(env, size, limit)?;
+  let protection = check_protection(env, protection)?;
+  let flags = check_flags(env, flags)?;
   let anonymous = flags & c::MAP_ANONYMOUS != 0;
-  let fd = args::integer(env, &fd, "fd", -1, i32::MAX as i64)? as i32;
+  let fd = args::integer(env, fd, "fd", -1, i32::MAX as i64)? as i32;
   if anonymous && fd != -1 {
     return Err(args::invalid_value(
       env,
@@ -74,15 +111,11 @@ pub fn map<'env>(
     ));
   }
   if !anonymous && fd == -1 {
-    return Err(args::invalid_value(
-      env,
-      "fd",
-      "must be an open file descriptor (>= 0) unless flags include MAP_ANONYMOUS",
-      "-1",
-    ));
+    let reason = "must be an open file descriptor (>= 0) unless flags include MAP_ANONYMOUS";
+    return Err(args::invalid_value(env, "fd", reason, "-1"));
   }
-  let offset = check_offset(env, offset.as_ref())?;
-  let advice = check_advice(env, advise.as_ref())?;
+  let offset = check_offset(env, offset)?;
+  let advice = check_advice(env, advise)?;
 
   let mapping = Mapping::new(size, protection, flags, fd, offset)
     .map_err(|err| errors::throw_system(env, &err, "mmap", None))?;
@@ -92,13 +125,14 @@ pub fn map<'env>(
       .advise(0, size, advice)
       .map_err(|failure| crate::view::failure(env, failure, "madvise"))?;
   }
-  let buffer = buffer::create(env, &mapping, 0, size)?;
-  // SAFETY: `buffer` was just created in this env's current scope.
-  Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), buffer) })
+  Ok(mapping)
 }
 
-fn check_size(env: &Env, value: &Unknown) -> napi::Result<usize> {
-  let max = buffer_max_length();
+fn check_size(env: &Env, value: &Unknown, limit: SizeLimit) -> napi::Result<usize> {
+  let max = match limit {
+    SizeLimit::BufferMaxLength => buffer_max_length(),
+    SizeLimit::SafeInteger => MAX_SAFE_INTEGER as u64,
+  };
   let Some(number) = args::number_value(env, value) else {
     return Err(args::invalid_type(env, "size", "of type number", value));
   };
@@ -114,10 +148,13 @@ fn check_size(env: &Env, value: &Unknown) -> napi::Result<usize> {
     ));
   }
   if number > max as f64 {
-    let range = format!(
-      ">= 1 && <= {max} (buffer.constants.MAX_LENGTH, the largest Buffer this runtime can make); \
-       map the file in windows of at most that size with \"offset\""
-    );
+    let range = match limit {
+      SizeLimit::BufferMaxLength => format!(
+        ">= 1 && <= {max} (buffer.constants.MAX_LENGTH, the largest Buffer this runtime can make); \
+         map the file in windows with \"offset\", or use Mapping, which has no such limit"
+      ),
+      SizeLimit::SafeInteger => format!(">= 1 && <= {max}"),
+    };
     return Err(args::out_of_range(env, "size", &range, value));
   }
   usize::try_from(number as u64)

@@ -38,9 +38,9 @@ pub struct Request {
 
 /// The result of the system calls: the mapping (none for zero bytes) and where the Buffer sits.
 pub struct Opened {
-  mapping: Option<Arc<Mapping>>,
-  start: usize,
-  len: usize,
+  pub mapping: Option<Arc<Mapping>>,
+  pub start: usize,
+  pub len: usize,
 }
 
 /// Why the system calls stopped.
@@ -64,7 +64,12 @@ fn os(syscall: &'static str) -> impl Fn(io::Error) -> OpenFailure {
 }
 
 impl Request {
-  fn parse(env: &Env, path: &Unknown, options: Option<&Unknown>) -> napi::Result<Request> {
+  pub fn parse(
+    env: &Env,
+    path: &Unknown,
+    options: Option<&Unknown>,
+    max_length: u64,
+  ) -> napi::Result<Request> {
     let (path, shown) = parse_path(env, path)?;
     let options = Options::new(env, options, OPTIONS)?;
     let mode = options.get(env, "mode")?;
@@ -110,7 +115,6 @@ impl Request {
       0,
       max,
     )?;
-    let max_length = buffer_max_length();
     let length_limit = max_length.min(max as u64) as i64;
     let length = options.get(env, "length")?;
     let length = args::optional_integer(env, length.as_ref(), "options.length", 0, length_limit)?;
@@ -132,8 +136,17 @@ impl Request {
     })
   }
 
+  /// The protection the mapping gets: writable unless opened read-only and shared.
+  pub fn protection(&self) -> i32 {
+    if self.write || !self.shared {
+      c::PROT_READ | c::PROT_WRITE
+    } else {
+      c::PROT_READ
+    }
+  }
+
   /// The system calls: open, grow, stat, map, advise. The file is closed on return.
-  fn run(&self) -> Result<Opened, OpenFailure> {
+  pub fn run(&self) -> Result<Opened, OpenFailure> {
     let file = sys::open(&self.path, self.write, self.create, self.create).map_err(os("open"))?;
     if let Some(size) = self.size {
       let current = file.metadata().map_err(os("fstat"))?.len();
@@ -201,7 +214,7 @@ impl Request {
   }
 
   /// The JS error for a failure, with `path`.
-  fn error(&self, env: &Env, failure: &OpenFailure) -> napi::sys::napi_value {
+  pub fn error(&self, env: &Env, failure: &OpenFailure) -> napi::sys::napi_value {
     match failure {
       OpenFailure::Os { err, syscall } => errors::system(env, err, syscall, Some(&self.shown)),
       OpenFailure::PastEnd { file_len } => {
@@ -320,7 +333,7 @@ pub fn open_sync<'env>(
   path: Unknown,
   options: Option<Unknown>,
 ) -> napi::Result<Unknown<'env>> {
-  let request = Request::parse(env, &path, options.as_ref())?;
+  let request = Request::parse(env, &path, options.as_ref(), buffer_max_length())?;
   let result = request.run();
   request
     .finish(env, result)
@@ -358,7 +371,7 @@ impl<'env> ScopedTask<'env> for Open {
   ts_return_type = "Promise<Buffer>"
 )]
 pub fn open(env: &Env, path: Unknown, options: Option<Unknown>) -> napi::Result<AsyncTask<Open>> {
-  let request = Request::parse(env, &path, options.as_ref())?;
+  let request = Request::parse(env, &path, options.as_ref(), buffer_max_length())?;
   Ok(AsyncTask::new(Open { request }))
 }
 

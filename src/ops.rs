@@ -175,7 +175,7 @@ pub fn sync(
     .map_err(|f| view::failure(env, f, "msync"))
 }
 
-fn msync_flags(blocking: bool, invalidate: bool) -> i32 {
+pub fn msync_flags(blocking: bool, invalidate: bool) -> i32 {
   (if blocking { c::MS_SYNC } else { c::MS_ASYNC }) | if invalidate { c::MS_INVALIDATE } else { 0 }
 }
 
@@ -185,6 +185,17 @@ pub struct Flush {
   offset: usize,
   len: usize,
   flags: i32,
+}
+
+impl Flush {
+  pub fn new(mapping: Arc<Mapping>, offset: usize, len: usize, flags: i32) -> Self {
+    Flush {
+      mapping,
+      offset,
+      len,
+      flags,
+    }
+  }
 }
 
 impl<'env> ScopedTask<'env> for Flush {

@@ -118,6 +118,17 @@ fn view_info(env: &Env, value: sys::napi_value) -> Option<(sys::napi_value, usiz
   None
 }
 
+/// Bytes per element of a TypedArray kind.
+pub fn element_size(kind: sys::napi_typedarray_type) -> usize {
+  use sys::TypedarrayType as T;
+  match kind {
+    T::int8_array | T::uint8_array | T::uint8_clamped_array => 1,
+    T::int16_array | T::uint16_array => 2,
+    T::int32_array | T::uint32_array | T::float32_array => 4,
+    _ => 8,
+  }
+}
+
 /// `(data, byte length)` of an ArrayBuffer; `(null, 0)` once detached.
 fn arraybuffer_len(env: &Env, arraybuffer: sys::napi_value) -> (*mut c_void, usize) {
   let mut data = ptr::null_mut();

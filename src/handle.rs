@@ -1,0 +1,500 @@
+//! `Mapping`: a handle that owns one mapping and works where zero-copy Buffers cannot: in
+//! runtimes without external buffers (Electron 21+) and above `buffer.constants.MAX_LENGTH`.
+//! `read`/`readInto`/`write` copy; `view` gives a zero-copy Buffer of a window where allowed.
+
+use std::ptr;
+use std::sync::Arc;
+
+use napi::bindgen_prelude::{AsyncTask, ObjectFinalize, Unknown};
+use napi::sys;
+use napi::Env;
+use napi_derive::napi;
+
+use crate::args::{self, MAX_SAFE_INTEGER};
+use crate::errors::{self, Class};
+use crate::map::{check_advice, map_checked, SizeLimit};
+use crate::mapping::Mapping as Core;
+use crate::open::Request;
+use crate::ops::{msync_flags, Flush};
+use crate::view;
+use crate::{buffer, options};
+
+/// A memory mapping owned by a handle. Unlike a Buffer from `map()`, it works in runtimes that
+/// forbid external buffers (Electron 21+; there `view()` throws but everything else works) and
+/// for mappings larger than `buffer.constants.MAX_LENGTH`. Offsets and lengths are bytes from the
+/// start of the mapping. Call `unmap()` (or let `using` do it) when done; otherwise the mapping
+/// is unmapped when the handle and every view of it have been garbage-collected.
+#[napi(js_name = "Mapping", custom_finalize)]
+pub struct Handle {
+  mapping: Option<Arc<Core>>,
+  /// Where the user's bytes start within the OS mapping (`Mapping.open` at any offset).
+  start: usize,
+  len: usize,
+  readable: bool,
+  writable: bool,
+  /// Weak references to the ArrayBuffers of `view()` Buffers, detached by `unmap()`.
+  views: Vec<sys::napi_ref>,
+  unmapped: bool,
+}
+
+impl ObjectFinalize for Handle {
+  fn finalize(mut self, env: Env) -> napi::Result<()> {
+    self.forget_views(&env, false);
+    Ok(())
+  }
+}
+
+#[napi]
+impl Handle {
+  /// Maps like `map()` (same arguments, same checks) but returns a handle; `size` may exceed
+  /// `buffer.constants.MAX_LENGTH`.
+  ///
+  /// @param size - Bytes to map: an integer from 1 to `Number.MAX_SAFE_INTEGER`.
+  /// @param protection - `PROT_NONE` or a bitwise OR of `PROT_READ`, `PROT_WRITE`, `PROT_EXEC`.
+  /// @param flags - `MAP_SHARED` or `MAP_PRIVATE`, OR'ed with optional `MAP_*` flags.
+  /// @param fd - An open file descriptor, or -1 with `MAP_ANONYMOUS`.
+  /// @param offset - A multiple of `ALLOCATION_GRANULARITY`. Default: `0`.
+  #[napi(
+    constructor,
+    ts_args_type = "size: number, protection: number, flags: number, fd: number, offset?: number"
+  )]
+  pub fn new(
+    env: &Env,
+    size: Unknown,
+    protection: Unknown,
+    flags: Unknown,
+    fd: Unknown,
+    offset: Option<Unknown>,
+  ) -> napi::Result<Self> {
+    let prot = args::number_value(env, &protection).unwrap_or(0.0) as i32;
+    let mapping = map_checked(
+      env,
+      &size,
+      &protection,
+      &flags,
+      &fd,
+      offset.as_ref(),
+      None,
+      SizeLimit::SafeInteger,
+    )?;
+    let len = mapping.len();
+    Ok(Handle::owning(Some(mapping), 0, len, prot))
+  }
+
+  /// Opens and maps a file like `openSync` (same options, same checks) and returns a handle;
+  /// the range may exceed `buffer.constants.MAX_LENGTH`.
+  ///
+  /// @param path - The file's path.
+  /// @param options - As for `openSync`.
+  #[napi(
+    factory,
+    ts_args_type = "path: string | Buffer | Uint8Array, options?: OpenOptions"
+  )]
+  pub fn open(env: &Env, path: Unknown, options: Option<Unknown>) -> napi::Result<Self> {
+    let request = Request::parse(env, &path, options.as_ref(), MAX_SAFE_INTEGER as u64)?;
+    let opened = request
+      .run()
+      .map_err(|failure| errors::throw(env, request.error(env, &failure)))?;
+    let prot = request.protection();
+    Ok(Handle::owning(opened.mapping, opened.start, opened.len, prot))
+  }
+
+  /// The mapping's length in bytes; 0 after `unmap()`.
+  #[napi(getter)]
+  pub fn length(&self) -> f64 {
+    match &self.mapping {
+      Some(_) => self.len as f64,
+      None => 0.0,
+    }
+  }
+
+  /// Whether `unmap()` has been called.
+  #[napi(getter)]
+  pub fn unmapped(&self) -> bool {
+    self.unmapped || self.mapping.as_ref().is_some_and(|m| m.is_unmapped())
+  }
+
+  /// Copies `length` bytes from `offset` into a new Buffer.
+  ///
+  /// @param offset - Default: `0`.
+  /// @param length - Default: to the end of the mapping.
+  #[napi(ts_args_type = "offset?: number, length?: number", ts_return_type = "Buffer")]
+  pub fn read<'env>(
+    &self,
+    env: &'env Env,
+    offset: Option<Unknown>,
+    length: Option<Unknown>,
+  ) -> napi::Result<Unknown<'env>> {
+    let (mapping, offset, length) = self.range(env, offset.as_ref(), length.as_ref())?;
+    if length > 0 && !self.readable {
+      return Err(not_allowed(env, "read", "PROT_READ"));
+    }
+    let mut data = ptr::null_mut();
+    let mut result = ptr::null_mut();
+    let source = mapping.map_or(ptr::null_mut(), |m| m.addr());
+    let status = if length == 0 {
+      // SAFETY: both out-pointers are valid; a zero-length Buffer reads nothing.
+      unsafe { sys::napi_create_buffer(env.raw(), 0, &mut data, &mut result) }
+    } else {
+      // SAFETY: `offset..offset + length` lies inside the live, readable mapping (checked by
+      // `range` and `readable` above); Node copies it before returning.
+      unsafe {
+        sys::napi_create_buffer_copy(
+          env.raw(),
+          length,
+          source.add(offset).cast(),
+          &mut data,
+          &mut result,
+        )
+      }
+    };
+    if status != sys::Status::napi_ok {
+      return Err(errors::pending_or(env, "napi_create_buffer_copy", status));
+    }
+    // SAFETY: `result` was just created in this env's current scope.
+    Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), result) })
+  }
+
+  /// Copies bytes from `offset` into `target` (as many as fit, up to the end of the mapping) and
+  /// returns how many were copied.
+  ///
+  /// @param target - Where to copy to.
+  /// @param offset - Where in the mapping to start. Default: `0`.
+  #[napi(ts_args_type = "target: ArrayBufferView, offset?: number")]
+  pub fn read_into(&self, env: &Env, target: Unknown, offset: Option<Unknown>) -> napi::Result<f64> {
+    let (target_ptr, target_len) = writable_bytes(env, &target, "target")?;
+    let (mapping, offset, available) = self.range(env, offset.as_ref(), None)?;
+    let count = available.min(target_len);
+    if count > 0 {
+      if !self.readable {
+        return Err(not_allowed(env, "read", "PROT_READ"));
+      }
+      let source = mapping.map_or(ptr::null_mut(), |m| m.addr());
+      // SAFETY: the source range lies in the live, readable mapping; the target range lies in
+      // the target view (its length checked above); they cannot overlap unless the target is a
+      // view of this same mapping, which `ptr::copy` (memmove) handles.
+      unsafe { ptr::copy(source.add(offset), target_ptr, count) };
+    }
+    Ok(count as f64)
+  }
+
+  /// Copies `source` into the mapping at `offset` (as much as fits) and returns how many bytes
+  /// were written.
+  ///
+  /// @param source - The bytes to write.
+  /// @param offset - Where in the mapping to start. Default: `0`.
+  #[napi(ts_args_type = "source: ArrayBufferView, offset?: number")]
+  pub fn write(&self, env: &Env, source: Unknown, offset: Option<Unknown>) -> napi::Result<f64> {
+    let (source_ptr, source_len) = writable_bytes(env, &source, "source")?;
+    let (mapping, offset, available) = self.range(env, offset.as_ref(), None)?;
+    let count = available.min(source_len);
+    if count > 0 {
+      if !self.writable {
+        return Err(not_allowed(env, "write", "PROT_WRITE"));
+      }
+      let target = mapping.map_or(ptr::null_mut(), |m| m.addr());
+      // SAFETY: the target range lies in the live, writable mapping; the source range in the
+      // source view; `ptr::copy` handles overlap (a source that is a view of this mapping).
+      unsafe { ptr::copy(source_ptr.cast_const(), target.add(offset), count) };
+    }
+    Ok(count as f64)
+  }
+
+  /// A zero-copy Buffer over `length` bytes from `offset`. Throws `ERR_MMAP_NO_EXTERNAL_BUFFERS`
+  /// where the runtime forbids external buffers, and a RangeError above
+  /// `buffer.constants.MAX_LENGTH`. `unmap()` detaches every view.
+  ///
+  /// @param offset - Default: `0`.
+  /// @param length - Default: to the end of the mapping.
+  #[napi(ts_args_type = "offset?: number, length?: number", ts_return_type = "Buffer")]
+  pub fn view<'env>(
+    &mut self,
+    env: &'env Env,
+    offset: Option<Unknown>,
+    length: Option<Unknown>,
+  ) -> napi::Result<Unknown<'env>> {
+    let (mapping, offset, length) = self.range(env, offset.as_ref(), length.as_ref())?;
+    let max = crate::map::buffer_max_length();
+    if length as u64 > max {
+      let message = format!(
+        "The value of \"length\" is out of range. It must be <= {max} (buffer.constants.MAX_LENGTH). Received {length}"
+      );
+      return Err(errors::throw_coded(
+        env,
+        Class::RangeError,
+        "ERR_OUT_OF_RANGE",
+        &message,
+      ));
+    }
+    let Some(mapping) = mapping.filter(|_| length > 0) else {
+      return self.read(env, None, Some(zero(env)));
+    };
+    let buffer = buffer::create(env, mapping, offset, length)?;
+    if let Some(arraybuffer) = view::arraybuffer_of(env, buffer) {
+      self.track(env, arraybuffer);
+    }
+    // SAFETY: `buffer` was just created in this env's current scope.
+    Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), buffer) })
+  }
+
+  /// Like the module's `sync(buffer, offset, length, blocking, invalidate)`, on the mapping.
+  #[napi(ts_args_type = "offset?: number, length?: number, blocking?: boolean, invalidate?: boolean")]
+  pub fn sync(
+    &self,
+    env: &Env,
+    offset: Option<Unknown>,
+    length: Option<Unknown>,
+    blocking: Option<Unknown>,
+    invalidate: Option<Unknown>,
+  ) -> napi::Result<()> {
+    let blocking = args::optional_boolean(env, blocking.as_ref(), "blocking")?.unwrap_or(false);
+    let invalidate = args::optional_boolean(env, invalidate.as_ref(), "invalidate")?.unwrap_or(false);
+    let (mapping, offset, length) = self.range(env, offset.as_ref(), length.as_ref())?;
+    let Some(mapping) = mapping else { return Ok(()) };
+    let flags = msync_flags(blocking, invalidate);
+    mapping
+      .sync(offset, length, flags)
+      .map_err(|f| view::failure(env, f, "msync"))
+  }
+
+  /// Like the module's `flush(buffer, options)`: `msync(MS_SYNC)` on the thread pool.
+  #[napi(
+    ts_args_type = "options?: { offset?: number, length?: number, invalidate?: boolean }",
+    ts_return_type = "Promise<void>"
+  )]
+  pub fn flush(&self, env: &Env, options: Option<Unknown>) -> napi::Result<AsyncTask<Flush>> {
+    let options = options::Options::new(env, options.as_ref(), &["offset", "length", "invalidate"])?;
+    let offset = options.get(env, "offset")?;
+    let length = options.get(env, "length")?;
+    let invalidate = args::optional_boolean(
+      env,
+      options.get(env, "invalidate")?.as_ref(),
+      "options.invalidate",
+    )?;
+    let (mapping, offset, length) = self.range(env, offset.as_ref(), length.as_ref())?;
+    let Some(mapping) = mapping else {
+      return Err(view::unmapped(env));
+    };
+    Ok(AsyncTask::new(Flush::new(
+      Arc::clone(mapping),
+      offset,
+      length,
+      msync_flags(true, invalidate.unwrap_or(false)),
+    )))
+  }
+
+  /// Like the module's `advise`: `advise(advice)` or `advise(offset, length, advice)`.
+  #[napi(ts_args_type = "...args: [advice: number] | [offset: number, length: number, advice: number]")]
+  pub fn advise(
+    &self,
+    env: &Env,
+    a: Unknown,
+    b: Option<Unknown>,
+    advice: Option<Unknown>,
+  ) -> napi::Result<()> {
+    let (offset, length, advice) = match advice {
+      Some(advice) => (Some(a), b, advice),
+      None => (None, None, a),
+    };
+    let Some(advice) = check_advice(env, Some(&advice))? else {
+      return Err(args::invalid_type(env, "advice", "of type number", &advice));
+    };
+    let (mapping, offset, length) = self.range(env, offset.as_ref(), length.as_ref())?;
+    let Some(mapping) = mapping else { return Ok(()) };
+    mapping
+      .advise(offset, length, advice)
+      .map_err(|f| view::failure(env, f, "madvise"))
+  }
+
+  /// Like the module's `incore`: `[pagesNotResident, pagesResident]`.
+  #[napi(ts_return_type = "[number, number]")]
+  pub fn incore(&self, env: &Env) -> napi::Result<Vec<f64>> {
+    let (mapping, offset, length) = self.range(env, None, None)?;
+    let Some(mapping) = mapping else {
+      return Ok(vec![0.0, 0.0]);
+    };
+    let (resident, total) = mapping
+      .resident_pages(offset, length)
+      .map_err(|f| view::failure(env, f, "mincore"))?;
+    Ok(vec![(total - resident) as f64, resident as f64])
+  }
+
+  /// Like the module's `lock`: `mlock` over a range (default: all of it).
+  #[napi(ts_args_type = "offset?: number, length?: number")]
+  pub fn lock(&self, env: &Env, offset: Option<Unknown>, length: Option<Unknown>) -> napi::Result<()> {
+    self.lock_range(env, offset, length, true)
+  }
+
+  /// Like the module's `unlock`: `munlock` over a range (default: all of it).
+  #[napi(ts_args_type = "offset?: number, length?: number")]
+  pub fn unlock(&self, env: &Env, offset: Option<Unknown>, length: Option<Unknown>) -> napi::Result<()> {
+    self.lock_range(env, offset, length, false)
+  }
+
+  /// Unmaps now: every `view()` Buffer becomes length 0, and later calls throw
+  /// `ERR_MMAP_UNMAPPED` (except `unmap()` itself, which may be called again).
+  #[napi]
+  pub fn unmap(&mut self, env: &Env) -> napi::Result<()> {
+    if let Some(mapping) = &self.mapping {
+      mapping
+        .unmap()
+        .map_err(|err| errors::throw_system(env, &err, "mmap", None))?;
+    }
+    self.forget_views(env, true);
+    self.mapping = None;
+    self.unmapped = true;
+    Ok(())
+  }
+}
+
+impl Handle {
+  fn owning(mapping: Option<Arc<Core>>, start: usize, len: usize, prot: i32) -> Self {
+    let readable = prot & crate::constants::PROT_READ != 0;
+    let writable = prot & crate::constants::PROT_WRITE != 0;
+    Handle {
+      mapping,
+      start,
+      len,
+      readable,
+      writable,
+      views: Vec::new(),
+      unmapped: false,
+    }
+  }
+
+  /// The one bounds check, then the range as bytes from the start of the OS mapping.
+  fn range(
+    &self,
+    env: &Env,
+    offset: Option<&Unknown>,
+    length: Option<&Unknown>,
+  ) -> napi::Result<(Option<&Arc<Core>>, usize, usize)> {
+    let mapping = match &self.mapping {
+      _ if self.unmapped() => return Err(view::unmapped(env)),
+      mapping => mapping.as_ref(),
+    };
+    let (offset, length) = view::bounds(env, self.len, offset, length)?;
+    Ok((mapping, self.start + offset, length))
+  }
+
+  fn lock_range(
+    &self,
+    env: &Env,
+    offset: Option<Unknown>,
+    length: Option<Unknown>,
+    lock: bool,
+  ) -> napi::Result<()> {
+    let (mapping, offset, length) = self.range(env, offset.as_ref(), length.as_ref())?;
+    let Some(mapping) = mapping else { return Ok(()) };
+    let syscall = if lock { "mlock" } else { "munlock" };
+    mapping
+      .lock(offset, length, lock)
+      .map_err(|f| view::failure(env, f, syscall))
+  }
+
+  /// Keeps a weak reference to a view's ArrayBuffer, pruning collected ones as the list grows.
+  fn track(&mut self, env: &Env, arraybuffer: sys::napi_value) {
+    if self.views.len() >= 16 && self.views.len().is_power_of_two() {
+      self.views.retain(|&reference| {
+        let alive = !reference_value(env, reference).is_null();
+        if !alive {
+          // SAFETY: `reference` was created by `track` in this env and is deleted only here.
+          unsafe { sys::napi_delete_reference(env.raw(), reference) };
+        }
+        alive
+      });
+    }
+    let mut reference = ptr::null_mut();
+    // SAFETY: `arraybuffer` is a live object of this env; refcount 0 makes the reference weak.
+    if unsafe { sys::napi_create_reference(env.raw(), arraybuffer, 0, &mut reference) }
+      == sys::Status::napi_ok
+    {
+      self.views.push(reference);
+    }
+  }
+
+  /// Deletes the view references, detaching the views first when `detach` is set.
+  fn forget_views(&mut self, env: &Env, detach: bool) {
+    for reference in self.views.drain(..) {
+      let arraybuffer = reference_value(env, reference);
+      if detach && !arraybuffer.is_null() {
+        // SAFETY: `arraybuffer` is a live ArrayBuffer of this env.
+        unsafe { sys::napi_detach_arraybuffer(env.raw(), arraybuffer) };
+      }
+      // SAFETY: `reference` was created by `track` in this env and is deleted only here.
+      unsafe { sys::napi_delete_reference(env.raw(), reference) };
+    }
+  }
+}
+
+fn reference_value(env: &Env, reference: sys::napi_ref) -> sys::napi_value {
+  let mut value = ptr::null_mut();
+  // SAFETY: `reference` is a live reference of this env; `value` a valid out-pointer.
+  unsafe { sys::napi_get_reference_value(env.raw(), reference, &mut value) };
+  value
+}
+
+/// The bytes of a TypedArray or DataView as a raw range (not copied).
+fn writable_bytes(env: &Env, value: &Unknown, name: &str) -> napi::Result<(*mut u8, usize)> {
+  let raw = args::raw(value);
+  let expected = "an instance of Buffer, TypedArray or DataView";
+  if args::type_of(value) != napi::bindgen_prelude::ValueType::Object {
+    return Err(args::invalid_type(env, name, expected, value));
+  }
+  let mut data = ptr::null_mut();
+  let mut len = 0usize;
+  let mut is_view = false;
+  // SAFETY: `raw` is a live value of this env; `is_view` a valid out-pointer.
+  unsafe { sys::napi_is_typedarray(env.raw(), raw, &mut is_view) };
+  let status = if is_view {
+    let mut kind = 0;
+    // SAFETY: `raw` is a typed array; out-pointers valid or null where allowed.
+    let status = unsafe {
+      sys::napi_get_typedarray_info(
+        env.raw(),
+        raw,
+        &mut kind,
+        &mut len,
+        &mut data,
+        ptr::null_mut(),
+        ptr::null_mut(),
+      )
+    };
+    len = len.saturating_mul(view::element_size(kind));
+    status
+  } else {
+    // SAFETY: `raw` is a live value of this env; `is_view` a valid out-pointer.
+    unsafe { sys::napi_is_dataview(env.raw(), raw, &mut is_view) };
+    if !is_view {
+      return Err(args::invalid_type(env, name, expected, value));
+    }
+    // SAFETY: `raw` is a DataView; out-pointers valid or null where allowed.
+    unsafe {
+      sys::napi_get_dataview_info(
+        env.raw(),
+        raw,
+        &mut len,
+        &mut data,
+        ptr::null_mut(),
+        ptr::null_mut(),
+      )
+    }
+  };
+  if status != sys::Status::napi_ok || data.is_null() {
+    return Ok((ptr::null_mut(), 0));
+  }
+  Ok((data.cast(), len))
+}
+
+fn not_allowed(env: &Env, what: &str, needs: &str) -> napi::Error {
+  let message = format!("Cannot {what}: the mapping was made without {needs}");
+  errors::throw_coded(env, Class::Error, "ERR_MMAP_ACCESS", &message)
+}
+
+fn zero(env: &Env) -> Unknown<'_> {
+  let mut value = ptr::null_mut();
+  // SAFETY: `value` is a valid out-pointer.
+  unsafe { sys::napi_create_uint32(env.raw(), 0, &mut value) };
+  // SAFETY: `value` is a number of this env.
+  unsafe { Unknown::from_raw_unchecked(env.raw(), value) }
+}
