@@ -1,0 +1,117 @@
+'use strict'
+// The finalizer: once the last reference to a mapped Buffer is gone and GC ran, the mapping
+// leaves the process (the kernel's /proc/self/maps is the oracle). Finalizers run on a later
+// event-loop turn, never inside gc(), so every wait here polls with timers against a deadline.
+
+const test = require('node:test')
+const assert = require('node:assert/strict')
+const { randomBytes } = require('node:crypto')
+const fs = require('node:fs')
+
+const mmap = require('..')
+const { tempDir, fileWith, mapsLines, mappingsOf, exposeGc, pollUntil } = require('./helpers.js')
+
+const { PAGESIZE, PROT_READ, PROT_WRITE, MAP_SHARED } = mmap
+const RW = PROT_READ | PROT_WRITE
+const gc = exposeGc()
+const dir = tempDir(test.after)
+let serial = 0
+
+function randomFile(size) {
+  const bytes = randomBytes(size)
+  return { file: fileWith(dir, `f-${++serial}.bin`, bytes), bytes }
+}
+
+/** Maps `file` and checks it, in a frame of its own, so no reference outlives the call. */
+function mapWithoutKeeping(file, bytes, protection = PROT_READ) {
+  const fd = fs.openSync(file, protection & PROT_WRITE ? 'r+' : 'r')
+  const buf = mmap.map(bytes.length, protection, MAP_SHARED, fd)
+  fs.closeSync(fd)
+  assert.ok(buf.equals(bytes))
+  assert.equal(mappingsOf(file).length, 1, 'the new mapping is not in /proc/self/maps')
+  return null
+}
+
+test('a dropped Buffer is unmapped once GC has run', async () => {
+  const { file, bytes } = randomFile(4 * PAGESIZE)
+  mapWithoutKeeping(file, bytes)
+  const gone = await pollUntil(() => mappingsOf(file).length === 0, { gc })
+  assert.ok(gone, `the mapping of ${file} is still in /proc/self/maps after GC and 10 s of event-loop turns`)
+})
+
+test('a MAP_SHARED write made just before the drop is in the file after the unmap', async () => {
+  const { file, bytes } = randomFile(2 * PAGESIZE)
+  const patch = randomBytes(100)
+  ;(() => {
+    const fd = fs.openSync(file, 'r+')
+    const buf = mmap.map(bytes.length, RW, MAP_SHARED, fd)
+    fs.closeSync(fd)
+    patch.copy(buf, PAGESIZE - 50)
+  })()
+  assert.ok(await pollUntil(() => mappingsOf(file).length === 0, { gc }), 'not unmapped')
+  const expected = Buffer.from(bytes)
+  patch.copy(expected, PAGESIZE - 50)
+  assert.ok(fs.readFileSync(file).equals(expected))
+})
+
+test('a view (subarray, Uint8Array over buf.buffer) keeps the mapping alive', async () => {
+  const { file, bytes } = randomFile(3 * PAGESIZE)
+  let views = (() => {
+    const fd = fs.openSync(file, 'r')
+    const buf = mmap.map(bytes.length, PROT_READ, MAP_SHARED, fd)
+    fs.closeSync(fd)
+    return [buf.subarray(PAGESIZE, 2 * PAGESIZE), new Uint8Array(buf.buffer, 2 * PAGESIZE)]
+  })()
+  // The Buffer object itself is garbage now; its memory is not, while a view lives.
+  for (let turn = 0; turn < 20; turn++) {
+    gc()
+    await new Promise(setImmediate)
+  }
+  assert.equal(mappingsOf(file).length, 1, 'unmapped while a view was alive')
+  // Still the live mapping of the file: a write through fs shows in the views.
+  const patch = randomBytes(16)
+  const fd = fs.openSync(file, 'r+')
+  fs.writeSync(fd, patch, 0, patch.length, PAGESIZE + 8)
+  fs.writeSync(fd, patch, 0, patch.length, 2 * PAGESIZE + 8)
+  fs.closeSync(fd)
+  assert.ok(views[0].subarray(8, 24).equals(patch))
+  assert.ok(Buffer.from(views[1].subarray(8, 24)).equals(patch))
+  views = null
+  assert.ok(await pollUntil(() => mappingsOf(file).length === 0, { gc }), 'not unmapped after the views went')
+})
+
+test('200,000 maps of 64 KiB that yield every 1,000 end without ENOMEM and leave no mapping', async () => {
+  const size = 64 * 1024
+  const { file, bytes } = randomFile(size)
+  const fd = fs.openSync(file, 'r')
+  const start = mapsLines().length
+  let most = 0
+  try {
+    for (let i = 0; i < 200_000; i++) {
+      const buf = mmap.map(size, PROT_READ, MAP_SHARED, fd)
+      if (i % 977 === 0) {
+        const at = (i * 31) % size
+        assert.equal(buf[at], bytes[at], `map #${i} shows the wrong byte at ${at}`)
+      }
+      if ((i + 1) % 1000 === 0) {
+        gc()
+        await new Promise(setImmediate)
+        if ((i + 1) % 20_000 === 0) most = Math.max(most, mappingsOf(file).length)
+      }
+    }
+  } finally {
+    fs.closeSync(fd)
+  }
+  // The loop's own bound: finalizers kept up (far from vm.max_map_count, 65530).
+  assert.ok(most < 20_000, `${most} mappings of the file were alive at once`)
+  const settled = await pollUntil(() => mappingsOf(file).length === 0 && mapsLines().length <= start + 100, {
+    gc,
+    timeoutMs: 20_000,
+  })
+  assert.ok(
+    settled,
+    `after polling: ${mappingsOf(file).length} mappings of the file left, ` +
+      `${mapsLines().length} lines in /proc/self/maps (${start} before the loop)`,
+  )
+  assert.ok(fs.readFileSync(file).equals(bytes), 'the file changed')
+})
