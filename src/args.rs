@@ -10,7 +10,7 @@
 use std::ffi::CStr;
 use std::ptr;
 
-use napi::bindgen_prelude::{JsValue, Unknown, ValueType};
+use napi::bindgen_prelude::{FromNapiValue, JsValue, TypeName, Unknown, ValidateNapiValue, ValueType};
 use napi::sys;
 use napi::Env;
 
@@ -18,6 +18,42 @@ use crate::errors::{self, Class};
 
 /// The largest integer a JS number holds exactly (`Number.MAX_SAFE_INTEGER`).
 pub const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
+
+/// An optional argument. `undefined` (or a missing argument) is `None`; anything else, `null`
+/// included, is `Some` and gets checked: napi-rs's own `Option<T>` would take `null` as absent.
+pub struct Optional<'env>(pub Option<Unknown<'env>>);
+
+impl<'env> Optional<'env> {
+  pub fn into_inner(self) -> Option<Unknown<'env>> {
+    self.0
+  }
+}
+
+impl<'env> std::ops::Deref for Optional<'env> {
+  type Target = Option<Unknown<'env>>;
+  fn deref(&self) -> &Self::Target {
+    &self.0
+  }
+}
+
+impl FromNapiValue for Optional<'_> {
+  unsafe fn from_napi_value(env: sys::napi_env, value: sys::napi_value) -> napi::Result<Self> {
+    // SAFETY: Node-API hands the callback this value for this env.
+    let value = unsafe { Unknown::from_raw_unchecked(env, value) };
+    Ok(Optional((type_of(&value) != ValueType::Undefined).then_some(value)))
+  }
+}
+
+impl TypeName for Optional<'_> {
+  fn type_name() -> &'static str {
+    "unknown"
+  }
+  fn value_type() -> ValueType {
+    ValueType::Unknown
+  }
+}
+
+impl ValidateNapiValue for Optional<'_> {}
 
 /// The JS type of a value.
 pub fn type_of(value: &Unknown) -> ValueType {
@@ -158,11 +194,7 @@ pub fn describe(env: &Env, value: &Unknown) -> String {
     }
     ValueType::String => {
       let text = coerce_to_string(env, handle).unwrap_or_default();
-      let mut quoted = format!("'{}'", text.replace('\'', "\\'"));
-      if quoted.chars().count() > 28 {
-        quoted = quoted.chars().take(25).collect::<String>() + "...";
-      }
-      format!("type string ({quoted})")
+      format!("type string ({})", quote_string(&text))
     }
     ValueType::Symbol => {
       let description = property_string(env, to_object(env, handle), c"description");
@@ -187,6 +219,32 @@ pub fn describe(env: &Env, value: &Unknown) -> String {
       }
     }
   }
+}
+
+/// A string as Node quotes it in error messages: past 28 characters cut to 25 and `...`, in
+/// single quotes, or double quotes (then backticks) when the text holds single quotes.
+fn quote_string(text: &str) -> String {
+  let shown = if text.chars().count() > 28 {
+    text.chars().take(25).chain("...".chars()).collect()
+  } else {
+    text.to_owned()
+  };
+  if !shown.contains('\'') {
+    format!("'{shown}'")
+  } else if !shown.contains('"') {
+    format!("\"{shown}\"")
+  } else if !shown.contains('`') {
+    format!("`{shown}`")
+  } else {
+    format!("'{}'", shown.replace('\'', "\\'"))
+  }
+}
+
+fn kind_of(env: &Env, value: sys::napi_value) -> sys::napi_valuetype {
+  let mut kind = sys::ValueType::napi_undefined;
+  // SAFETY: `value` is a live value of this env and `kind` a valid out-pointer.
+  unsafe { sys::napi_typeof(env.raw(), value, &mut kind) };
+  kind
 }
 
 fn received_number_plain(env: &Env, value: &Unknown, text: String) -> String {
@@ -319,7 +377,15 @@ fn coerce_to_string(env: &Env, value: sys::napi_value) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-  use super::with_separators;
+  use super::{quote_string, with_separators};
+
+  #[test]
+  fn strings_are_quoted_and_cut_like_node() {
+    assert_eq!(quote_string("abc"), "'abc'");
+    assert_eq!(quote_string("it's"), "\"it's\"");
+    assert_eq!(quote_string(&"a".repeat(30)), format!("'{}...'", "a".repeat(25)));
+    assert_eq!(quote_string(&"b".repeat(28)), format!("'{}'", "b".repeat(28)));
+  }
 
   #[test]
   fn separators_group_by_three() {

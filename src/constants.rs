@@ -163,8 +163,10 @@ pub const MS_SYNC: i32 = os::MS_SYNC;
 #[napi]
 pub const MS_INVALIDATE: i32 = os::MS_INVALIDATE;
 
-/// Every MADV_* value `advise` accepts: the exported set. Values outside it (MADV_HWPOISON
-/// among them, which destroys pages) are refused before the system call.
+/// Every MADV_* value `advise` accepts: the exported set. Some discard data on request
+/// (`MADV_DONTNEED` drops private changes, `MADV_REMOVE` punches a hole in the file), but none
+/// leaves memory that faults when touched; values outside the set (`MADV_HWPOISON`, which
+/// poisons pages so that the next access kills the process) are refused before the call.
 pub const ADVICE: &[(&str, i32)] = &[
   ("MADV_NORMAL", MADV_NORMAL),
   ("MADV_RANDOM", MADV_RANDOM),

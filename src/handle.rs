@@ -10,6 +10,8 @@ use napi::sys;
 use napi::Env;
 use napi_derive::napi;
 
+use crate::args::Optional;
+
 use crate::args::{self, MAX_SAFE_INTEGER};
 use crate::errors::{self, Class};
 use crate::map::{check_advice, map_checked, SizeLimit};
@@ -64,7 +66,7 @@ impl Handle {
     protection: Unknown,
     flags: Unknown,
     fd: Unknown,
-    offset: Option<Unknown>,
+    offset: Optional,
   ) -> napi::Result<Self> {
     let prot = args::number_value(env, &protection).unwrap_or(0.0) as i32;
     let mapping = map_checked(
@@ -90,7 +92,7 @@ impl Handle {
     factory,
     ts_args_type = "path: string | Buffer | Uint8Array, options?: OpenOptions"
   )]
-  pub fn open(env: &Env, path: Unknown, options: Option<Unknown>) -> napi::Result<Self> {
+  pub fn open(env: &Env, path: Unknown, options: Optional) -> napi::Result<Self> {
     let request = Request::parse(env, &path, options.as_ref(), MAX_SAFE_INTEGER as u64)?;
     let opened = request
       .run()
@@ -122,8 +124,8 @@ impl Handle {
   pub fn read<'env>(
     &self,
     env: &'env Env,
-    offset: Option<Unknown>,
-    length: Option<Unknown>,
+    offset: Optional,
+    length: Optional,
   ) -> napi::Result<Unknown<'env>> {
     let (mapping, offset, length) = self.range(env, offset.as_ref(), length.as_ref())?;
     if length > 0 && !self.readable {
@@ -161,7 +163,7 @@ impl Handle {
   /// @param target - Where to copy to.
   /// @param offset - Where in the mapping to start. Default: `0`.
   #[napi(ts_args_type = "target: ArrayBufferView, offset?: number")]
-  pub fn read_into(&self, env: &Env, target: Unknown, offset: Option<Unknown>) -> napi::Result<f64> {
+  pub fn read_into(&self, env: &Env, target: Unknown, offset: Optional) -> napi::Result<f64> {
     let (target_ptr, target_len) = writable_bytes(env, &target, "target")?;
     let (mapping, offset, available) = self.range(env, offset.as_ref(), None)?;
     let count = available.min(target_len);
@@ -184,7 +186,7 @@ impl Handle {
   /// @param source - The bytes to write.
   /// @param offset - Where in the mapping to start. Default: `0`.
   #[napi(ts_args_type = "source: ArrayBufferView, offset?: number")]
-  pub fn write(&self, env: &Env, source: Unknown, offset: Option<Unknown>) -> napi::Result<f64> {
+  pub fn write(&self, env: &Env, source: Unknown, offset: Optional) -> napi::Result<f64> {
     let (source_ptr, source_len) = writable_bytes(env, &source, "source")?;
     let (mapping, offset, available) = self.range(env, offset.as_ref(), None)?;
     let count = available.min(source_len);
@@ -210,8 +212,8 @@ impl Handle {
   pub fn view<'env>(
     &mut self,
     env: &'env Env,
-    offset: Option<Unknown>,
-    length: Option<Unknown>,
+    offset: Optional,
+    length: Optional,
   ) -> napi::Result<Unknown<'env>> {
     let (mapping, offset, length) = self.range(env, offset.as_ref(), length.as_ref())?;
     let max = crate::map::buffer_max_length();
@@ -227,7 +229,7 @@ impl Handle {
       ));
     }
     let Some(mapping) = mapping.filter(|_| length > 0) else {
-      return self.read(env, None, Some(zero(env)));
+      return self.read(env, Optional(None), Optional(Some(zero(env))));
     };
     let buffer = buffer::create(env, mapping, offset, length)?;
     if let Some(arraybuffer) = view::arraybuffer_of(env, buffer) {
@@ -242,10 +244,10 @@ impl Handle {
   pub fn sync(
     &self,
     env: &Env,
-    offset: Option<Unknown>,
-    length: Option<Unknown>,
-    blocking: Option<Unknown>,
-    invalidate: Option<Unknown>,
+    offset: Optional,
+    length: Optional,
+    blocking: Optional,
+    invalidate: Optional,
   ) -> napi::Result<()> {
     let blocking = args::optional_boolean(env, blocking.as_ref(), "blocking")?.unwrap_or(false);
     let invalidate = args::optional_boolean(env, invalidate.as_ref(), "invalidate")?.unwrap_or(false);
@@ -262,7 +264,7 @@ impl Handle {
     ts_args_type = "options?: { offset?: number, length?: number, invalidate?: boolean }",
     ts_return_type = "Promise<void>"
   )]
-  pub fn flush(&self, env: &Env, options: Option<Unknown>) -> napi::Result<AsyncTask<Flush>> {
+  pub fn flush(&self, env: &Env, options: Optional) -> napi::Result<AsyncTask<Flush>> {
     let options = options::Options::new(env, options.as_ref(), &["offset", "length", "invalidate"])?;
     let offset = options.get(env, "offset")?;
     let length = options.get(env, "length")?;
@@ -289,11 +291,11 @@ impl Handle {
     &self,
     env: &Env,
     a: Unknown,
-    b: Option<Unknown>,
-    advice: Option<Unknown>,
+    b: Optional,
+    advice: Optional,
   ) -> napi::Result<()> {
-    let (offset, length, advice) = match advice {
-      Some(advice) => (Some(a), b, advice),
+    let (offset, length, advice) = match advice.into_inner() {
+      Some(advice) => (Some(a), b.into_inner(), advice),
       None => (None, None, a),
     };
     let Some(advice) = check_advice(env, Some(&advice))? else {
@@ -321,13 +323,13 @@ impl Handle {
 
   /// Like the module's `lock`: `mlock` over a range (default: all of it).
   #[napi(ts_args_type = "offset?: number, length?: number")]
-  pub fn lock(&self, env: &Env, offset: Option<Unknown>, length: Option<Unknown>) -> napi::Result<()> {
+  pub fn lock(&self, env: &Env, offset: Optional, length: Optional) -> napi::Result<()> {
     self.lock_range(env, offset, length, true)
   }
 
   /// Like the module's `unlock`: `munlock` over a range (default: all of it).
   #[napi(ts_args_type = "offset?: number, length?: number")]
-  pub fn unlock(&self, env: &Env, offset: Option<Unknown>, length: Option<Unknown>) -> napi::Result<()> {
+  pub fn unlock(&self, env: &Env, offset: Optional, length: Optional) -> napi::Result<()> {
     self.lock_range(env, offset, length, false)
   }
 
@@ -380,8 +382,8 @@ impl Handle {
   fn lock_range(
     &self,
     env: &Env,
-    offset: Option<Unknown>,
-    length: Option<Unknown>,
+    offset: Optional,
+    length: Optional,
     lock: bool,
   ) -> napi::Result<()> {
     let (mapping, offset, length) = self.range(env, offset.as_ref(), length.as_ref())?;

@@ -8,6 +8,8 @@ use napi::bindgen_prelude::{Unknown, ValueType};
 use napi::Env;
 use napi_derive::napi;
 
+use crate::args::Optional;
+
 use crate::args::{self, MAX_SAFE_INTEGER};
 use crate::constants::{self as c, ADVICE, PLACEMENT_FLAGS};
 use crate::errors;
@@ -57,8 +59,8 @@ pub fn map<'env>(
   protection: Unknown<'env>,
   flags: Unknown<'env>,
   fd: Unknown<'env>,
-  offset: Option<Unknown<'env>>,
-  advise: Option<Unknown<'env>>,
+  offset: Optional<'env>,
+  advise: Optional<'env>,
 ) -> napi::Result<Unknown<'env>> {
   let size_limit = SizeLimit::BufferMaxLength;
   let mapping = map_checked(
@@ -189,7 +191,7 @@ fn check_flags(env: &Env, value: &Unknown) -> napi::Result<i32> {
     return Err(args::invalid_value(
       env,
       "flags",
-      "must include exactly one of MAP_SHARED and MAP_PRIVATE",
+      "must include one of MAP_SHARED, MAP_PRIVATE and MAP_SHARED_VALIDATE",
       &flags.to_string(),
     ));
   }

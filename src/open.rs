@@ -10,6 +10,8 @@ use napi::bindgen_prelude::{AsyncTask, Unknown, ValueType};
 use napi::{Env, ScopedTask};
 use napi_derive::napi;
 
+use crate::args::Optional;
+
 use crate::args::{self, MAX_SAFE_INTEGER};
 use crate::constants as c;
 use crate::errors::{self, Class};
@@ -331,7 +333,7 @@ fn take_exception(env: &Env) -> napi::sys::napi_value {
 pub fn open_sync<'env>(
   env: &'env Env,
   path: Unknown,
-  options: Option<Unknown>,
+  options: Optional,
 ) -> napi::Result<Unknown<'env>> {
   let request = Request::parse(env, &path, options.as_ref(), buffer_max_length())?;
   let result = request.run();
@@ -370,7 +372,7 @@ impl<'env> ScopedTask<'env> for Open {
   ts_args_type = "path: string | Buffer | Uint8Array, options?: OpenOptions",
   ts_return_type = "Promise<Buffer>"
 )]
-pub fn open(env: &Env, path: Unknown, options: Option<Unknown>) -> napi::Result<AsyncTask<Open>> {
+pub fn open(env: &Env, path: Unknown, options: Optional) -> napi::Result<AsyncTask<Open>> {
   let request = Request::parse(env, &path, options.as_ref(), buffer_max_length())?;
   Ok(AsyncTask::new(Open { request }))
 }

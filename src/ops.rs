@@ -11,6 +11,8 @@ use napi::Env;
 use napi::ScopedTask;
 use napi_derive::napi;
 
+use crate::args::Optional;
+
 use crate::args;
 use crate::constants::{self as c};
 use crate::errors;
@@ -82,16 +84,16 @@ pub fn remap<'env>(env: &'env Env, buffer: Unknown, new_size: Unknown) -> napi::
 pub fn advise(
   env: &Env,
   buffer: Unknown,
-  a: Option<Unknown>,
-  b: Option<Unknown>,
-  advice: Option<Unknown>,
+  a: Optional,
+  b: Optional,
+  advice: Optional,
 ) -> napi::Result<()> {
   let resolved = view::resolve(env, &buffer, "buffer")?;
   let short_form = !is_given(b.as_ref()) && !is_given(advice.as_ref());
   let (offset, length, advice) = if short_form {
-    (None, None, a)
+    (None, None, a.into_inner())
   } else {
-    (a, b, advice)
+    (a.into_inner(), b.into_inner(), advice.into_inner())
   };
   let Some(advice) = check_advice(env, advice.as_ref())? else {
     return Err(args::invalid_type(
@@ -148,17 +150,17 @@ pub fn incore(env: &Env, buffer: Unknown) -> napi::Result<Vec<u32>> {
 pub fn sync(
   env: &Env,
   buffer: Unknown,
-  a: Option<Unknown>,
-  b: Option<Unknown>,
-  c: Option<Unknown>,
-  d: Option<Unknown>,
+  a: Optional,
+  b: Optional,
+  c: Optional,
+  d: Optional,
 ) -> napi::Result<()> {
   let resolved = view::resolve(env, &buffer, "buffer")?;
   let boolean_form = a.as_ref().is_some_and(|a| args::type_of(a) == ValueType::Boolean);
   let (offset, length, blocking, invalidate) = if boolean_form {
-    (None, None, a, b)
+    (None, None, a.into_inner(), b.into_inner())
   } else {
-    (a, b, c, d)
+    (a.into_inner(), b.into_inner(), c.into_inner(), d.into_inner())
   };
   let blocking = args::optional_boolean(env, blocking.as_ref(), "blocking")?.unwrap_or(false);
   let invalidate = args::optional_boolean(env, invalidate.as_ref(), "invalidate")?.unwrap_or(false);
@@ -227,7 +229,7 @@ impl<'env> ScopedTask<'env> for Flush {
   ts_args_type = "buffer: ArrayBufferView | ArrayBuffer, options?: { offset?: number, length?: number, invalidate?: boolean }",
   ts_return_type = "Promise<void>"
 )]
-pub fn flush(env: &Env, buffer: Unknown, options: Option<Unknown>) -> napi::Result<AsyncTask<Flush>> {
+pub fn flush(env: &Env, buffer: Unknown, options: Optional) -> napi::Result<AsyncTask<Flush>> {
   let resolved = view::resolve(env, &buffer, "buffer")?;
   let options = options::Options::new(env, options.as_ref(), &["offset", "length", "invalidate"])?;
   let offset = options.get(env, "offset")?;
@@ -263,8 +265,8 @@ pub fn flush(env: &Env, buffer: Unknown, options: Option<Unknown>) -> napi::Resu
 pub fn lock(
   env: &Env,
   buffer: Unknown,
-  offset: Option<Unknown>,
-  length: Option<Unknown>,
+  offset: Optional,
+  length: Optional,
 ) -> napi::Result<()> {
   lock_range(env, buffer, offset, length, true)
 }
@@ -278,8 +280,8 @@ pub fn lock(
 pub fn unlock(
   env: &Env,
   buffer: Unknown,
-  offset: Option<Unknown>,
-  length: Option<Unknown>,
+  offset: Optional,
+  length: Optional,
 ) -> napi::Result<()> {
   lock_range(env, buffer, offset, length, false)
 }
@@ -287,8 +289,8 @@ pub fn unlock(
 fn lock_range(
   env: &Env,
   buffer: Unknown,
-  offset: Option<Unknown>,
-  length: Option<Unknown>,
+  offset: Optional,
+  length: Optional,
   lock: bool,
 ) -> napi::Result<()> {
   let Resolved::View(view) = view::resolve(env, &buffer, "buffer")? else {

@@ -136,9 +136,10 @@ pub unsafe fn replace_with_placeholder(addr: *mut u8, len: usize) -> io::Result<
 ///
 /// # Safety
 /// `addr..addr + len` lies within a mapping this crate owns, `addr` is page-aligned, and
-/// `advice` is one of the exported MADV_* values (none of them frees memory we still use).
+/// `advice` is one of the exported MADV_* values (some discard data, as asked; none leaves the
+/// range inaccessible).
 pub unsafe fn advise(addr: *mut u8, len: usize, advice: i32) -> io::Result<()> {
-  // SAFETY: the caller owns the range and picked a non-destructive advice (see the contract).
+  // SAFETY: the caller owns the range and picked an advice that keeps it accessible (see the contract).
   if unsafe { libc::madvise(addr.cast(), len, advice) } != 0 {
     return Err(io::Error::last_os_error());
   }
