@@ -40,7 +40,9 @@ impl FromNapiValue for Optional<'_> {
   unsafe fn from_napi_value(env: sys::napi_env, value: sys::napi_value) -> napi::Result<Self> {
     // SAFETY: Node-API hands the callback this value for this env.
     let value = unsafe { Unknown::from_raw_unchecked(env, value) };
-    Ok(Optional((type_of(&value) != ValueType::Undefined).then_some(value)))
+    Ok(Optional(
+      (type_of(&value) != ValueType::Undefined).then_some(value),
+    ))
   }
 }
 
@@ -209,13 +211,16 @@ pub fn describe(env: &Env, value: &Unknown) -> String {
       }
     }
     _ => {
-      let constructor = property(env, handle, c"constructor");
-      match constructor
-        .and_then(|c| property_string(env, c, c"name"))
-        .filter(|n| !n.is_empty())
-      {
-        Some(name) => format!("an instance of {name}"),
-        None => "[Object: null prototype]".to_owned(),
+      let constructor =
+        property(env, handle, c"constructor").filter(|&c| kind_of(env, c) == sys::ValueType::napi_function);
+      match constructor {
+        Some(constructor) => {
+          format!(
+            "an instance of {}",
+            property_string(env, constructor, c"name").unwrap_or_default()
+          )
+        }
+        None => "[Object: null prototype] {}".to_owned(),
       }
     }
   }

@@ -287,13 +287,7 @@ impl Handle {
 
   /// Like the module's `advise`: `advise(advice)` or `advise(offset, length, advice)`.
   #[napi(ts_args_type = "...args: [advice: number] | [offset: number, length: number, advice: number]")]
-  pub fn advise(
-    &self,
-    env: &Env,
-    a: Unknown,
-    b: Optional,
-    advice: Optional,
-  ) -> napi::Result<()> {
+  pub fn advise(&self, env: &Env, a: Unknown, b: Optional, advice: Optional) -> napi::Result<()> {
     let (offset, length, advice) = match advice.into_inner() {
       Some(advice) => (Some(a), b.into_inner(), advice),
       None => (None, None, a),
@@ -379,13 +373,7 @@ impl Handle {
     Ok((mapping, self.start + offset, length))
   }
 
-  fn lock_range(
-    &self,
-    env: &Env,
-    offset: Optional,
-    length: Optional,
-    lock: bool,
-  ) -> napi::Result<()> {
+  fn lock_range(&self, env: &Env, offset: Optional, length: Optional, lock: bool) -> napi::Result<()> {
     let (mapping, offset, length) = self.range(env, offset.as_ref(), length.as_ref())?;
     let Some(mapping) = mapping else { return Ok(()) };
     let syscall = if lock { "mlock" } else { "munlock" };

@@ -330,11 +330,7 @@ fn take_exception(env: &Env) -> napi::sys::napi_value {
   ts_args_type = "path: string | Buffer | Uint8Array, options?: OpenOptions",
   ts_return_type = "Buffer"
 )]
-pub fn open_sync<'env>(
-  env: &'env Env,
-  path: Unknown,
-  options: Optional,
-) -> napi::Result<Unknown<'env>> {
+pub fn open_sync<'env>(env: &'env Env, path: Unknown, options: Optional) -> napi::Result<Unknown<'env>> {
   let request = Request::parse(env, &path, options.as_ref(), buffer_max_length())?;
   let result = request.run();
   request

@@ -81,13 +81,7 @@ pub fn remap<'env>(env: &'env Env, buffer: Unknown, new_size: Unknown) -> napi::
 #[napi(
   ts_args_type = "buffer: ArrayBufferView | ArrayBuffer, ...args: [advice: number] | [offset: number, length: number, advice: number]"
 )]
-pub fn advise(
-  env: &Env,
-  buffer: Unknown,
-  a: Optional,
-  b: Optional,
-  advice: Optional,
-) -> napi::Result<()> {
+pub fn advise(env: &Env, buffer: Unknown, a: Optional, b: Optional, advice: Optional) -> napi::Result<()> {
   let resolved = view::resolve(env, &buffer, "buffer")?;
   let short_form = !is_given(b.as_ref()) && !is_given(advice.as_ref());
   let (offset, length, advice) = if short_form {
@@ -262,12 +256,7 @@ pub fn flush(env: &Env, buffer: Unknown, options: Optional) -> napi::Result<Asyn
 /// @param offset - Start of the range within the view. Default: `0`.
 /// @param length - Bytes in the range. Default: to the end of the view.
 #[napi(ts_args_type = "buffer: ArrayBufferView | ArrayBuffer, offset?: number, length?: number")]
-pub fn lock(
-  env: &Env,
-  buffer: Unknown,
-  offset: Optional,
-  length: Optional,
-) -> napi::Result<()> {
+pub fn lock(env: &Env, buffer: Unknown, offset: Optional, length: Optional) -> napi::Result<()> {
   lock_range(env, buffer, offset, length, true)
 }
 
@@ -277,12 +266,7 @@ pub fn lock(
 /// @param offset - Start of the range within the view. Default: `0`.
 /// @param length - Bytes in the range. Default: to the end of the view.
 #[napi(ts_args_type = "buffer: ArrayBufferView | ArrayBuffer, offset?: number, length?: number")]
-pub fn unlock(
-  env: &Env,
-  buffer: Unknown,
-  offset: Optional,
-  length: Optional,
-) -> napi::Result<()> {
+pub fn unlock(env: &Env, buffer: Unknown, offset: Optional, length: Optional) -> napi::Result<()> {
   lock_range(env, buffer, offset, length, false)
 }
 
