@@ -61,8 +61,8 @@ pub fn js_string(env: &Env, text: &str) -> sys::napi_value {
 }
 
 /// Builds an error object of `class` with `code` and `message`, without throwing it.
-pub fn create(env: &Env, class: Class, code: &str, message: &str) -> sys::napi_value {
-  let code = js_string(env, code);
+pub fn create(env: &Env, class: Class, code_text: &str, message: &str) -> sys::napi_value {
+  let code = js_string(env, code_text);
   let message = js_string(env, message);
   let mut error = ptr::null_mut();
   let create = match class {
@@ -73,7 +73,51 @@ pub fn create(env: &Env, class: Class, code: &str, message: &str) -> sys::napi_v
   // SAFETY: `code` and `message` are JS strings of this env (or null, which Node-API rejects
   // with a status instead of reading), and `error` is a valid out-pointer.
   unsafe { create(env.raw(), code, message, &mut error) };
+  if code_text.starts_with("ERR_") {
+    tag_stack(env, error, class, code_text);
+  }
   error
+}
+
+/// Node prints its own coded errors as `TypeError [ERR_X]: message`; so do ours.
+fn tag_stack(env: &Env, error: sys::napi_value, class: Class, code: &str) {
+  let name = match class {
+    Class::Error => "Error",
+    Class::TypeError => "TypeError",
+    Class::RangeError => "RangeError",
+  };
+  let mut stack = ptr::null_mut();
+  // SAFETY: `error` is a live object of this env (or null, rejected with a status).
+  if error.is_null()
+    || unsafe { sys::napi_get_named_property(env.raw(), error, c"stack".as_ptr(), &mut stack) }
+      != sys::Status::napi_ok
+  {
+    return;
+  }
+  let mut len = 0usize;
+  // SAFETY: a null buffer asks only for the length; a non-string gives a status, not a read.
+  if unsafe { sys::napi_get_value_string_utf8(env.raw(), stack, ptr::null_mut(), 0, &mut len) }
+    != sys::Status::napi_ok
+  {
+    return;
+  }
+  let mut bytes = vec![0u8; len + 1];
+  // SAFETY: `bytes` has room for `len` bytes and the NUL Node-API writes.
+  unsafe {
+    sys::napi_get_value_string_utf8(env.raw(), stack, bytes.as_mut_ptr().cast(), bytes.len(), &mut len)
+  };
+  bytes.truncate(len);
+  let Ok(text) = String::from_utf8(bytes) else {
+    return;
+  };
+  if let Some(rest) = text.strip_prefix(name).and_then(|rest| rest.strip_prefix(": ")) {
+    set(
+      env,
+      error,
+      c"stack",
+      js_string(env, &format!("{name} [{code}]: {rest}")),
+    );
+  }
 }
 
 /// Sets `object[name] = value`, ignoring failure (best effort while the env tears down).
