@@ -86,12 +86,13 @@ fn tag_stack(env: &Env, error: sys::napi_value, class: Class, code: &str) {
     Class::TypeError => "TypeError",
     Class::RangeError => "RangeError",
   };
+  if error.is_null() {
+    return;
+  }
   let mut stack = ptr::null_mut();
-  // SAFETY: `error` is a live object of this env (or null, rejected with a status).
-  if error.is_null()
-    || unsafe { sys::napi_get_named_property(env.raw(), error, c"stack".as_ptr(), &mut stack) }
-      != sys::Status::napi_ok
-  {
+  // SAFETY: `error` is a live object of this env; `stack` is a valid out-pointer.
+  let status = unsafe { sys::napi_get_named_property(env.raw(), error, c"stack".as_ptr(), &mut stack) };
+  if status != sys::Status::napi_ok {
     return;
   }
   let mut len = 0usize;
