@@ -16,8 +16,8 @@
 //! stays reserved, and so cannot be handed to another mapping, until the last reference drops.
 
 use std::io;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use crate::registry;
 use crate::sys;
@@ -48,15 +48,39 @@ pub struct Mapping {
   state: AtomicU8,
 }
 
+/// How many mappings hold user memory right now (placeholders excluded: they merge).
+static LIVE_COUNT: AtomicUsize = AtomicUsize::new(0);
+
+/// Kernel mappings (VMAs) left for the runtime itself. Each of our mappings is one VMA, and the
+/// kernel allows `vm.max_map_count` (65530 by default) per process; when a tight loop of `map()`
+/// takes the last ones, V8's next allocation fails and it aborts the process ("Zone Allocation
+/// failed"). So node-mmap refuses a mapping, with `ENOMEM`, while this many would be left.
+const RUNTIME_HEADROOM: usize = 4096;
+
+/// The most mappings node-mmap holds at once: `vm.max_map_count` less [`RUNTIME_HEADROOM`].
+fn live_limit() -> usize {
+  static LIMIT: OnceLock<usize> = OnceLock::new();
+  *LIMIT.get_or_init(|| {
+    let max = std::fs::read_to_string("/proc/sys/vm/max_map_count").ok();
+    let max = max.and_then(|text| text.trim().parse::<usize>().ok());
+    max.map_or(usize::MAX, |max| max.saturating_sub(RUNTIME_HEADROOM).max(1))
+  })
+}
+
 impl Mapping {
-  /// Maps `len` bytes (see [`sys::map`]) and registers the new mapping.
+  /// Maps `len` bytes (see [`sys::map`]) and registers the new mapping. Fails with `ENOMEM`
+  /// before the system call when the runtime would be left too few kernel mappings.
   pub fn new(len: usize, prot: i32, flags: i32, fd: i32, offset: u64) -> io::Result<Arc<Self>> {
+    if LIVE_COUNT.load(Ordering::Relaxed) >= live_limit() {
+      return Err(io::Error::from_raw_os_error(libc::ENOMEM));
+    }
     let addr = sys::map(len, prot, flags, fd, offset)?;
     Ok(Self::adopt(addr, len))
   }
 
   /// Takes ownership of a range just mapped for us.
   fn adopt(addr: *mut u8, len: usize) -> Arc<Self> {
+    LIVE_COUNT.fetch_add(1, Ordering::Relaxed);
     let mapping = Arc::new(Mapping {
       addr: addr as usize,
       len,
@@ -165,6 +189,7 @@ impl Mapping {
       self.state.store(LIVE, Ordering::Release);
       return Err(err);
     }
+    LIVE_COUNT.fetch_sub(1, Ordering::Relaxed);
     registry::placeholder_added(self.addr, self.len_in_pages());
     Ok(true)
   }
@@ -195,6 +220,7 @@ impl Drop for Mapping {
         None => return,
       }
     } else {
+      LIVE_COUNT.fetch_sub(1, Ordering::Relaxed);
       (self.addr(), self.len)
     };
     // SAFETY: this value owns the range (safety model) and is being dropped: no ArrayBuffer,

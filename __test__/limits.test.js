@@ -1,0 +1,47 @@
+'use strict'
+// vm.max_map_count: a tight loop of map() must end in a catchable ENOMEM, never in V8 aborting
+// the process because node-mmap took the last kernel mappings.
+
+const test = require('node:test')
+const assert = require('node:assert/strict')
+const { spawnSync } = require('node:child_process')
+const path = require('node:path')
+
+test('mapping until the kernel limit throws ENOMEM, leaves the process alive, and recovers after unmap', () => {
+  const script = `
+    const mmap = require(${JSON.stringify(path.join(__dirname, '..'))})
+    const fs = require('fs'), os = require('os'), path = require('path')
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'node-mmap-limits-'))
+    const file = path.join(dir, 'f')
+    fs.writeFileSync(file, Buffer.alloc(2 * mmap.PAGESIZE))
+    const fd = fs.openSync(file, 'r')
+    const held = []
+    let error
+    try {
+      // Alternating offsets keep the kernel from merging neighbours into one mapping.
+      for (let i = 0; i < 200000; i++) held.push(mmap.map(mmap.PAGESIZE, mmap.PROT_READ, mmap.MAP_SHARED, fd, (i % 2) * mmap.PAGESIZE))
+    } catch (err) {
+      error = err
+    }
+    const limit = Number(fs.readFileSync('/proc/sys/vm/max_map_count', 'utf8'))
+    // The runtime can still allocate: build a big object after the failure.
+    const junk = Array.from({ length: 100000 }, (_, i) => ({ i, s: String(i) }))
+    for (const buf of held) mmap.unmap(buf)
+    const again = mmap.map(mmap.PAGESIZE, mmap.PROT_READ, mmap.MAP_SHARED, fd)
+    console.log(JSON.stringify({
+      held: held.length, limit, junk: junk.length, againLength: again.length,
+      error: error && { name: error.name, code: error.code, errno: error.errno, syscall: error.syscall, message: error.message },
+    }))
+    fs.rmSync(dir, { recursive: true })
+  `
+  const child = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 120000 })
+  assert.equal(child.signal, null, `child died by ${child.signal}: ${child.stderr}`)
+  assert.equal(child.status, 0, child.stderr)
+  const result = JSON.parse(child.stdout)
+  assert.deepEqual(result.error, {
+    name: 'Error', code: 'ENOMEM', errno: -12, syscall: 'mmap', message: 'ENOMEM: not enough memory, mmap',
+  })
+  assert.ok(result.held > 1000 && result.held < result.limit, `held ${result.held} of ${result.limit}`)
+  assert.equal(result.junk, 100000)
+  assert.equal(result.againLength, 4096)
+})
