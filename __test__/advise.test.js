@@ -1,0 +1,201 @@
+'use strict'
+// advise(buf, advice) / advise(buf, offset, length, advice): madvise(2) over a byte range of
+// any view, the start rounded down to its page.
+// Oracles: strace of a child (the exact madvise calls made), the bytes of a private mapping
+// after MADV_DONTNEED, the file on disk.
+
+const { describe, it } = require('node:test')
+const assert = require('node:assert/strict')
+const fs = require('node:fs')
+
+const mmap = require('..')
+const {
+  tempDir,
+  tempFile,
+  pattern,
+  throwsExactly,
+  straceAvailable,
+  traceCalls,
+} = require('./support/toolkit.js')
+
+const P = mmap.PAGESIZE
+const RW = mmap.PROT_READ | mmap.PROT_WRITE
+const MADV_HWPOISON = 100
+
+function anonymous(pages) {
+  const buf = mmap.map(pages * P, RW, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1)
+  const bytes = pattern(pages * P, 5)
+  bytes.copy(buf)
+  return { buf, bytes }
+}
+
+describe('advise', () => {
+  it(
+    'makes the madvise calls asked for: both forms, unaligned starts, subarrays, DataViews (strace)',
+    { skip: straceAvailable ? false : 'strace is not installed' },
+    (t) => {
+      const dir = tempDir(t)
+      const { path } = tempFile(t, dir, 'advise-strace.bin', 4 * P)
+      const L = 4 * P
+      const { calls } = traceCalls(
+        t,
+        `
+        const fd = fs.openSync(${JSON.stringify(path)}, 'r+')
+        const buf = mmap.map(${L}, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED, fd, 0)
+        report(${JSON.stringify(path)})
+        mmap.advise(buf, mmap.MADV_RANDOM)
+        mmap.advise(buf, 1, 100, mmap.MADV_RANDOM)
+        mmap.advise(buf, ${P}, ${P}, mmap.MADV_SEQUENTIAL)
+        mmap.advise(buf, ${P + 10}, undefined, mmap.MADV_WILLNEED)
+        mmap.advise(buf, undefined, undefined, mmap.MADV_NORMAL)
+        mmap.advise(buf.subarray(${P + 10}), 5, 10, mmap.MADV_SEQUENTIAL)
+        mmap.advise(buf.subarray(${2 * P - 1}, ${3 * P}), mmap.MADV_WILLNEED)
+        mmap.advise(new DataView(buf.buffer, ${3 * P + 1}), mmap.MADV_NORMAL)
+        mmap.advise(buf.buffer, 0, ${P}, mmap.MADV_RANDOM)
+      `,
+        ['madvise'],
+      )
+      const m = (offset, length, arg) => ({ name: 'madvise', offset, length, arg, result: 0 })
+      assert.deepEqual(calls, [
+        m(0, L, 'MADV_RANDOM'),
+        m(0, 101, 'MADV_RANDOM'),
+        m(P, P, 'MADV_SEQUENTIAL'),
+        m(P, L - P, 'MADV_WILLNEED'),
+        m(0, L, 'MADV_NORMAL'),
+        m(P, 25, 'MADV_SEQUENTIAL'),
+        m(P, 2 * P, 'MADV_WILLNEED'),
+        m(3 * P, P, 'MADV_NORMAL'),
+        m(0, P, 'MADV_RANDOM'),
+      ])
+    },
+  )
+
+  it('accepts an unaligned start: advise(buf, 1, 100, MADV_RANDOM)', () => {
+    const { buf, bytes } = anonymous(2)
+    mmap.advise(buf, 1, 100, mmap.MADV_RANDOM)
+    mmap.advise(buf.subarray(P + 7), 3, 4, mmap.MADV_SEQUENTIAL)
+    assert.deepEqual(buf, bytes)
+  })
+
+  it('MADV_DONTNEED drops the pages of a MAP_PRIVATE anonymous mapping: they read back as 0', () => {
+    const { buf, bytes } = anonymous(4)
+    mmap.advise(buf, mmap.MADV_DONTNEED)
+    assert.ok(buf.every((b) => b === 0), 'every byte is 0 after MADV_DONTNEED')
+    assert.ok(!bytes.every((b) => b === 0))
+  })
+
+  it('MADV_DONTNEED over a range drops only the pages of that range', () => {
+    const { buf, bytes } = anonymous(4)
+    mmap.advise(buf, P, 2 * P, mmap.MADV_DONTNEED)
+    assert.deepEqual(buf.subarray(0, P), bytes.subarray(0, P))
+    assert.ok(buf.subarray(P, 3 * P).every((b) => b === 0))
+    assert.deepEqual(buf.subarray(3 * P), bytes.subarray(3 * P))
+
+    const { buf: other, bytes: otherBytes } = anonymous(3)
+    mmap.advise(other.subarray(2 * P), mmap.MADV_DONTNEED)
+    assert.deepEqual(other.subarray(0, 2 * P), otherBytes.subarray(0, 2 * P))
+    assert.ok(other.subarray(2 * P).every((b) => b === 0))
+  })
+
+  it(
+    'a destructive advice with an unaligned range leaves the bytes outside that range alone',
+    {
+      todo:
+        'bug: the range is rounded OUT to whole pages, so advise(buf, P + 100, 10, MADV_REMOVE) punches a ' +
+        'hole over all of page 1 of the file, and MADV_DONTNEED zeroes all of page 1 of a private mapping',
+    },
+    (t) => {
+      const dir = tempDir(t)
+      const bytes = Buffer.alloc(3 * P, 0xab)
+      const { path, fd } = tempFile(t, dir, 'advise-remove.bin', bytes)
+      const buf = mmap.map(3 * P, RW, mmap.MAP_SHARED, fd, 0)
+      mmap.advise(buf, P + 100, 10, mmap.MADV_REMOVE)
+      const disk = fs.readFileSync(path)
+      let changedOutside = 0
+      for (let i = 0; i < disk.length; i++) if ((i < P + 100 || i >= P + 110) && disk[i] !== bytes[i]) changedOutside++
+      assert.equal(changedOutside, 0, 'bytes of the file outside offset..offset+length changed')
+    },
+  )
+
+  it('refuses advice values outside the exported MADV_* set before the call (MADV_HWPOISON)', () => {
+    const { buf, bytes } = anonymous(1)
+    const message = `The argument 'advise' must be one of the MADV_* constants. Received ${MADV_HWPOISON}`
+    throwsExactly(() => mmap.advise(buf, MADV_HWPOISON), RangeError, { code: 'ERR_INVALID_ARG_VALUE', message })
+    throwsExactly(() => mmap.advise(buf, 0, P, MADV_HWPOISON), RangeError, { code: 'ERR_INVALID_ARG_VALUE', message })
+    throwsExactly(() => mmap.advise(buf, -1), RangeError, {
+      code: 'ERR_INVALID_ARG_VALUE',
+      message: "The argument 'advise' must be one of the MADV_* constants. Received -1",
+    })
+    assert.deepEqual(buf, bytes, 'the page is still there')
+  })
+
+  it('refuses advice of the wrong type, or none', () => {
+    const { buf } = anonymous(1)
+    throwsExactly(() => mmap.advise(buf, 'random'), TypeError, {
+      code: 'ERR_INVALID_ARG_TYPE',
+      message: `The "advise" argument must be of type number. Received type string ('random')`,
+    })
+    throwsExactly(() => mmap.advise(buf, 1.5), RangeError, {
+      code: 'ERR_OUT_OF_RANGE',
+      message: 'The value of "advise" is out of range. It must be an integer. Received 1.5',
+    })
+    throwsExactly(() => mmap.advise(buf), TypeError, {
+      code: 'ERR_INVALID_ARG_TYPE',
+      message: 'The "advice" argument must be of type number. Received undefined',
+    })
+    throwsExactly(() => mmap.advise(buf, 0, 10), TypeError, {
+      code: 'ERR_INVALID_ARG_TYPE',
+      message: 'The "advice" argument must be of type number. Received undefined',
+    })
+  })
+
+  it('refuses ranges past the view: ERR_OUT_OF_RANGE', () => {
+    const { buf } = anonymous(2)
+    const L = 2 * P
+    const cases = [
+      [[L + 1, 0], `The value of "offset" is out of range. It must be >= 0 && <= ${L}. Received ${L + 1}`],
+      [[-1, 1], `The value of "offset" is out of range. It must be >= 0 && <= ${L}. Received -1`],
+      [[0, L + 1], `The value of "length" is out of range. It must be >= 0 && <= ${L}. Received ${L + 1}`],
+      [[1, L], `The value of "length" is out of range. It must be >= 0 && <= ${L - 1}. Received ${L}`],
+      [[P, P + 1], `The value of "length" is out of range. It must be >= 0 && <= ${P}. Received ${P + 1}`],
+      [[0.5, 1], 'The value of "offset" is out of range. It must be an integer. Received 0.5'],
+    ]
+    for (const [[offset, length], message] of cases) {
+      throwsExactly(() => mmap.advise(buf, offset, length, mmap.MADV_NORMAL), RangeError, {
+        code: 'ERR_OUT_OF_RANGE',
+        message,
+      })
+    }
+    // Relative to the view: a subarray of P bytes has room for P bytes only.
+    throwsExactly(() => mmap.advise(buf.subarray(P), 1, P, mmap.MADV_NORMAL), RangeError, {
+      code: 'ERR_OUT_OF_RANGE',
+      message: `The value of "length" is out of range. It must be >= 0 && <= ${P - 1}. Received ${P}`,
+    })
+    throwsExactly(() => mmap.advise(buf, '1', 1, mmap.MADV_NORMAL), TypeError, {
+      code: 'ERR_INVALID_ARG_TYPE',
+      message: `The "offset" argument must be of type number. Received type string ('1')`,
+    })
+  })
+
+  it('reports a failed madvise as a system error (MADV_REMOVE on private memory: EINVAL)', () => {
+    const { buf } = anonymous(1)
+    throwsExactly(() => mmap.advise(buf, mmap.MADV_REMOVE), Error, {
+      code: 'EINVAL',
+      errno: -22,
+      syscall: 'madvise',
+      message: 'EINVAL: invalid argument, madvise',
+    })
+  })
+
+  it('refuses what is not a mapping', () => {
+    throwsExactly(() => mmap.advise(Buffer.alloc(10), mmap.MADV_NORMAL), TypeError, {
+      code: 'ERR_MMAP_NOT_A_MAPPING',
+      message: 'The "buffer" argument must be a view of memory mapped by node-mmap. Received an instance of Buffer',
+    })
+    throwsExactly(() => mmap.advise(7, mmap.MADV_NORMAL), TypeError, {
+      code: 'ERR_INVALID_ARG_TYPE',
+      message:
+        'The "buffer" argument must be an instance of Buffer, TypedArray, DataView or ArrayBuffer. Received type number (7)',
+    })
+  })
+})

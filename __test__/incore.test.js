@@ -1,0 +1,100 @@
+'use strict'
+// incore(buf) -> [unmappedPages, mappedPages] (mincore(2)), as mmap-io.
+// Oracle: the Rss that /proc/self/smaps reports for the same mapping. An anonymous mapping has
+// no name, so it is mapped between two PROT_NONE guard pages, which make its smaps entry its
+// own and findable by size; a file mapping is found by its unique path.
+
+const { describe, it } = require('node:test')
+const assert = require('node:assert/strict')
+
+const mmap = require('..')
+const {
+  tempDir,
+  tempFile,
+  pattern,
+  smapsOf,
+  guardedAnonymous,
+  guardedSmaps,
+  throwsExactly,
+} = require('./support/toolkit.js')
+
+const P = mmap.PAGESIZE
+const KB = P / 1024
+const RW = mmap.PROT_READ | mmap.PROT_WRITE
+
+function assertShape(result, pages) {
+  assert.ok(Array.isArray(result))
+  assert.equal(result.length, 2)
+  assert.ok(result.every(Number.isInteger))
+  assert.equal(result[0] + result[1], pages, `[unmapped, mapped] sums to the ${pages} pages of the view`)
+}
+
+describe('incore', () => {
+  it('counts the pages the view spans', () => {
+    const buf = mmap.map(5 * P + 1, RW, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1)
+    assertShape(mmap.incore(buf), 6)
+    assertShape(mmap.incore(buf.subarray(P - 1, P + 1)), 2)
+    assertShape(mmap.incore(buf.subarray(1, 2)), 1)
+    assertShape(mmap.incore(buf.subarray(P, 3 * P)), 2)
+    assertShape(mmap.incore(new DataView(buf.buffer, 2 * P + 5, P)), 2)
+    assertShape(mmap.incore(buf.buffer), 6)
+    assert.deepEqual(mmap.incore(buf.subarray(0, 0)), [0, 0])
+    mmap.unmap(buf)
+    assert.deepEqual(mmap.incore(buf), [0, 0], 'a detached view has no pages')
+  })
+
+  it('agrees with smaps Rss for an anonymous mapping: none, some, all touched, then MADV_DONTNEED', () => {
+    const N = 123 // pages: a size nothing else in the process is likely to have, between guards
+    const { view } = guardedAnonymous(mmap, N)
+    const rssPages = () => guardedSmaps(N * KB).fields.Rss / KB
+
+    assert.deepEqual(mmap.incore(view), [N, 0])
+    assert.equal(rssPages(), 0)
+
+    for (let page = 0; page < N; page += 3) view[page * P] = 1 // writing faults in a real page
+    const some = Math.ceil(N / 3)
+    assert.deepEqual(mmap.incore(view), [N - some, some])
+    assert.equal(rssPages(), some)
+
+    view.fill(7)
+    assert.deepEqual(mmap.incore(view), [0, N])
+    assert.equal(rssPages(), N)
+    assert.deepEqual(mmap.incore(view.subarray(P + 1, 3 * P)), [0, 2])
+
+    mmap.advise(view, mmap.MADV_DONTNEED)
+    const after = mmap.incore(view) // before reading: a read maps the shared zero page
+    assert.equal(rssPages(), 0)
+    assert.deepEqual(after, [N, 0])
+    assert.ok(view.every((b) => b === 0))
+  })
+
+  it('agrees with smaps Rss for a file mapping once every page is touched (and counts cached pages before)', (t) => {
+    const dir = tempDir(t)
+    const pages = 37
+    const bytes = pattern(pages * P)
+    const { path, fd } = tempFile(t, dir, 'incore-file.bin', bytes)
+    const buf = mmap.map(pages * P, RW, mmap.MAP_SHARED, fd, 0)
+    // mincore reports page-cache residency for a file: the pages fs.writeFileSync just wrote
+    // count as resident before this process touched any (smaps Rss is still 0).
+    assert.equal(smapsOf(path)[0].fields.Rss, 0)
+    assert.deepEqual(mmap.incore(buf), [0, pages])
+    let sum = 0
+    for (let page = 0; page < pages; page++) sum += buf[page * P]
+    assert.ok(sum >= 0)
+    const entries = smapsOf(path)
+    assert.equal(entries.length, 1)
+    assert.equal(entries[0].fields.Rss, pages * KB)
+    assert.deepEqual(mmap.incore(buf), [0, pages])
+  })
+
+  it('refuses what is not a mapping', () => {
+    throwsExactly(() => mmap.incore(new Uint8Array(8)), TypeError, {
+      code: 'ERR_MMAP_NOT_A_MAPPING',
+      message: 'The "buffer" argument must be a view of memory mapped by node-mmap. Received an instance of Uint8Array',
+    })
+    throwsExactly(() => mmap.incore(), TypeError, {
+      code: 'ERR_INVALID_ARG_TYPE',
+      message: 'The "buffer" argument must be an instance of Buffer, TypedArray, DataView or ArrayBuffer. Received undefined',
+    })
+  })
+})

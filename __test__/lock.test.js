@@ -1,0 +1,165 @@
+'use strict'
+// lock(buf[, offset, length]) / unlock(...): mlock(2) / munlock(2) over a byte range of any
+// view, rounded out to whole pages.
+// Oracle: the 'Locked:' lines of /proc/self/smaps for the file's mapping (found by its unique
+// path; the kernel splits the mapping's entry at the edges of a locked range, so they are
+// summed). The tests run as root here, where mlock never fails for lack of privilege or limit:
+// the EPERM and ENOMEM cases run in a child that drops to the user `nobody` with a
+// RLIMIT_MEMLOCK set by the shell.
+
+const { describe, it } = require('node:test')
+const assert = require('node:assert/strict')
+
+const mmap = require('..')
+const {
+  tempDir,
+  tempFile,
+  pattern,
+  smapsSum,
+  throwsExactly,
+  runNode,
+  assertExitedZero,
+} = require('./support/toolkit.js')
+
+const P = mmap.PAGESIZE
+const KB = P / 1024
+const RW = mmap.PROT_READ | mmap.PROT_WRITE
+
+function sharedFile(t, name, pages) {
+  const dir = tempDir(t)
+  const bytes = pattern(pages * P, 13)
+  const file = tempFile(t, dir, name, bytes)
+  const buf = mmap.map(pages * P, RW, mmap.MAP_SHARED, file.fd, 0)
+  t.after(() => mmap.unmap(buf))
+  return { ...file, bytes, buf }
+}
+
+const lockedPages = (file) => smapsSum(file, 'Locked') / KB
+
+describe('lock and unlock', () => {
+  it('lock(buf) locks every page of the mapping; unlock(buf) unlocks them', (t) => {
+    const { path, bytes, buf } = sharedFile(t, 'lock-whole.bin', 6)
+    assert.equal(lockedPages(path), 0)
+    mmap.lock(buf)
+    assert.equal(lockedPages(path), 6)
+    assert.equal(smapsSum(path, 'Rss') / KB, 6, 'locked pages are resident')
+    assert.deepEqual(buf, bytes)
+    mmap.unlock(buf)
+    assert.equal(lockedPages(path), 0)
+  })
+
+  it('locks and unlocks byte ranges, rounded out to pages, relative to the view', (t) => {
+    const { path, buf } = sharedFile(t, 'lock-ranges.bin', 8)
+    const cases = [
+      [() => mmap.lock(buf, P, 10), () => mmap.unlock(buf, P, 10), 1],
+      [() => mmap.lock(buf, P - 1, 2), () => mmap.unlock(buf, P - 1, 2), 2],
+      [() => mmap.lock(buf, 2 * P), () => mmap.unlock(buf, 2 * P), 6],
+      [() => mmap.lock(buf, 3 * P + 5, undefined), () => mmap.unlock(buf, 3 * P + 5, undefined), 5],
+      [() => mmap.lock(buf, undefined, P + 1), () => mmap.unlock(buf, undefined, P + 1), 2],
+      [() => mmap.lock(buf.subarray(P + 1, 3 * P + 1)), () => mmap.unlock(buf.subarray(P + 1, 3 * P + 1)), 3],
+      [() => mmap.lock(buf.subarray(4 * P), 1, P), () => mmap.unlock(buf.subarray(4 * P), 1, P), 2],
+      [() => mmap.lock(new DataView(buf.buffer, 7 * P)), () => mmap.unlock(new DataView(buf.buffer, 7 * P)), 1],
+      [() => mmap.lock(buf.buffer, 0, P), () => mmap.unlock(buf.buffer, 0, P), 1],
+    ]
+    for (const [lock, unlock, pages] of cases) {
+      lock()
+      assert.equal(lockedPages(path), pages, `${lock}`)
+      unlock()
+      assert.equal(lockedPages(path), 0, `${unlock}`)
+    }
+  })
+
+  it('unlocks part of a locked range', (t) => {
+    const { path, buf } = sharedFile(t, 'lock-partial-unlock.bin', 4)
+    mmap.lock(buf)
+    mmap.unlock(buf, P, 2 * P)
+    assert.equal(lockedPages(path), 2)
+    mmap.unlock(buf)
+    assert.equal(lockedPages(path), 0)
+  })
+
+  it('refuses bad ranges and non-mappings, and locks nothing then', (t) => {
+    const L = 2 * P
+    const { path, buf } = sharedFile(t, 'lock-errors.bin', 2)
+    for (const fn of [mmap.lock, mmap.unlock]) {
+      throwsExactly(() => fn(buf, L + 1), RangeError, {
+        code: 'ERR_OUT_OF_RANGE',
+        message: `The value of "offset" is out of range. It must be >= 0 && <= ${L}. Received ${L + 1}`,
+      })
+      throwsExactly(() => fn(buf, P, P + 1), RangeError, {
+        code: 'ERR_OUT_OF_RANGE',
+        message: `The value of "length" is out of range. It must be >= 0 && <= ${P}. Received ${P + 1}`,
+      })
+      throwsExactly(() => fn(buf, 0.5), RangeError, {
+        code: 'ERR_OUT_OF_RANGE',
+        message: 'The value of "offset" is out of range. It must be an integer. Received 0.5',
+      })
+      throwsExactly(() => fn(buf, 'all'), TypeError, {
+        code: 'ERR_INVALID_ARG_TYPE',
+        message: `The "offset" argument must be of type number. Received type string ('all')`,
+      })
+      throwsExactly(() => fn(buf, 0, true), TypeError, {
+        code: 'ERR_INVALID_ARG_TYPE',
+        message: 'The "length" argument must be of type number. Received type boolean (true)',
+      })
+      throwsExactly(() => fn(Buffer.alloc(8)), TypeError, {
+        code: 'ERR_MMAP_NOT_A_MAPPING',
+        message: 'The "buffer" argument must be a view of memory mapped by node-mmap. Received an instance of Buffer',
+      })
+      throwsExactly(() => fn(1), TypeError, {
+        code: 'ERR_INVALID_ARG_TYPE',
+        message:
+          'The "buffer" argument must be an instance of Buffer, TypedArray, DataView or ArrayBuffer. Received type number (1)',
+      })
+    }
+    assert.equal(lockedPages(path), 0)
+  })
+
+  it('does nothing on a detached view', (t) => {
+    const { buf } = sharedFile(t, 'lock-detached.bin', 1)
+    mmap.unmap(buf)
+    mmap.lock(buf)
+    mmap.unlock(buf)
+  })
+
+  const asRoot = process.getuid() === 0
+  it(
+    'fails with EPERM (as nobody, RLIMIT_MEMLOCK 0) and ENOMEM (as nobody, over the limit), child',
+    { skip: asRoot ? false : 'needs root, to drop to the user nobody in the child' },
+    () => {
+      // Root passes every mlock; an unprivileged user is bound by RLIMIT_MEMLOCK: 0 gives EPERM,
+      // a non-zero limit gives ENOMEM beyond it.
+      const child = (limitKB) =>
+        runNode(
+          `
+          const mmap = require(process.env.NODE_MMAP_ROOT)
+          process.setgid(65534)
+          process.setuid(65534)
+          const buf = mmap.map(1 << 20, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1)
+          const attempt = (fn) => {
+            try { fn(); return 'ok' } catch (e) {
+              return { class: e.constructor.name, code: e.code, errno: e.errno, syscall: e.syscall, message: e.message }
+            }
+          }
+          console.log(JSON.stringify({
+            uid: process.getuid(),
+            onePage: attempt(() => mmap.lock(buf, 0, mmap.PAGESIZE)),
+            whole: attempt(() => mmap.lock(buf)),
+            unlock: attempt(() => mmap.unlock(buf)),
+          }))
+        `,
+          { shell: `ulimit -l ${limitKB}` },
+        )
+
+      const eperm = { class: 'Error', code: 'EPERM', errno: -1, syscall: 'mlock', message: 'EPERM: operation not permitted, mlock' }
+      const zero = child(0)
+      assertExitedZero(zero)
+      assert.deepEqual(JSON.parse(zero.stdout), { uid: 65534, onePage: eperm, whole: eperm, unlock: 'ok' })
+
+      const enomem = { class: 'Error', code: 'ENOMEM', errno: -12, syscall: 'mlock', message: 'ENOMEM: not enough memory, mlock' }
+      const small = child(64)
+      assertExitedZero(small)
+      assert.deepEqual(JSON.parse(small.stdout), { uid: 65534, onePage: 'ok', whole: enomem, unlock: 'ok' })
+    },
+  )
+})

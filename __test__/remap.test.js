@@ -1,0 +1,161 @@
+'use strict'
+// remap(buf, newSize): grows or shrinks a mapping, keeps the bytes up to the smaller size,
+// returns a new Buffer and detaches the old one.
+// Oracles: the bytes written before, fs.readFileSync of the file, /proc/self/maps.
+
+const { describe, it } = require('node:test')
+const assert = require('node:assert/strict')
+const fs = require('node:fs')
+const { constants: bufferConstants } = require('node:buffer')
+
+const mmap = require('..')
+const { tempDir, tempFile, pattern, mapsOf, throwsExactly, nodeReceived } = require('./support/toolkit.js')
+
+const P = mmap.PAGESIZE
+const RW = mmap.PROT_READ | mmap.PROT_WRITE
+const MAX = Math.min(bufferConstants.MAX_LENGTH, Number.MAX_SAFE_INTEGER)
+
+function sharedFile(t, name, size) {
+  const dir = tempDir(t)
+  const bytes = pattern(size, 3)
+  const file = tempFile(t, dir, name, bytes)
+  const buf = mmap.map(size, RW, mmap.MAP_SHARED, file.fd, 0)
+  return { ...file, bytes, buf }
+}
+
+/** Bytes of the file mapped, by its maps entries. */
+function mappedBytes(file) {
+  return mapsOf(file).reduce((sum, e) => sum + Number(e.end - e.start), 0)
+}
+
+describe('remap', () => {
+  it('grows a MAP_SHARED file mapping (after ftruncate) and keeps the bytes', (t) => {
+    const { path, fd, bytes, buf } = sharedFile(t, 'remap-grow.bin', 2 * P)
+    const sub = buf.subarray(10, 20)
+    fs.ftruncateSync(fd, 5 * P + 123)
+    const grown = mmap.remap(buf, 5 * P + 123)
+
+    assert.equal(grown.length, 5 * P + 123)
+    assert.deepEqual(grown.subarray(0, 2 * P), bytes, 'bytes kept')
+    assert.ok(grown.subarray(2 * P).every((b) => b === 0), 'the grown part shows the zeros ftruncate added')
+    assert.equal(buf.length, 0, 'old Buffer detached')
+    assert.equal(sub.length, 0, 'views of the old Buffer detached')
+    assert.equal(buf[0], undefined)
+
+    grown[0] = bytes[0] ^ 0xff
+    grown[5 * P + 122] = 0xee
+    grown.write('grown', 3 * P)
+    const disk = fs.readFileSync(path)
+    assert.equal(disk[0], bytes[0] ^ 0xff, 'a write to the kept part reaches the file')
+    assert.equal(disk[5 * P + 122], 0xee, 'a write to the grown part reaches the file')
+    assert.equal(disk.toString('latin1', 3 * P, 3 * P + 5), 'grown')
+    assert.equal(mappedBytes(path), 6 * P, 'the file is mapped once, at the new size in pages')
+  })
+
+  it('shrinks a MAP_SHARED file mapping and keeps the bytes up to the new size', (t) => {
+    const { path, bytes, buf } = sharedFile(t, 'remap-shrink.bin', 4 * P)
+    const small = mmap.remap(buf, P + 10)
+    assert.equal(small.length, P + 10)
+    assert.deepEqual(small, bytes.subarray(0, P + 10))
+    assert.equal(buf.length, 0)
+    small[P + 9] = bytes[P + 9] ^ 0xff
+    const disk = fs.readFileSync(path)
+    assert.equal(disk.length, 4 * P, 'the file keeps its size')
+    assert.equal(disk[P + 9], bytes[P + 9] ^ 0xff, 'writes through the new Buffer reach the file')
+    assert.deepEqual(disk.subarray(P + 10), bytes.subarray(P + 10), 'the rest of the file is untouched')
+    assert.equal(mappedBytes(path), 2 * P)
+  })
+
+  it('grows and shrinks a MAP_PRIVATE anonymous mapping and keeps the bytes', () => {
+    const buf = mmap.map(3 * P, RW, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1)
+    const bytes = pattern(3 * P, 9)
+    bytes.copy(buf)
+    const grown = mmap.remap(buf, 10 * P + 1)
+    assert.equal(buf.length, 0)
+    assert.equal(grown.length, 10 * P + 1)
+    assert.deepEqual(grown.subarray(0, 3 * P), bytes)
+    assert.ok(grown.subarray(3 * P).every((b) => b === 0), 'new anonymous memory is zero')
+    grown[10 * P] = 42
+    assert.equal(grown[10 * P], 42)
+
+    const small = mmap.remap(grown, 100)
+    assert.equal(grown.length, 0)
+    assert.equal(small.length, 100)
+    assert.deepEqual(small, bytes.subarray(0, 100))
+    mmap.unmap(small)
+  })
+
+  it('remaps to the same size: a new Buffer over the same bytes', (t) => {
+    const { path, bytes, buf } = sharedFile(t, 'remap-same.bin', 2 * P)
+    const again = mmap.remap(buf, 2 * P)
+    assert.equal(buf.length, 0)
+    assert.deepEqual(again, bytes)
+    again[1] = 7
+    assert.equal(fs.readFileSync(path)[1], 7)
+  })
+
+  it('resizes the whole mapping when given a subarray or a DataView; the result starts at the mapping', (t) => {
+    const { bytes, buf } = sharedFile(t, 'remap-via-view.bin', 2 * P)
+    const grown = mmap.remap(buf.subarray(100, 200), P)
+    assert.equal(buf.length, 0)
+    assert.deepEqual(grown, bytes.subarray(0, P))
+    const again = mmap.remap(new DataView(grown.buffer, 5, 10), 50)
+    assert.equal(grown.length, 0)
+    assert.deepEqual(again, bytes.subarray(0, 50))
+  })
+
+  it('refuses a detached Buffer: ERR_MMAP_UNMAPPED', (t) => {
+    const { buf } = sharedFile(t, 'remap-detached.bin', P)
+    const sub = buf.subarray(1, 2)
+    const moved = mmap.remap(buf, P)
+    for (const stale of [buf, sub, buf.buffer]) {
+      throwsExactly(() => mmap.remap(stale, P), Error, {
+        code: 'ERR_MMAP_UNMAPPED',
+        message: 'The mapping was unmapped before this call',
+      })
+    }
+    mmap.unmap(moved)
+    throwsExactly(() => mmap.remap(moved, P), Error, {
+      code: 'ERR_MMAP_UNMAPPED',
+      message: 'The mapping was unmapped before this call',
+    })
+  })
+
+  it('refuses a bad newSize, and leaves the mapping alone', (t) => {
+    const { path, bytes, buf } = sharedFile(t, 'remap-bad-size.bin', P)
+    const range = `>= 1 && <= ${MAX}`
+    const cases = [
+      [0, RangeError, 'ERR_OUT_OF_RANGE', `The value of "newSize" is out of range. It must be ${range}. Received 0`],
+      [-1, RangeError, 'ERR_OUT_OF_RANGE', `The value of "newSize" is out of range. It must be ${range}. Received -1`],
+      [1.5, RangeError, 'ERR_OUT_OF_RANGE', 'The value of "newSize" is out of range. It must be an integer. Received 1.5'],
+      [NaN, RangeError, 'ERR_OUT_OF_RANGE', 'The value of "newSize" is out of range. It must be an integer. Received NaN'],
+      [
+        MAX + 1,
+        RangeError,
+        'ERR_OUT_OF_RANGE',
+        `The value of "newSize" is out of range. It must be ${range}. Received ${nodeReceived(MAX + 1)}`,
+      ],
+      ['x', TypeError, 'ERR_INVALID_ARG_TYPE', `The "newSize" argument must be of type number. Received type string ('x')`],
+      [10n, TypeError, 'ERR_INVALID_ARG_TYPE', 'The "newSize" argument must be of type number. Received type bigint (10n)'],
+      [undefined, TypeError, 'ERR_INVALID_ARG_TYPE', 'The "newSize" argument must be of type number. Received undefined'],
+    ]
+    for (const [value, Class, code, message] of cases) {
+      throwsExactly(() => mmap.remap(buf, value), Class, { code, message })
+    }
+    assert.equal(buf.length, P, 'still attached')
+    assert.deepEqual(buf, bytes)
+    assert.equal(mapsOf(path).length, 1)
+  })
+
+  it('refuses what is not a mapping', () => {
+    throwsExactly(() => mmap.remap(Buffer.alloc(10), 20), TypeError, {
+      code: 'ERR_MMAP_NOT_A_MAPPING',
+      message: 'The "buffer" argument must be a view of memory mapped by node-mmap. Received an instance of Buffer',
+    })
+    throwsExactly(() => mmap.remap('abc', 20), TypeError, {
+      code: 'ERR_INVALID_ARG_TYPE',
+      message:
+        "The \"buffer\" argument must be an instance of Buffer, TypedArray, DataView or ArrayBuffer. Received type string ('abc')",
+    })
+  })
+})
