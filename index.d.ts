@@ -37,6 +37,11 @@ export declare class Mapping {
   static open(path: string | Buffer | Uint8Array, options?: OpenOptions): Mapping
   /** The mapping's length in bytes; 0 after `unmap()`. */
   get length(): number
+  /**
+   * Pages lost under the mapping (the file was truncated) and replaced with zeros; see the
+   * module's `faults()`.
+   */
+  get faults(): number
   /** Whether `unmap()` has been called. */
   get unmapped(): boolean
   /**
@@ -112,6 +117,17 @@ export declare const ALLOCATION_GRANULARITY: SystemValue
  * `ERR_MMAP_NO_EXTERNAL_BUFFERS`; use `Mapping`, which copies, instead.
  */
 export declare function externalBuffersAllowed(): boolean
+
+/**
+ * How many pages of the mapping behind `buffer` were lost under it and replaced with zeros:
+ * when another process truncates a mapped file, touching the pages past its new end raises
+ * SIGBUS, which kills the process with every other mmap binding. node-mmap (on Linux) replaces
+ * each such page with zero-filled memory, lets the access complete, and counts it here, so a
+ * program can tell that what it read is no longer the file. 0 for a healthy mapping.
+ *
+ * @param buffer - A Buffer returned by `map()` or any view of the same memory.
+ */
+export declare function faults(buffer: ArrayBufferView | ArrayBuffer): number
 
 /**
  * Writes changed pages of the view back to the file and waits until they are on the storage
@@ -355,6 +371,15 @@ export declare function protect(buffer: ArrayBufferView | ArrayBuffer, offset: n
  * @param newSize - The new size in bytes, from 1 to `buffer.constants.MAX_LENGTH`.
  */
 export declare function remap(buffer: ArrayBufferView | ArrayBuffer, newSize: number): Buffer
+
+/**
+ * Turns the SIGBUS recovery described under `faults()` on (the default) or off. Off, an access
+ * to a lost page ends the process, after a line on stderr naming the mapping and the offset:
+ * the choice for programs that would rather die than read zeros that are not in the file.
+ *
+ * @param enabled - Whether to recover.
+ */
+export declare function setSigbusRecovery(enabled: boolean): void
 
 /**
  * Writes changed pages of the view back to the file (`msync(2)`), as mmap-io's `sync`:

@@ -110,6 +110,13 @@ impl Handle {
     }
   }
 
+  /// Pages lost under the mapping (the file was truncated) and replaced with zeros; see the
+  /// module's `faults()`.
+  #[napi(getter)]
+  pub fn faults(&self) -> f64 {
+    self.mapping.as_ref().map_or(0.0, |m| m.faults() as f64)
+  }
+
   /// Whether `unmap()` has been called.
   #[napi(getter)]
   pub fn unmapped(&self) -> bool {

@@ -20,6 +20,7 @@ mod args;
 mod buffer;
 mod constants;
 mod errors;
+mod faults;
 mod handle;
 mod map;
 mod mapping;

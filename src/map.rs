@@ -119,7 +119,7 @@ pub fn map_checked(
   let offset = check_offset(env, offset)?;
   let advice = check_advice(env, advise)?;
 
-  let mapping = Mapping::new(size, protection, flags, fd, offset)
+  let mapping = Mapping::new(size, protection, flags, fd, offset, None)
     .map_err(|err| errors::throw_system(env, &err, "mmap", None))?;
   if let Some(advice) = advice {
     // On failure `mapping` drops here, which unmaps it: nothing leaks.

@@ -19,7 +19,7 @@ use std::io;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use crate::registry;
+use crate::{faults, registry};
 use crate::sys;
 
 /// The range holds the file (or anonymous memory) the user mapped.
@@ -46,7 +46,17 @@ pub struct Mapping {
   addr: usize,
   len: usize,
   state: AtomicU8,
+  /// The protection asked for (what a recovered page gets).
+  prot: i32,
+  /// The file's path, where known, for diagnostics.
+  path: Option<Box<[u8]>>,
+  /// Pages lost under the mapping (SIGBUS) and replaced with zeros.
+  faults: AtomicUsize,
+  /// Our slot in the fault table while live, or `NO_SLOT`.
+  slot: AtomicUsize,
 }
+
+const NO_SLOT: usize = usize::MAX;
 
 /// How many mappings hold user memory right now (placeholders excluded: they merge).
 static LIVE_COUNT: AtomicUsize = AtomicUsize::new(0);
@@ -70,24 +80,67 @@ fn live_limit() -> usize {
 impl Mapping {
   /// Maps `len` bytes (see [`sys::map`]) and registers the new mapping. Fails with `ENOMEM`
   /// before the system call when the runtime would be left too few kernel mappings.
-  pub fn new(len: usize, prot: i32, flags: i32, fd: i32, offset: u64) -> io::Result<Arc<Self>> {
+  pub fn new(
+    len: usize,
+    prot: i32,
+    flags: i32,
+    fd: i32,
+    offset: u64,
+    path: Option<&[u8]>,
+  ) -> io::Result<Arc<Self>> {
     if LIVE_COUNT.load(Ordering::Relaxed) >= live_limit() {
       return Err(io::Error::from_raw_os_error(libc::ENOMEM));
     }
+    sys::signals::install();
     let addr = sys::map(len, prot, flags, fd, offset)?;
-    Ok(Self::adopt(addr, len))
+    Ok(Self::adopt(addr, len, prot, path.map(Box::from)))
   }
 
   /// Takes ownership of a range just mapped for us.
-  fn adopt(addr: *mut u8, len: usize) -> Arc<Self> {
+  fn adopt(addr: *mut u8, len: usize, prot: i32, path: Option<Box<[u8]>>) -> Arc<Self> {
     LIVE_COUNT.fetch_add(1, Ordering::Relaxed);
     let mapping = Arc::new(Mapping {
       addr: addr as usize,
       len,
       state: AtomicU8::new(LIVE),
+      prot,
+      path,
+      faults: AtomicUsize::new(0),
+      slot: AtomicUsize::new(NO_SLOT),
     });
     registry::insert(&mapping);
+    if let Some(slot) = faults::register(&mapping) {
+      mapping.slot.store(slot, Ordering::Release);
+    }
     mapping
+  }
+
+  /// The protection the mapping was made with.
+  pub fn prot(&self) -> i32 {
+    self.prot
+  }
+
+  /// The mapped file's path, where known.
+  pub fn path(&self) -> Option<&[u8]> {
+    self.path.as_deref()
+  }
+
+  /// How many lost pages (SIGBUS) were replaced with zeros.
+  pub fn faults(&self) -> usize {
+    self.faults.load(Ordering::Acquire)
+  }
+
+  /// Counts a recovered fault (from the signal handler: one atomic add).
+  pub fn record_fault(&self) {
+    self.faults.fetch_add(1, Ordering::AcqRel);
+  }
+
+  /// Leaves the fault table: afterwards no signal handler looks at this mapping.
+  fn leave_fault_table(&self) {
+    let slot = self.slot.swap(NO_SLOT, Ordering::AcqRel);
+    if slot != NO_SLOT {
+      faults::unregister(slot);
+    }
   }
 
   /// The first byte of the mapping (page-aligned).
@@ -190,6 +243,7 @@ impl Mapping {
       return Err(err);
     }
     LIVE_COUNT.fetch_sub(1, Ordering::Relaxed);
+    self.leave_fault_table();
     registry::placeholder_added(self.addr, self.len_in_pages());
     Ok(true)
   }
@@ -202,7 +256,7 @@ impl Mapping {
     }
     // SAFETY: the whole range is ours (safety model) and both lengths are non-zero.
     let addr = unsafe { sys::remap(self.addr(), self.len, new_len) }?;
-    let moved = Self::adopt(addr, new_len);
+    let moved = Self::adopt(addr, new_len, self.prot, self.path.clone());
     self.unmap()?;
     Ok(moved)
   }
@@ -221,6 +275,7 @@ impl Drop for Mapping {
       }
     } else {
       LIVE_COUNT.fetch_sub(1, Ordering::Relaxed);
+      self.leave_fault_table();
       (self.addr(), self.len)
     };
     // SAFETY: this value owns the range (safety model) and is being dropped: no ArrayBuffer,
@@ -239,7 +294,7 @@ mod tests {
 
   fn anonymous(len: usize) -> Arc<Mapping> {
     let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
-    Mapping::new(len, libc::PROT_READ | libc::PROT_WRITE, flags, -1, 0).unwrap()
+    Mapping::new(len, libc::PROT_READ | libc::PROT_WRITE, flags, -1, 0, None).unwrap()
   }
 
   #[test]

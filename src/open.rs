@@ -191,7 +191,8 @@ impl Request {
       flags |= c::MAP_POPULATE;
     }
     let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
-    let mapping = Mapping::new(map_len, prot, flags, fd, self.offset - start as u64).map_err(os("mmap"))?;
+    let path = std::os::unix::ffi::OsStrExt::as_bytes(self.path.as_os_str());
+    let mapping = Mapping::new(map_len, prot, flags, fd, self.offset - start as u64, Some(path)).map_err(os("mmap"))?;
     let failed = |failure| match failure {
       Failure::Os(err) => OpenFailure::Os {
         err,

@@ -329,3 +329,28 @@ fn undefined<'env>(env: &'env Env) -> Unknown<'env> {
   // SAFETY: `value` is `undefined` of this env.
   unsafe { Unknown::from_raw_unchecked(env.raw(), value) }
 }
+
+/// How many pages of the mapping behind `buffer` were lost under it and replaced with zeros:
+/// when another process truncates a mapped file, touching the pages past its new end raises
+/// SIGBUS, which kills the process with every other mmap binding. node-mmap (on Linux) replaces
+/// each such page with zero-filled memory, lets the access complete, and counts it here, so a
+/// program can tell that what it read is no longer the file. 0 for a healthy mapping.
+///
+/// @param buffer - A Buffer returned by `map()` or any view of the same memory.
+#[napi(ts_args_type = "buffer: ArrayBufferView | ArrayBuffer")]
+pub fn faults(env: &Env, buffer: Unknown) -> napi::Result<f64> {
+  match view::resolve(env, &buffer, "buffer")? {
+    Resolved::View(view) => Ok(view.mapping.faults() as f64),
+    Resolved::Empty => Ok(0.0),
+  }
+}
+
+/// Turns the SIGBUS recovery described under `faults()` on (the default) or off. Off, an access
+/// to a lost page ends the process, after a line on stderr naming the mapping and the offset:
+/// the choice for programs that would rather die than read zeros that are not in the file.
+///
+/// @param enabled - Whether to recover.
+#[napi]
+pub fn set_sigbus_recovery(enabled: bool) {
+  crate::sys::signals::set_sigbus_recovery(enabled);
+}

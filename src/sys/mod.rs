@@ -5,6 +5,8 @@
 mod unix;
 #[cfg(unix)]
 pub use unix::*;
+#[cfg(unix)]
+pub mod signals;
 
 #[cfg(not(unix))]
 compile_error!("node-mmap supports Unix-like systems (Linux, macOS, the BSDs) so far");
