@@ -1,0 +1,724 @@
+'use strict'
+// openSync(path, options) and open(path, options): every option, each result checked against
+// the file itself (fs.readFileSync / fs.statSync), the kernel's list of mappings
+// (/proc/self/maps), the process's open descriptors (/proc/self/fd), the open(2) call as the
+// kernel saw it (strace), and Node's own fs errors for the same failures.
+
+const test = require('node:test')
+const assert = require('node:assert/strict')
+const { randomBytes } = require('node:crypto')
+const fs = require('node:fs')
+const path = require('node:path')
+
+const mmap = require('..')
+const {
+  tempDir,
+  mappingsOf,
+  openFdTargets,
+  runScript,
+  assertCleanExit,
+  straceUnavailable,
+  straceScript,
+  assertThrowsExactly,
+  assertRejectsExactly,
+  fsError,
+} = require('./toolkit-helpers.js')
+
+const { PAGESIZE } = mmap
+const dir = tempDir(test.after)
+let serial = 0
+
+/** A new file holding `size` random bytes: { file, bytes } (bytes is the oracle's copy). */
+function randomFile(size = 5 * PAGESIZE + 123) {
+  const file = path.join(dir, `file-${++serial}.bin`)
+  fs.writeFileSync(file, randomBytes(size))
+  return { file, bytes: fs.readFileSync(file) }
+}
+
+/** A path in the temp dir that does not exist yet. */
+function freshPath(name = 'new') {
+  return path.join(dir, `${name}-${++serial}.bin`)
+}
+
+/** The two call forms, each returning a Promise of the Buffer. */
+const FORMS = [
+  ['openSync', (file, options) => Promise.resolve().then(() => mmap.openSync(file, options))],
+  ['open', (file, options) => mmap.open(file, options)],
+]
+
+/** Registers `body(openFn, form, t)` once per call form. */
+function bothForms(title, body) {
+  for (const [form, openFn] of FORMS) {
+    test(`${form}: ${title}`, (t) => body(openFn, form, t))
+  }
+}
+
+/**
+ * Asserts that the call form fails with exactly this error: openSync throws it; open rejects
+ * with it (an argument error thrown synchronously by open() is accepted here and reported by
+ * the todo test "open() rejects ... instead of throwing").
+ */
+async function assertOpenFails(form, args, Class, fields) {
+  if (form === 'openSync') return assertThrowsExactly(() => mmap.openSync(...args), Class, fields)
+  let promise
+  try {
+    promise = mmap.open(...args)
+  } catch (err) {
+    promise = Promise.reject(err)
+  }
+  return assertRejectsExactly(promise, Class, fields)
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the Buffer shows
+
+bothForms('with no options, the Buffer is the whole file', async (openFn) => {
+  const { file, bytes } = randomFile()
+  const buf = await openFn(file)
+  assert.ok(Buffer.isBuffer(buf))
+  assert.equal(buf.length, bytes.length)
+  assert.ok(buf.equals(fs.readFileSync(file)))
+  // It is a mapping (the toolkit finds it), not a copy.
+  const [notResident, resident] = mmap.incore(buf)
+  assert.equal(notResident + resident, Math.ceil(bytes.length / PAGESIZE))
+  const maps = mappingsOf(file)
+  assert.equal(maps.length, 1, 'one mapping of the file in /proc/self/maps')
+  assert.equal(maps[0].offset, 0)
+  assert.equal(maps[0].length, Math.ceil(bytes.length / PAGESIZE) * PAGESIZE)
+  mmap.unmap(buf)
+})
+
+bothForms('options undefined or null mean the defaults', async (openFn) => {
+  const { file, bytes } = randomFile(3000)
+  for (const options of [undefined, null, {}]) {
+    const buf = await openFn(file, options)
+    assert.ok(buf.equals(bytes), `options ${options}`)
+    mmap.unmap(buf)
+  }
+})
+
+bothForms('any byte offset: the Buffer starts exactly there', async (openFn) => {
+  const { file } = randomFile(4 * PAGESIZE + 1000)
+  const oracle = fs.readFileSync(file)
+  const offsets = [0, 1, 2, PAGESIZE - 1, PAGESIZE, PAGESIZE + 1, 10000, 3 * PAGESIZE + 7, oracle.length - 1]
+  for (const offset of offsets) {
+    const buf = await openFn(file, { offset })
+    assert.equal(buf.length, oracle.length - offset, `length at offset ${offset}`)
+    assert.ok(buf.equals(oracle.subarray(offset)), `bytes at offset ${offset}`)
+    // The kernel maps from the page below `offset`.
+    const maps = mappingsOf(file)
+    assert.equal(maps.length, 1)
+    assert.equal(maps[0].offset, Math.floor(offset / PAGESIZE) * PAGESIZE, `mapping offset for ${offset}`)
+    mmap.unmap(buf)
+  }
+})
+
+bothForms('length: exactly that many bytes from offset', async (openFn) => {
+  const { file } = randomFile(6 * PAGESIZE + 99)
+  const oracle = fs.readFileSync(file)
+  const cases = [
+    { length: 1 },
+    { length: 100 },
+    { length: oracle.length },
+    { offset: 1, length: PAGESIZE },
+    { offset: PAGESIZE - 1, length: 2 },
+    { offset: PAGESIZE + 1, length: 5000 },
+    { offset: 10000, length: oracle.length - 10000 },
+  ]
+  for (const options of cases) {
+    const buf = await openFn(file, options)
+    const start = options.offset ?? 0
+    assert.equal(buf.length, options.length, JSON.stringify(options))
+    assert.ok(buf.equals(oracle.subarray(start, start + options.length)), JSON.stringify(options))
+    mmap.unmap(buf)
+  }
+})
+
+bothForms('an empty range gives an empty Buffer (empty file, length 0, offset at the end)', async (openFn) => {
+  const empty = path.join(dir, `empty-${++serial}.bin`)
+  fs.writeFileSync(empty, '')
+  const { file, bytes } = randomFile(5000)
+  const cases = [
+    [empty, undefined],
+    [empty, { mode: 'r+' }],
+    [empty, { offset: 0, length: 0 }],
+    [file, { length: 0 }],
+    [file, { offset: 4097, length: 0 }],
+    [file, { offset: bytes.length }],
+  ]
+  for (const [target, options] of cases) {
+    const buf = await openFn(target, options)
+    assert.ok(Buffer.isBuffer(buf), `${target} ${JSON.stringify(options)}`)
+    assert.equal(buf.length, 0, `${target} ${JSON.stringify(options)}`)
+  }
+  assert.equal(mappingsOf(empty).length, 0, 'nothing is mapped for an empty file')
+  assert.equal(fs.statSync(empty).size, 0)
+})
+
+// ---------------------------------------------------------------------------------------------
+// mode
+
+bothForms("mode 'r' (the default) maps read-only and shared: r--s in /proc/self/maps", async (openFn) => {
+  for (const options of [undefined, { mode: 'r' }]) {
+    const { file, bytes } = randomFile(2 * PAGESIZE + 5)
+    const buf = await openFn(file, options)
+    assert.ok(buf.equals(bytes))
+    const maps = mappingsOf(file)
+    assert.equal(maps.length, 1)
+    assert.equal(maps[0].perms, 'r--s', `perms with options ${JSON.stringify(options)}`)
+    mmap.unmap(buf)
+  }
+})
+
+bothForms("mode 'r+': rw-s, and writes through the Buffer reach the file", async (openFn) => {
+  const { file, bytes } = randomFile(3 * PAGESIZE + 17)
+  const offset = PAGESIZE + 1
+  const buf = await openFn(file, { mode: 'r+', offset, length: 200 })
+  assert.equal(mappingsOf(file)[0].perms, 'rw-s')
+  const patch = randomBytes(200)
+  patch.copy(buf)
+  const expected = Buffer.from(bytes)
+  patch.copy(expected, offset)
+  const after = fs.readFileSync(file)
+  assert.ok(after.equals(expected), 'the file holds the bytes written through the Buffer, and only those')
+  mmap.unmap(buf)
+})
+
+bothForms("mode 'w+' creates the file with mode 0o666 & ~umask", async (openFn) => {
+  for (const umask of [0o022, 0o027, 0o077, 0o000]) {
+    const file = freshPath('created')
+    const old = process.umask(umask)
+    let buf
+    try {
+      buf = await openFn(file, { mode: 'w+', size: 3000 })
+    } finally {
+      process.umask(old)
+    }
+    const stat = fs.statSync(file)
+    assert.equal(stat.mode & 0o777, 0o666 & ~umask, `umask ${umask.toString(8)}`)
+    assert.equal(stat.size, 3000)
+    assert.equal(buf.length, 3000)
+    assert.ok(buf.equals(Buffer.alloc(3000)), 'a new file reads as zeros')
+    assert.equal(mappingsOf(file)[0].perms, 'rw-s')
+    buf.write('hello', 2990)
+    assert.equal(fs.readFileSync(file).toString('latin1', 2990, 2995), 'hello')
+    mmap.unmap(buf)
+  }
+})
+
+bothForms("mode 'w+' without size creates an empty file: empty Buffer", async (openFn) => {
+  const file = freshPath('created-empty')
+  const buf = await openFn(file, { mode: 'w+' })
+  assert.equal(buf.length, 0)
+  assert.equal(fs.statSync(file).size, 0)
+})
+
+bothForms("mode 'w+' truncates an existing file (then size grows it with zeros)", async (openFn) => {
+  const { file } = randomFile(5000)
+  const buf = await openFn(file, { mode: 'w+' })
+  assert.equal(buf.length, 0)
+  assert.equal(fs.statSync(file).size, 0)
+
+  const second = randomFile(5000).file
+  const grown = await openFn(second, { mode: 'w+', size: 2000 })
+  assert.equal(fs.statSync(second).size, 2000)
+  assert.ok(fs.readFileSync(second).equals(Buffer.alloc(2000)), 'old contents are gone')
+  assert.ok(grown.equals(Buffer.alloc(2000)))
+  mmap.unmap(grown)
+})
+
+// ---------------------------------------------------------------------------------------------
+// size
+
+bothForms('size grows a file; the old bytes stay and the new ones are zeros', async (openFn) => {
+  const { file, bytes } = randomFile(1000)
+  const buf = await openFn(file, { mode: 'r+', size: 3 * PAGESIZE + 1 })
+  assert.equal(fs.statSync(file).size, 3 * PAGESIZE + 1)
+  const oracle = fs.readFileSync(file)
+  assert.ok(oracle.subarray(0, 1000).equals(bytes))
+  assert.ok(oracle.subarray(1000).equals(Buffer.alloc(3 * PAGESIZE + 1 - 1000)))
+  assert.ok(buf.equals(oracle))
+  buf[3 * PAGESIZE] = 0xab // the last byte: in the grown part
+  assert.equal(fs.readFileSync(file)[3 * PAGESIZE], 0xab)
+  mmap.unmap(buf)
+})
+
+bothForms('size never shrinks a file', async (openFn) => {
+  const { file, bytes } = randomFile(10000)
+  const buf = await openFn(file, { mode: 'r+', size: 100 })
+  assert.equal(fs.statSync(file).size, 10000)
+  assert.equal(buf.length, 10000, 'the Buffer still runs to the end of the file')
+  assert.ok(fs.readFileSync(file).equals(bytes))
+  mmap.unmap(buf)
+  const zero = await openFn(file, { mode: 'r+', size: 0 })
+  assert.equal(zero.length, 10000)
+  assert.equal(fs.statSync(file).size, 10000)
+  mmap.unmap(zero)
+})
+
+bothForms('size with offset and length: the window lies in the grown part', async (openFn) => {
+  const { file } = randomFile(100)
+  const buf = await openFn(file, { mode: 'r+', size: 20000, offset: 15001, length: 4000 })
+  assert.equal(fs.statSync(file).size, 20000)
+  assert.equal(buf.length, 4000)
+  buf.fill(7)
+  const oracle = fs.readFileSync(file)
+  assert.ok(oracle.subarray(15001, 19001).equals(Buffer.alloc(4000, 7)))
+  assert.equal(oracle[15000], 0)
+  assert.equal(oracle[19001], 0)
+  mmap.unmap(buf)
+})
+
+// ---------------------------------------------------------------------------------------------
+// shared, populate, advise
+
+bothForms('shared:false: private copy-on-write (rw-p); writes never reach the file', async (openFn) => {
+  for (const mode of ['r', 'r+']) {
+    const { file, bytes } = randomFile(2 * PAGESIZE + 10)
+    const buf = await openFn(file, { mode, shared: false })
+    assert.equal(mappingsOf(file)[0].perms, 'rw-p', `mode ${mode}`)
+    assert.ok(buf.equals(bytes))
+    buf.fill(0x5a)
+    assert.ok(buf.equals(Buffer.alloc(bytes.length, 0x5a)), 'the Buffer shows its own writes')
+    assert.ok(fs.readFileSync(file).equals(bytes), `mode ${mode}: the file is unchanged`)
+    mmap.sync(buf, true)
+    assert.ok(fs.readFileSync(file).equals(bytes), `mode ${mode}: unchanged even after sync`)
+    mmap.unmap(buf)
+  }
+})
+
+bothForms('shared:true is the default: rw-s with mode r+', async (openFn) => {
+  const { file } = randomFile(100)
+  const buf = await openFn(file, { mode: 'r+', shared: true })
+  assert.equal(mappingsOf(file)[0].perms, 'rw-s')
+  buf[0] = 1
+  assert.equal(fs.readFileSync(file)[0], 1)
+  mmap.unmap(buf)
+})
+
+bothForms('populate and advise are accepted and change no byte', async (openFn) => {
+  const { file, bytes } = randomFile(4 * PAGESIZE + 3)
+  const cases = [
+    { populate: true },
+    { populate: false },
+    { advise: mmap.MADV_NORMAL },
+    { advise: mmap.MADV_RANDOM },
+    { advise: mmap.MADV_SEQUENTIAL },
+    { advise: mmap.MADV_WILLNEED },
+    { populate: true, advise: mmap.MADV_SEQUENTIAL, offset: 5, length: PAGESIZE },
+    { mode: 'r+', populate: true, advise: mmap.MADV_RANDOM, shared: false },
+  ]
+  for (const options of cases) {
+    const buf = await openFn(file, options)
+    const start = options.offset ?? 0
+    const end = options.length === undefined ? bytes.length : start + options.length
+    assert.ok(buf.equals(bytes.subarray(start, end)), JSON.stringify(options))
+    mmap.unmap(buf)
+  }
+  assert.ok(fs.readFileSync(file).equals(bytes))
+})
+
+bothForms('a failing madvise is a system error with path, and leaves nothing mapped or open', async (openFn, form) => {
+  // MADV_WIPEONFORK is refused (EINVAL) on anything but private anonymous memory.
+  const { file } = randomFile(PAGESIZE)
+  const before = fs.readdirSync('/proc/self/fd').length
+  await assertOpenFails(form, [file, { advise: mmap.MADV_WIPEONFORK }], Error, {
+    code: 'EINVAL',
+    errno: -22,
+    syscall: 'madvise',
+    path: file,
+    message: `EINVAL: invalid argument, madvise '${file}'`,
+  })
+  assert.equal(mappingsOf(file).length, 0, 'the mapping was released')
+  assert.equal(fs.readdirSync('/proc/self/fd').length, before, 'the fd was closed')
+})
+
+// ---------------------------------------------------------------------------------------------
+// The file descriptor
+
+test('openSync closes its fd: 100 opens (and 100 failures) leave /proc/self/fd as it was', () => {
+  const { file } = randomFile(3 * PAGESIZE)
+  const before = fs.readdirSync('/proc/self/fd').length
+  for (let i = 0; i < 100; i++) {
+    const buf = mmap.openSync(file, { mode: i % 2 ? 'r' : 'r+', offset: i })
+    assert.equal(buf.length, 3 * PAGESIZE - i)
+    mmap.unmap(buf)
+  }
+  for (let i = 0; i < 100; i++) {
+    // Fails after open(2) and fstat(2): past the end of the file.
+    assert.throws(() => mmap.openSync(file, { offset: 3 * PAGESIZE + 1 }), { code: 'ERR_OUT_OF_RANGE' })
+  }
+  assert.equal(fs.readdirSync('/proc/self/fd').length, before)
+  assert.ok(!openFdTargets().includes(file), 'no descriptor of the file is open')
+})
+
+test('open closes its fd: 100 concurrent opens (and failures) leave /proc/self/fd as it was', async () => {
+  const { file } = randomFile(3 * PAGESIZE)
+  const before = fs.readdirSync('/proc/self/fd').length
+  const buffers = await Promise.all(Array.from({ length: 100 }, (_, i) => mmap.open(file, { offset: i })))
+  buffers.forEach((buf, i) => assert.equal(buf.length, 3 * PAGESIZE - i))
+  buffers.forEach((buf) => mmap.unmap(buf))
+  const failures = await Promise.allSettled(
+    Array.from({ length: 100 }, () => mmap.open(file, { length: 3 * PAGESIZE + 1 })),
+  )
+  assert.ok(failures.every((r) => r.status === 'rejected' && r.reason.code === 'ERR_OUT_OF_RANGE'))
+  assert.equal(fs.readdirSync('/proc/self/fd').length, before)
+  assert.ok(!openFdTargets().includes(file), 'no descriptor of the file is open')
+})
+
+test('a child spawned after openSync inherits no descriptor of the file', () => {
+  const { file, bytes } = randomFile(PAGESIZE)
+  const buf = mmap.openSync(file, { mode: 'r+' })
+  const result = runScript(`
+    const fs = require('node:fs')
+    const targets = []
+    for (const fd of fs.readdirSync('/proc/self/fd')) {
+      try { targets.push(fs.readlinkSync('/proc/self/fd/' + fd)) } catch {}
+    }
+    process.stdout.write(JSON.stringify(targets))
+  `)
+  assertCleanExit(result)
+  assert.ok(!JSON.parse(result.stdout).includes(file), result.stdout)
+  assert.ok(buf.equals(bytes), 'the mapping still works in the parent')
+  mmap.unmap(buf)
+})
+
+test('open(2) is called with O_CLOEXEC, and w+ creates with 0666 (strace)', (t) => {
+  const unavailable = straceUnavailable()
+  if (unavailable) return t.skip(unavailable)
+  const read = randomFile(100).file
+  const write = randomFile(100).file
+  const created = freshPath('strace-created')
+  const { result, lines } = straceScript(
+    `const mmap = require(MMAP)
+     const [read, write, created] = process.argv.slice(1)
+     mmap.openSync(read)
+     mmap.openSync(write, { mode: 'r+' })
+     mmap.openSync(created, { mode: 'w+', size: 10 })
+     mmap.open(read).then((buf) => process.stdout.write(String(buf.length)))`,
+    'open,openat',
+    { args: [read, write, created] },
+  )
+  assertCleanExit(result)
+  assert.equal(result.stdout, '100')
+  /** The flags of the open(2) calls on `file`, each as a set of names, and the mode argument. */
+  const callsOn = (file) =>
+    lines
+      .filter((line) => line.includes(JSON.stringify(file)))
+      .map((line) => {
+        const match = /open(?:at)?\((?:AT_FDCWD, )?"[^"]*", ([A-Z_|]+)(?:, (0\d+))?\)/.exec(line)
+        assert.ok(match, `cannot parse: ${line}`)
+        return { flags: new Set(match[1].split('|')), mode: match[2] }
+      })
+  const reads = callsOn(read)
+  assert.equal(reads.length, 2, 'openSync and open each opened the file once')
+  for (const call of reads) assert.deepEqual(call.flags, new Set(['O_RDONLY', 'O_CLOEXEC']))
+  assert.deepEqual(callsOn(write), [{ flags: new Set(['O_RDWR', 'O_CLOEXEC']), mode: undefined }])
+  assert.deepEqual(callsOn(created), [
+    { flags: new Set(['O_RDWR', 'O_CREAT', 'O_TRUNC', 'O_CLOEXEC']), mode: '0666' },
+  ])
+})
+
+// ---------------------------------------------------------------------------------------------
+// System errors: shaped like Node's fs errors (the oracle is fs itself)
+
+bothForms('ENOENT: the same code, errno, syscall, path and message as fs.openSync', async (openFn, form) => {
+  const missing = path.join(dir, 'no such file')
+  const oracle = fsError(() => fs.openSync(missing, 'r'))
+  assert.equal(oracle.message, `ENOENT: no such file or directory, open '${missing}'`)
+  for (const options of [undefined, { mode: 'r+' }]) {
+    await assertOpenFails(form, [missing, options], Error, {
+      code: oracle.code,
+      errno: oracle.errno,
+      syscall: oracle.syscall,
+      path: oracle.path,
+      message: oracle.message,
+    })
+  }
+  // 'w+' in a directory that does not exist.
+  const nested = path.join(dir, 'no such dir', 'file')
+  const nestedOracle = fsError(() => fs.openSync(nested, 'w+'))
+  await assertOpenFails(form, [nested, { mode: 'w+' }], Error, {
+    code: 'ENOENT',
+    errno: nestedOracle.errno,
+    syscall: 'open',
+    path: nested,
+    message: nestedOracle.message,
+  })
+})
+
+bothForms("EISDIR: a directory opened 'r+' (the permission-error stand-in when running as root)", async (openFn, form) => {
+  const oracle = fsError(() => fs.openSync(dir, 'r+'))
+  assert.equal(oracle.code, 'EISDIR')
+  await assertOpenFails(form, [dir, { mode: 'r+' }], Error, {
+    code: oracle.code,
+    errno: oracle.errno,
+    syscall: 'open',
+    path: dir,
+    message: oracle.message,
+  })
+})
+
+bothForms("a directory opened 'r' fails at mmap (ENODEV) with path", async (openFn, form) => {
+  await assertOpenFails(form, [dir], Error, {
+    code: 'ENODEV',
+    errno: -19,
+    syscall: 'mmap',
+    path: dir,
+    message: `ENODEV: no such device, mmap '${dir}'`,
+  })
+})
+
+bothForms('EACCES: the same error as fs.openSync', async (openFn, form, t) => {
+  let target
+  if (process.getuid() !== 0) {
+    target = randomFile(10).file
+    fs.chmodSync(target, 0o400)
+  } else {
+    // Root passes every permission check on ordinary files; sysfs refuses to open a
+    // read-only attribute for writing even for root (kernfs_fop_open: EACCES).
+    target = '/sys/kernel/uevent_seqnum'
+  }
+  let oracle
+  try {
+    fs.closeSync(fs.openSync(target, 'r+'))
+  } catch (err) {
+    oracle = err
+  }
+  if (!oracle || oracle.code !== 'EACCES') {
+    return t.skip(`no EACCES source here: fs.openSync(${target}, 'r+') gave ${oracle && oracle.code}`)
+  }
+  await assertOpenFails(form, [target, { mode: 'r+' }], Error, {
+    code: 'EACCES',
+    errno: oracle.errno,
+    syscall: 'open',
+    path: target,
+    message: oracle.message,
+  })
+})
+
+// ---------------------------------------------------------------------------------------------
+// Range errors
+
+bothForms('a range past the end of the file is a RangeError ERR_OUT_OF_RANGE (exact message)', async (openFn, form) => {
+  const { file, bytes } = randomFile(10000)
+  const size = bytes.length
+  const message = (received) =>
+    `The value of "options.offset + options.length" is out of range. It must be <= ${size} ` +
+    `(the size of '${file}'; pass options.size with mode 'r+' or 'w+' to grow the file). Received ${received}`
+  const cases = [
+    [{ offset: size + 1 }, size + 1],
+    [{ offset: 20000 }, 20000],
+    [{ length: size + 1 }, size + 1],
+    [{ offset: 1, length: size }, size + 1],
+    [{ offset: 4097, length: 6000 }, 10097],
+    [{ mode: 'r+', offset: 9999, length: 2 }, 10001],
+  ]
+  for (const [options, received] of cases) {
+    await assertOpenFails(form, [file, options], RangeError, {
+      code: 'ERR_OUT_OF_RANGE',
+      message: message(received),
+    })
+  }
+  assert.equal(mappingsOf(file).length, 0)
+  assert.equal(fs.statSync(file).size, size, 'the file was not grown')
+})
+
+bothForms('a length above buffer.constants.MAX_LENGTH is refused before anything is opened', async (openFn, form) => {
+  const max = require('node:buffer').constants.MAX_LENGTH
+  const file = freshPath('never-created')
+  await assertOpenFails(form, [file, { mode: 'w+', length: max + 1 }], RangeError, {
+    code: 'ERR_OUT_OF_RANGE',
+    message: `The value of "options.length" is out of range. It must be >= 0 && <= ${max}. Received ${(max + 1)
+      .toString()
+      .replace(/\B(?=(\d{3})+(?!\d))/g, '_')}`,
+  })
+  assert.ok(!fs.existsSync(file))
+})
+
+// ---------------------------------------------------------------------------------------------
+// Argument errors
+
+bothForms("size with mode 'r' (or no mode) is refused", async (openFn, form) => {
+  const { file, bytes } = randomFile(100)
+  for (const options of [{ size: 5000 }, { mode: 'r', size: 5000 }, { size: 0 }]) {
+    await assertOpenFails(form, [file, options], RangeError, {
+      code: 'ERR_INVALID_ARG_VALUE',
+      message: `The argument 'options.size' needs mode 'r+' or 'w+' (a file opened read-only cannot be resized). Received ${options.size}`,
+    })
+  }
+  assert.ok(fs.readFileSync(file).equals(bytes))
+})
+
+bothForms('an unknown option name is a TypeError ERR_INVALID_ARG_VALUE', async (openFn, form) => {
+  const { file } = randomFile(100)
+  for (const name of ['bogus', 'flags', 'Mode', 'len']) {
+    await assertOpenFails(form, [file, { [name]: 1 }], TypeError, {
+      code: 'ERR_INVALID_ARG_VALUE',
+      message: `The argument 'options' has an unknown option "${name}"; known options are mode, size, offset, length, shared, populate, advise`,
+    })
+  }
+})
+
+bothForms('options that is not an object is a TypeError ERR_INVALID_ARG_TYPE', async (openFn, form) => {
+  const { file } = randomFile(100)
+  const cases = [
+    ['r+', "type string ('r+')"],
+    [42, 'type number (42)'],
+    [true, 'type boolean (true)'],
+  ]
+  for (const [options, received] of cases) {
+    await assertOpenFails(form, [file, options], TypeError, {
+      code: 'ERR_INVALID_ARG_TYPE',
+      message: `The "options" argument must be of type object. Received ${received}`,
+    })
+  }
+})
+
+/** [options, Class, code, message] for a bad value of each option. */
+const MAX_SAFE = Number.MAX_SAFE_INTEGER
+const BAD_OPTIONS = [
+  [{ mode: 'x' }, RangeError, 'ERR_INVALID_ARG_VALUE', "The argument 'options.mode' must be 'r', 'r+' or 'w+'. Received 'x'"],
+  [{ mode: 'w' }, RangeError, 'ERR_INVALID_ARG_VALUE', "The argument 'options.mode' must be 'r', 'r+' or 'w+'. Received 'w'"],
+  [{ mode: 1 }, RangeError, 'ERR_INVALID_ARG_VALUE', "The argument 'options.mode' must be 'r', 'r+' or 'w+'. Received type number (1)"],
+  [{ mode: null }, RangeError, 'ERR_INVALID_ARG_VALUE', "The argument 'options.mode' must be 'r', 'r+' or 'w+'. Received null"],
+  [{ mode: 'r+', size: '5' }, TypeError, 'ERR_INVALID_ARG_TYPE', `The "options.size" argument must be of type number. Received type string ('5')`],
+  [{ mode: 'r+', size: 1.5 }, RangeError, 'ERR_OUT_OF_RANGE', 'The value of "options.size" is out of range. It must be an integer. Received 1.5'],
+  [{ mode: 'r+', size: -1 }, RangeError, 'ERR_OUT_OF_RANGE', `The value of "options.size" is out of range. It must be >= 0 && <= ${MAX_SAFE}. Received -1`],
+  [{ mode: 'r+', size: NaN }, RangeError, 'ERR_OUT_OF_RANGE', 'The value of "options.size" is out of range. It must be an integer. Received NaN'],
+  [{ mode: 'r+', size: 10n }, TypeError, 'ERR_INVALID_ARG_TYPE', 'The "options.size" argument must be of type number. Received type bigint (10n)'],
+  [{ offset: '1' }, TypeError, 'ERR_INVALID_ARG_TYPE', `The "options.offset" argument must be of type number. Received type string ('1')`],
+  [{ offset: -1 }, RangeError, 'ERR_OUT_OF_RANGE', `The value of "options.offset" is out of range. It must be >= 0 && <= ${MAX_SAFE}. Received -1`],
+  [{ offset: 0.5 }, RangeError, 'ERR_OUT_OF_RANGE', 'The value of "options.offset" is out of range. It must be an integer. Received 0.5'],
+  [{ offset: Infinity }, RangeError, 'ERR_OUT_OF_RANGE', 'The value of "options.offset" is out of range. It must be an integer. Received Infinity'],
+  [{ offset: 2 ** 53 }, RangeError, 'ERR_OUT_OF_RANGE', `The value of "options.offset" is out of range. It must be >= 0 && <= ${MAX_SAFE}. Received 9_007_199_254_740_992`],
+  [{ length: 'a' }, TypeError, 'ERR_INVALID_ARG_TYPE', `The "options.length" argument must be of type number. Received type string ('a')`],
+  [{ length: -1 }, RangeError, 'ERR_OUT_OF_RANGE', `The value of "options.length" is out of range. It must be >= 0 && <= ${require('node:buffer').constants.MAX_LENGTH}. Received -1`],
+  [{ length: 2.5 }, RangeError, 'ERR_OUT_OF_RANGE', 'The value of "options.length" is out of range. It must be an integer. Received 2.5'],
+  [{ shared: 1 }, TypeError, 'ERR_INVALID_ARG_TYPE', 'The "options.shared" argument must be of type boolean. Received type number (1)'],
+  [{ shared: 'false' }, TypeError, 'ERR_INVALID_ARG_TYPE', `The "options.shared" argument must be of type boolean. Received type string ('false')`],
+  [{ shared: null }, TypeError, 'ERR_INVALID_ARG_TYPE', 'The "options.shared" argument must be of type boolean. Received null'],
+  [{ populate: 'yes' }, TypeError, 'ERR_INVALID_ARG_TYPE', `The "options.populate" argument must be of type boolean. Received type string ('yes')`],
+  [{ populate: 0 }, TypeError, 'ERR_INVALID_ARG_TYPE', 'The "options.populate" argument must be of type boolean. Received type number (0)'],
+]
+
+bothForms('a bad value for each option: the whole error', async (openFn, form) => {
+  const { file } = randomFile(100)
+  for (const [options, Class, code, message] of BAD_OPTIONS) {
+    await assertOpenFails(form, [file, options], Class, { code, message })
+  }
+})
+
+bothForms('a bad advise value: class and code', async (openFn, form) => {
+  const { file } = randomFile(100)
+  const cases = [
+    [{ advise: 'x' }, TypeError, 'ERR_INVALID_ARG_TYPE'],
+    [{ advise: 1.5 }, RangeError, 'ERR_OUT_OF_RANGE'],
+    [{ advise: 12345 }, RangeError, 'ERR_INVALID_ARG_VALUE'],
+    [{ advise: -1 }, RangeError, 'ERR_INVALID_ARG_VALUE'],
+  ]
+  for (const [options, Class, code] of cases) {
+    await assertOpenFails(form, [file, options], Class, { code })
+  }
+})
+
+test(
+  'a bad advise value is named "options.advise" like every other option',
+  { todo: 'bug: openSync/open name the option "advise" (not "options.advise") in their errors' },
+  () => {
+    const { file } = randomFile(100)
+    assertThrowsExactly(() => mmap.openSync(file, { advise: 'x' }), TypeError, {
+      code: 'ERR_INVALID_ARG_TYPE',
+      message: `The "options.advise" argument must be of type number. Received type string ('x')`,
+    })
+    assertThrowsExactly(() => mmap.openSync(file, { advise: 12345 }), RangeError, {
+      code: 'ERR_INVALID_ARG_VALUE',
+      message: "The argument 'options.advise' must be one of the MADV_* constants. Received 12345",
+    })
+  },
+)
+
+bothForms('argument errors come before any system call: nothing is created or truncated', async (openFn, form) => {
+  const file = freshPath('not-created')
+  await assertOpenFails(form, [file, { mode: 'w+', bogus: true }], TypeError, { code: 'ERR_INVALID_ARG_VALUE' })
+  await assertOpenFails(form, [file, { mode: 'w+', size: -5 }], RangeError, { code: 'ERR_OUT_OF_RANGE' })
+  assert.ok(!fs.existsSync(file), 'the file was not created')
+  const { file: existing, bytes } = randomFile(500)
+  await assertOpenFails(form, [existing, { mode: 'w+', shared: 'no' }], TypeError, { code: 'ERR_INVALID_ARG_TYPE' })
+  assert.ok(fs.readFileSync(existing).equals(bytes), 'the file was not truncated')
+  // A missing file with bad options: the options error, not ENOENT.
+  await assertOpenFails(form, [path.join(dir, 'missing'), { offset: -1 }], RangeError, { code: 'ERR_OUT_OF_RANGE' })
+})
+
+// ---------------------------------------------------------------------------------------------
+// The path argument
+
+bothForms('path as a Buffer or Uint8Array of bytes works like the string', async (openFn) => {
+  const { file, bytes } = randomFile(3000)
+  for (const p of [Buffer.from(file), new Uint8Array(Buffer.from(file))]) {
+    const buf = await openFn(p, { offset: 7 })
+    assert.ok(buf.equals(bytes.subarray(7)))
+    mmap.unmap(buf)
+  }
+  // Bytes that are not UTF-8 name a file too (Linux paths are bytes).
+  const raw = Buffer.concat([Buffer.from(dir + '/'), Buffer.from([0xff, 0xfe, 0x41])])
+  fs.writeFileSync(raw, 'latin')
+  const buf = await openFn(raw)
+  assert.equal(buf.toString(), 'latin')
+  mmap.unmap(buf)
+})
+
+bothForms('a path with a NUL byte is a TypeError ERR_INVALID_ARG_VALUE', async (openFn, form) => {
+  for (const p of ['a\0b', Buffer.from('a\0b'), `${dir}/x\0`]) {
+    const shown = Buffer.from(p).toString().replace(/\0/g, '\\x00')
+    await assertOpenFails(form, [p], TypeError, {
+      code: 'ERR_INVALID_ARG_VALUE',
+      message: `The argument 'path' must be a string or Uint8Array without null bytes. Received '${shown}'`,
+    })
+  }
+})
+
+bothForms('a path of another type is a TypeError ERR_INVALID_ARG_TYPE', async (openFn, form) => {
+  const cases = [
+    [123, 'type number (123)'],
+    [undefined, 'undefined'],
+    [null, 'null'],
+    [{}, 'an instance of Object'],
+    [new Uint16Array(4), 'an instance of Uint16Array'],
+  ]
+  for (const [p, received] of cases) {
+    await assertOpenFails(form, [p], TypeError, {
+      code: 'ERR_INVALID_ARG_TYPE',
+      message: `The "path" argument must be of type string or an instance of Buffer. Received ${received}`,
+    })
+  }
+})
+
+// ---------------------------------------------------------------------------------------------
+// The Promise form
+
+test('open() returns a Promise that fulfills with the Buffer', async () => {
+  const { file, bytes } = randomFile(1000)
+  const promise = mmap.open(file)
+  assert.ok(promise instanceof Promise)
+  const buf = await promise
+  assert.ok(buf.equals(bytes))
+  mmap.unmap(buf)
+})
+
+test(
+  'open() rejects for bad arguments instead of throwing synchronously',
+  { todo: 'bug: open() validates its arguments synchronously and throws, it does not return a rejected Promise' },
+  async () => {
+    const { file } = randomFile(100)
+    let promise
+    assert.doesNotThrow(() => {
+      promise = mmap.open(file, { bogus: 1 })
+    })
+    await assert.rejects(promise, { name: 'TypeError', code: 'ERR_INVALID_ARG_VALUE' })
+    assert.doesNotThrow(() => {
+      promise = mmap.open('a\0b')
+    })
+    await assert.rejects(promise, { name: 'TypeError', code: 'ERR_INVALID_ARG_VALUE' })
+  },
+)
