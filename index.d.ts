@@ -94,7 +94,6 @@ export declare class Mapping {
    */
   unmap(): void
 }
-export type Handle = Mapping
 
 /**
  * Gives the kernel advice about how a range of the mapping will be used (`madvise(2)`).

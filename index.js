@@ -44,10 +44,20 @@ function load() {
 const binding = load()
 binding.__setBufferMaxLength(bufferConstants.MAX_LENGTH)
 
+// A class constructor called without `new` must throw, as JavaScript's own classes do; the
+// native constructor would map anyway and attach the mapping to whatever `this` was.
+const Mapping = new Proxy(binding.Mapping, {
+  apply() {
+    const error = new TypeError("Class constructor Mapping cannot be invoked without 'new'")
+    error.code = 'ERR_CONSTRUCT_CALL_REQUIRED'
+    throw error
+  },
+})
+
 const mmap = {}
 for (const name of Object.keys(binding)) {
   if (name.startsWith('__')) continue
-  const value = binding[name]
+  const value = name === 'Mapping' ? Mapping : binding[name]
   Object.defineProperty(mmap, name, {
     value,
     enumerable: true,

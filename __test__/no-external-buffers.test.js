@@ -52,7 +52,7 @@ function assertNoExternalBuffersError(error, label) {
   assert.equal(error.syscall, undefined, label)
   // It says what is wrong and what to do instead.
   assert.match(error.message, /does not allow external buffers/, label)
-  assert.match(error.message, /Nothing was mapped/, label)
+  assert.match(error.message, /Use mmap.Mapping/, label)
   assert.match(error.message, /mmap\.externalBuffersAllowed\(\)/, label)
   assert.match(error.message, /node:fs|Mapping/, label)
 }

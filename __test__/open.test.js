@@ -55,18 +55,11 @@ function bothForms(title, body) {
 
 /**
  * Asserts that the call form fails with exactly this error: openSync throws it; open rejects
- * with it (an argument error thrown synchronously by open() is accepted here and reported by
- * the todo test "open() rejects ... instead of throwing").
+ * with it (never throws: that is checked by "open() rejects for bad arguments").
  */
 async function assertOpenFails(form, args, Class, fields) {
   if (form === 'openSync') return assertThrowsExactly(() => mmap.openSync(...args), Class, fields)
-  let promise
-  try {
-    promise = mmap.open(...args)
-  } catch (err) {
-    promise = Promise.reject(err)
-  }
-  return assertRejectsExactly(promise, Class, fields)
+  return assertRejectsExactly(mmap.open(...args), Class, fields)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -624,7 +617,6 @@ bothForms('a bad advise value: class and code', async (openFn, form) => {
 
 test(
   'a bad advise value is named "options.advise" like every other option',
-  { todo: 'bug: openSync/open name the option "advise" (not "options.advise") in their errors' },
   () => {
     const { file } = randomFile(100)
     assertThrowsExactly(() => mmap.openSync(file, { advise: 'x' }), TypeError, {
@@ -708,7 +700,6 @@ test('open() returns a Promise that fulfills with the Buffer', async () => {
 
 test(
   'open() rejects for bad arguments instead of throwing synchronously',
-  { todo: 'bug: open() validates its arguments synchronously and throws, it does not return a rejected Promise' },
   async () => {
     const { file } = randomFile(100)
     let promise

@@ -111,13 +111,13 @@ describe('remap', () => {
     for (const stale of [buf, sub, buf.buffer]) {
       throwsExactly(() => mmap.remap(stale, P), Error, {
         code: 'ERR_MMAP_UNMAPPED',
-        message: 'The mapping was unmapped before this call',
+        message: 'The view is empty or was unmapped: there is no mapping to resize',
       })
     }
     mmap.unmap(moved)
     throwsExactly(() => mmap.remap(moved, P), Error, {
       code: 'ERR_MMAP_UNMAPPED',
-      message: 'The mapping was unmapped before this call',
+      message: 'The view is empty or was unmapped: there is no mapping to resize',
     })
   })
 

@@ -66,7 +66,7 @@ fn no_external_buffers(env: &Env) -> napi::Error {
     "ERR_MMAP_NO_EXTERNAL_BUFFERS",
     "This runtime does not allow external buffers (Electron 21+ and other V8 memory-cage builds), \
      so a mapping cannot be shown as a zero-copy Buffer, and a copy would lose every write. \
-     Nothing was mapped. Use mmap.Mapping (Mapping.open(path) or new Mapping(...)), which reads \
+     Use mmap.Mapping (Mapping.open(path) or new Mapping(...)), which reads \
      and writes the mapping by copying; mmap.externalBuffersAllowed() tells which to use.",
   )
 }

@@ -172,6 +172,38 @@ pub fn system(env: &Env, err: &io::Error, syscall: &str, path: Option<&str>) -> 
   error
 }
 
+/// The Promise a promise-returning function gives back: `result`'s, or, when `result` is an
+/// error (a bad argument), a Promise rejected with it, as Node's promise APIs never throw.
+pub fn promise<'env, T: napi::bindgen_prelude::ToNapiValue>(
+  env: &'env Env,
+  result: napi::Result<T>,
+) -> napi::Result<napi::bindgen_prelude::Unknown<'env>> {
+  let value = match result {
+    // SAFETY: `env` is the current env on its own thread.
+    Ok(value) => unsafe { T::to_napi_value(env.raw(), value) }?,
+    Err(err) => {
+      let mut is_pending = false;
+      // SAFETY: `is_pending` is a valid out-pointer.
+      unsafe { sys::napi_is_exception_pending(env.raw(), &mut is_pending) };
+      let mut error = ptr::null_mut();
+      if is_pending {
+        // SAFETY: an exception is pending; `error` is a valid out-pointer.
+        unsafe { sys::napi_get_and_clear_last_exception(env.raw(), &mut error) };
+      } else {
+        error = create(env, Class::Error, err.status.as_ref(), &err.reason);
+      }
+      let (mut deferred, mut promise) = (ptr::null_mut(), ptr::null_mut());
+      // SAFETY: both out-pointers are valid.
+      unsafe { sys::napi_create_promise(env.raw(), &mut deferred, &mut promise) };
+      // SAFETY: `deferred` was just created and is settled exactly once, here.
+      unsafe { sys::napi_reject_deferred(env.raw(), deferred, error) };
+      promise
+    }
+  };
+  // SAFETY: `value` is a live value of this env.
+  Ok(unsafe { napi::bindgen_prelude::Unknown::from_raw_unchecked(env.raw(), value) })
+}
+
 /// An `Err` that makes napi-rs reject a Promise with exactly `error` (an object built here).
 pub fn reject_with(env: &Env, error: sys::napi_value) -> napi::Error {
   // SAFETY: `error` is a live value of this env.

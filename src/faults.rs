@@ -49,11 +49,20 @@ pub fn register(mapping: &Mapping) -> Option<usize> {
     }
     // Claim the slot with a placeholder start of 1 (no mapping starts at address 1), fill it,
     // then publish the real start: a handler never sees a half-written slot as a match.
-    if slot.start.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Relaxed).is_err() {
+    if slot
+      .start
+      .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Relaxed)
+      .is_err()
+    {
       continue;
     }
-    slot.len.store(mapping.len().next_multiple_of(crate::sys::page_size()), Ordering::Relaxed);
-    slot.mapping.store(std::ptr::from_ref(mapping).cast_mut(), Ordering::Relaxed);
+    slot.len.store(
+      mapping.len().next_multiple_of(crate::sys::page_size()),
+      Ordering::Relaxed,
+    );
+    slot
+      .mapping
+      .store(std::ptr::from_ref(mapping).cast_mut(), Ordering::Relaxed);
     slot.start.store(mapping.addr() as usize, Ordering::SeqCst);
     HIGH.fetch_max(index + 1, Ordering::SeqCst);
     CURSOR.store((index + 1) % SLOTS, Ordering::Relaxed);

@@ -26,28 +26,28 @@ use crate::{buffer, options};
 /// for mappings larger than `buffer.constants.MAX_LENGTH`. Offsets and lengths are bytes from the
 /// start of the mapping. Call `unmap()` (or let `using` do it) when done; otherwise the mapping
 /// is unmapped when the handle and every view of it have been garbage-collected.
-#[napi(js_name = "Mapping", custom_finalize)]
-pub struct Handle {
+#[napi(custom_finalize)]
+pub struct Mapping {
   mapping: Option<Arc<Core>>,
   /// Where the user's bytes start within the OS mapping (`Mapping.open` at any offset).
   start: usize,
   len: usize,
   readable: bool,
   writable: bool,
-  /// Weak references to the ArrayBuffers of `view()` Buffers, detached by `unmap()`.
-  views: Vec<sys::napi_ref>,
   unmapped: bool,
 }
 
-impl ObjectFinalize for Handle {
-  fn finalize(mut self, env: Env) -> napi::Result<()> {
-    self.forget_views(&env, false);
+impl ObjectFinalize for Mapping {
+  fn finalize(self, env: Env) -> napi::Result<()> {
+    if let Some(mapping) = &self.mapping {
+      view::release_views(&env, mapping, false);
+    }
     Ok(())
   }
 }
 
 #[napi]
-impl Handle {
+impl Mapping {
   /// Maps like `map()` (same arguments, same checks) but returns a handle; `size` may exceed
   /// `buffer.constants.MAX_LENGTH`.
   ///
@@ -80,7 +80,7 @@ impl Handle {
       SizeLimit::SafeInteger,
     )?;
     let len = mapping.len();
-    Ok(Handle::owning(Some(mapping), 0, len, prot))
+    Ok(Mapping::owning(Some(mapping), 0, len, prot))
   }
 
   /// Opens and maps a file like `openSync` (same options, same checks) and returns a handle;
@@ -98,7 +98,7 @@ impl Handle {
       .run()
       .map_err(|failure| errors::throw(env, request.error(env, &failure)))?;
     let prot = request.protection();
-    Ok(Handle::owning(opened.mapping, opened.start, opened.len, prot))
+    Ok(Mapping::owning(opened.mapping, opened.start, opened.len, prot))
   }
 
   /// The mapping's length in bytes; 0 after `unmap()`.
@@ -135,6 +135,7 @@ impl Handle {
     length: Optional,
   ) -> napi::Result<Unknown<'env>> {
     let (mapping, offset, length) = self.range(env, offset.as_ref(), length.as_ref())?;
+    check_buffer_length(env, length)?;
     if length > 0 && !self.readable {
       return Err(not_allowed(env, "read", "PROT_READ"));
     }
@@ -223,24 +224,13 @@ impl Handle {
     length: Optional,
   ) -> napi::Result<Unknown<'env>> {
     let (mapping, offset, length) = self.range(env, offset.as_ref(), length.as_ref())?;
-    let max = crate::map::buffer_max_length();
-    if length as u64 > max {
-      let message = format!(
-        "The value of \"length\" is out of range. It must be <= {max} (buffer.constants.MAX_LENGTH). Received {length}"
-      );
-      return Err(errors::throw_coded(
-        env,
-        Class::RangeError,
-        "ERR_OUT_OF_RANGE",
-        &message,
-      ));
-    }
+    check_buffer_length(env, length)?;
     let Some(mapping) = mapping.filter(|_| length > 0) else {
       return self.read(env, Optional(None), Optional(Some(zero(env))));
     };
     let buffer = buffer::create(env, mapping, offset, length)?;
     if let Some(arraybuffer) = view::arraybuffer_of(env, buffer) {
-      self.track(env, arraybuffer);
+      view::track_view(env, mapping, arraybuffer);
     }
     // SAFETY: `buffer` was just created in this env's current scope.
     Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), buffer) })
@@ -271,7 +261,13 @@ impl Handle {
     ts_args_type = "options?: { offset?: number, length?: number, invalidate?: boolean }",
     ts_return_type = "Promise<void>"
   )]
-  pub fn flush(&self, env: &Env, options: Optional) -> napi::Result<AsyncTask<Flush>> {
+  pub fn flush<'env>(&self, env: &'env Env, options: Optional) -> napi::Result<Unknown<'env>> {
+    errors::promise(env, self.flush_task(env, options))
+  }
+}
+
+impl Mapping {
+  fn flush_task(&self, env: &Env, options: Optional) -> napi::Result<AsyncTask<Flush>> {
     let options = options::Options::new(env, options.as_ref(), &["offset", "length", "invalidate"])?;
     let offset = options.get(env, "offset")?;
     let length = options.get(env, "length")?;
@@ -280,18 +276,20 @@ impl Handle {
       options.get(env, "invalidate")?.as_ref(),
       "options.invalidate",
     )?;
-    let (mapping, offset, length) = self.range(env, offset.as_ref(), length.as_ref())?;
-    let Some(mapping) = mapping else {
-      return Err(view::unmapped(env));
-    };
+    let offset = (offset.as_ref(), "options.offset");
+    let (mapping, offset, length) = self.range_named(env, offset, (length.as_ref(), "options.length"))?;
+    let flags = msync_flags(true, invalidate.unwrap_or(false));
     Ok(AsyncTask::new(Flush::new(
-      Arc::clone(mapping),
+      mapping.cloned(),
       offset,
       length,
-      msync_flags(true, invalidate.unwrap_or(false)),
+      flags,
     )))
   }
+}
 
+#[napi]
+impl Mapping {
   /// Like the module's `advise`: `advise(advice)` or `advise(offset, length, advice)`.
   #[napi(ts_args_type = "...args: [advice: number] | [offset: number, length: number, advice: number]")]
   pub fn advise(&self, env: &Env, a: Unknown, b: Optional, advice: Optional) -> napi::Result<()> {
@@ -299,7 +297,7 @@ impl Handle {
       Some(advice) => (Some(a), b.into_inner(), advice),
       None => (None, None, a),
     };
-    let Some(advice) = check_advice(env, Some(&advice))? else {
+    let Some(advice) = check_advice(env, Some(&advice), "advice")? else {
       return Err(args::invalid_type(env, "advice", "of type number", &advice));
     };
     let (mapping, offset, length) = self.range(env, offset.as_ref(), length.as_ref())?;
@@ -343,24 +341,25 @@ impl Handle {
         .unmap()
         .map_err(|err| errors::throw_system(env, &err, "mmap", None))?;
     }
-    self.forget_views(env, true);
+    if let Some(mapping) = &self.mapping {
+      view::release_views(env, mapping, true);
+    }
     self.mapping = None;
     self.unmapped = true;
     Ok(())
   }
 }
 
-impl Handle {
+impl Mapping {
   fn owning(mapping: Option<Arc<Core>>, start: usize, len: usize, prot: i32) -> Self {
     let readable = prot & crate::constants::PROT_READ != 0;
     let writable = prot & crate::constants::PROT_WRITE != 0;
-    Handle {
+    Mapping {
       mapping,
       start,
       len,
       readable,
       writable,
-      views: Vec::new(),
       unmapped: false,
     }
   }
@@ -372,11 +371,20 @@ impl Handle {
     offset: Option<&Unknown>,
     length: Option<&Unknown>,
   ) -> napi::Result<(Option<&Arc<Core>>, usize, usize)> {
+    self.range_named(env, (offset, "offset"), (length, "length"))
+  }
+
+  fn range_named(
+    &self,
+    env: &Env,
+    offset: (Option<&Unknown>, &str),
+    length: (Option<&Unknown>, &str),
+  ) -> napi::Result<(Option<&Arc<Core>>, usize, usize)> {
     let mapping = match &self.mapping {
       _ if self.unmapped() => return Err(view::unmapped(env)),
       mapping => mapping.as_ref(),
     };
-    let (offset, length) = view::bounds(env, self.len, offset, length)?;
+    let (offset, length) = view::bounds_named(env, self.len, offset, length)?;
     Ok((mapping, self.start + offset, length))
   }
 
@@ -388,47 +396,6 @@ impl Handle {
       .lock(offset, length, lock)
       .map_err(|f| view::failure(env, f, syscall))
   }
-
-  /// Keeps a weak reference to a view's ArrayBuffer, pruning collected ones as the list grows.
-  fn track(&mut self, env: &Env, arraybuffer: sys::napi_value) {
-    if self.views.len() >= 16 && self.views.len().is_power_of_two() {
-      self.views.retain(|&reference| {
-        let alive = !reference_value(env, reference).is_null();
-        if !alive {
-          // SAFETY: `reference` was created by `track` in this env and is deleted only here.
-          unsafe { sys::napi_delete_reference(env.raw(), reference) };
-        }
-        alive
-      });
-    }
-    let mut reference = ptr::null_mut();
-    // SAFETY: `arraybuffer` is a live object of this env; refcount 0 makes the reference weak.
-    if unsafe { sys::napi_create_reference(env.raw(), arraybuffer, 0, &mut reference) }
-      == sys::Status::napi_ok
-    {
-      self.views.push(reference);
-    }
-  }
-
-  /// Deletes the view references, detaching the views first when `detach` is set.
-  fn forget_views(&mut self, env: &Env, detach: bool) {
-    for reference in self.views.drain(..) {
-      let arraybuffer = reference_value(env, reference);
-      if detach && !arraybuffer.is_null() {
-        // SAFETY: `arraybuffer` is a live ArrayBuffer of this env.
-        unsafe { sys::napi_detach_arraybuffer(env.raw(), arraybuffer) };
-      }
-      // SAFETY: `reference` was created by `track` in this env and is deleted only here.
-      unsafe { sys::napi_delete_reference(env.raw(), reference) };
-    }
-  }
-}
-
-fn reference_value(env: &Env, reference: sys::napi_ref) -> sys::napi_value {
-  let mut value = ptr::null_mut();
-  // SAFETY: `reference` is a live reference of this env; `value` a valid out-pointer.
-  unsafe { sys::napi_get_reference_value(env.raw(), reference, &mut value) };
-  value
 }
 
 /// The bytes of a TypedArray or DataView as a raw range (not copied).
@@ -481,6 +448,23 @@ fn writable_bytes(env: &Env, value: &Unknown, name: &str) -> napi::Result<(*mut 
     return Ok((ptr::null_mut(), 0));
   }
   Ok((data.cast(), len))
+}
+
+/// A Buffer of `length` bytes must fit `buffer.constants.MAX_LENGTH`.
+fn check_buffer_length(env: &Env, length: usize) -> napi::Result<()> {
+  let max = crate::map::buffer_max_length();
+  if length as u64 > max {
+    let message = format!(
+      "The value of \"length\" is out of range. It must be <= {max} (buffer.constants.MAX_LENGTH). Received {length}"
+    );
+    return Err(errors::throw_coded(
+      env,
+      Class::RangeError,
+      "ERR_OUT_OF_RANGE",
+      &message,
+    ));
+  }
+  Ok(())
 }
 
 fn not_allowed(env: &Env, what: &str, needs: &str) -> napi::Error {

@@ -117,7 +117,7 @@ pub fn map_checked(
     return Err(args::invalid_value(env, "fd", reason, "-1"));
   }
   let offset = check_offset(env, offset)?;
-  let advice = check_advice(env, advise)?;
+  let advice = check_advice(env, advise, "advise")?;
 
   let mapping = Mapping::new(size, protection, flags, fd, offset, None)
     .map_err(|err| errors::throw_system(env, &err, "mmap", None))?;
@@ -230,15 +230,15 @@ fn check_offset(env: &Env, value: Option<&Unknown>) -> napi::Result<u64> {
 }
 
 /// The optional `advise` argument: `None` when absent or `undefined`.
-pub fn check_advice(env: &Env, value: Option<&Unknown>) -> napi::Result<Option<i32>> {
+pub fn check_advice(env: &Env, value: Option<&Unknown>, name: &str) -> napi::Result<Option<i32>> {
   let Some(value) = value.filter(|v| args::type_of(v) != ValueType::Undefined) else {
     return Ok(None);
   };
-  let advice = args::integer(env, value, "advise", i32::MIN as i64, i32::MAX as i64)? as i32;
+  let advice = args::integer(env, value, name, i32::MIN as i64, i32::MAX as i64)? as i32;
   if !ADVICE.iter().any(|(_, known)| *known == advice) {
     return Err(args::invalid_value(
       env,
-      "advise",
+      name,
       "must be one of the MADV_* constants",
       &advice.to_string(),
     ));

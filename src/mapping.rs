@@ -17,10 +17,10 @@
 
 use std::io;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use crate::{faults, registry};
 use crate::sys;
+use crate::{faults, registry};
 
 /// The range holds the file (or anonymous memory) the user mapped.
 const LIVE: u8 = 0;
@@ -54,6 +54,8 @@ pub struct Mapping {
   faults: AtomicUsize,
   /// Our slot in the fault table while live, or `NO_SLOT`.
   slot: AtomicUsize,
+  /// `(env, napi_ref)` of extra ArrayBuffers showing this mapping (see `view::track_view`).
+  views: Mutex<Vec<(usize, usize)>>,
 }
 
 const NO_SLOT: usize = usize::MAX;
@@ -107,6 +109,7 @@ impl Mapping {
       path,
       faults: AtomicUsize::new(0),
       slot: AtomicUsize::new(NO_SLOT),
+      views: Mutex::new(Vec::new()),
     });
     registry::insert(&mapping);
     if let Some(slot) = faults::register(&mapping) {
@@ -128,6 +131,12 @@ impl Mapping {
   /// How many lost pages (SIGBUS) were replaced with zeros.
   pub fn faults(&self) -> usize {
     self.faults.load(Ordering::Acquire)
+  }
+
+  /// Runs `f` on the list of extra views (kept here so any view's `unmap()` reaches them).
+  pub fn with_views<R>(&self, f: impl FnOnce(&mut Vec<(usize, usize)>) -> R) -> R {
+    // Each use leaves the list consistent, so a poisoned lock is still safe to use.
+    f(&mut self.views.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
   }
 
   /// Counts a recovered fault (from the signal handler: one atomic add).
@@ -190,9 +199,32 @@ impl Mapping {
     Ok(op(addr, span)?)
   }
 
-  /// `madvise` over `offset..offset + len` (rounded out to pages). `advice` is from the exported
-  /// set, which holds no advice that destroys pages we still use.
+  /// `madvise` over `offset..offset + len`. `advice` is from the exported set (none of it leaves
+  /// memory inaccessible). A hint is rounded out to whole pages; an advice that discards data
+  /// (`MADV_DONTNEED`, `MADV_FREE`, `MADV_REMOVE`) is rounded in, so that no byte outside the
+  /// range is lost, except the tail of the last page, which belongs to the mapping anyway.
   pub fn advise(&self, offset: usize, len: usize, advice: i32) -> Result<(), Failure> {
+    let discarding =
+      advice != crate::constants::MADV_NORMAL && crate::constants::DISCARDING_ADVICE.contains(&advice);
+    let (offset, len) = if discarding {
+      let page = sys::page_size();
+      let start = offset.next_multiple_of(page);
+      let end = if offset + len == self.len {
+        self.len
+      } else {
+        (offset + len) / page * page
+      };
+      if end <= start {
+        return if self.is_unmapped() {
+          Err(Failure::Unmapped)
+        } else {
+          Ok(())
+        };
+      }
+      (start, end - start)
+    } else {
+      (offset, len)
+    };
     // SAFETY: the span lies inside our own mapping (safety model).
     self.on_span(offset, len, |addr, span| unsafe {
       sys::advise(addr, span, advice)

@@ -122,7 +122,7 @@ impl Request {
     let length = args::optional_integer(env, length.as_ref(), "options.length", 0, length_limit)?;
     let shared = args::optional_boolean(env, options.get(env, "shared")?.as_ref(), "options.shared")?;
     let populate = args::optional_boolean(env, options.get(env, "populate")?.as_ref(), "options.populate")?;
-    let advice = check_advice(env, options.get(env, "advise")?.as_ref())?;
+    let advice = check_advice(env, options.get(env, "advise")?.as_ref(), "options.advise")?;
     Ok(Request {
       path,
       shown,
@@ -192,7 +192,8 @@ impl Request {
     }
     let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
     let path = std::os::unix::ffi::OsStrExt::as_bytes(self.path.as_os_str());
-    let mapping = Mapping::new(map_len, prot, flags, fd, self.offset - start as u64, Some(path)).map_err(os("mmap"))?;
+    let mapping =
+      Mapping::new(map_len, prot, flags, fd, self.offset - start as u64, Some(path)).map_err(os("mmap"))?;
     let failed = |failure| match failure {
       Failure::Os(err) => OpenFailure::Os {
         err,
@@ -369,9 +370,9 @@ impl<'env> ScopedTask<'env> for Open {
   ts_args_type = "path: string | Buffer | Uint8Array, options?: OpenOptions",
   ts_return_type = "Promise<Buffer>"
 )]
-pub fn open(env: &Env, path: Unknown, options: Optional) -> napi::Result<AsyncTask<Open>> {
-  let request = Request::parse(env, &path, options.as_ref(), buffer_max_length())?;
-  Ok(AsyncTask::new(Open { request }))
+pub fn open<'env>(env: &'env Env, path: Unknown, options: Optional) -> napi::Result<Unknown<'env>> {
+  let request = Request::parse(env, &path, options.as_ref(), buffer_max_length());
+  errors::promise(env, request.map(|request| AsyncTask::new(Open { request })))
 }
 
 /// Options of `openSync` and `open`.

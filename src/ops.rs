@@ -38,6 +38,7 @@ pub fn unmap(env: &Env, buffer: Unknown) -> napi::Result<()> {
     .mapping
     .unmap()
     .map_err(|err| errors::throw_system(env, &err, "mmap", None))?;
+  view::release_views(env, &view.mapping, true);
   view::detach(env, view.arraybuffer)
 }
 
@@ -58,12 +59,19 @@ pub fn remap<'env>(env: &'env Env, buffer: Unknown, new_size: Unknown) -> napi::
   let resolved = view::resolve(env, &buffer, "buffer")?;
   let new_size = args::integer(env, &new_size, "newSize", 1, max)? as usize;
   let Resolved::View(view) = resolved else {
-    return Err(view::unmapped(env));
+    let message = "The view is empty or was unmapped: there is no mapping to resize";
+    return Err(errors::throw_coded(
+      env,
+      errors::Class::Error,
+      "ERR_MMAP_UNMAPPED",
+      message,
+    ));
   };
   let moved = view
     .mapping
     .remap(new_size)
     .map_err(|failure| view::failure(env, failure, "mremap"))?;
+  view::release_views(env, &view.mapping, true);
   view::detach(env, view.arraybuffer)?;
   let buffer = buffer::create(env, &moved, 0, new_size)?;
   // SAFETY: `buffer` was just created in this env's current scope.
@@ -89,7 +97,7 @@ pub fn advise(env: &Env, buffer: Unknown, a: Optional, b: Optional, advice: Opti
   } else {
     (a.into_inner(), b.into_inner(), advice.into_inner())
   };
-  let Some(advice) = check_advice(env, advice.as_ref())? else {
+  let Some(advice) = check_advice(env, advice.as_ref(), "advice")? else {
     return Err(args::invalid_type(
       env,
       "advice",
@@ -177,14 +185,15 @@ pub fn msync_flags(blocking: bool, invalidate: bool) -> i32 {
 
 /// `msync(MS_SYNC)` on the libuv thread pool.
 pub struct Flush {
-  mapping: Arc<Mapping>,
+  /// `None` for an empty or detached view: nothing to write back.
+  mapping: Option<Arc<Mapping>>,
   offset: usize,
   len: usize,
   flags: i32,
 }
 
 impl Flush {
-  pub fn new(mapping: Arc<Mapping>, offset: usize, len: usize, flags: i32) -> Self {
+  pub fn new(mapping: Option<Arc<Mapping>>, offset: usize, len: usize, flags: i32) -> Self {
     Flush {
       mapping,
       offset,
@@ -199,7 +208,10 @@ impl<'env> ScopedTask<'env> for Flush {
   type JsValue = ();
 
   fn compute(&mut self) -> napi::Result<Self::Output> {
-    Ok(self.mapping.sync(self.offset, self.len, self.flags))
+    match &self.mapping {
+      Some(mapping) => Ok(mapping.sync(self.offset, self.len, self.flags)),
+      None => Ok(Ok(())),
+    }
   }
 
   fn resolve(&mut self, env: &'env Env, output: Self::Output) -> napi::Result<()> {
@@ -223,7 +235,11 @@ impl<'env> ScopedTask<'env> for Flush {
   ts_args_type = "buffer: ArrayBufferView | ArrayBuffer, options?: { offset?: number, length?: number, invalidate?: boolean }",
   ts_return_type = "Promise<void>"
 )]
-pub fn flush(env: &Env, buffer: Unknown, options: Optional) -> napi::Result<AsyncTask<Flush>> {
+pub fn flush<'env>(env: &'env Env, buffer: Unknown, options: Optional) -> napi::Result<Unknown<'env>> {
+  errors::promise(env, flush_task(env, buffer, options))
+}
+
+fn flush_task(env: &Env, buffer: Unknown, options: Optional) -> napi::Result<AsyncTask<Flush>> {
   let resolved = view::resolve(env, &buffer, "buffer")?;
   let options = options::Options::new(env, options.as_ref(), &["offset", "length", "invalidate"])?;
   let offset = options.get(env, "offset")?;
@@ -235,10 +251,11 @@ pub fn flush(env: &Env, buffer: Unknown, options: Optional) -> napi::Result<Asyn
   )?;
   let (mapping, offset, len) = match resolved {
     Resolved::View(view) => {
-      let (offset, len) = view::bounds(env, view.len, offset.as_ref(), length.as_ref())?;
-      (view.mapping, view.offset + offset, len)
+      let offset = (offset.as_ref(), "options.offset");
+      let (offset, len) = view::bounds_named(env, view.len, offset, (length.as_ref(), "options.length"))?;
+      (Some(view.mapping), view.offset + offset, len)
     }
-    Resolved::Empty => return Err(view::unmapped(env)),
+    Resolved::Empty => (None, 0, 0),
   };
   let flags = msync_flags(true, invalidate.unwrap_or(false));
   Ok(AsyncTask::new(Flush {

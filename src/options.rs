@@ -15,9 +15,11 @@ pub struct Options {
 }
 
 impl Options {
-  /// Checks `value` is `undefined` or an object whose own keys are all in `known`.
+  /// Checks `value` is `undefined`, `null` (both: all defaults, as in `fs`) or an object whose
+  /// own keys are all in `known`.
   pub fn new(env: &Env, value: Option<&Unknown>, known: &[&str]) -> napi::Result<Self> {
-    let Some(value) = value.filter(|v| args::type_of(v) != ValueType::Undefined) else {
+    let absent = |v: &&Unknown| matches!(args::type_of(v), ValueType::Undefined | ValueType::Null);
+    let Some(value) = value.filter(|v| !absent(v)) else {
       return Ok(Options { object: None });
     };
     if args::type_of(value) != ValueType::Object {

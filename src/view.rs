@@ -178,6 +178,62 @@ pub fn resolve(env: &Env, value: &Unknown, name: &str) -> napi::Result<Resolved>
   }))
 }
 
+/// Remembers (weakly) one more ArrayBuffer showing `mapping`, beyond the one `map()` made:
+/// `Mapping#view()` Buffers. `unmap()` through any view detaches them all.
+pub fn track_view(env: &Env, mapping: &Mapping, arraybuffer: sys::napi_value) {
+  let env_id = env.raw() as usize;
+  let mut reference = ptr::null_mut();
+  // SAFETY: `arraybuffer` is a live object of this env; refcount 0 makes the reference weak.
+  if unsafe { sys::napi_create_reference(env.raw(), arraybuffer, 0, &mut reference) } != sys::Status::napi_ok
+  {
+    return;
+  }
+  mapping.with_views(|views| {
+    // Drop references to collected views now and then, so the list stays as long as the views.
+    if views.len() >= 16 && views.len().is_power_of_two() {
+      views.retain(|&(owner, reference)| {
+        let alive = owner != env_id || !reference_value(env, reference as sys::napi_ref).is_null();
+        if !alive {
+          // SAFETY: a reference of this env, created here and deleted only once (now).
+          unsafe { sys::napi_delete_reference(env.raw(), reference as sys::napi_ref) };
+        }
+        alive
+      });
+    }
+    views.push((env_id, reference as usize));
+  });
+}
+
+/// Forgets this env's extra ArrayBuffers of `mapping`, detaching them first if `detach`.
+pub fn release_views(env: &Env, mapping: &Mapping, detach: bool) {
+  let env_id = env.raw() as usize;
+  let mut mine = Vec::new();
+  mapping.with_views(|views| {
+    views.retain(|&(owner, reference)| {
+      if owner == env_id {
+        mine.push(reference as sys::napi_ref);
+      }
+      owner != env_id
+    })
+  });
+  for reference in mine {
+    let arraybuffer = reference_value(env, reference);
+    if detach && !arraybuffer.is_null() {
+      // SAFETY: `arraybuffer` is a live ArrayBuffer of this env.
+      unsafe { sys::napi_detach_arraybuffer(env.raw(), arraybuffer) };
+    }
+    // SAFETY: a reference of this env, created by `track_view` and deleted only here.
+    unsafe { sys::napi_delete_reference(env.raw(), reference) };
+  }
+}
+
+fn reference_value(env: &Env, reference: sys::napi_ref) -> sys::napi_value {
+  let mut value = ptr::null_mut();
+  // SAFETY: `reference` is a live reference of this env; `value` a valid out-pointer.
+  unsafe { sys::napi_get_reference_value(env.raw(), reference, &mut value) };
+  value
+}
+
 /// Detaches an ArrayBuffer: every view of it becomes length 0.
 pub fn detach(env: &Env, arraybuffer: sys::napi_value) -> napi::Result<()> {
   // SAFETY: `arraybuffer` is a live ArrayBuffer of this env.
@@ -197,11 +253,21 @@ pub fn bounds(
   offset: Option<&Unknown>,
   length: Option<&Unknown>,
 ) -> napi::Result<(usize, usize)> {
+  bounds_named(env, view_len, (offset, "offset"), (length, "length"))
+}
+
+/// [`bounds`] for arguments with other names (`options.offset`, ...).
+pub fn bounds_named(
+  env: &Env,
+  view_len: usize,
+  (offset, offset_name): (Option<&Unknown>, &str),
+  (length, length_name): (Option<&Unknown>, &str),
+) -> napi::Result<(usize, usize)> {
   let limit = view_len as i64;
-  let offset = args::optional_integer(env, offset, "offset", 0, limit)?.unwrap_or(0) as usize;
+  let offset = args::optional_integer(env, offset, offset_name, 0, limit)?.unwrap_or(0) as usize;
   let rest = view_len - offset;
-  let length = args::optional_integer(env, length, "length", 0, rest as i64)?.map_or(rest, |n| n as usize);
-  Ok((offset, length))
+  let length = args::optional_integer(env, length, length_name, 0, rest as i64)?;
+  Ok((offset, length.map_or(rest, |n| n as usize)))
 }
 
 /// Turns a mapping failure into the JS error for `syscall`.

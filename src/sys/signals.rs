@@ -40,7 +40,10 @@ static PAGE_SIZE: AtomicUsize = AtomicUsize::new(4096);
 pub fn install() {
   INSTALL.call_once(|| {
     PAGE_SIZE.store(super::page_size(), Ordering::Relaxed);
-    for (signal, previous) in [(libc::SIGBUS, &PREVIOUS_SIGBUS), (libc::SIGSEGV, &PREVIOUS_SIGSEGV)] {
+    for (signal, previous) in [
+      (libc::SIGBUS, &PREVIOUS_SIGBUS),
+      (libc::SIGSEGV, &PREVIOUS_SIGSEGV),
+    ] {
       // SAFETY: a zeroed sigaction is a valid value to fill in.
       let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
       action.sa_sigaction = on_fault as *const () as usize;
@@ -94,7 +97,11 @@ extern "C" fn on_fault(signal: libc::c_int, info: *mut libc::siginfo_t, context:
 
 /// Runs the handler installed before ours, or the default action.
 fn chain(signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut c_void) {
-  let previous = if signal == libc::SIGBUS { &PREVIOUS_SIGBUS } else { &PREVIOUS_SIGSEGV };
+  let previous = if signal == libc::SIGBUS {
+    &PREVIOUS_SIGBUS
+  } else {
+    &PREVIOUS_SIGSEGV
+  };
   // SAFETY: written once before our handler was installed (see `Previous`).
   let previous = unsafe { (*previous.0.get()).assume_init_ref() };
   let handler = previous.sa_sigaction;
@@ -104,7 +111,8 @@ fn chain(signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut c_void) 
     restore_default(signal);
   } else if previous.sa_flags & libc::SA_SIGINFO != 0 {
     // SAFETY: with SA_SIGINFO the stored address is a three-argument handler.
-    let handler: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut c_void) = unsafe { std::mem::transmute(handler) };
+    let handler: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut c_void) =
+      unsafe { std::mem::transmute(handler) };
     handler(signal, info, context);
   } else {
     // SAFETY: without SA_SIGINFO the stored address is a one-argument handler.
@@ -125,7 +133,11 @@ fn restore_default(signal: libc::c_int) {
 fn diagnose(signal: libc::c_int, mapping: &Mapping, offset: usize, context: *mut c_void) {
   let mut line = Line::new();
   line.push(b"node-mmap: ");
-  line.push(if signal == libc::SIGBUS { b"SIGBUS" } else { b"SIGSEGV" });
+  line.push(if signal == libc::SIGBUS {
+    b"SIGBUS"
+  } else {
+    b"SIGSEGV"
+  });
   line.push(b" at offset ");
   line.number(offset);
   line.push(b" of a ");
@@ -192,7 +204,10 @@ struct Line {
 
 impl Line {
   fn new() -> Self {
-    Line { bytes: [0; 1024], len: 0 }
+    Line {
+      bytes: [0; 1024],
+      len: 0,
+    }
   }
 
   fn push(&mut self, text: &[u8]) {
