@@ -1,0 +1,159 @@
+'use strict'
+// Workload 1, map cost.
+//
+// a) `map` + `unmap` pairs of 4 KiB and of 1 MiB of a file, in nanoseconds per pair, against the
+//    C floor (mmap + munmap with nothing in between). node-mmap's unmap() swaps the range for a
+//    placeholder and leaves the final munmap to the Buffer's finalizer (so native code still
+//    holding the pointer cannot crash), so "ours" is the honest total: the loop, then a GC and
+//    event-loop turns until the address space is back (VmSize), divided by the pairs. The loop
+//    alone is shown beside it.
+// b) `map` alone (nobody unmaps) against the peers' `map`: every 1,000 maps, a GC and one
+//    event-loop turn so finalizers can run, the same for every implementation. The GC is a
+//    scavenge (gc({ type: 'minor' })): a full gc() costs ~10 ms, ~10 us per map, and would
+//    drown what is measured.
+
+const fs = require('node:fs')
+const path = require('node:path')
+const u = require('../lib/util')
+const { floorPairs } = require('../lib/floor')
+
+const SIZES = [
+  { bytes: 4 * u.KiB, label: '4 KiB' },
+  { bytes: u.MiB, label: '1 MiB' },
+]
+const YIELD_EVERY = 1000
+
+function pairLoop(mmap, fd, size, n) {
+  const { PROT_READ, MAP_SHARED } = mmap
+  for (let i = 0; i < n; i++) mmap.unmap(mmap.map(size, PROT_READ, MAP_SHARED, fd, 0))
+}
+
+/** Ours: `n` map + unmap pairs, then until the finalizers have given the ranges back. */
+async function oursPairs(mmap, fd, size, n) {
+  await u.quiesce()
+  const vm0 = u.procStatus('VmSize')
+  const lines0 = u.mapsLines()
+  const watch = u.watchGc()
+  const t0 = u.now()
+  pairLoop(mmap, fd, size, n)
+  const t1 = u.now()
+  const vmGrowth = u.procStatus('VmSize') - vm0
+  const linesGrowth = u.mapsLines() - lines0
+  const reservedKiB = (n * Math.ceil(size / mmap.PAGESIZE) * mmap.PAGESIZE) / 1024
+  const settled = await u.settle(vm0, reservedKiB)
+  const t2 = u.now()
+  const gc = await watch.stop()
+  return {
+    loop: (t1 - t0) / n,
+    total: (t2 - t0) / n,
+    settleMs: (t2 - t1) / 1e6,
+    ...settled,
+    vmGrowthKiB: vmGrowth,
+    linesGrowth,
+    gc,
+  }
+}
+
+/** `n` maps with no unmap, yielding every 1,000: nanoseconds per map, yields included. */
+async function mapOnly(impl, fd, size, n) {
+  await u.quiesce()
+  const { PROT_READ, MAP_SHARED } = impl
+  const map = impl.map
+  const t0 = u.now()
+  for (let i = 1; i <= n; i++) {
+    map(size, PROT_READ, MAP_SHARED, fd, 0)
+    if (i % YIELD_EVERY === 0) {
+      u.minorGc()
+      await u.immediate()
+    }
+  }
+  return (u.now() - t0) / n
+}
+
+async function main(config) {
+  const mmap = require(config.root)
+  const file = path.join(config.dir, 'map-cost.bin')
+  u.writePatternFile(file, u.MiB, 0)
+  const fd = fs.openSync(file, 'r')
+  const rows = []
+  const notes = []
+  const raw = {}
+
+  // a) map + unmap pairs against the floor.
+  for (const size of SIZES) {
+    const n = config.pairs
+    u.progress(`map+unmap ${size.label}: ${config.reps} x ${n} pairs`)
+    await oursPairs(mmap, fd, size.bytes, Math.min(n, 5000)) // warm-up
+    const ours = []
+    const floor = []
+    for (let rep = 0; rep < config.reps; rep++) {
+      for (const which of u.rotate(['ours', 'floor'], rep)) {
+        if (which === 'ours') ours.push(await oursPairs(mmap, fd, size.bytes, n))
+        else if (config.floor.ok) floor.push(floorPairs(config.floor.bin, file, size.bytes, n))
+      }
+    }
+    raw[`pairs ${size.label}`] = { ours, floor }
+    const unsettled = ours.filter((r) => !r.settled).length
+    const total = u.median(ours.map((r) => r.total))
+    const loop = u.median(ours.map((r) => r.loop))
+    rows.push({
+      workload: '1. map cost',
+      name: `map+unmap ${size.label}, total until finalized`,
+      unit: 'ns/pair',
+      ours: total,
+      oursNote: `loop only ${Math.round(loop).toLocaleString('en-US')}`,
+      baseline: 'C floor mmap+munmap',
+      base: config.floor.ok ? u.median(floor) : null,
+      error: config.floor.ok ? null : config.floor.reason,
+      target: { ratioMax: 1.5 },
+    })
+    const last = ours[ours.length - 1]
+    notes.push(
+      `map+unmap ${size.label}: after ${n} pairs, before finalizers, VmSize had grown ${last.vmGrowthKiB} KiB ` +
+        `and /proc/self/maps ${last.linesGrowth} lines (the kernel merges adjacent placeholders); ` +
+        `the GC + waiting for finalizers took ${last.settleMs.toFixed(1)} ms (${last.turns} turns, ${last.gcs} GC); ` +
+        `V8 ran ${last.gc.major} major, ${last.gc.incremental} incremental, ${last.gc.minor} minor GCs on its own in the loop ` +
+        `(${last.gc.ms.toFixed(1)} ms)` +
+        (unsettled ? `; ${unsettled} run(s) did not get the address space back within 5 s` : ''),
+    )
+  }
+
+  // b) map alone, against the peers.
+  const size = SIZES[0]
+  const n = config.maps
+  u.progress(`map alone ${size.label}: ${config.reps} x ${n} maps, yielding every ${YIELD_EVERY}`)
+  const impls = [{ name: 'ours', impl: mmap }]
+  for (const peer of config.peers) {
+    if (!peer.ok) continue
+    try {
+      impls.push({ name: peer.name, impl: require(peer.dir) })
+    } catch (err) {
+      peer.ok = false
+      peer.reason = `does not load: ${u.describeError(err)}`
+    }
+  }
+  const samples = Object.fromEntries(impls.map((i) => [i.name, []]))
+  for (const { impl } of impls) await mapOnly(impl, fd, size.bytes, Math.min(n, 5000)) // warm-up
+  for (let rep = 0; rep < config.reps; rep++) {
+    for (const { name, impl } of u.rotate(impls, rep))
+      samples[name].push(await mapOnly(impl, fd, size.bytes, n))
+  }
+  raw[`map alone ${size.label}`] = samples
+  const ours = u.median(samples.ours)
+  for (const peer of config.peers) {
+    rows.push({
+      workload: '1. map cost',
+      name: `map alone ${size.label}, GC + yield per ${YIELD_EVERY}`,
+      unit: 'ns/map',
+      ours,
+      baseline: `${peer.name} map`,
+      base: peer.ok ? u.median(samples[peer.name]) : null,
+      error: peer.ok ? null : peer.reason,
+      target: peer.name === '@riaskov/mmap-io' ? { ratioMax: 1.0 } : null,
+    })
+  }
+  fs.closeSync(fd)
+  return { rows, notes, raw }
+}
+
+u.runWorkload(main)
