@@ -269,7 +269,7 @@ fn type_name(kind: ValueType) -> &'static str {
 }
 
 /// Clears any exception a getter threw while we were only describing a value.
-fn clear_exception(env: &Env) {
+pub fn clear_exception(env: &Env) {
   let mut pending = false;
   // SAFETY: `pending` is a valid out-pointer.
   unsafe { sys::napi_is_exception_pending(env.raw(), &mut pending) };

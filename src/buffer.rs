@@ -46,17 +46,21 @@ unsafe fn create_external_buffer(
   unsafe { sys::napi_create_external_buffer(env.raw(), len, data.cast(), finalize, hint, result) }
 }
 
-/// The finalizer attached to the ArrayBuffer object of every Buffer made by [`create`]: drops
-/// that ArrayBuffer's strong reference to the mapping.
-///
-/// It is tied to the JS object, not to the memory: after `unmap()` detaches the ArrayBuffer,
-/// V8 frees the backing store at once, but native code that still reads or writes the memory
-/// (zlib, an `fs.write` in flight) keeps the JS object alive as Node's APIs do, so the object's
-/// finalizer is the first moment at which nothing can touch the range any more.
-unsafe extern "C" fn finalize_arraybuffer(_env: sys::napi_env, data: *mut c_void, _hint: *mut c_void) {
-  // SAFETY: `data` is the `Arc::into_raw` made for exactly this ArrayBuffer in `create`, and
-  // Node calls an object's finalizer once.
-  drop(unsafe { Arc::from_raw(data.cast_const().cast::<Mapping>()) }); // the last one unmaps
+/// The finalizer of the memory of every Buffer made by [`create`]: V8 calls it once the
+/// Buffer's ArrayBuffer is garbage-collected, or detached by `unmap()` (which first makes the
+/// ArrayBuffer object itself hold the mapping: see [`retire`]).
+unsafe extern "C" fn finalize_memory(_env: sys::napi_env, _data: *mut c_void, hint: *mut c_void) {
+  // SAFETY: `hint` is the `Arc::into_raw` made for exactly this Buffer in `create`, and Node
+  // calls a Buffer's finalizer once.
+  drop(unsafe { Arc::from_raw(hint.cast_const().cast::<Mapping>()) }); // the last one unmaps
+}
+
+/// The finalizer [`retire`] puts on an ArrayBuffer object: releases the mapping (by then a
+/// placeholder) when the object itself is collected.
+unsafe extern "C" fn finalize_object(_env: sys::napi_env, data: *mut c_void, _hint: *mut c_void) {
+  // SAFETY: `data` is the `Arc::into_raw` made for exactly this object in `retire`, and Node
+  // calls an object's finalizer once.
+  drop(unsafe { Arc::from_raw(data.cast_const().cast::<Mapping>()) });
 }
 
 fn no_external_buffers(env: &Env) -> napi::Error {
@@ -72,31 +76,52 @@ fn no_external_buffers(env: &Env) -> napi::Error {
 }
 
 /// A Buffer of `len` bytes at `offset` into `mapping`, sharing its memory.
+///
+/// V8 counts an external Buffer's length as external memory. On Node 20 (V8 11.3) a Buffer of
+/// more than 2 GiB makes it run a full garbage collection at once (measured: none up to 2047
+/// MiB, one per Buffer from 2049 MiB; about 3 ms on a small heap), and lowering the count with
+/// `napi_adjust_external_memory` first does not help: it also lowers the limit V8 checks. A
+/// `Mapping` handle, with `read`/`view` windows, avoids it.
 pub fn create(env: &Env, mapping: &Arc<Mapping>, offset: usize, len: usize) -> napi::Result<sys::napi_value> {
   debug_assert!(offset <= mapping.len() && len <= mapping.len() - offset);
+  let hold = Arc::into_raw(Arc::clone(mapping)).cast_mut();
   let mut buffer = ptr::null_mut();
-  // SAFETY: the range lies inside the mapping, which the finalizer added below keeps mapped
-  // for as long as the Buffer's ArrayBuffer object lives; the memory needs no finalizer.
+  // SAFETY: the range lies inside the mapping, which `hold` keeps mapped until the finalizer
+  // releases it.
   let status = unsafe {
     create_external_buffer(
       env,
       mapping.addr().add(offset),
       len,
-      None,
-      ptr::null_mut(),
+      Some(finalize_memory),
+      hold.cast(),
       &mut buffer,
     )
   };
   match status {
-    sys::Status::napi_ok => EXTERNAL_ALLOWED.store(ALLOWED, Ordering::Relaxed),
+    sys::Status::napi_ok => {
+      EXTERNAL_ALLOWED.store(ALLOWED, Ordering::Relaxed);
+      Ok(buffer)
+    }
     sys::Status::napi_no_external_buffers_allowed => {
       EXTERNAL_ALLOWED.store(FORBIDDEN, Ordering::Relaxed);
-      return Err(no_external_buffers(env));
+      // SAFETY: this status comes back before Node takes the finalizer: `hold` is still ours.
+      drop(unsafe { Arc::from_raw(hold.cast_const()) });
+      Err(no_external_buffers(env))
     }
-    _ => return Err(napi_failure(env, "napi_create_external_buffer", status)),
+    // Other failures may or may not have run the finalizer already (Node runs it on some):
+    // leaking `hold` is the only choice that cannot free twice. Lengths are checked against
+    // buffer.constants.MAX_LENGTH before, so this is not a path arguments can reach.
+    _ => Err(napi_failure(env, "napi_create_external_buffer", status)),
   }
-  let arraybuffer = crate::view::arraybuffer_of(env, buffer)
-    .ok_or_else(|| napi_failure(env, "napi_get_typedarray_info", -1))?;
+}
+
+/// Detaches `arraybuffer` (every view of it becomes length 0) while keeping the mapping's range
+/// reserved until the ArrayBuffer object is collected. V8 frees a detached ArrayBuffer's memory
+/// at once, but native code that still reads or writes it (zlib, an `fs.write` in flight) keeps
+/// the JS object alive, as Node's APIs do: the object's finalizer is the first moment at which
+/// nothing can touch the range any more.
+pub fn retire(env: &Env, mapping: &Arc<Mapping>, arraybuffer: sys::napi_value) -> napi::Result<()> {
   let owner = Arc::into_raw(Arc::clone(mapping)).cast_mut().cast::<c_void>();
   // SAFETY: `arraybuffer` is a live object of this env; `owner` is released by the finalizer.
   let status = unsafe {
@@ -104,17 +129,17 @@ pub fn create(env: &Env, mapping: &Arc<Mapping>, offset: usize, len: usize) -> n
       env.raw(),
       arraybuffer,
       owner,
-      Some(finalize_arraybuffer),
+      Some(finalize_object),
       ptr::null_mut(),
       ptr::null_mut(),
     )
   };
   if status != sys::Status::napi_ok {
-    // The Buffer shows the memory but nothing would ever release it: leaking `owner` (the
-    // mapping stays mapped for the life of the process) is the only safe choice.
+    // SAFETY: the finalizer was not attached, so `owner` is still ours.
+    drop(unsafe { Arc::from_raw(owner.cast_const().cast::<Mapping>()) });
     return Err(napi_failure(env, "napi_add_finalizer", status));
   }
-  Ok(buffer)
+  crate::view::detach(env, arraybuffer)
 }
 
 fn napi_failure(env: &Env, call: &str, status: sys::napi_status) -> napi::Error {

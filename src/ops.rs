@@ -39,7 +39,7 @@ pub fn unmap(env: &Env, buffer: Unknown) -> napi::Result<()> {
     .unmap()
     .map_err(|err| errors::throw_system(env, &err, "mmap", None))?;
   view::release_views(env, &view.mapping, true);
-  view::detach(env, view.arraybuffer)
+  buffer::retire(env, &view.mapping, view.arraybuffer)
 }
 
 /// Resizes the mapping behind `buffer` to `newSize` bytes and returns a new Buffer over it; the
@@ -72,7 +72,7 @@ pub fn remap<'env>(env: &'env Env, buffer: Unknown, new_size: Unknown) -> napi::
     .remap(new_size)
     .map_err(|failure| view::failure(env, failure, "mremap"))?;
   view::release_views(env, &view.mapping, true);
-  view::detach(env, view.arraybuffer)?;
+  buffer::retire(env, &view.mapping, view.arraybuffer)?;
   let buffer = buffer::create(env, &moved, 0, new_size)?;
   // SAFETY: `buffer` was just created in this env's current scope.
   Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), buffer) })

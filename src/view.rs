@@ -205,7 +205,7 @@ pub fn track_view(env: &Env, mapping: &Mapping, arraybuffer: sys::napi_value) {
 }
 
 /// Forgets this env's extra ArrayBuffers of `mapping`, detaching them first if `detach`.
-pub fn release_views(env: &Env, mapping: &Mapping, detach: bool) {
+pub fn release_views(env: &Env, mapping: &Arc<Mapping>, detach: bool) {
   let env_id = env.raw() as usize;
   let mut mine = Vec::new();
   mapping.with_views(|views| {
@@ -219,8 +219,9 @@ pub fn release_views(env: &Env, mapping: &Mapping, detach: bool) {
   for reference in mine {
     let arraybuffer = reference_value(env, reference);
     if detach && !arraybuffer.is_null() {
-      // SAFETY: `arraybuffer` is a live ArrayBuffer of this env.
-      unsafe { sys::napi_detach_arraybuffer(env.raw(), arraybuffer) };
+      // Best effort: a view that cannot be retired keeps showing the placeholder's zeros.
+      let _ = crate::buffer::retire(env, mapping, arraybuffer);
+      args::clear_exception(env);
     }
     // SAFETY: a reference of this env, created by `track_view` and deleted only here.
     unsafe { sys::napi_delete_reference(env.raw(), reference) };
@@ -234,7 +235,8 @@ fn reference_value(env: &Env, reference: sys::napi_ref) -> sys::napi_value {
   value
 }
 
-/// Detaches an ArrayBuffer: every view of it becomes length 0.
+/// Detaches an ArrayBuffer: every view of it becomes length 0. Use [`crate::buffer::retire`]
+/// for the ArrayBuffer of a mapping: it keeps the range reserved while the object lives.
 pub fn detach(env: &Env, arraybuffer: sys::napi_value) -> napi::Result<()> {
   // SAFETY: `arraybuffer` is a live ArrayBuffer of this env.
   let status = unsafe { sys::napi_detach_arraybuffer(env.raw(), arraybuffer) };
