@@ -1,0 +1,884 @@
+'use strict'
+// Fault survival: SIGBUS recovery when a mapped file is truncated, setSigbusRecovery(false),
+// the SIGSEGV diagnostic, chaining to the handlers installed before ours (V8's WebAssembly trap
+// handler), worker threads, and unmap() leaving the fault table.
+//
+// Every scenario that can kill a process runs in a child `node` (core dumps off) and is judged
+// by its exit status, its signal, its stderr and what it printed on stdout (one JSON line).
+// Oracles that do not ask node-mmap: fs.readFileSync / fs.statSync of the file (read by this
+// process after the child is gone), /proc/self/maps and /proc/self/status (SigCgt), and a child
+// that never loads node-mmap.
+
+const { describe, it } = require('node:test')
+const assert = require('node:assert/strict')
+const { spawnSync } = require('node:child_process')
+const fs = require('node:fs')
+const path = require('node:path')
+
+const mmap = require('..')
+const { PACKAGE, tempDir } = require('./helpers.js')
+
+const P = mmap.PAGESIZE
+const RW = mmap.PROT_READ | mmap.PROT_WRITE
+const ANON = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
+
+/** `n` bytes of a pattern with no zero byte (so a zero read can only come from a lost page). */
+function pattern(n) {
+  const out = Buffer.alloc(n)
+  for (let i = 0; i < n; i++) out[i] = 1 + ((i * 31 + (i >> 12) * 17) % 255)
+  return out
+}
+
+/** A file of `pages` pages of `pattern` in a fresh temporary directory. */
+function patternFile(t, name, pages = 4) {
+  const dir = tempDir((fn) => t.after(fn))
+  const file = path.join(dir, name)
+  fs.writeFileSync(file, pattern(pages * P))
+  return file
+}
+
+// What every child script starts with. `report(value)` prints the one JSON line the parent
+// reads; `sigCaught(signo)` reads the kernel's SigCgt mask of this process.
+const PRELUDE = `'use strict'
+const PACKAGE = ${JSON.stringify(PACKAGE)}
+const fs = require('node:fs')
+const { spawnSync } = require('node:child_process')
+function report(value) { process.stdout.write(JSON.stringify(value) + '\\n') }
+function sigCaught(signo) {
+  const line = fs.readFileSync('/proc/self/status', 'utf8').split('\\n').find((l) => l.startsWith('SigCgt:'))
+  return ((BigInt('0x' + line.split(/\\s+/)[1]) >> BigInt(signo - 1)) & 1n) === 1n
+}
+/** Truncates from another process. */
+function truncateElsewhere(file, size) {
+  const r = spawnSync(process.execPath, ['-e', 'require("fs").truncateSync(process.argv[1], +process.argv[2])', file, String(size)])
+  if (r.status !== 0) throw new Error('truncating child failed: ' + r.stderr)
+}
+`
+
+/**
+ * Runs `source` (after PRELUDE, with `ARGS` bound to `args`) in a child `node` with core dumps
+ * off. Returns { status, signal, stdout, stderr }. A child that hangs is killed and fails the
+ * test (recovery that loops on the same fault would hang).
+ */
+function child(source, { args = {}, nodeArgs = [], cwd } = {}) {
+  const script = `${PRELUDE}const ARGS = ${JSON.stringify(args)}\n${source}`
+  const env = { ...process.env }
+  delete env.NODE_MMAP_SIMULATE_NO_EXTERNAL_BUFFERS
+  delete env.NODE_OPTIONS
+  const result = spawnSync(
+    '/bin/sh',
+    ['-c', 'ulimit -c 0 2>/dev/null; exec "$0" "$@"', process.execPath, ...nodeArgs, '-e', script],
+    { encoding: 'utf8', env, cwd, timeout: 30_000, killSignal: 'SIGKILL', maxBuffer: 16 << 20 },
+  )
+  if (result.error) throw result.error
+  if (result.signal === 'SIGKILL') assert.fail(`child hung (killed after 30 s)\nstdout: ${result.stdout}\nstderr: ${result.stderr}`)
+  return result
+}
+
+function detail(r) {
+  return `status ${r.status}, signal ${r.signal}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`
+}
+
+/** Asserts the child exited 0 with an empty stderr; returns its last stdout line, parsed. */
+function survived(r) {
+  assert.equal(r.signal, null, `the child must survive: ${detail(r)}`)
+  assert.equal(r.status, 0, `the child must exit 0: ${detail(r)}`)
+  assert.equal(r.stderr, '', `the child wrote to stderr: ${detail(r)}`)
+  const lines = r.stdout.trim().split('\n')
+  return JSON.parse(lines[lines.length - 1])
+}
+
+/** Asserts the child died by `signal`; returns its stderr. */
+function diedBy(r, signal) {
+  assert.equal(r.signal, signal, `the child must die by ${signal}: ${detail(r)}`)
+  assert.equal(r.status, null)
+  return r.stderr
+}
+
+/** Parses the one diagnostic line: { signal, offset, length, path, protection, cause }. */
+function diagnostic(stderr) {
+  const m = /^node-mmap: (SIGBUS|SIGSEGV) at offset (\d+) of a (\d+)-byte mapping(?: of '(.*)')? \(([A-Z_ |]+)\): (.*)\. The process cannot continue\.\n$/.exec(
+    stderr,
+  )
+  assert.ok(m, `stderr must be exactly one node-mmap diagnostic line, got: ${JSON.stringify(stderr)}`)
+  return { signal: m[1], offset: Number(m[2]), length: Number(m[3]), path: m[4] ?? null, protection: m[5], cause: m[6] }
+}
+
+const SEGV_WRITE = 'a write to memory mapped without PROT_WRITE'
+const SEGV_READ = 'a read of memory mapped without PROT_READ'
+
+function segvLine(offset, length, file, protection, cause) {
+  const of = file === null ? '' : ` of '${file}'`
+  return `node-mmap: SIGSEGV at offset ${offset} of a ${length}-byte mapping${of} (${protection}): ${cause}. The process cannot continue.\n`
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Truncation survival
+// ---------------------------------------------------------------------------------------------
+
+// Maps `ARGS.file` (4 pages, read-write, MAP_SHARED) through `ARGS.api` and defines
+// readAt(i), writeAt(i, v), page0(), faults() (the mapping's count) and viewFaults() (the
+// module's faults() on another view of the same memory).
+const OPEN_BY_API = `
+const mmap = require(PACKAGE)
+const P = mmap.PAGESIZE
+const { api, file } = ARGS
+let readAt, writeAt, page0, faults, viewFaults, handle
+if (api === 'map' || api === 'openSync') {
+  let buf
+  if (api === 'map') {
+    const fd = fs.openSync(file, 'r+')
+    buf = mmap.map(4 * P, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED, fd)
+    fs.closeSync(fd)
+  } else {
+    buf = mmap.openSync(file, { mode: 'r+' })
+  }
+  readAt = (i) => buf[i]
+  writeAt = (i, v) => { buf[i] = v }
+  page0 = () => Buffer.from(buf.subarray(0, P)).toString('hex')
+  faults = () => mmap.faults(buf)
+  viewFaults = () => mmap.faults(new Uint8Array(buf.buffer, buf.byteOffset + 3 * P, 10))
+} else {
+  handle = mmap.Mapping.open(file, { mode: 'r+' })
+  readAt = (i) => handle.read(i, 1)[0]
+  writeAt = (i, v) => { if (handle.write(Buffer.of(v), i) !== 1) throw new Error('short write') }
+  page0 = () => handle.read(0, P).toString('hex')
+  faults = () => handle.faults
+  viewFaults = () => mmap.faults(handle.view(3 * P, 10))
+}
+`
+
+describe('truncation survival (SIGBUS recovery)', () => {
+  for (const api of ['map', 'openSync', 'Mapping.open']) {
+    for (const truncator of ['this process (ftruncate)', 'another process']) {
+      it(`${api}: truncated by ${truncator}: lost pages read 0, count once each, writes stay out of the file`, (t) => {
+        const file = patternFile(t, 'four-pages.bin')
+        const r = child(
+          `${OPEN_BY_API}
+const out = {}
+let sum = 0
+for (let i = 0; i < 4 * P; i += 1024) sum += readAt(i) // every page resident and healthy
+out.healthy = faults()
+if (ARGS.elsewhere) truncateElsewhere(file, P)
+else { const fd = fs.openSync(file, 'r+'); fs.ftruncateSync(fd, P); fs.closeSync(fd) }
+out.sizeAfterTruncate = fs.statSync(file).size
+out.page0 = page0()
+out.page0Faults = faults()
+out.lost1 = [readAt(P), readAt(P + 1), readAt(2 * P - 1)]
+out.afterPage1 = faults()
+out.lost3 = [readAt(3 * P + 17), readAt(4 * P - 1)]
+out.afterPage3 = faults()
+writeAt(2 * P + 9, 0xab) // the first access to page 2 is a write
+out.afterWrite = faults()
+out.readBack = readAt(2 * P + 9)
+writeAt(P + 3, 0xcd) // a write to a page already replaced
+out.readBack1 = readAt(P + 3)
+out.end = faults()
+out.viewFaults = viewFaults()
+out.sizeEnd = fs.statSync(file).size
+report(out)`,
+          { args: { api, file, elsewhere: truncator === 'another process' } },
+        )
+        const out = survived(r)
+        assert.equal(out.healthy, 0, 'faults() of a healthy mapping')
+        assert.equal(out.sizeAfterTruncate, P)
+        const disk = fs.readFileSync(file)
+        assert.equal(out.page0, disk.toString('hex'), 'the intact page reads what fs reads')
+        assert.equal(out.page0, pattern(P).toString('hex'))
+        assert.equal(out.page0Faults, 0, 'reading the intact page counts nothing')
+        assert.deepEqual(out.lost1, [0, 0, 0], 'a lost page reads 0')
+        assert.equal(out.afterPage1, 1, 'three reads of one lost page count one fault')
+        assert.deepEqual(out.lost3, [0, 0])
+        assert.equal(out.afterPage3, 2)
+        assert.equal(out.afterWrite, 3, 'a write to a lost page counts it')
+        assert.equal(out.readBack, 0xab, 'the write landed in the replacement page')
+        assert.equal(out.readBack1, 0xcd)
+        assert.equal(out.end, 3, 'three distinct lost pages touched')
+        assert.equal(out.viewFaults, 3, 'mmap.faults() of another view of the same mapping')
+        assert.equal(out.sizeEnd, P, 'writes to lost pages do not grow the file')
+        // After the child: the file is still one page of its own bytes, and growing it again
+        // shows zeros where the child wrote (the writes never reached the file).
+        assert.deepEqual(fs.readFileSync(file), pattern(P))
+        fs.truncateSync(file, 4 * P)
+        assert.deepEqual(fs.readFileSync(file).subarray(P), Buffer.alloc(3 * P))
+      })
+    }
+  }
+
+  it('native copies over lost pages survive: Mapping#read, #readInto, #write, Buffer#copy/compare/indexOf', (t) => {
+    const files = ['a', 'b', 'c', 'd', 'e'].map((name) => patternFile(t, `${name}.bin`))
+    const r = child(
+      `const mmap = require(PACKAGE)
+const P = mmap.PAGESIZE
+const [a, b, c, d, e] = ARGS.files
+const out = {}
+const ha = mmap.Mapping.open(a, { mode: 'r+' })
+const hb = mmap.Mapping.open(b, { mode: 'r+' })
+const hc = mmap.Mapping.open(c, { mode: 'r+' })
+const bd = mmap.openSync(d, { mode: 'r+' })
+const be = mmap.openSync(e, { mode: 'r+' })
+for (const f of ARGS.files) fs.truncateSync(f, P)
+const whole = ha.read() // one memcpy over 1 intact and 3 lost pages
+out.read = { length: whole.length, page0: whole.subarray(0, P).toString('hex'), restIsZero: whole.subarray(P).every((x) => x === 0), faults: ha.faults }
+const target = Buffer.alloc(4 * P, 7)
+out.readInto = { copied: hb.readInto(target, 0), page0: target.subarray(0, P).toString('hex'), restIsZero: target.subarray(P).every((x) => x === 0), faults: hb.faults }
+out.write = { written: hc.write(Buffer.alloc(2 * P, 0xee), P + P / 2), faults: hc.faults, back: hc.read(P + P / 2, 2 * P).every((x) => x === 0xee) }
+const copy = Buffer.alloc(4 * P, 7)
+out.copy = { copied: bd.copy(copy), restIsZero: copy.subarray(P).every((x) => x === 0), faults: mmap.faults(bd) }
+out.compare = { cmp: Buffer.compare(be.subarray(P), Buffer.alloc(3 * P)), index: be.indexOf(1, P), faults: mmap.faults(be) }
+out.sizes = ARGS.files.map((f) => fs.statSync(f).size)
+report(out)`,
+      { args: { files } },
+    )
+    const out = survived(r)
+    const page0 = pattern(P).toString('hex')
+    assert.deepEqual(out.read, { length: 4 * P, page0, restIsZero: true, faults: 3 })
+    assert.deepEqual(out.readInto, { copied: 4 * P, page0, restIsZero: true, faults: 3 })
+    // The write covers half of page 1, all of page 2 and half of page 3.
+    assert.deepEqual(out.write, { written: 2 * P, faults: 3, back: true })
+    assert.deepEqual(out.copy, { copied: 4 * P, restIsZero: true, faults: 3 })
+    assert.deepEqual(out.compare, { cmp: 0, index: -1, faults: 3 })
+    assert.deepEqual(out.sizes, [P, P, P, P, P])
+    for (const f of files) assert.deepEqual(fs.readFileSync(f), pattern(P), 'the file keeps its first page, nothing more')
+  })
+
+  it('MAP_PRIVATE file mappings recover too', (t) => {
+    const file = patternFile(t, 'private.bin')
+    const r = child(
+      `const mmap = require(PACKAGE)
+const P = mmap.PAGESIZE
+const buf = mmap.openSync(ARGS.file, { shared: false })
+truncateElsewhere(ARGS.file, P)
+report({ lost: buf[2 * P + 1], faults: mmap.faults(buf), page0: Buffer.from(buf.subarray(0, P)).toString('hex') })`,
+      { args: { file } },
+    )
+    assert.deepEqual(survived(r), { lost: 0, faults: 1, page0: pattern(P).toString('hex') })
+  })
+
+  it("a replaced page keeps the mapping's protection: a write to a lost page of a PROT_READ mapping still dies by SIGSEGV", (t) => {
+    const file = patternFile(t, 'read-only.bin')
+    const r = child(
+      `const mmap = require(PACKAGE)
+const P = mmap.PAGESIZE
+const buf = mmap.openSync(ARGS.file) // mode 'r': PROT_READ
+truncateElsewhere(ARGS.file, P)
+report({ lost: buf[2 * P + 1], faults: mmap.faults(buf) })
+buf[2 * P + 1] = 1
+report('survived the write')`,
+      { args: { file } },
+    )
+    const stderr = diedBy(r, 'SIGSEGV')
+    assert.deepEqual(JSON.parse(r.stdout.trim()), { lost: 0, faults: 1 })
+    assert.equal(stderr, segvLine(2 * P + 1, 4 * P, file, 'PROT_READ', SEGV_WRITE))
+  })
+
+  it("a replaced page keeps a protect()ed range's protection", {
+    todo: 'bug: the replacement page gets the protection the mapping was made with, not the one protect() set: a write to a lost page of a protect(PROT_READ)ed range of a read-write mapping succeeds',
+  }, (t) => {
+    const file = patternFile(t, 'protected-lost.bin')
+    const r = child(
+      `const mmap = require(PACKAGE)
+const P = mmap.PAGESIZE
+const buf = mmap.openSync(ARGS.file, { mode: 'r+' })
+mmap.protect(buf, P, 3 * P, mmap.PROT_READ)
+truncateElsewhere(ARGS.file, P)
+report({ lost: buf[2 * P + 1], faults: mmap.faults(buf) })
+buf[2 * P + 1] = 1
+report('survived the write')`,
+      { args: { file } },
+    )
+    diedBy(r, 'SIGSEGV')
+  })
+
+  it('faults() is 0 for healthy mappings and throws ERR_MMAP_NOT_A_MAPPING for other memory', (t) => {
+    const file = patternFile(t, 'healthy.bin')
+    const fd = fs.openSync(file, 'r+')
+    t.after(() => fs.closeSync(fd))
+    const shared = mmap.map(4 * P, RW, mmap.MAP_SHARED, fd)
+    const opened = mmap.openSync(file)
+    const anon = mmap.map(2 * P, RW, ANON, -1)
+    const handle = mmap.Mapping.open(file)
+    t.after(() => {
+      mmap.unmap(shared)
+      mmap.unmap(opened)
+      mmap.unmap(anon)
+      handle.unmap()
+    })
+    anon.fill(3)
+    assert.equal(shared.reduce((s, x) => s + x, 0), pattern(4 * P).reduce((s, x) => s + x, 0))
+    for (const view of [shared, shared.subarray(P), opened, anon, anon.buffer, new DataView(anon.buffer, 5), handle.view()]) {
+      assert.equal(mmap.faults(view), 0)
+    }
+    assert.equal(handle.faults, 0)
+    for (const other of [Buffer.alloc(16), new Uint8Array(16), new ArrayBuffer(16), new DataView(new ArrayBuffer(16)), new Float64Array(2)]) {
+      assert.throws(() => mmap.faults(other), (err) => err instanceof TypeError && err.code === 'ERR_MMAP_NOT_A_MAPPING')
+    }
+    for (const notAView of [undefined, null, 0, 'buffer', {}, [1, 2]]) {
+      assert.throws(() => mmap.faults(notAView), (err) => err instanceof TypeError && err.code === 'ERR_INVALID_ARG_TYPE')
+    }
+  })
+})
+
+// ---------------------------------------------------------------------------------------------
+// 2. setSigbusRecovery(false)
+// ---------------------------------------------------------------------------------------------
+
+describe('setSigbusRecovery(false)', () => {
+  function assertSigbusLine(stderr, { offset, file }) {
+    const d = diagnostic(stderr)
+    assert.equal(d.signal, 'SIGBUS')
+    assert.equal(d.offset, offset)
+    assert.equal(d.length, 4 * P)
+    assert.equal(d.path, file)
+    assert.equal(d.protection, 'PROT_READ | PROT_WRITE')
+    assert.match(d.cause, /truncated/)
+    assert.match(d.cause, /recovery is off/)
+  }
+
+  it('openSync (turned off before the first mapping): the access ends the child by SIGBUS with the diagnostic', (t) => {
+    const file = patternFile(t, 'off-open.bin')
+    const r = child(
+      `const mmap = require(PACKAGE)
+const P = mmap.PAGESIZE
+mmap.setSigbusRecovery(false)
+const buf = mmap.openSync(ARGS.file, { mode: 'r+' })
+fs.truncateSync(ARGS.file, P)
+report('about to touch')
+const x = buf[2 * P + 7]
+report('survived: ' + x)`,
+      { args: { file } },
+    )
+    assertSigbusLine(diedBy(r, 'SIGBUS'), { offset: 2 * P + 7, file })
+    assert.equal(r.stdout, '"about to touch"\n', 'nothing runs after the access')
+  })
+
+  it('Mapping.open (turned off after mapping, truncated by another process): Mapping#read dies by SIGBUS', (t) => {
+    const file = patternFile(t, 'off-handle.bin')
+    const r = child(
+      `const mmap = require(PACKAGE)
+const P = mmap.PAGESIZE
+const handle = mmap.Mapping.open(ARGS.file, { mode: 'r+' })
+mmap.setSigbusRecovery(false)
+truncateElsewhere(ARGS.file, P)
+report('about to read')
+const x = handle.read(3 * P + 11, 1)
+report('survived: ' + x[0])`,
+      { args: { file } },
+    )
+    assertSigbusLine(diedBy(r, 'SIGBUS'), { offset: 3 * P + 11, file })
+    assert.equal(r.stdout, '"about to read"\n')
+  })
+
+  it('map(fd): dies by SIGBUS with the diagnostic (offset, length, recovery is off)', (t) => {
+    const file = patternFile(t, 'off-map.bin')
+    const r = child(
+      `const mmap = require(PACKAGE)
+const P = mmap.PAGESIZE
+const fd = fs.openSync(ARGS.file, 'r+')
+const buf = mmap.map(4 * P, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED, fd)
+mmap.setSigbusRecovery(false)
+fs.ftruncateSync(fd, P)
+buf[P + 1] = 5
+report('survived')`,
+      { args: { file } },
+    )
+    const d = diagnostic(diedBy(r, 'SIGBUS'))
+    assert.equal(d.offset, P + 1)
+    assert.equal(d.length, 4 * P)
+    assert.match(d.cause, /recovery is off/)
+  })
+
+  it('map(fd): the SIGBUS diagnostic names the file', {
+    todo: "bug: map() registers its mapping without a path (src/map.rs passes None), so the line reads \"of a 16384-byte mapping (PROT_READ | PROT_WRITE)\" with no \"of '<path>'\"; the path is knowable from the fd (/proc/self/fd/N)",
+  }, (t) => {
+    const file = patternFile(t, 'off-map-path.bin')
+    const r = child(
+      `const mmap = require(PACKAGE)
+const P = mmap.PAGESIZE
+const fd = fs.openSync(ARGS.file, 'r+')
+const buf = mmap.map(4 * P, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED, fd)
+mmap.setSigbusRecovery(false)
+fs.ftruncateSync(fd, P)
+buf[P + 1] = 5`,
+      { args: { file } },
+    )
+    assert.equal(diagnostic(diedBy(r, 'SIGBUS')).path, file)
+  })
+
+  it('setSigbusRecovery(true) again restores survival', (t) => {
+    const file = patternFile(t, 'on-again.bin')
+    const r = child(
+      `const mmap = require(PACKAGE)
+const P = mmap.PAGESIZE
+const buf = mmap.openSync(ARGS.file, { mode: 'r+' })
+mmap.setSigbusRecovery(false)
+mmap.setSigbusRecovery(true)
+truncateElsewhere(ARGS.file, P)
+report({ lost: [buf[P], buf[3 * P]], faults: mmap.faults(buf) })`,
+      { args: { file } },
+    )
+    assert.deepEqual(survived(r), { lost: [0, 0], faults: 2 })
+  })
+})
+
+// ---------------------------------------------------------------------------------------------
+// 3. SIGSEGV inside a mapping: the diagnostic, then death by SIGSEGV
+// ---------------------------------------------------------------------------------------------
+
+describe('SIGSEGV in a mapping', () => {
+  const at = P + 5
+
+  it('a write to an openSync() read-only mapping: exactly the diagnostic line, then SIGSEGV', (t) => {
+    const file = patternFile(t, 'ro-open.bin')
+    const r = child(
+      `const mmap = require(PACKAGE)
+const buf = mmap.openSync(ARGS.file)
+buf[ARGS.at] = 1
+report('survived')`,
+      { args: { file, at } },
+    )
+    assert.equal(diedBy(r, 'SIGSEGV'), segvLine(at, 4 * P, file, 'PROT_READ', SEGV_WRITE))
+    assert.equal(r.stdout, '')
+    assert.deepEqual(fs.readFileSync(file), pattern(4 * P), 'the file is unchanged')
+  })
+
+  it('a write to a map(..., PROT_READ, MAP_SHARED, fd) mapping: offset, length, protection, cause', (t) => {
+    const file = patternFile(t, 'ro-map.bin')
+    const r = child(
+      `const mmap = require(PACKAGE)
+const fd = fs.openSync(ARGS.file, 'r')
+const buf = mmap.map(4 * mmap.PAGESIZE, mmap.PROT_READ, mmap.MAP_SHARED, fd)
+buf[ARGS.at] = 1
+report('survived')`,
+      { args: { file, at } },
+    )
+    const d = diagnostic(diedBy(r, 'SIGSEGV'))
+    assert.deepEqual(
+      { signal: d.signal, offset: d.offset, length: d.length, protection: d.protection, cause: d.cause },
+      { signal: 'SIGSEGV', offset: at, length: 4 * P, protection: 'PROT_READ', cause: SEGV_WRITE },
+    )
+  })
+
+  it('a write to a map(..., PROT_READ, MAP_SHARED, fd) mapping: the line names the file', {
+    todo: "bug: map() keeps no path (src/map.rs passes None to Mapping::new), so the line has no \"of '<path>'\" although the fd's file is known",
+  }, (t) => {
+    const file = patternFile(t, 'ro-map-path.bin')
+    const r = child(
+      `const mmap = require(PACKAGE)
+const fd = fs.openSync(ARGS.file, 'r')
+const buf = mmap.map(4 * mmap.PAGESIZE, mmap.PROT_READ, mmap.MAP_SHARED, fd)
+buf[ARGS.at] = 1`,
+      { args: { file, at } },
+    )
+    assert.equal(diedBy(r, 'SIGSEGV'), segvLine(at, 4 * P, file, 'PROT_READ', SEGV_WRITE))
+  })
+
+  it('a write to a protect()ed read-only range of a read-write mapping: SIGSEGV, path, offset, length, cause', (t) => {
+    const file = patternFile(t, 'protected.bin')
+    const r = child(
+      `const mmap = require(PACKAGE)
+const P = mmap.PAGESIZE
+const buf = mmap.openSync(ARGS.file, { mode: 'r+' })
+mmap.protect(buf, P, P, mmap.PROT_READ)
+buf[0] = 9 // the other pages stay writable
+buf[2 * P] = 9
+report('wrote outside the range')
+buf[ARGS.at] = 1
+report('survived')`,
+      { args: { file, at } },
+    )
+    const d = diagnostic(diedBy(r, 'SIGSEGV'))
+    assert.equal(r.stdout, '"wrote outside the range"\n')
+    assert.deepEqual(
+      { signal: d.signal, offset: d.offset, length: d.length, path: d.path, cause: d.cause },
+      { signal: 'SIGSEGV', offset: at, length: 4 * P, path: file, cause: SEGV_WRITE },
+    )
+  })
+
+  it("a write to a protect()ed read-only range names the range's protection (PROT_READ)", {
+    todo: "bug: the line names the protection the mapping was made with: \"(PROT_READ | PROT_WRITE): a write to memory mapped without PROT_WRITE\", which contradicts itself",
+  }, (t) => {
+    const file = patternFile(t, 'protected-name.bin')
+    const r = child(
+      `const mmap = require(PACKAGE)
+const buf = mmap.openSync(ARGS.file, { mode: 'r+' })
+mmap.protect(buf, mmap.PAGESIZE, mmap.PAGESIZE, mmap.PROT_READ)
+buf[ARGS.at] = 1`,
+      { args: { file, at } },
+    )
+    assert.equal(diedBy(r, 'SIGSEGV'), segvLine(at, 4 * P, file, 'PROT_READ', SEGV_WRITE))
+  })
+
+  it('a read of a PROT_NONE mapping: "a read of memory mapped without PROT_READ"', (t) => {
+    const file = patternFile(t, 'none.bin')
+    const r = child(
+      `const mmap = require(PACKAGE)
+const fd = fs.openSync(ARGS.file, 'r')
+const buf = mmap.map(4 * mmap.PAGESIZE, mmap.PROT_NONE, mmap.MAP_SHARED, fd)
+const x = buf[ARGS.at]
+report('survived: ' + x)`,
+      { args: { file, at } },
+    )
+    const d = diagnostic(diedBy(r, 'SIGSEGV'))
+    assert.deepEqual(
+      { signal: d.signal, offset: d.offset, length: d.length, protection: d.protection, cause: d.cause },
+      { signal: 'SIGSEGV', offset: at, length: 4 * P, protection: 'PROT_NONE', cause: SEGV_READ },
+    )
+    assert.equal(r.stdout, '')
+  })
+
+  it('a read of a protect(PROT_NONE)ed range of a file mapping: SIGSEGV, path, offset, cause', (t) => {
+    const file = patternFile(t, 'protected-none.bin')
+    const r = child(
+      `const mmap = require(PACKAGE)
+const buf = mmap.openSync(ARGS.file)
+mmap.protect(buf, mmap.PAGESIZE, mmap.PAGESIZE, mmap.PROT_NONE)
+const x = buf[ARGS.at]
+report('survived: ' + x)`,
+      { args: { file, at } },
+    )
+    const d = diagnostic(diedBy(r, 'SIGSEGV'))
+    assert.deepEqual(
+      { offset: d.offset, length: d.length, path: d.path, cause: d.cause },
+      { offset: at, length: 4 * P, path: file, cause: SEGV_READ },
+    )
+  })
+
+  it('an anonymous mapping: the line has no path', () => {
+    const r = child(
+      `const mmap = require(PACKAGE)
+const buf = mmap.map(4 * mmap.PAGESIZE, mmap.PROT_READ, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1)
+buf[ARGS.at] = 1
+report('survived')`,
+      { args: { at } },
+    )
+    assert.equal(diedBy(r, 'SIGSEGV'), segvLine(at, 4 * P, null, 'PROT_READ', SEGV_WRITE))
+  })
+
+  it('an anonymous PROT_NONE Mapping handle, read through Mapping#view: no path, a read', () => {
+    const r = child(
+      `const mmap = require(PACKAGE)
+const h = new mmap.Mapping(3 * mmap.PAGESIZE, mmap.PROT_NONE, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1)
+const v = h.view()
+const x = v[ARGS.at]
+report('survived: ' + x)`,
+      { args: { at: 2 * P + 3 } },
+    )
+    assert.equal(diedBy(r, 'SIGSEGV'), segvLine(2 * P + 3, 3 * P, null, 'PROT_NONE', SEGV_READ))
+  })
+})
+
+// ---------------------------------------------------------------------------------------------
+// 4. Chaining to the handlers installed before ours
+// ---------------------------------------------------------------------------------------------
+
+// (module (memory 1) (func (export "load") (param i32) (result i32) local.get 0 i32.load))
+const WASM = `new Uint8Array([0,0x61,0x73,0x6d,1,0,0,0, 1,6,1,0x60,1,0x7f,1,0x7f, 3,2,1,0, 5,3,1,0,1,
+  7,8,1,4,0x6c,0x6f,0x61,0x64,0,0, 0x0a,9,1,7,0,0x20,0,0x28,2,0,0x0b])`
+
+const WASM_PROBE = `
+const instance = new WebAssembly.Instance(new WebAssembly.Module(${WASM}))
+const out = { inBounds: instance.exports.load(65532), oob: [] }
+for (const addr of [65536, 65533, 1 << 20, 0x7fffffff, -1]) {
+  try {
+    out.oob.push({ addr, returned: instance.exports.load(addr) })
+  } catch (err) {
+    out.oob.push({ addr, class: err.constructor.name, isRuntimeError: err instanceof WebAssembly.RuntimeError, message: err.message })
+  }
+}
+`
+
+describe('chaining to the previous handlers', () => {
+  it('handlers are installed by the first mapping, not by require()', () => {
+    const r = child(`const mmap = require(PACKAGE)
+const before = sigCaught(7) // SIGBUS: Node itself does not catch it on Linux
+mmap.map(mmap.PAGESIZE, mmap.PROT_READ, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1)
+report({ before, after: sigCaught(7), segv: sigCaught(11) })`)
+    assert.deepEqual(survived(r), { before: false, after: true, segv: true })
+  })
+
+  it('a WebAssembly out-of-bounds access throws the same RuntimeError with our handler installed', () => {
+    const without = survived(child(`${WASM_PROBE}\nreport({ ...out, bus: sigCaught(7) })`))
+    const withUs = survived(
+      child(`const mmap = require(PACKAGE)
+const keep = mmap.map(4 * mmap.PAGESIZE, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1)
+keep[0] = 1
+${WASM_PROBE}
+report({ ...out, bus: sigCaught(7), keep: keep[0] })`),
+    )
+    assert.equal(without.bus, false, 'the baseline child has no SIGBUS handler')
+    assert.equal(withUs.bus, true, 'our handlers are installed in the other child')
+    assert.equal(withUs.keep, 1)
+    assert.equal(withUs.inBounds, 0)
+    assert.deepEqual(withUs.oob, without.oob, 'same outcome as without node-mmap')
+    for (const o of withUs.oob) {
+      assert.deepEqual(o, { addr: o.addr, class: 'RuntimeError', isRuntimeError: true, message: 'memory access out of bounds' })
+    }
+  })
+
+  it('a WebAssembly out-of-bounds access in a worker that maps, while the main thread holds mappings', () => {
+    const r = child(`const mmap = require(PACKAGE)
+const { Worker } = require('node:worker_threads')
+const keep = mmap.map(mmap.PAGESIZE, mmap.PROT_READ, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1)
+const w = new Worker(\`const { parentPort } = require('node:worker_threads')
+const mmap = require(\${JSON.stringify(PACKAGE)})
+const keep = mmap.map(mmap.PAGESIZE, mmap.PROT_READ, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1)
+\${${JSON.stringify(WASM_PROBE)}}
+parentPort.postMessage(out)\`, { eval: true })
+w.once('message', (out) => report(out))`)
+    const out = survived(r)
+    assert.equal(out.inBounds, 0)
+    assert.equal(out.oob.length, 5)
+    for (const o of out.oob) assert.equal(o.message, 'memory access out of bounds', JSON.stringify(o))
+  })
+
+  // No real fault outside every mapping can be provoked from JS without node-mmap's help or a
+  // native addon of our own; signals sent with kill(2) reach the same handler.
+  function killProbe(signal, { mmapLoaded, nodeArgs = [] }) {
+    return child(
+      `${mmapLoaded ? `const mmap = require(PACKAGE)
+const keep = mmap.map(mmap.PAGESIZE, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1)
+if (!sigCaught(7)) throw new Error('handlers not installed')` : ''}
+process.kill(process.pid, ARGS.signal)
+report('survived ' + ARGS.signal)`,
+      { args: { signal }, nodeArgs },
+    )
+  }
+
+  it('process.kill(pid, SIGSEGV) ends the process by SIGSEGV, with no node-mmap line, as without us', () => {
+    const without = killProbe('SIGSEGV', { mmapLoaded: false })
+    assert.equal(diedBy(without, 'SIGSEGV'), '')
+    const withUs = killProbe('SIGSEGV', { mmapLoaded: true })
+    assert.equal(diedBy(withUs, 'SIGSEGV'), '')
+    assert.equal(withUs.stdout, '')
+  })
+
+  it('process.kill(pid, SIGBUS) ends the process by SIGBUS, as without us', {
+    todo: 'bug: the signal is swallowed; the child prints "survived SIGBUS" and exits 0. chain() meets SIG_DFL (Node installs no SIGBUS handler on Linux), resets the default and returns, counting on the access to fault again: a kill(2)/raise(3) signal never comes back',
+  }, () => {
+    const without = killProbe('SIGBUS', { mmapLoaded: false })
+    assert.equal(diedBy(without, 'SIGBUS'), '')
+    const withUs = killProbe('SIGBUS', { mmapLoaded: true })
+    assert.equal(diedBy(withUs, 'SIGBUS'), '')
+  })
+
+  const noTrapHandlerFlag = process.allowedNodeEnvironmentFlags.has('--disable-wasm-trap-handler')
+  it('with --disable-wasm-trap-handler, process.kill(pid, SIGSEGV) still ends the process by SIGSEGV', {
+    skip: noTrapHandlerFlag ? false : `this Node (${process.version}) has no --disable-wasm-trap-handler`,
+    todo: 'bug: without Node\'s SIGSEGV handler before ours the signal is swallowed (same SIG_DFL path in chain()); the child prints "survived SIGSEGV"',
+  }, () => {
+    const nodeArgs = ['--disable-wasm-trap-handler']
+    assert.equal(diedBy(killProbe('SIGSEGV', { mmapLoaded: false, nodeArgs }), 'SIGSEGV'), '')
+    assert.equal(diedBy(killProbe('SIGSEGV', { mmapLoaded: true, nodeArgs }), 'SIGSEGV'), '')
+  })
+})
+
+// ---------------------------------------------------------------------------------------------
+// 5. Worker threads
+// ---------------------------------------------------------------------------------------------
+
+describe('worker threads', () => {
+  it('a worker that loads node-mmap first, maps and truncates, survives; so does the main thread after it', (t) => {
+    const file = patternFile(t, 'worker.bin')
+    const file2 = patternFile(t, 'main-after-worker.bin')
+    const r = child(
+      `const { Worker } = require('node:worker_threads')
+const w = new Worker(\`const { parentPort, workerData } = require('node:worker_threads')
+const fs = require('node:fs')
+const mmap = require(workerData.PACKAGE)
+const P = mmap.PAGESIZE
+const buf = mmap.openSync(workerData.file, { mode: 'r+' })
+fs.truncateSync(workerData.file, P)
+const out = { page0: Buffer.from(buf.subarray(0, P)).toString('hex'), lost: [buf[P], buf[2 * P + 1], buf[4 * P - 1]] }
+buf[3 * P] = 4
+out.faults = mmap.faults(buf)
+parentPort.postMessage(out)\`, { eval: true, workerData: { PACKAGE, file: ARGS.file } })
+w.once('message', (worker) => {
+  w.once('exit', () => {
+    const mmap = require(PACKAGE)
+    const P = mmap.PAGESIZE
+    const h = mmap.Mapping.open(ARGS.file2, { mode: 'r+' })
+    fs.truncateSync(ARGS.file2, P)
+    report({ worker, main: { lost: h.read(P, 3 * P).every((x) => x === 0), faults: h.faults } })
+  })
+})`,
+      { args: { file, file2 } },
+    )
+    const out = survived(r)
+    assert.deepEqual(out.worker, { page0: fs.readFileSync(file).toString('hex'), lost: [0, 0, 0], faults: 3 })
+    assert.equal(out.worker.page0, pattern(P).toString('hex'))
+    assert.deepEqual(out.main, { lost: true, faults: 3 })
+    assert.equal(fs.statSync(file).size, P)
+  })
+
+  it('the main thread survives truncation faults while workers map, fault and unmap in a loop', (t) => {
+    const dir = tempDir((fn) => t.after(fn))
+    const r = child(
+      `const mmap = require(PACKAGE)
+const { Worker } = require('node:worker_threads')
+const P = mmap.PAGESIZE
+const WORKERS = 2
+const PAGES = 64
+const ctl = new Int32Array(new SharedArrayBuffer(4 * (1 + WORKERS))) // [stop, progress...]
+const workerSource = \`const { parentPort, workerData } = require('node:worker_threads')
+const fs = require('node:fs')
+const path = require('node:path')
+const mmap = require(workerData.PACKAGE)
+const P = mmap.PAGESIZE
+const ctl = new Int32Array(workerData.sab)
+const file = path.join(workerData.dir, 'worker-' + workerData.index + '.bin')
+let i = 0
+const bad = []
+let ownFaults = 0
+while (Atomics.load(ctl, 0) === 0) {
+  const a = mmap.map(P * (1 + (i % 3)), mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1)
+  a[a.length - 1] = 1
+  if (i % 10 !== 0) mmap.unmap(a) // every tenth is left to the GC
+  if (i % 20 === 0) {
+    fs.writeFileSync(file, Buffer.alloc(2 * P, 9))
+    const b = mmap.openSync(file, { mode: 'r+' })
+    fs.truncateSync(file, P)
+    if (b[P + (i % P)] !== 0 || b[0] !== 9 || mmap.faults(b) !== 1) bad.push({ i, lost: b[P], first: b[0], faults: mmap.faults(b) })
+    ownFaults += mmap.faults(b)
+    mmap.unmap(b)
+  }
+  Atomics.add(ctl, 1 + workerData.index, 1)
+  i++
+}
+parentPort.postMessage({ iterations: i, ownFaults, bad })\`
+const workers = []
+for (let index = 0; index < WORKERS; index++) {
+  workers.push(new Worker(workerSource, { eval: true, workerData: { PACKAGE, sab: ctl.buffer, index, dir: ARGS.dir } }))
+}
+const progress = () => Array.from({ length: WORKERS }, (_, k) => Atomics.load(ctl, 1 + k))
+// Wait (no deadline: the parent's timeout catches a hang) until every worker is looping.
+while (progress().some((n) => n < 5)) Atomics.wait(ctl, 0, 0, 1)
+const start = progress()
+const rounds = []
+const file = require('node:path').join(ARGS.dir, 'main.bin')
+const image = Buffer.alloc(PAGES * P)
+for (let i = 0; i < image.length; i++) image[i] = 1 + (i % 251)
+// Rounds go on until every worker has done 200 more iterations: the main thread's faults
+// overlap the workers' map/unmap (fault-table updates) without any timing assumption.
+for (let round = 0; round < 3 || progress().some((n, k) => n - start[k] < 200); round++) {
+  fs.writeFileSync(file, image)
+  const buf = mmap.openSync(file, { mode: 'r+' })
+  fs.truncateSync(file, P)
+  let zeros = 0
+  let counted = true
+  for (let page = 1; page < PAGES; page++) {
+    if (buf[page * P + ((page * 97) % P)] === 0) zeros++
+    if (mmap.faults(buf) !== page) counted = false
+  }
+  rounds.push({ zeros, counted, faults: mmap.faults(buf), page0: buf.subarray(0, P).equals(image.subarray(0, P)) })
+  mmap.unmap(buf)
+}
+Atomics.store(ctl, 0, 1)
+Promise.all(workers.map((w) => new Promise((resolve, reject) => { w.once('message', resolve); w.once('error', reject) })))
+  .then((results) => report({ rounds, results }))`,
+      { args: { dir } },
+    )
+    const out = survived(r)
+    assert.ok(out.rounds.length >= 3)
+    for (const round of out.rounds) {
+      assert.deepEqual(round, { zeros: 63, counted: true, faults: 63, page0: true })
+    }
+    assert.equal(out.results.length, 2)
+    for (const w of out.results) {
+      assert.deepEqual(w.bad, [], 'every worker fault read 0 and was counted once')
+      assert.ok(w.iterations >= 205)
+      assert.equal(w.ownFaults, Math.ceil(w.iterations / 20))
+    }
+  })
+})
+
+// ---------------------------------------------------------------------------------------------
+// 6. unmap() leaves the fault table
+// ---------------------------------------------------------------------------------------------
+
+describe('unmap and the fault table', () => {
+  it('an unmapped Buffer: its file is no longer mapped; truncating it then touching the old Buffer gives undefined and counts nothing', (t) => {
+    const a = patternFile(t, 'unmapped-buffer.bin')
+    const b = patternFile(t, 'unmapped-handle.bin')
+    const c = patternFile(t, 'still-live.bin')
+    const r = child(
+      `const mmap = require(PACKAGE)
+const P = mmap.PAGESIZE
+const mapsOf = (file) => fs.readFileSync('/proc/self/maps', 'utf8').split('\\n').filter((l) => l.endsWith(' ' + file)).length
+const out = {}
+const buf = mmap.openSync(ARGS.a, { mode: 'r+' })
+const tail = buf.subarray(P)
+out.mappedBefore = mapsOf(ARGS.a)
+mmap.unmap(buf)
+out.mappedAfter = mapsOf(ARGS.a)
+truncateElsewhere(ARGS.a, P)
+out.buffer = { length: buf.length, lost: String(buf[2 * P]), tailLength: tail.length, tail: String(tail[0]), faults: mmap.faults(buf), tailFaults: mmap.faults(tail) }
+
+const h = mmap.Mapping.open(ARGS.b, { mode: 'r+' })
+const view = h.view()
+h.unmap()
+out.handleMappedAfter = mapsOf(ARGS.b)
+fs.truncateSync(ARGS.b, P)
+let readError = null
+try { h.read(P, 1) } catch (err) { readError = err.code }
+out.handle = { viewLength: view.length, lost: String(view[2 * P]), faults: h.faults, viewFaults: mmap.faults(view), readError }
+
+// The handler still works in this process: a live mapping counts its lost page.
+const live = mmap.openSync(ARGS.c, { mode: 'r+' })
+fs.truncateSync(ARGS.c, P)
+out.live = { lost: live[3 * P], faults: mmap.faults(live) }
+report(out)`,
+      { args: { a, b, c } },
+    )
+    const out = survived(r)
+    assert.equal(out.mappedBefore, 1)
+    assert.equal(out.mappedAfter, 0, 'unmap() took the file out of this process')
+    assert.deepEqual(out.buffer, { length: 0, lost: 'undefined', tailLength: 0, tail: 'undefined', faults: 0, tailFaults: 0 })
+    assert.equal(out.handleMappedAfter, 0)
+    assert.deepEqual(out.handle, { viewLength: 0, lost: 'undefined', faults: 0, viewFaults: 0, readError: 'ERR_MMAP_UNMAPPED' })
+    assert.deepEqual(out.live, { lost: 0, faults: 1 })
+  })
+
+  it('after unmap() and GC, a new mapping (often at the same address) counts its own faults, once', (t) => {
+    const dir = tempDir((fn) => t.after(fn))
+    const r = child(
+      `const mmap = require(PACKAGE)
+const v8 = require('node:v8')
+const vm = require('node:vm')
+v8.setFlagsFromString('--expose-gc')
+const gc = vm.runInNewContext('gc')
+const P = mmap.PAGESIZE
+const startOf = (file) => {
+  const line = fs.readFileSync('/proc/self/maps', 'utf8').split('\\n').find((l) => l.endsWith(' ' + file))
+  return line.split('-')[0]
+}
+const file = require('node:path').join(ARGS.dir, 'cycle.bin')
+;(async () => {
+  const cycles = []
+  for (let i = 0; i < 30; i++) {
+    fs.writeFileSync(file, Buffer.alloc(4 * P, 5))
+    let buf = mmap.openSync(file, { mode: 'r+' })
+    const start = startOf(file)
+    fs.truncateSync(file, P)
+    cycles.push({ start, lost: buf[P + i], first: buf[0], faults: mmap.faults(buf) })
+    mmap.unmap(buf)
+    buf = null
+    // Let the finalizer give the range back, so that the kernel may hand it out again.
+    for (let k = 0; k < 2; k++) { gc(); await new Promise(setImmediate) }
+  }
+  report(cycles)
+})()`,
+      { args: { dir } },
+    )
+    const cycles = survived(r)
+    assert.equal(cycles.length, 30)
+    for (const c of cycles) {
+      assert.deepEqual({ lost: c.lost, first: c.first, faults: c.faults }, { lost: 0, first: 5, faults: 1 })
+    }
+    // Precondition of the scenario: some mapping took the address of an earlier, unmapped one
+    // (the kernel reuses the freed range). A stale fault-table slot would match it first.
+    const reused = cycles.length - new Set(cycles.map((c) => c.start)).size
+    assert.ok(reused > 0, 'no address was reused: the scenario was not exercised')
+    t.diagnostic(`addresses reused across 30 cycles: ${reused}`)
+  })
+})
