@@ -272,9 +272,7 @@ report('survived the write')`,
     assert.equal(stderr, segvLine(2 * P + 1, 4 * P, file, 'PROT_READ', SEGV_WRITE))
   })
 
-  it("a replaced page keeps a protect()ed range's protection", {
-    todo: 'bug: the replacement page gets the protection the mapping was made with, not the one protect() set: a write to a lost page of a protect(PROT_READ)ed range of a read-write mapping succeeds',
-  }, (t) => {
+  it("a replaced page keeps a protect()ed range's protection", (t) => {
     const file = patternFile(t, 'protected-lost.bin')
     const r = child(
       `const mmap = require(PACKAGE)
@@ -388,9 +386,7 @@ report('survived')`,
     assert.match(d.cause, /recovery is off/)
   })
 
-  it('map(fd): the SIGBUS diagnostic names the file', {
-    todo: "bug: map() registers its mapping without a path (src/map.rs passes None), so the line reads \"of a 16384-byte mapping (PROT_READ | PROT_WRITE)\" with no \"of '<path>'\"; the path is knowable from the fd (/proc/self/fd/N)",
-  }, (t) => {
+  it('map(fd): the SIGBUS diagnostic names the file', (t) => {
     const file = patternFile(t, 'off-map-path.bin')
     const r = child(
       `const mmap = require(PACKAGE)
@@ -459,9 +455,7 @@ report('survived')`,
     )
   })
 
-  it('a write to a map(..., PROT_READ, MAP_SHARED, fd) mapping: the line names the file', {
-    todo: "bug: map() keeps no path (src/map.rs passes None to Mapping::new), so the line has no \"of '<path>'\" although the fd's file is known",
-  }, (t) => {
+  it('a write to a map(..., PROT_READ, MAP_SHARED, fd) mapping: the line names the file', (t) => {
     const file = patternFile(t, 'ro-map-path.bin')
     const r = child(
       `const mmap = require(PACKAGE)
@@ -495,9 +489,7 @@ report('survived')`,
     )
   })
 
-  it("a write to a protect()ed read-only range names the range's protection (PROT_READ)", {
-    todo: "bug: the line names the protection the mapping was made with: \"(PROT_READ | PROT_WRITE): a write to memory mapped without PROT_WRITE\", which contradicts itself",
-  }, (t) => {
+  it("a write to a protect()ed read-only range names the range's protection (PROT_READ)", (t) => {
     const file = patternFile(t, 'protected-name.bin')
     const r = child(
       `const mmap = require(PACKAGE)
@@ -653,9 +645,7 @@ report('survived ' + ARGS.signal)`,
     assert.equal(withUs.stdout, '')
   })
 
-  it('process.kill(pid, SIGBUS) ends the process by SIGBUS, as without us', {
-    todo: 'bug: the signal is swallowed; the child prints "survived SIGBUS" and exits 0. chain() meets SIG_DFL (Node installs no SIGBUS handler on Linux), resets the default and returns, counting on the access to fault again: a kill(2)/raise(3) signal never comes back',
-  }, () => {
+  it('process.kill(pid, SIGBUS) ends the process by SIGBUS, as without us', () => {
     const without = killProbe('SIGBUS', { mmapLoaded: false })
     assert.equal(diedBy(without, 'SIGBUS'), '')
     const withUs = killProbe('SIGBUS', { mmapLoaded: true })
@@ -665,7 +655,6 @@ report('survived ' + ARGS.signal)`,
   const noTrapHandlerFlag = process.allowedNodeEnvironmentFlags.has('--disable-wasm-trap-handler')
   it('with --disable-wasm-trap-handler, process.kill(pid, SIGSEGV) still ends the process by SIGSEGV', {
     skip: noTrapHandlerFlag ? false : `this Node (${process.version}) has no --disable-wasm-trap-handler`,
-    todo: 'bug: without Node\'s SIGSEGV handler before ours the signal is swallowed (same SIG_DFL path in chain()); the child prints "survived SIGSEGV"',
   }, () => {
     const nodeArgs = ['--disable-wasm-trap-handler']
     assert.equal(diedBy(killProbe('SIGSEGV', { mmapLoaded: false, nodeArgs }), 'SIGSEGV'), '')

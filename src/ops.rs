@@ -367,7 +367,11 @@ pub fn faults(env: &Env, buffer: Unknown) -> napi::Result<f64> {
 /// the choice for programs that would rather die than read zeros that are not in the file.
 ///
 /// @param enabled - Whether to recover.
-#[napi]
-pub fn set_sigbus_recovery(enabled: bool) {
+#[napi(ts_args_type = "enabled: boolean")]
+pub fn set_sigbus_recovery(env: &Env, enabled: Unknown) -> napi::Result<()> {
+  let Some(enabled) = args::optional_boolean(env, Some(&enabled), "enabled")? else {
+    return Err(args::invalid_type(env, "enabled", "of type boolean", &enabled));
+  };
   crate::sys::signals::set_sigbus_recovery(enabled);
+  Ok(())
 }

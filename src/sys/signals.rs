@@ -71,15 +71,21 @@ enum Outcome {
 
 extern "C" fn on_fault(signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut c_void) {
   // SAFETY: the kernel passes a valid siginfo for a SA_SIGINFO handler of SIGBUS/SIGSEGV.
-  let addr = unsafe { (*info).si_addr() } as usize;
+  let (code, addr) = unsafe { ((*info).si_code, (*info).si_addr() as usize) };
+  // A signal sent with kill(2)/raise(3) (si_code <= 0) is no fault and carries no address.
+  if code <= 0 {
+    return chain(signal, info, context);
+  }
   let outcome = faults::with_mapping_at(addr, |mapping, offset| {
     if signal == libc::SIGBUS && cfg!(target_os = "linux") && RECOVER_SIGBUS.load(Ordering::SeqCst) {
       let page_size = PAGE_SIZE.load(Ordering::Relaxed);
       let page = addr & !(page_size - 1);
       let flags = libc::MAP_FIXED | libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | super::consts::MAP_NORESERVE;
+      // The zero page gets the protection the page has now (`protect()` may have changed it).
+      let prot = Region::at(addr).map_or(mapping.prot(), |region| region.prot);
       // SAFETY: `page` lies in a live mapping of ours (`with_mapping_at` keeps it registered
       // while we run), so MAP_FIXED replaces only our own memory.
-      let got = unsafe { libc::mmap(page as *mut c_void, page_size, mapping.prot(), flags, -1, 0) };
+      let got = unsafe { libc::mmap(page as *mut c_void, page_size, prot, flags, -1, 0) };
       if got != libc::MAP_FAILED {
         mapping.record_fault();
         return Outcome::Recovered;
@@ -95,7 +101,8 @@ extern "C" fn on_fault(signal: libc::c_int, info: *mut libc::siginfo_t, context:
   }
 }
 
-/// Runs the handler installed before ours, or the default action.
+/// Runs the handler installed before ours, or the default action: for a fault the access runs
+/// again and faults under it; a sent signal is raised again, as it would have acted without us.
 fn chain(signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut c_void) {
   let previous = if signal == libc::SIGBUS {
     &PREVIOUS_SIGBUS
@@ -105,10 +112,16 @@ fn chain(signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut c_void) 
   // SAFETY: written once before our handler was installed (see `Previous`).
   let previous = unsafe { (*previous.0.get()).assume_init_ref() };
   let handler = previous.sa_sigaction;
-  if handler == libc::SIG_DFL || handler == libc::SIG_IGN {
-    // Returning re-runs the faulting access, which then takes the default action (death):
-    // ignoring SIGSEGV/SIGBUS would loop forever.
+  if handler == libc::SIG_IGN {
+    // Ignoring a real fault would loop forever; the kernel kills on a re-fault as with SIG_DFL.
     restore_default(signal);
+  } else if handler == libc::SIG_DFL {
+    restore_default(signal);
+    // SAFETY: `info` is the kernel's siginfo for this handler.
+    if unsafe { (*info).si_code } <= 0 {
+      // SAFETY: raise(3) is async-signal-safe; the signal stays blocked until we return.
+      unsafe { libc::raise(signal) };
+    }
   } else if previous.sa_flags & libc::SA_SIGINFO != 0 {
     // SAFETY: with SA_SIGINFO the stored address is a three-argument handler.
     let handler: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut c_void) =
@@ -143,13 +156,19 @@ fn diagnose(signal: libc::c_int, mapping: &Mapping, offset: usize, context: *mut
   line.push(b" of a ");
   line.number(mapping.len());
   line.push(b"-byte mapping");
-  if let Some(path) = mapping.path() {
+  // The kernel's own view of the page: the file it maps (also for `map(fd)`, which knows no
+  // path) and the protection it has now (after any `protect()`).
+  let region = Region::at(mapping.addr() as usize + offset);
+  let path = mapping.path().or(region.as_ref().and_then(Region::path));
+  if let Some(path) = path {
     line.push(b" of '");
     line.push(path);
     line.push(b"'");
   }
   line.push(b" (");
-  line.push(protection_name(mapping.prot()));
+  line.push(protection_name(
+    region.as_ref().map_or(mapping.prot(), |region| region.prot),
+  ));
   line.push(b"): ");
   if signal == libc::SIGBUS {
     line.push(b"the page is gone: the file was truncated under the mapping, or reading it failed");
@@ -194,6 +213,100 @@ fn is_write(context: *mut c_void) -> Option<bool> {
     let _ = context;
     None
   }
+}
+
+/// What `/proc/self/maps` says about the region holding an address: its protection and the
+/// file it maps. Read with open/read/close into fixed buffers: async-signal-safe.
+struct Region {
+  prot: i32,
+  path: [u8; 512],
+  path_len: usize,
+}
+
+impl Region {
+  fn path(&self) -> Option<&[u8]> {
+    (self.path_len > 0).then(|| &self.path[..self.path_len])
+  }
+
+  /// The region of `/proc/self/maps` containing `addr`, if the file can be read.
+  fn at(addr: usize) -> Option<Region> {
+    // SAFETY: a NUL-terminated path; open(2) is async-signal-safe.
+    let fd = unsafe { libc::open(c"/proc/self/maps".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+      return None;
+    }
+    let mut chunk = [0u8; 4096];
+    let mut line = [0u8; 1024];
+    let mut line_len = 0usize;
+    let mut found = None;
+    'read: loop {
+      // SAFETY: reads into our own buffer of the given size.
+      let got = unsafe { libc::read(fd, chunk.as_mut_ptr().cast(), chunk.len()) };
+      if got <= 0 {
+        break;
+      }
+      for &byte in &chunk[..got as usize] {
+        if byte != b'\n' {
+          if line_len < line.len() {
+            line[line_len] = byte;
+            line_len += 1;
+          }
+          continue;
+        }
+        if let Some(region) = Region::parse(&line[..line_len], addr) {
+          found = Some(region);
+          break 'read;
+        }
+        line_len = 0;
+      }
+    }
+    // SAFETY: closes the descriptor opened above.
+    unsafe { libc::close(fd) };
+    found
+  }
+
+  /// Parses one maps line (`start-end perms offset dev inode path`) if it contains `addr`.
+  fn parse(line: &[u8], addr: usize) -> Option<Region> {
+    let mut fields = line.splitn(6, |&b| b == b' ');
+    let range = fields.next()?;
+    let dash = range.iter().position(|&b| b == b'-')?;
+    let (start, end) = (hex(&range[..dash])?, hex(&range[dash + 1..])?);
+    if addr < start || addr >= end {
+      return None;
+    }
+    let perms = fields.next()?;
+    let mut prot = 0;
+    if perms.first() == Some(&b'r') {
+      prot |= libc::PROT_READ;
+    }
+    if perms.get(1) == Some(&b'w') {
+      prot |= libc::PROT_WRITE;
+    }
+    if perms.get(2) == Some(&b'x') {
+      prot |= libc::PROT_EXEC;
+    }
+    let rest = fields.nth(3).unwrap_or(&[]);
+    let path = rest
+      .iter()
+      .position(|&b| b == b'/')
+      .map_or(&[][..], |at| &rest[at..]);
+    let mut region = Region {
+      prot,
+      path: [0; 512],
+      path_len: path.len().min(512),
+    };
+    region.path[..region.path_len].copy_from_slice(&path[..region.path_len]);
+    Some(region)
+  }
+}
+
+fn hex(digits: &[u8]) -> Option<usize> {
+  let mut value = 0usize;
+  for &digit in digits {
+    let nibble = (digit as char).to_digit(16)? as usize;
+    value = value.checked_mul(16)?.checked_add(nibble)?;
+  }
+  Some(value)
 }
 
 /// A fixed buffer for one diagnostic line: no allocation in a signal handler.
@@ -250,6 +363,27 @@ mod tests {
     assert_eq!(&line.bytes[..line.len], b"0 18446744073709551615");
     line.push(&[b'x'; 2000]);
     assert_eq!(line.len, 1024);
+  }
+
+  #[test]
+  fn region_parses_a_maps_line() {
+    let line = b"7f0000000000-7f0000002000 r--s 00001000 08:01 1234                       /tmp/a file";
+    let region = Region::parse(line, 0x7f0000001000).unwrap();
+    assert_eq!(region.prot, libc::PROT_READ);
+    assert_eq!(region.path(), Some(&b"/tmp/a file"[..]));
+    assert!(Region::parse(line, 0x7f0000002000).is_none());
+    let anonymous = b"7f0000000000-7f0000002000 rw-p 00000000 00:00 0 ";
+    assert_eq!(Region::parse(anonymous, 0x7f0000000000).unwrap().path(), None);
+  }
+
+  #[test]
+  fn region_at_finds_our_own_stack() {
+    let local = 0u8;
+    let region = Region::at(std::ptr::addr_of!(local) as usize).unwrap();
+    assert_eq!(
+      region.prot & (libc::PROT_READ | libc::PROT_WRITE),
+      libc::PROT_READ | libc::PROT_WRITE
+    );
   }
 
   #[test]
