@@ -38,12 +38,24 @@ function run(command, args, cwd) {
 
 const top = spawnSync('git', ['-C', __dirname, 'rev-parse', '--show-toplevel'], { encoding: 'utf8' })
 const repo = top.status === 0 ? top.stdout.trim() : null
+
+// `npm` runs on the first `node` on PATH, and so does the build it starts (prepare: napi build),
+// which needs what @napi-rs/cli 3 declares: Node ^20.17.0 || ^22.13.0 || >= 23.5.0. Another Node
+// (18, say, put first on PATH to run this suite) cannot build the package, so the test says so.
+const pathNode = spawnSync('node', ['--version'], { env, encoding: 'utf8' })
+const [major, minor] = (pathNode.stdout || '').replace(/^v/, '').split('.').map(Number)
+const canBuild = major === 20 ? minor >= 17 : major === 22 ? minor >= 13 : major === 23 ? minor >= 5 : major >= 24
+const skip = !repo
+  ? 'not in a git checkout'
+  : !canBuild
+    ? `the build needs Node ^20.17.0 || ^22.13.0 || >= 23.5.0 (@napi-rs/cli 3); \`node\` on PATH is ${pathNode.stdout.trim() || pathNode.error}`
+    : false
 const temp = fs.mkdtempSync(path.join(os.tmpdir(), 'node-mmap-install-'))
 after(() => fs.rmSync(temp, { recursive: true, force: true }))
 
 test(
   'npm install git+file://<clone> builds the addon and require("node-mmap") maps a file',
-  { timeout: TIMEOUT, skip: repo ? false : 'not in a git checkout' },
+  { timeout: TIMEOUT, skip },
   () => {
     const clone = path.join(temp, 'clone')
     run('git', ['clone', '--quiet', repo, clone], temp)

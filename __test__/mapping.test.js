@@ -591,8 +591,11 @@ test('`using m = Mapping.open(...)` unmaps at the end of the block', (t) => {
 // ---------------------------------------------------------------------------------------------
 // Above buffer.constants.MAX_LENGTH: a sparse 6 GiB file
 
+// buffer.constants.MAX_LENGTH is 4 GiB on Node 18 and 20, and 2^53 - 1 on Node 22 and later, where
+// a Buffer may be as long as any mapping: the tests below check the limit where there is one.
+const BUFFERS_ABOVE_4_GIB = MAX_LENGTH > 4 * GiB
+
 test('a sparse 6 GiB file: Mapping.open reads, writes and views beyond 4 GiB', async (t) => {
-  assert.equal(MAX_LENGTH, 4 * GiB, 'this test expects Node 18/20 (buffer.constants.MAX_LENGTH is 4 GiB)')
   const file = path.join(dir, 'sparse-6g.bin')
   fs.writeFileSync(file, '')
   fs.truncateSync(file, 6 * GiB)
@@ -636,16 +639,20 @@ test('a sparse 6 GiB file: Mapping.open reads, writes and views beyond 4 GiB', a
   fs.readSync(fd, viaView, 0, 8, 5 * GiB + 100)
   assert.equal(viaView.toString('latin1'), 'via view')
 
-  // A view exactly MAX_LENGTH long is allowed; one byte more is a RangeError.
-  const max = m.view(2 * GiB, MAX_LENGTH)
-  assert.equal(max.length, MAX_LENGTH)
-  assert.ok(max.subarray(3 * GiB + 7, 3 * GiB + 39).equals(marks[2][1]))
-  for (const args of [[0, MAX_LENGTH + 1], [], [GiB]]) {
-    const length = args.length === 2 ? args[1] : 6 * GiB - (args[0] ?? 0)
-    assertThrowsExactly(() => m.view(...args), RangeError, {
-      code: 'ERR_OUT_OF_RANGE',
-      message: `The value of "length" is out of range. It must be <= ${MAX_LENGTH} (buffer.constants.MAX_LENGTH). Received ${length}`,
-    })
+  // Node 18/20: a view exactly MAX_LENGTH (4 GiB) long is allowed; one byte more is a RangeError.
+  // Node 22+: a view of the whole 6 GiB is one Buffer.
+  const max = BUFFERS_ABOVE_4_GIB ? m.view() : m.view(2 * GiB, MAX_LENGTH)
+  const maxStart = BUFFERS_ABOVE_4_GIB ? 0 : 2 * GiB
+  assert.equal(max.length, BUFFERS_ABOVE_4_GIB ? 6 * GiB : MAX_LENGTH)
+  assert.ok(max.subarray(5 * GiB + 7 - maxStart, 5 * GiB + 39 - maxStart).equals(marks[2][1]))
+  if (!BUFFERS_ABOVE_4_GIB) {
+    for (const args of [[0, MAX_LENGTH + 1], [], [GiB]]) {
+      const length = args.length === 2 ? args[1] : 6 * GiB - (args[0] ?? 0)
+      assertThrowsExactly(() => m.view(...args), RangeError, {
+        code: 'ERR_OUT_OF_RANGE',
+        message: `The value of "length" is out of range. It must be <= ${MAX_LENGTH} (buffer.constants.MAX_LENGTH). Received ${length}`,
+      })
+    }
   }
   // incore counts every page of the 6 GiB.
   const [notResident, resident] = m.incore()
@@ -659,21 +666,33 @@ test('a sparse 6 GiB file: Mapping.open reads, writes and views beyond 4 GiB', a
   assert.ok(window.equals(marks[2][1]))
   mmap.unmap(window)
 
-  // openSync of the whole file is refused (it cannot be one Buffer), pointing to windows.
-  assertThrowsExactly(() => mmap.openSync(file), RangeError, {
-    code: 'ERR_OUT_OF_RANGE',
-    message:
-      `The value of "options.length" is out of range. It must be <= ${MAX_LENGTH} (buffer.constants.MAX_LENGTH, ` +
-      'the largest Buffer this runtime can make); map the file in windows with options.offset and options.length. ' +
-      `Received ${6 * GiB}`,
-  })
+  if (BUFFERS_ABOVE_4_GIB) {
+    // openSync of the whole file is one 6 GiB Buffer.
+    const whole = mmap.openSync(file)
+    assert.equal(whole.length, 6 * GiB)
+    assert.ok(whole.subarray(6 * GiB - 5).equals(marks[3][1]))
+    mmap.unmap(whole)
+  } else {
+    // openSync of the whole file is refused (it cannot be one Buffer), pointing to windows.
+    assertThrowsExactly(() => mmap.openSync(file), RangeError, {
+      code: 'ERR_OUT_OF_RANGE',
+      message:
+        `The value of "options.length" is out of range. It must be <= ${MAX_LENGTH} (buffer.constants.MAX_LENGTH, ` +
+        'the largest Buffer this runtime can make); map the file in windows with options.offset and options.length. ' +
+        `Received ${6 * GiB}`,
+    })
+  }
 
   m.unmap()
   assert.equal(v.length, 0)
   assert.equal(max.length, 0)
 })
 
-test('read() longer than buffer.constants.MAX_LENGTH throws (no crash, no truncated copy)', (t) => {
+const NO_MAPPING_ABOVE_MAX_LENGTH = BUFFERS_ABOVE_4_GIB
+  ? `buffer.constants.MAX_LENGTH is ${MAX_LENGTH} on Node ${process.version}: no mapping can be longer`
+  : false
+
+test('read() longer than buffer.constants.MAX_LENGTH throws (no crash, no truncated copy)', { skip: NO_MAPPING_ABOVE_MAX_LENGTH }, (t) => {
   const m = new Mapping(MAX_LENGTH + PAGESIZE, PROT_READ, ANON | mmap.MAP_NORESERVE, -1)
   t.after(() => m.unmap())
   assert.throws(() => m.read(0, MAX_LENGTH + 1), (err) => {
@@ -682,15 +701,23 @@ test('read() longer than buffer.constants.MAX_LENGTH throws (no crash, no trunca
   })
 })
 
-test('map() of 5 GiB is a RangeError that points to Mapping; new Mapping of 5 GiB works', () => {
+test('map() of 5 GiB is a RangeError that points to Mapping (Node 18/20) or a 5 GiB Buffer (22+); new Mapping of 5 GiB works', () => {
   const size = 5 * GiB
-  assertThrowsExactly(() => mmap.map(size, RW, ANON | mmap.MAP_NORESERVE, -1), RangeError, {
-    code: 'ERR_OUT_OF_RANGE',
-    message:
-      `The value of "size" is out of range. It must be >= 1 && <= ${MAX_LENGTH} (buffer.constants.MAX_LENGTH, ` +
-      'the largest Buffer this runtime can make); map the file in windows with "offset", or use Mapping, ' +
-      `which has no such limit. Received ${shown(size)}`,
-  })
+  if (BUFFERS_ABOVE_4_GIB) {
+    const buf = mmap.map(size, RW, ANON | mmap.MAP_NORESERVE, -1)
+    assert.equal(buf.length, size)
+    buf[size - 1] = 7
+    assert.equal(buf[size - 1], 7)
+    mmap.unmap(buf)
+  } else {
+    assertThrowsExactly(() => mmap.map(size, RW, ANON | mmap.MAP_NORESERVE, -1), RangeError, {
+      code: 'ERR_OUT_OF_RANGE',
+      message:
+        `The value of "size" is out of range. It must be >= 1 && <= ${MAX_LENGTH} (buffer.constants.MAX_LENGTH, ` +
+        'the largest Buffer this runtime can make); map the file in windows with "offset", or use Mapping, ' +
+        `which has no such limit. Received ${shown(size)}`,
+    })
+  }
   const m = new Mapping(size, RW, ANON | mmap.MAP_NORESERVE, -1)
   assert.equal(m.length, size)
   m.write(Buffer.from('far away'), size - 8)

@@ -165,8 +165,10 @@ function checkError(err, Class, props) {
 
 /** Node's own rendering of a received number in ERR_OUT_OF_RANGE (`4_294_967_297`). */
 function nodeReceived(n) {
+  // Buffer#readUInt8 throws ERR_OUT_OF_RANGE for any offset but 0 on every Node version (Node
+  // 18's Buffer.alloc throws ERR_INVALID_ARG_VALUE above 4 GiB instead) and allocates nothing.
   try {
-    Buffer.alloc(n)
+    Buffer.alloc(1).readUInt8(n)
   } catch (err) {
     if (err.code === 'ERR_OUT_OF_RANGE') return err.message.slice(err.message.indexOf('Received ') + 9)
   }

@@ -1,0 +1,399 @@
+// A smoke test of node-mmap that runs unchanged on Node.js, Bun and Deno (the node:test suite in
+// __test__/ is Node's own). .ci/run runs it as:
+//
+//   node --expose-gc .ci/smoke.mjs
+//   bun .ci/smoke.mjs
+//   deno run -A --v8-flags=--expose-gc .ci/smoke.mjs
+//
+// It loads the addon that `npm install` built (both entries: index.js through createRequire, as
+// Deno loads a CommonJS N-API package, and index.mjs), maps a temporary file and checks every
+// step against the runtime's own fs and the kernel's list of mappings (/proc/self/maps). Each
+// check runs on its own and prints `ok` or `FAIL` with what it expected and what it got; the last
+// line is "smoke: N passed, N failed". Exit code 1 if any check failed.
+
+import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import fs from 'node:fs'
+import { createRequire } from 'node:module'
+import os from 'node:os'
+import path from 'node:path'
+import { fileURLToPath, pathToFileURL } from 'node:url'
+import { Worker } from 'node:worker_threads'
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+
+function runtime() {
+  if (typeof globalThis.Bun !== 'undefined') return `Bun ${globalThis.Bun.version}`
+  if (typeof globalThis.Deno !== 'undefined') return `Deno ${globalThis.Deno.version.deno} (V8 ${globalThis.Deno.version.v8})`
+  return `Node.js ${process.version}`
+}
+
+/** A full garbage collection, or null where this runtime was not started with one exposed. */
+function gcFunction() {
+  if (typeof globalThis.Bun !== 'undefined') return () => globalThis.Bun.gc(true)
+  if (typeof globalThis.gc === 'function') return () => globalThis.gc()
+  return null
+}
+
+/** The mappings of `file` listed in /proc/self/maps. */
+function mappingsOf(file) {
+  return fs
+    .readFileSync('/proc/self/maps', 'utf8')
+    .split('\n')
+    .filter((line) => line.trim().split(/\s+/).slice(5).join(' ') === file)
+}
+
+/** Collects garbage and yields (a timer turn, so queued finalizers run) until `condition()`. */
+async function collectUntil(condition, gc, timeoutMs = 10_000) {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    gc()
+    await new Promise((resolve) => setTimeout(resolve, 5))
+    if (condition()) return true
+    if (Date.now() > deadline) return false
+  }
+}
+
+/** Asserts that `fn` throws an instance of `Class` whose `code` is `code`; returns the error. */
+function throwsWithCode(fn, Class, code) {
+  let caught = null
+  try {
+    fn()
+  } catch (err) {
+    caught = err
+  }
+  assert.ok(caught, `expected a ${Class.name} with code ${code}, but nothing was thrown`)
+  assert.ok(caught instanceof Class, `expected a ${Class.name} (${code}), got ${caught && caught.stack}`)
+  assert.equal(caught.code, code, `error code (message: ${caught.message})`)
+  return caught
+}
+
+const checks = []
+const check = (name, fn) => checks.push({ name, fn })
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'node-mmap-smoke-'))
+let mmap = null
+let PAGESIZE = 4096
+const RW = () => mmap.PROT_READ | mmap.PROT_WRITE
+
+/** A new file of `size` random bytes in the temp dir; returns { file, bytes }. */
+function randomFile(name, size) {
+  const file = path.join(dir, name)
+  const bytes = randomBytes(size)
+  fs.writeFileSync(file, bytes)
+  return { file, bytes }
+}
+
+check('loads: require() of the package (index.js) and import() of index.mjs give the same functions', async () => {
+  mmap = createRequire(import.meta.url)(root)
+  PAGESIZE = mmap.PAGESIZE
+  assert.equal(typeof mmap.map, 'function')
+  assert.equal(PAGESIZE, 4096, 'PAGESIZE on x86-64 Linux')
+  const esm = await import(pathToFileURL(path.join(root, 'index.mjs')).href)
+  assert.equal(esm.default, mmap, 'index.mjs default export is the CommonJS module')
+  assert.equal(esm.map, mmap.map)
+  assert.equal(esm.Mapping, mmap.Mapping)
+})
+
+check('externalBuffersAllowed() is true (the runtime lets native memory back a Buffer)', () => {
+  assert.equal(mmap.externalBuffersAllowed(), true)
+})
+
+check('map() of a temp file (MAP_SHARED): a Buffer that shows the bytes fs wrote, writes reach the file, sync, unmap detaches', async () => {
+  const size = 2 * PAGESIZE
+  const { file, bytes } = randomFile('map.bin', size)
+  const fd = fs.openSync(file, 'r+')
+  try {
+    const buf = mmap.map(size, RW(), mmap.MAP_SHARED, fd, 0)
+    assert.ok(Buffer.isBuffer(buf), 'map() returns a Buffer')
+    assert.equal(buf.length, size)
+    assert.equal(mappingsOf(file).length, 1, '/proc/self/maps lists the file once')
+    assert.ok(buf.equals(bytes), 'the Buffer holds the bytes fs.writeFileSync wrote')
+
+    // Writes through the Buffer are in the file (fs.readSync is the oracle) ...
+    const patch = randomBytes(64)
+    buf.set(patch, 100)
+    const back = Buffer.alloc(64)
+    assert.equal(fs.readSync(fd, back, 0, 64, 100), 64)
+    assert.deepEqual(back, patch, 'fs.readSync sees the write made through the mapping')
+    // ... and fs writes are in the Buffer.
+    const other = randomBytes(32)
+    fs.writeSync(fd, other, 0, 32, PAGESIZE + 5)
+    assert.deepEqual(buf.subarray(PAGESIZE + 5, PAGESIZE + 37), other, 'the mapping sees fs.writeSync')
+
+    // msync: both sync forms and the async flush.
+    assert.equal(mmap.sync(buf), undefined)
+    assert.equal(mmap.sync(buf, 0, PAGESIZE, true), undefined)
+    assert.equal(await mmap.flush(buf), undefined)
+    const [notResident, resident] = mmap.incore(buf)
+    assert.equal(notResident + resident, size / PAGESIZE, 'incore() counts every page')
+
+    // unmap: the Buffer and every other view over its ArrayBuffer are detached.
+    const view = new Uint8Array(buf.buffer, buf.byteOffset, buf.length)
+    const arrayBuffer = buf.buffer
+    mmap.unmap(buf)
+    assert.equal(buf.length, 0, 'buf.length after unmap')
+    assert.equal(view.length, 0, 'another view of the memory after unmap')
+    assert.equal(arrayBuffer.byteLength, 0, 'ArrayBuffer.byteLength after unmap (napi_detach_arraybuffer)')
+    if ('detached' in ArrayBuffer.prototype) assert.equal(arrayBuffer.detached, true, 'ArrayBuffer.prototype.detached')
+    assert.equal(buf[0], undefined, 'reading a detached Buffer gives undefined')
+    assert.equal(mappingsOf(file).length, 0, 'the file is no longer mapped')
+    mmap.unmap(buf) // again: does nothing
+    assert.deepEqual(fs.readFileSync(file).subarray(100, 164), patch, 'the write stays in the file')
+  } finally {
+    fs.closeSync(fd)
+  }
+})
+
+check('openSync(path, { mode: "r+" }): the file as a Buffer, writes reach it, unmap detaches', () => {
+  const { file, bytes } = randomFile('open-sync.bin', 3 * PAGESIZE + 10)
+  const buf = mmap.openSync(file, { mode: 'r+' })
+  assert.ok(Buffer.isBuffer(buf))
+  assert.ok(buf.equals(bytes), 'openSync shows the file')
+  buf.write('hello from openSync', PAGESIZE + 1, 'latin1')
+  const onDisk = fs.readFileSync(file)
+  assert.equal(onDisk.toString('latin1', PAGESIZE + 1, PAGESIZE + 20), 'hello from openSync')
+  mmap.sync(buf, true)
+  mmap.unmap(buf)
+  assert.equal(buf.length, 0)
+  assert.equal(mappingsOf(file).length, 0)
+  // Any byte offset; a window of the file.
+  const tail = mmap.openSync(file, { offset: 3 * PAGESIZE + 3 })
+  assert.deepEqual(tail, onDisk.subarray(3 * PAGESIZE + 3))
+  mmap.unmap(tail)
+})
+
+check('open(path) (thread pool, Promise) fulfills with the file as a Buffer', async () => {
+  const { file, bytes } = randomFile('open-async.bin', PAGESIZE + 1)
+  const buf = await mmap.open(file)
+  assert.ok(buf.equals(bytes))
+  mmap.unmap(buf)
+  assert.equal(buf.length, 0)
+})
+
+check('Mapping round trip: Mapping.open, write, read, readInto, view, sync, unmap', () => {
+  const { file, bytes } = randomFile('mapping.bin', 4 * PAGESIZE)
+  const m = mmap.Mapping.open(file, { mode: 'r+' })
+  assert.ok(m instanceof mmap.Mapping)
+  assert.equal(m.length, 4 * PAGESIZE)
+  assert.equal(m.unmapped, false)
+  assert.ok(m.read().equals(bytes), 'read() copies the whole file')
+  const patch = randomBytes(100)
+  assert.equal(m.write(patch, 2 * PAGESIZE - 50), 100, 'write() returns the bytes copied')
+  const back = Buffer.alloc(100)
+  const fd = fs.openSync(file, 'r')
+  try {
+    fs.readSync(fd, back, 0, 100, 2 * PAGESIZE - 50)
+  } finally {
+    fs.closeSync(fd)
+  }
+  assert.deepEqual(back, patch, 'fs sees Mapping.write()')
+  assert.deepEqual(m.read(2 * PAGESIZE - 50, 100), patch, 'read() sees it')
+  const into = Buffer.alloc(100)
+  assert.equal(m.readInto(into, 2 * PAGESIZE - 50), 100)
+  assert.deepEqual(into, patch)
+  const v = m.view(PAGESIZE, 2 * PAGESIZE)
+  assert.equal(v.length, 2 * PAGESIZE)
+  assert.deepEqual(v.subarray(PAGESIZE - 50, PAGESIZE + 50), patch, 'view() is zero-copy over the same memory')
+  m.sync(0, 0, true)
+  m.unmap()
+  assert.equal(m.unmapped, true)
+  assert.equal(m.length, 0)
+  assert.equal(v.length, 0, 'view() Buffers are detached by unmap()')
+  assert.equal(mappingsOf(file).length, 0)
+  throwsWithCode(() => m.read(), Error, 'ERR_MMAP_UNMAPPED')
+  m.unmap() // again: does nothing
+})
+
+check('new Mapping of anonymous memory, and remap() grows a Buffer (mremap)', () => {
+  const m = new mmap.Mapping(PAGESIZE, RW(), mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1)
+  assert.ok(m.read().equals(Buffer.alloc(PAGESIZE)), 'anonymous memory reads as zeros')
+  m.unmap()
+  const buf = mmap.map(PAGESIZE, RW(), mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1)
+  buf.write('kept', 0, 'latin1')
+  const grown = mmap.remap(buf, 3 * PAGESIZE)
+  assert.equal(grown.length, 3 * PAGESIZE)
+  assert.equal(grown.toString('latin1', 0, 4), 'kept')
+  assert.equal(buf.length, 0, 'the old Buffer is detached')
+  mmap.unmap(grown)
+})
+
+check('errors carry Node-style codes (TypeError, RangeError, system error with errno/syscall/path)', () => {
+  throwsWithCode(() => mmap.map('x', RW(), mmap.MAP_SHARED, 0), TypeError, 'ERR_INVALID_ARG_TYPE')
+  throwsWithCode(() => mmap.map(-1, RW(), mmap.MAP_SHARED, 0), RangeError, 'ERR_OUT_OF_RANGE')
+  const missing = path.join(dir, 'missing.bin')
+  const err = throwsWithCode(() => mmap.openSync(missing), Error, 'ENOENT')
+  assert.equal(err.syscall, 'open')
+  assert.equal(err.errno, -2)
+  assert.equal(err.path, missing)
+  throwsWithCode(() => mmap.unmap(Buffer.alloc(8)), TypeError, 'ERR_MMAP_NOT_A_MAPPING')
+})
+
+check('a dropped Buffer and a dropped Mapping are unmapped once garbage-collected (finalizers)', async () => {
+  const gc = gcFunction()
+  assert.ok(gc, 'no gc() here: start Node with --expose-gc, Deno with --v8-flags=--expose-gc')
+  const { file: bufFile } = randomFile('dropped-buffers.bin', PAGESIZE)
+  const { file: mapFile } = randomFile('dropped-mappings.bin', PAGESIZE)
+  ;(() => {
+    for (let i = 0; i < 8; i++) {
+      mmap.openSync(bufFile)[0] // touched, then dropped
+      mmap.Mapping.open(mapFile).read(0, 1)
+    }
+  })()
+  assert.equal(mappingsOf(bufFile).length, 8, 'eight Buffer mappings before GC')
+  assert.equal(mappingsOf(mapFile).length, 8, 'eight Mapping mappings before GC')
+  const buffersGone = await collectUntil(() => mappingsOf(bufFile).length === 0, gc)
+  const mappingsGone = await collectUntil(() => mappingsOf(mapFile).length === 0, gc)
+  assert.ok(
+    buffersGone && mappingsGone,
+    `after 10 s of gc(): ${mappingsOf(bufFile).length} of 8 dropped Buffers and ` +
+      `${mappingsOf(mapFile).length} of 8 dropped Mappings are still mapped`,
+  )
+})
+
+// Checks in a child process of the same runtime: what they try can end a process.
+
+let children = 0
+/** Runs `source` as an ES module in a new process of this runtime, `mmap` loaded; returns spawnSync's result. */
+function runChild(source) {
+  const file = path.join(dir, `child-${++children}.mjs`)
+  const head =
+    "import fs from 'node:fs'\nimport { createRequire } from 'node:module'\n" +
+    `const mmap = createRequire(import.meta.url)(${JSON.stringify(root)})\nconst P = mmap.PAGESIZE\n`
+  fs.writeFileSync(file, head + source)
+  const args = typeof globalThis.Deno !== 'undefined' ? ['run', '-A', file] : [file]
+  const result = spawnSync(process.execPath, args, { encoding: 'utf8', timeout: 60_000 })
+  if (result.error) throw result.error
+  return result
+}
+
+function describe(result) {
+  return `status ${result.status}, signal ${result.signal}\n  stdout: ${result.stdout.trim()}\n  stderr: ${result.stderr.trim()}`
+}
+
+check('a worker thread loads the addon, maps a file and writes to it; the main thread sees the write', async () => {
+  const { file } = randomFile('worker.bin', PAGESIZE)
+  const source = `
+    const { parentPort, workerData } = require('node:worker_threads')
+    const mmap = require(workerData.root)
+    const buf = mmap.openSync(workerData.file, { mode: 'r+' })
+    buf.write('written by a worker', 10, 'latin1')
+    mmap.sync(buf, true)
+    mmap.unmap(buf)
+    parentPort.postMessage(buf.length)
+  `
+  const worker = new Worker(source, { eval: true, workerData: { root, file } })
+  const [message, exitCode] = await new Promise((resolve, reject) => {
+    let got
+    worker.on('message', (m) => (got = m))
+    worker.on('error', reject)
+    worker.on('exit', (code) => resolve([got, code]))
+  })
+  assert.equal(exitCode, 0, 'the worker exits with 0')
+  assert.equal(message, 0, 'the worker saw its Buffer detached by unmap()')
+  assert.equal(fs.readFileSync(file).toString('latin1', 10, 29), 'written by a worker')
+})
+
+check('`using m = Mapping.open(...)` unmaps at the end of the block (where the runtime has `using`)', () => {
+  let block
+  try {
+    block = new Function('Mapping', 'file', 'let seen; { using m = Mapping.open(file); seen = m; } return seen')
+  } catch (err) {
+    console.log(`    (no \`using\` declarations in this runtime: ${err.message}; Symbol.dispose checked instead)`)
+    const { file } = randomFile('dispose.bin', PAGESIZE)
+    const m = mmap.Mapping.open(file)
+    assert.equal(typeof m[Symbol.dispose], 'function')
+    m[Symbol.dispose]()
+    assert.equal(m.unmapped, true)
+    return
+  }
+  const { file } = randomFile('using.bin', PAGESIZE)
+  const m = block(mmap.Mapping, file)
+  assert.equal(m.unmapped, true)
+  assert.equal(mappingsOf(file).length, 0)
+})
+
+check('exit with live mappings (child): exit code kept, MAP_SHARED writes are in the file', () => {
+  const { file } = randomFile('exit.bin', 2 * PAGESIZE)
+  const result = runChild(`
+    const buf = mmap.openSync(${JSON.stringify(file)}, { mode: 'r+' })
+    const m = mmap.Mapping.open(${JSON.stringify(file)}, { mode: 'r+' })
+    buf.write('left mapped', 0, 'latin1')
+    m.write(Buffer.from('mapping too'), P)
+    process.exit(3)
+  `)
+  assert.equal(result.signal, null, describe(result))
+  assert.equal(result.status, 3, describe(result))
+  const bytes = fs.readFileSync(file)
+  assert.equal(bytes.toString('latin1', 0, 11), 'left mapped')
+  assert.equal(bytes.toString('latin1', PAGESIZE, PAGESIZE + 11), 'mapping too')
+})
+
+check('SIGBUS (child): a page lost to truncation reads as 0 and is counted by faults()', () => {
+  const { file } = randomFile('sigbus.bin', 2 * PAGESIZE)
+  const result = runChild(`
+    fs.writeFileSync(${JSON.stringify(file)}, Buffer.alloc(2 * P, 7))
+    const buf = mmap.openSync(${JSON.stringify(file)}, { mode: 'r+' })
+    fs.truncateSync(${JSON.stringify(file)}, P)
+    const lost = buf[P + 10]
+    console.log(JSON.stringify({ kept: buf[10], lost, faults: mmap.faults(buf) }))
+  `)
+  assert.equal(result.signal, null, `the process was killed: ${describe(result)}`)
+  assert.equal(result.status, 0, describe(result))
+  assert.deepEqual(JSON.parse(result.stdout), { kept: 7, lost: 0, faults: 1 }, describe(result))
+})
+
+check("SIGSEGV (child): a write to a PROT_READ mapping ends the process with node-mmap's diagnostic", () => {
+  const result = runChild(`
+    const buf = mmap.map(P, mmap.PROT_READ, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1)
+    buf[5] = 1
+    console.log('survived')
+  `)
+  assert.equal(result.signal, 'SIGSEGV', describe(result))
+  assert.match(result.stderr, /node-mmap: SIGSEGV/, describe(result))
+})
+
+check('WebAssembly (child): an out-of-bounds access still throws a RuntimeError with our handlers installed', () => {
+  // (module (memory 1) (func (export "load") (param i32) (result i32) local.get 0 i32.load))
+  const result = runChild(`
+    const bytes = new Uint8Array([
+      0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x01, 0x06, 0x01, 0x60, 0x01, 0x7f, 0x01, 0x7f,
+      0x03, 0x02, 0x01, 0x00, 0x05, 0x03, 0x01, 0x00, 0x01, 0x07, 0x08, 0x01, 0x04, 0x6c, 0x6f, 0x61,
+      0x64, 0x00, 0x00, 0x0a, 0x09, 0x01, 0x07, 0x00, 0x20, 0x00, 0x28, 0x02, 0x00, 0x0b,
+    ])
+    const mapped = mmap.map(P, mmap.PROT_READ, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1)
+    const { instance } = await WebAssembly.instantiate(bytes)
+    const out = { inBounds: instance.exports.load(8) }
+    try {
+      instance.exports.load(70000)
+      out.outOfBounds = 'no throw'
+    } catch (err) {
+      out.outOfBounds = err instanceof WebAssembly.RuntimeError ? 'RuntimeError' : String(err)
+    }
+    out.stillMapped = mapped[0]
+    console.log(JSON.stringify(out))
+  `)
+  assert.equal(result.signal, null, `the process was killed: ${describe(result)}`)
+  assert.equal(result.status, 0, describe(result))
+  assert.deepEqual(JSON.parse(result.stdout), { inBounds: 0, outOfBounds: 'RuntimeError', stillMapped: 0 }, describe(result))
+})
+
+let passed = 0
+let failed = 0
+console.log(`node-mmap smoke test on ${runtime()} (${process.platform}-${process.arch})`)
+for (const { name, fn } of checks) {
+  try {
+    await fn()
+    passed++
+    console.log(`ok - ${name}`)
+  } catch (err) {
+    failed++
+    console.log(`FAIL - ${name}`)
+    console.log(String((err && err.stack) || err).replace(/^/gm, '    '))
+    if (err && 'expected' in err) console.log(`    expected: ${JSON.stringify(err.expected)}\n    actual:   ${JSON.stringify(err.actual)}`)
+  }
+}
+fs.rmSync(dir, { recursive: true, force: true })
+console.log(`smoke: ${passed} passed, ${failed} failed`)
+process.exitCode = failed ? 1 : 0
