@@ -45,3 +45,29 @@ test('mapping until the kernel limit throws ENOMEM, leaves the process alive, an
   assert.equal(result.junk, 100000)
   assert.equal(result.againLength, 4096)
 })
+
+test('Mapping#read of more than can be allocated throws ERR_MEMORY_ALLOCATION_FAILED instead of aborting', () => {
+  // Address space capped at ~6 GiB: a 3.5 GiB copy cannot be had. Node-API's own Buffer
+  // constructors abort the process there (V8's fatal OOM handler) on Node 18-22.
+  const script = `
+    const mmap = require(${JSON.stringify(path.join(__dirname, '..'))})
+    const m = new mmap.Mapping(2 ** 32, mmap.PROT_READ, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | mmap.MAP_NORESERVE, -1)
+    let error
+    try { m.read(0, 3.5 * 2 ** 30) } catch (err) { error = { name: err.name, code: err.code, message: err.message } }
+    console.log(JSON.stringify({ error, small: m.read(0, 16).length }))
+  `
+  const child = spawnSync('/bin/sh', ['-c', `ulimit -v 6500000 && exec "${process.execPath}" -e "$0"`, script], {
+    encoding: 'utf8',
+    timeout: 60000,
+  })
+  assert.equal(child.signal, null, `child died by ${child.signal}: ${child.stderr}`)
+  assert.equal(child.status, 0, child.stderr)
+  assert.deepEqual(JSON.parse(child.stdout), {
+    error: {
+      name: 'Error',
+      code: 'ERR_MEMORY_ALLOCATION_FAILED',
+      message: `Failed to allocate memory for a copy of ${3.5 * 2 ** 30} bytes`,
+    },
+    small: 16,
+  })
+})

@@ -139,6 +139,7 @@ impl Mapping {
     if length > 0 && !self.readable {
       return Err(not_allowed(env, "read", "PROT_READ"));
     }
+    check_allocation(env, length)?;
     let mut data = ptr::null_mut();
     let mut result = ptr::null_mut();
     let source = mapping.map_or(ptr::null_mut(), |m| m.addr());
@@ -448,6 +449,24 @@ fn writable_bytes(env: &Env, value: &Unknown, name: &str) -> napi::Result<(*mut 
     return Ok((ptr::null_mut(), 0));
   }
   Ok((data.cast(), len))
+}
+
+/// Node-API's Buffer constructors abort the process when the memory cannot be had (Node 18–22,
+/// Deno: V8's fatal out-of-memory handler) where JavaScript's own `Buffer.allocUnsafe` throws.
+/// So a large copy first asks the allocator for as much, untouched, and gives it back: when even
+/// that fails, `ERR_MEMORY_ALLOCATION_FAILED` is thrown (Node's code) instead of the abort.
+fn check_allocation(env: &Env, length: usize) -> napi::Result<()> {
+  const PROBE_FROM: usize = 1 << 20;
+  if length < PROBE_FROM || Vec::<u8>::new().try_reserve_exact(length).is_ok() {
+    return Ok(());
+  }
+  let message = format!("Failed to allocate memory for a copy of {length} bytes");
+  Err(errors::throw_coded(
+    env,
+    Class::Error,
+    "ERR_MEMORY_ALLOCATION_FAILED",
+    &message,
+  ))
 }
 
 /// A Buffer of `length` bytes must fit `buffer.constants.MAX_LENGTH`.
