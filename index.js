@@ -44,6 +44,38 @@ function load() {
 const binding = load()
 binding.__setBufferMaxLength(bufferConstants.MAX_LENGTH)
 
+// Methods and getters called on something that is not a Mapping throw Node's
+// ERR_INVALID_THIS, as Node's own classes do, instead of V8's "Illegal invocation" or
+// napi-rs's uncoded unwrap error (what `Object.create(Mapping.prototype)` gets).
+function invalidThis() {
+  const error = new TypeError('Value of "this" must be of type Mapping')
+  error.code = 'ERR_INVALID_THIS'
+  return error
+}
+function isForeignReceiver(error) {
+  if (!error || error.code !== undefined && error.code !== 'InvalidArg') return false
+  return error.message === 'Illegal invocation' || /^Failed to unwrap .*`Mapping`/.test(error.message)
+}
+for (const name of Object.getOwnPropertyNames(binding.Mapping.prototype)) {
+  if (name === 'constructor') continue
+  const descriptor = Object.getOwnPropertyDescriptor(binding.Mapping.prototype, name)
+  for (const kind of ['value', 'get']) {
+    const native = descriptor[kind]
+    if (typeof native !== 'function') continue
+    descriptor[kind] = {
+      [name](...args) {
+        if (!(this instanceof binding.Mapping)) throw invalidThis()
+        try {
+          return Reflect.apply(native, this, args)
+        } catch (error) {
+          throw isForeignReceiver(error) ? invalidThis() : error
+        }
+      },
+    }[name]
+  }
+  Object.defineProperty(binding.Mapping.prototype, name, descriptor)
+}
+
 // A class constructor called without `new` must throw, as JavaScript's own classes do; the
 // native constructor would map anyway and attach the mapping to whatever `this` was.
 const Mapping = new Proxy(binding.Mapping, {
@@ -71,6 +103,7 @@ for (const name of Object.keys(binding)) {
 if (typeof Symbol.dispose === 'symbol') {
   Object.defineProperty(binding.Mapping.prototype, Symbol.dispose, {
     value: function dispose() {
+      if (!(this instanceof binding.Mapping)) throw invalidThis()
       this.unmap()
     },
     writable: true,

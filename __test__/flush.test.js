@@ -248,7 +248,7 @@ describe('flush', () => {
           (err) => {
             assert.equal(err.constructor, Error)
             assert.equal(err.code, 'ERR_MMAP_UNMAPPED')
-            assert.equal(err.message, 'The mapping was unmapped before this call')
+            assert.equal(err.message, 'The mapping was unmapped')
             return 'unmapped'
           },
         )

@@ -113,7 +113,6 @@ const printCode = `(e) => console.log(typeof e.code === 'string' && e.code !== '
 
 test(
   'Mapping#readInto() into a view of a read-only mapping throws instead of crashing',
-  { todo: 'bug: the library writes into the PROT_READ memory: SIGSEGV (the process dies)' },
   () => {
     assertSurvives(
       `const target = ${READ_ONLY}\ntry { ${WRITABLE}.readInto(target) } catch (e) { (${printCode})(e) }`,
@@ -124,7 +123,6 @@ test(
 
 test(
   'Mapping#write() from a view of a PROT_NONE mapping throws instead of crashing',
-  { todo: 'bug: the library reads the PROT_NONE memory: SIGSEGV (the process dies)' },
   () => {
     assertSurvives(
       `const source = ${NO_ACCESS}\ntry { ${WRITABLE}.write(source) } catch (e) { (${printCode})(e) }`,
@@ -135,7 +133,6 @@ test(
 
 test(
   'openSync(), open() and Mapping.open() with a path in a PROT_NONE mapping throw instead of crashing',
-  { todo: 'bug: the path bytes are copied out of the PROT_NONE memory: SIGSEGV (the process dies)' },
   () => {
     for (const call of ['mmap.openSync(path)', 'mmap.Mapping.open(path)', 'mmap.open(path)']) {
       assertSurvives(
@@ -149,11 +146,6 @@ test(
 
 test(
   'options.mode is never converted to a string: no user code runs, no memory is read',
-  {
-    todo:
-      'bug: a non-string mode goes through String(mode) (twice) to print it: user code runs, and for a ' +
-      'view of PROT_NONE memory that read is a SIGSEGV',
-  },
   () => {
     let calls = 0
     const mode = {
@@ -178,7 +170,6 @@ test(
 
 test(
   'the fuzz saw no valueOf/toString/Symbol.toPrimitive called by the library',
-  { todo: 'bug: options.mode (above)' },
   () => {
     assert.ok(summary, 'the fuzz did not run')
     assert.deepEqual(summary.coercions, {})
@@ -189,9 +180,6 @@ test(
   'a Float16Array is 2 bytes per element: Mapping#readInto/#write stay within it, ranges within it',
   {
     skip: typeof Float16Array === 'undefined' && 'this Node.js has no Float16Array (Node.js 24 has)',
-    todo:
-      'bug: a Float16Array is taken as 8 bytes per element: readInto() writes 4x past its end ' +
-      '(a heap overflow: SIGSEGV for large ones), write() reads 4x past it, and ranges of the view are 4x too long',
   },
   () => {
     const m = new Mapping(PAGESIZE, RW, ANON, -1)
@@ -212,12 +200,6 @@ test(
 
 test(
   'remap() of shared anonymous memory to a larger size gives pages that work, or refuses',
-  {
-    todo:
-      'bug: mremap grows the mapping but not the shmem object behind it: touching the new pages raises ' +
-      'SIGBUS (recovered as a private zero page with faults() 1; with setSigbusRecovery(false) the ' +
-      'process dies, with a message about a truncated file)',
-  },
   () => {
     assertSurvives(
       `const P = mmap.PAGESIZE\n` +
@@ -233,7 +215,6 @@ test(
 
 test(
   'mapping.length is 0 once the mapping is unmapped through a view',
-  { todo: 'bug: it keeps its old value (unmapped is true)' },
   () => {
     const m = new Mapping(2 * PAGESIZE, RW, ANON, -1)
     mmap.unmap(m.view(1, 10))
@@ -248,11 +229,6 @@ test(
 
 test(
   'mapping.unmap() from an options getter of mapping.flush() unmaps, and flush rejects ERR_MMAP_UNMAPPED',
-  {
-    todo:
-      "bug: unmap() throws Error code 'InvalidArg' (\"The same native value cannot be borrowed mutably while " +
-      'another borrow is active") and the mapping stays mapped',
-  },
   async () => {
     const m = new Mapping(PAGESIZE, RW, ANON, -1)
     const options = {
@@ -268,9 +244,6 @@ test(
 
 test(
   'setSigbusRecovery() refuses a non-boolean with ERR_INVALID_ARG_TYPE',
-  {
-    todo: "bug: it throws napi-rs's Error code 'BooleanExpected', \"Failed to convert napi value into rust type `bool`\"",
-  },
   () => {
     try {
       assert.throws(() => mmap.setSigbusRecovery(1), {
@@ -286,7 +259,6 @@ test(
 
 test(
   'every error code the fuzz saw is Node-style (ERR_* or an errno name)',
-  { todo: "bug: 'BooleanExpected' (setSigbusRecovery) and 'InvalidArg' (Mapping#flush, above)" },
   () => {
     assert.ok(summary, 'the fuzz did not run')
     const odd = []
@@ -302,11 +274,6 @@ test(
 
 test(
   'Mapping methods and getters on a wrong receiver throw a TypeError with a code',
-  {
-    todo:
-      "bug: methods throw V8's TypeError 'Illegal invocation' without a code, getters Error code 'InvalidArg', " +
-      "[Symbol.dispose] TypeError 'this.unmap is not a function' without a code",
-  },
   () => {
     const members = Reflect.ownKeys(Mapping.prototype).filter((k) => k !== 'constructor')
     const receivers = [

@@ -50,7 +50,7 @@ function mappingOf(file, fsMode, size, protection, flags, offset) {
   }
 }
 
-const UNMAPPED = { code: 'ERR_MMAP_UNMAPPED', message: 'The mapping was unmapped before this call' }
+const UNMAPPED = { code: 'ERR_MMAP_UNMAPPED', message: 'The mapping was unmapped' }
 
 /** Node's rendering of a large integer in ERR_OUT_OF_RANGE messages: 1_234_567 above 2^32. */
 function shown(n) {

@@ -4,7 +4,7 @@
 // `node` (so a crash fails the test with its signal, and /proc/self/maps is the child's own),
 // which reports what it saw as JSON on stdout. Oracles: fs reads of the same bytes, a fresh
 // mapping, and the kernel's /proc/self/maps and /proc/self/smaps. Nothing here is timed.
-// The last test is a known bug (todo): running out of kernel mappings through placeholders.
+// The last test runs out of kernel mappings through placeholders that cannot merge: ENOMEM, not a crash.
 
 const test = require('node:test')
 const assert = require('node:assert/strict')
@@ -517,10 +517,6 @@ test(
   'map/unmap pairs between mappings kept alive end in ENOMEM, not in a crash, when the kernel runs out of mappings',
   {
     timeout: 120_000,
-    todo:
-      'bug: node-mmap counts live mappings against vm.max_map_count but not the placeholders that unmap() leaves: ' +
-      'a placeholder between two live mappings is a kernel mapping of its own, so at about 32,600 pairs V8 cannot ' +
-      'allocate and the process aborts (SIGABRT, "Zone Allocation failed - process out of memory" or std::bad_alloc)',
   },
   () => {
     // Each pair: a mapping of a file kept alive, then an anonymous one unmapped at once (no event-loop turn,

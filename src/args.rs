@@ -317,35 +317,40 @@ pub fn string_value(env: &Env, value: &Unknown) -> Option<String> {
   coerce_to_string(env, raw(value))
 }
 
-/// The bytes of a Uint8Array (a Buffer), copied; `None` for any other value.
-pub fn uint8_bytes(env: &Env, value: &Unknown) -> Option<Vec<u8>> {
+/// The bytes of a Uint8Array (a Buffer), copied; `Ok(None)` for any other value, and an error
+/// when the bytes are memory that cannot be read (see `view::check_access`).
+pub fn uint8_bytes(env: &Env, value: &Unknown, name: &str) -> napi::Result<Option<Vec<u8>>> {
+  let mut kind = 0;
   let mut is_typedarray = false;
   // SAFETY: `value` is a live value of this env; `is_typedarray` a valid out-pointer.
   unsafe { sys::napi_is_typedarray(env.raw(), raw(value), &mut is_typedarray) };
-  if !is_typedarray {
-    return None;
+  if is_typedarray {
+    // SAFETY: a typed array; only `kind` is asked for.
+    unsafe {
+      sys::napi_get_typedarray_info(
+        env.raw(),
+        raw(value),
+        &mut kind,
+        ptr::null_mut(),
+        ptr::null_mut(),
+        ptr::null_mut(),
+        ptr::null_mut(),
+      )
+    };
   }
-  let (mut kind, mut len, mut data) = (0, 0usize, ptr::null_mut());
-  // SAFETY: `value` is a typed array; the out-pointers are valid or null where allowed.
-  let status = unsafe {
-    sys::napi_get_typedarray_info(
-      env.raw(),
-      raw(value),
-      &mut kind,
-      &mut len,
-      &mut data,
-      ptr::null_mut(),
-      ptr::null_mut(),
-    )
+  let view = crate::view::raw_view(env, raw(value));
+  let Some(view) = view.filter(|_| is_typedarray && kind == sys::TypedarrayType::uint8_array) else {
+    return Ok(None);
   };
-  if status != sys::Status::napi_ok || kind != sys::TypedarrayType::uint8_array {
-    return None;
+  if view.len == 0 || view.data.is_null() {
+    return Ok(Some(Vec::new()));
   }
-  if len == 0 || data.is_null() {
-    return Some(Vec::new());
-  }
-  // SAFETY: Node-API reported `len` readable bytes at `data`, and nothing runs JS meanwhile.
-  Some(unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) }.to_vec())
+  crate::view::check_access(env, view.data, view.len, false, name)?;
+  // SAFETY: Node-API reported `len` readable bytes at `data` (checked readable above), and no
+  // JavaScript runs meanwhile.
+  Ok(Some(
+    unsafe { std::slice::from_raw_parts(view.data, view.len) }.to_vec(),
+  ))
 }
 
 /// `String(value)` for primitives that convert without running user code.

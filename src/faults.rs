@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use crate::mapping::Mapping;
 
 /// More than `vm.max_map_count` (65530 by default) less the runtime's headroom: every live
-/// mapping fits (see `mapping::live_limit`).
+/// mapping fits (see `mapping::reserve_vmas`).
 const SLOTS: usize = 1 << 16;
 
 struct Slot {

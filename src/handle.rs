@@ -2,6 +2,7 @@
 //! runtimes without external buffers (Electron 21+) and above `buffer.constants.MAX_LENGTH`.
 //! `read`/`readInto`/`write` copy; `view` gives a zero-copy Buffer of a window where allowed.
 
+use std::cell::{Cell, RefCell};
 use std::ptr;
 use std::sync::Arc;
 
@@ -28,19 +29,20 @@ use crate::{buffer, options};
 /// is unmapped when the handle and every view of it have been garbage-collected.
 #[napi(custom_finalize)]
 pub struct Mapping {
-  mapping: Option<Arc<Core>>,
+  /// `None` for an empty mapping (an empty file), and after `unmap()`. Interior mutability:
+  /// every method takes `&self`, so a getter of an options object that calls `unmap()` in the
+  /// middle of another call finds an unmapped handle instead of a borrow conflict.
+  mapping: RefCell<Option<Arc<Core>>>,
   /// Where the user's bytes start within the OS mapping (`Mapping.open` at any offset).
   start: usize,
   len: usize,
-  readable: bool,
-  writable: bool,
-  unmapped: bool,
+  unmapped: Cell<bool>,
 }
 
 impl ObjectFinalize for Mapping {
   fn finalize(self, env: Env) -> napi::Result<()> {
-    if let Some(mapping) = &self.mapping {
-      view::release_views(&env, mapping, false);
+    if let Some(mapping) = self.mapping.take() {
+      view::release_views(&env, &mapping, false);
     }
     Ok(())
   }
@@ -68,7 +70,6 @@ impl Mapping {
     fd: Unknown,
     offset: Optional,
   ) -> napi::Result<Self> {
-    let prot = args::number_value(env, &protection).unwrap_or(0.0) as i32;
     let mapping = map_checked(
       env,
       &size,
@@ -80,7 +81,7 @@ impl Mapping {
       SizeLimit::SafeInteger,
     )?;
     let len = mapping.len();
-    Ok(Mapping::owning(Some(mapping), 0, len, prot))
+    Ok(Mapping::owning(Some(mapping), 0, len))
   }
 
   /// Opens and maps a file like `openSync` (same options, same checks) and returns a handle;
@@ -97,16 +98,16 @@ impl Mapping {
     let opened = request
       .run()
       .map_err(|failure| errors::throw(env, request.error(env, &failure)))?;
-    let prot = request.protection();
-    Ok(Mapping::owning(opened.mapping, opened.start, opened.len, prot))
+    Ok(Mapping::owning(opened.mapping, opened.start, opened.len))
   }
 
   /// The mapping's length in bytes; 0 after `unmap()`.
   #[napi(getter)]
   pub fn length(&self) -> f64 {
-    match &self.mapping {
-      Some(_) => self.len as f64,
-      None => 0.0,
+    if self.unmapped() {
+      0.0
+    } else {
+      self.len as f64
     }
   }
 
@@ -114,13 +115,13 @@ impl Mapping {
   /// module's `faults()`.
   #[napi(getter)]
   pub fn faults(&self) -> f64 {
-    self.mapping.as_ref().map_or(0.0, |m| m.faults() as f64)
+    self.core().map_or(0.0, |m| m.faults() as f64)
   }
 
   /// Whether `unmap()` has been called.
   #[napi(getter)]
   pub fn unmapped(&self) -> bool {
-    self.unmapped || self.mapping.as_ref().is_some_and(|m| m.is_unmapped())
+    self.unmapped.get() || self.core().is_some_and(|m| m.is_unmapped())
   }
 
   /// Copies `length` bytes from `offset` into a new Buffer.
@@ -136,19 +137,16 @@ impl Mapping {
   ) -> napi::Result<Unknown<'env>> {
     let (mapping, offset, length) = self.range(env, offset.as_ref(), length.as_ref())?;
     check_buffer_length(env, length)?;
-    if length > 0 && !self.readable {
-      return Err(not_allowed(env, "read", "PROT_READ"));
-    }
+    let source = base(env, mapping.as_deref(), length, READ)?;
     check_allocation(env, length)?;
     let mut data = ptr::null_mut();
     let mut result = ptr::null_mut();
-    let source = mapping.map_or(ptr::null_mut(), |m| m.addr());
     let status = if length == 0 {
       // SAFETY: both out-pointers are valid; a zero-length Buffer reads nothing.
       unsafe { sys::napi_create_buffer(env.raw(), 0, &mut data, &mut result) }
     } else {
       // SAFETY: `offset..offset + length` lies inside the live, readable mapping (checked by
-      // `range` and `readable` above); Node copies it before returning.
+      // `range` and `base` above); Node copies it before returning.
       unsafe {
         sys::napi_create_buffer_copy(
           env.raw(),
@@ -173,14 +171,11 @@ impl Mapping {
   /// @param offset - Where in the mapping to start. Default: `0`.
   #[napi(ts_args_type = "target: ArrayBufferView, offset?: number")]
   pub fn read_into(&self, env: &Env, target: Unknown, offset: Optional) -> napi::Result<f64> {
-    let (target_ptr, target_len) = writable_bytes(env, &target, "target")?;
+    let (target_ptr, target_len) = view_bytes(env, &target, "target", true)?;
     let (mapping, offset, available) = self.range(env, offset.as_ref(), None)?;
     let count = available.min(target_len);
+    let source = base(env, mapping.as_deref(), count, READ)?;
     if count > 0 {
-      if !self.readable {
-        return Err(not_allowed(env, "read", "PROT_READ"));
-      }
-      let source = mapping.map_or(ptr::null_mut(), |m| m.addr());
       // SAFETY: the source range lies in the live, readable mapping; the target range lies in
       // the target view (its length checked above); they cannot overlap unless the target is a
       // view of this same mapping, which `ptr::copy` (memmove) handles.
@@ -196,14 +191,11 @@ impl Mapping {
   /// @param offset - Where in the mapping to start. Default: `0`.
   #[napi(ts_args_type = "source: ArrayBufferView, offset?: number")]
   pub fn write(&self, env: &Env, source: Unknown, offset: Optional) -> napi::Result<f64> {
-    let (source_ptr, source_len) = writable_bytes(env, &source, "source")?;
+    let (source_ptr, source_len) = view_bytes(env, &source, "source", false)?;
     let (mapping, offset, available) = self.range(env, offset.as_ref(), None)?;
     let count = available.min(source_len);
+    let target = base(env, mapping.as_deref(), count, WRITE)?;
     if count > 0 {
-      if !self.writable {
-        return Err(not_allowed(env, "write", "PROT_WRITE"));
-      }
-      let target = mapping.map_or(ptr::null_mut(), |m| m.addr());
       // SAFETY: the target range lies in the live, writable mapping; the source range in the
       // source view; `ptr::copy` handles overlap (a source that is a view of this mapping).
       unsafe { ptr::copy(source_ptr.cast_const(), target.add(offset), count) };
@@ -229,9 +221,9 @@ impl Mapping {
     let Some(mapping) = mapping.filter(|_| length > 0) else {
       return self.read(env, Optional(None), Optional(Some(zero(env))));
     };
-    let buffer = buffer::create(env, mapping, offset, length)?;
+    let buffer = buffer::create(env, &mapping, offset, length)?;
     if let Some(arraybuffer) = view::arraybuffer_of(env, buffer) {
-      view::track_view(env, mapping, arraybuffer);
+      view::track_view(env, &mapping, arraybuffer);
     }
     // SAFETY: `buffer` was just created in this env's current scope.
     Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), buffer) })
@@ -280,12 +272,7 @@ impl Mapping {
     let offset = (offset.as_ref(), "options.offset");
     let (mapping, offset, length) = self.range_named(env, offset, (length.as_ref(), "options.length"))?;
     let flags = msync_flags(true, invalidate.unwrap_or(false));
-    Ok(AsyncTask::new(Flush::new(
-      mapping.cloned(),
-      offset,
-      length,
-      flags,
-    )))
+    Ok(AsyncTask::new(Flush::new(mapping, offset, length, flags)))
   }
 }
 
@@ -336,33 +323,32 @@ impl Mapping {
   /// Unmaps now: every `view()` Buffer becomes length 0, and later calls throw
   /// `ERR_MMAP_UNMAPPED` (except `unmap()` itself, which may be called again).
   #[napi]
-  pub fn unmap(&mut self, env: &Env) -> napi::Result<()> {
-    if let Some(mapping) = &self.mapping {
+  pub fn unmap(&self, env: &Env) -> napi::Result<()> {
+    if let Some(mapping) = self.core() {
       mapping
         .unmap()
         .map_err(|err| errors::throw_system(env, &err, "mmap", None))?;
+      view::release_views(env, &mapping, true);
     }
-    if let Some(mapping) = &self.mapping {
-      view::release_views(env, mapping, true);
-    }
-    self.mapping = None;
-    self.unmapped = true;
+    self.mapping.replace(None);
+    self.unmapped.set(true);
     Ok(())
   }
 }
 
 impl Mapping {
-  fn owning(mapping: Option<Arc<Core>>, start: usize, len: usize, prot: i32) -> Self {
-    let readable = prot & crate::constants::PROT_READ != 0;
-    let writable = prot & crate::constants::PROT_WRITE != 0;
+  fn owning(mapping: Option<Arc<Core>>, start: usize, len: usize) -> Self {
     Mapping {
-      mapping,
+      mapping: RefCell::new(mapping),
       start,
       len,
-      readable,
-      writable,
-      unmapped: false,
+      unmapped: Cell::new(false),
     }
+  }
+
+  /// The mapping, if there is one (not empty, not unmapped through this handle).
+  fn core(&self) -> Option<Arc<Core>> {
+    self.mapping.borrow().clone()
   }
 
   /// The one bounds check, then the range as bytes from the start of the OS mapping.
@@ -371,7 +357,7 @@ impl Mapping {
     env: &Env,
     offset: Option<&Unknown>,
     length: Option<&Unknown>,
-  ) -> napi::Result<(Option<&Arc<Core>>, usize, usize)> {
+  ) -> napi::Result<(Option<Arc<Core>>, usize, usize)> {
     self.range_named(env, (offset, "offset"), (length, "length"))
   }
 
@@ -380,11 +366,11 @@ impl Mapping {
     env: &Env,
     offset: (Option<&Unknown>, &str),
     length: (Option<&Unknown>, &str),
-  ) -> napi::Result<(Option<&Arc<Core>>, usize, usize)> {
-    let mapping = match &self.mapping {
-      _ if self.unmapped() => return Err(view::unmapped(env)),
-      mapping => mapping.as_ref(),
-    };
+  ) -> napi::Result<(Option<Arc<Core>>, usize, usize)> {
+    if self.unmapped() {
+      return Err(view::unmapped(env));
+    }
+    let mapping = self.core();
     let (offset, length) = view::bounds_named(env, self.len, offset, length)?;
     Ok((mapping, self.start + offset, length))
   }
@@ -399,56 +385,19 @@ impl Mapping {
   }
 }
 
-/// The bytes of a TypedArray or DataView as a raw range (not copied).
-fn writable_bytes(env: &Env, value: &Unknown, name: &str) -> napi::Result<(*mut u8, usize)> {
-  let raw = args::raw(value);
+/// The bytes of a TypedArray or DataView as a raw range (not copied), checked for the access
+/// the copy needs (see `view::check_access`).
+fn view_bytes(env: &Env, value: &Unknown, name: &str, write: bool) -> napi::Result<(*mut u8, usize)> {
   let expected = "an instance of Buffer, TypedArray or DataView";
-  if args::type_of(value) != napi::bindgen_prelude::ValueType::Object {
+  let raw = view::raw_view(env, args::raw(value)).filter(|view| view.arraybuffer != args::raw(value));
+  let Some(view) = raw.filter(|_| args::type_of(value) == napi::bindgen_prelude::ValueType::Object) else {
     return Err(args::invalid_type(env, name, expected, value));
-  }
-  let mut data = ptr::null_mut();
-  let mut len = 0usize;
-  let mut is_view = false;
-  // SAFETY: `raw` is a live value of this env; `is_view` a valid out-pointer.
-  unsafe { sys::napi_is_typedarray(env.raw(), raw, &mut is_view) };
-  let status = if is_view {
-    let mut kind = 0;
-    // SAFETY: `raw` is a typed array; out-pointers valid or null where allowed.
-    let status = unsafe {
-      sys::napi_get_typedarray_info(
-        env.raw(),
-        raw,
-        &mut kind,
-        &mut len,
-        &mut data,
-        ptr::null_mut(),
-        ptr::null_mut(),
-      )
-    };
-    len = len.saturating_mul(view::element_size(kind));
-    status
-  } else {
-    // SAFETY: `raw` is a live value of this env; `is_view` a valid out-pointer.
-    unsafe { sys::napi_is_dataview(env.raw(), raw, &mut is_view) };
-    if !is_view {
-      return Err(args::invalid_type(env, name, expected, value));
-    }
-    // SAFETY: `raw` is a DataView; out-pointers valid or null where allowed.
-    unsafe {
-      sys::napi_get_dataview_info(
-        env.raw(),
-        raw,
-        &mut len,
-        &mut data,
-        ptr::null_mut(),
-        ptr::null_mut(),
-      )
-    }
   };
-  if status != sys::Status::napi_ok || data.is_null() {
+  if view.data.is_null() {
     return Ok((ptr::null_mut(), 0));
   }
-  Ok((data.cast(), len))
+  view::check_access(env, view.data, view.len, write, name)?;
+  Ok((view.data, view.len))
 }
 
 /// Node-API's Buffer constructors abort the process when the memory cannot be had (Node 18–22,
@@ -484,6 +433,33 @@ fn check_buffer_length(env: &Env, length: usize) -> napi::Result<()> {
     ));
   }
   Ok(())
+}
+
+const READ: (i32, &str) = (crate::constants::PROT_READ, "read");
+const WRITE: (i32, &str) = (crate::constants::PROT_WRITE, "write");
+
+/// The mapping's first byte, for a copy of `count` bytes that needs the rights `needs`; an
+/// `ERR_MMAP_ACCESS` error when some byte lacks them (made without them, or `protect()`ed):
+/// the copy would fault inside our code.
+fn base(
+  env: &Env,
+  mapping: Option<&Core>,
+  count: usize,
+  (needs, what): (i32, &str),
+) -> napi::Result<*mut u8> {
+  match mapping {
+    _ if count == 0 => Ok(ptr::null_mut()),
+    Some(mapping) if mapping.guaranteed_prot() & needs != 0 => Ok(mapping.addr()),
+    _ => Err(not_allowed(
+      env,
+      what,
+      if needs == READ.0 {
+        "PROT_READ"
+      } else {
+        "PROT_WRITE"
+      },
+    )),
+  }
 }
 
 fn not_allowed(env: &Env, what: &str, needs: &str) -> napi::Error {

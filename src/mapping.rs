@@ -16,7 +16,7 @@
 //! stays reserved, and so cannot be handed to another mapping, until the last reference drops.
 
 use std::io;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::sys;
@@ -48,8 +48,13 @@ pub struct Mapping {
   state: AtomicU8,
   /// The protection asked for (what a recovered page gets).
   prot: i32,
+  /// Rights every byte of the mapping has now: `prot`, narrowed by each `protect()` of part of
+  /// it, set again by a `protect()` of all of it.
+  guaranteed_prot: AtomicI32,
   /// The file's path, where known, for diagnostics.
   path: Option<Box<[u8]>>,
+  /// `MAP_SHARED | MAP_ANONYMOUS`: memory of a fixed-size object that `remap` cannot grow.
+  shared_anonymous: bool,
   /// Pages lost under the mapping (SIGBUS) and replaced with zeros.
   faults: AtomicUsize,
   /// Our slot in the fault table while live, or `NO_SLOT`.
@@ -60,23 +65,50 @@ pub struct Mapping {
 
 const NO_SLOT: usize = usize::MAX;
 
-/// How many mappings hold user memory right now (placeholders excluded: they merge).
-static LIVE_COUNT: AtomicUsize = AtomicUsize::new(0);
-
-/// Kernel mappings (VMAs) left for the runtime itself. Each of our mappings is one VMA, and the
-/// kernel allows `vm.max_map_count` (65530 by default) per process; when a tight loop of `map()`
-/// takes the last ones, V8's next allocation fails and it aborts the process ("Zone Allocation
-/// failed"). So node-mmap refuses a mapping, with `ENOMEM`, while this many would be left.
+/// Kernel mappings (VMAs) left for the runtime itself. The kernel allows `vm.max_map_count`
+/// (65530 by default) per process; when node-mmap's mappings, or the pieces `protect()` and
+/// `lock()` split them into, take the last ones, V8's next allocation fails and it aborts the
+/// process ("Zone Allocation failed", `std::bad_alloc`). So node-mmap refuses, with `ENOMEM`,
+/// any call that could leave fewer than this many.
 const RUNTIME_HEADROOM: usize = 4096;
 
-/// The most mappings node-mmap holds at once: `vm.max_map_count` less [`RUNTIME_HEADROOM`].
-fn live_limit() -> usize {
+/// The most kernel mappings node-mmap lets the process reach: `vm.max_map_count` less
+/// [`RUNTIME_HEADROOM`] (no limit where the kernel tells none).
+fn vma_limit() -> usize {
   static LIMIT: OnceLock<usize> = OnceLock::new();
   *LIMIT.get_or_init(|| {
     let max = std::fs::read_to_string("/proc/sys/vm/max_map_count").ok();
     let max = max.and_then(|text| text.trim().parse::<usize>().ok());
     max.map_or(usize::MAX, |max| max.saturating_sub(RUNTIME_HEADROOM).max(1))
   })
+}
+
+/// The process's kernel mappings at the last count (lines of `/proc/self/maps`).
+static COUNTED: AtomicUsize = AtomicUsize::new(0);
+/// An upper bound of the kernel mappings our calls added since: 1 per mapping, 2 per call that
+/// may split one (`protect`, `lock`, `advise`). Unmapped ranges merge, or vanish, so they are
+/// not subtracted: the bound only grows until the next count.
+static ADDED: AtomicUsize = AtomicUsize::new(0);
+static RECOUNT: Mutex<()> = Mutex::new(());
+
+/// Makes sure `extra` more kernel mappings stay under [`vma_limit`]. Cheap (two atomics) until
+/// the bound reaches the limit; then `/proc/self/maps` is counted for the real number.
+pub fn reserve_vmas(extra: usize) -> io::Result<()> {
+  let limit = vma_limit();
+  let added = ADDED.fetch_add(extra, Ordering::Relaxed) + extra;
+  if COUNTED.load(Ordering::Relaxed).saturating_add(added) <= limit {
+    return Ok(());
+  }
+  let _recounting = RECOUNT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+  let counted =
+    std::fs::read("/proc/self/maps").map_or(0, |maps| maps.iter().filter(|&&b| b == b'\n').count());
+  COUNTED.store(counted, Ordering::Relaxed);
+  if counted + extra > limit {
+    ADDED.store(0, Ordering::Relaxed);
+    return Err(io::Error::from_raw_os_error(libc::ENOMEM));
+  }
+  ADDED.store(extra, Ordering::Relaxed);
+  Ok(())
 }
 
 impl Mapping {
@@ -90,23 +122,36 @@ impl Mapping {
     offset: u64,
     path: Option<&[u8]>,
   ) -> io::Result<Arc<Self>> {
-    if LIVE_COUNT.load(Ordering::Relaxed) >= live_limit() {
-      return Err(io::Error::from_raw_os_error(libc::ENOMEM));
-    }
+    reserve_vmas(1)?;
     sys::signals::install();
     let addr = sys::map(len, prot, flags, fd, offset)?;
-    Ok(Self::adopt(addr, len, prot, path.map(Box::from)))
+    let shared = flags & crate::constants::MAP_TYPE_MASK != libc::MAP_PRIVATE;
+    let shared_anonymous = shared && flags & libc::MAP_ANONYMOUS != 0;
+    Ok(Self::adopt(
+      addr,
+      len,
+      prot,
+      path.map(Box::from),
+      shared_anonymous,
+    ))
   }
 
   /// Takes ownership of a range just mapped for us.
-  fn adopt(addr: *mut u8, len: usize, prot: i32, path: Option<Box<[u8]>>) -> Arc<Self> {
-    LIVE_COUNT.fetch_add(1, Ordering::Relaxed);
+  fn adopt(
+    addr: *mut u8,
+    len: usize,
+    prot: i32,
+    path: Option<Box<[u8]>>,
+    shared_anonymous: bool,
+  ) -> Arc<Self> {
     let mapping = Arc::new(Mapping {
       addr: addr as usize,
       len,
       state: AtomicU8::new(LIVE),
       prot,
+      guaranteed_prot: AtomicI32::new(prot),
       path,
+      shared_anonymous,
       faults: AtomicUsize::new(0),
       slot: AtomicUsize::new(NO_SLOT),
       views: Mutex::new(Vec::new()),
@@ -121,6 +166,17 @@ impl Mapping {
   /// The protection the mapping was made with.
   pub fn prot(&self) -> i32 {
     self.prot
+  }
+
+  /// Rights that every byte of the mapping has now (see the field).
+  pub fn guaranteed_prot(&self) -> i32 {
+    self.guaranteed_prot.load(Ordering::Acquire)
+  }
+
+  /// Whether `remap` may grow the mapping past its current length: not for shared anonymous
+  /// memory, whose object has a fixed size (the new pages would have nothing behind them).
+  pub fn can_grow(&self) -> bool {
+    !self.shared_anonymous
   }
 
   /// The mapped file's path, where known.
@@ -199,6 +255,15 @@ impl Mapping {
     Ok(op(addr, span)?)
   }
 
+  /// Changing the attributes of part of a mapping (`protect`, `lock`, `advise`) splits it into
+  /// up to three kernel mappings: reserve the two new ones.
+  fn reserve_split(&self, offset: usize, len: usize) -> Result<(), Failure> {
+    if offset == 0 && len >= self.len {
+      return Ok(());
+    }
+    Ok(reserve_vmas(2)?)
+  }
+
   /// `madvise` over `offset..offset + len`. `advice` is from the exported set (none of it leaves
   /// memory inaccessible). A hint is rounded out to whole pages; an advice that discards data
   /// (`MADV_DONTNEED`, `MADV_FREE`, `MADV_REMOVE`) is rounded in, so that no byte outside the
@@ -225,6 +290,7 @@ impl Mapping {
     } else {
       (offset, len)
     };
+    self.reserve_split(offset, len)?;
     // SAFETY: the span lies inside our own mapping (safety model).
     self.on_span(offset, len, |addr, span| unsafe {
       sys::advise(addr, span, advice)
@@ -239,12 +305,20 @@ impl Mapping {
 
   /// `mlock`/`munlock` over `offset..offset + len` (rounded out to pages).
   pub fn lock(&self, offset: usize, len: usize, lock: bool) -> Result<(), Failure> {
+    self.reserve_split(offset, len)?;
     // SAFETY: the span lies inside our own mapping (safety model).
     self.on_span(offset, len, |addr, span| unsafe { sys::lock(addr, span, lock) })
   }
 
   /// `mprotect` over `offset..offset + len` (rounded out to pages).
   pub fn protect(&self, offset: usize, len: usize, prot: i32) -> Result<(), Failure> {
+    self.reserve_split(offset, len)?;
+    // Narrow the guarantee first, so no copy starts on rights the range is about to lose.
+    if offset == 0 && len == self.len {
+      self.guaranteed_prot.store(prot, Ordering::Release);
+    } else {
+      self.guaranteed_prot.fetch_and(prot, Ordering::AcqRel);
+    }
     // SAFETY: the span lies inside our own mapping (safety model).
     self.on_span(offset, len, |addr, span| unsafe {
       sys::protect(addr, span, prot)
@@ -274,7 +348,6 @@ impl Mapping {
       self.state.store(LIVE, Ordering::Release);
       return Err(err);
     }
-    LIVE_COUNT.fetch_sub(1, Ordering::Relaxed);
     self.leave_fault_table();
     registry::placeholder_added(self.addr, self.len_in_pages());
     Ok(true)
@@ -288,7 +361,7 @@ impl Mapping {
     }
     // SAFETY: the whole range is ours (safety model) and both lengths are non-zero.
     let addr = unsafe { sys::remap(self.addr(), self.len, new_len) }?;
-    let moved = Self::adopt(addr, new_len, self.prot, self.path.clone());
+    let moved = Self::adopt(addr, new_len, self.prot, self.path.clone(), self.shared_anonymous);
     self.unmap()?;
     Ok(moved)
   }
@@ -306,7 +379,6 @@ impl Drop for Mapping {
         None => return,
       }
     } else {
-      LIVE_COUNT.fetch_sub(1, Ordering::Relaxed);
       self.leave_fault_table();
       (self.addr(), self.len)
     };

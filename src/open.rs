@@ -75,19 +75,20 @@ impl Request {
     let (path, shown) = parse_path(env, path)?;
     let options = Options::new(env, options, OPTIONS)?;
     let mode = options.get(env, "mode")?;
-    let (write, create) = match mode
-      .as_ref()
-      .map(|m| (args::type_of(m), args::string_value(env, m)))
-    {
+    // Only a string is read as text: anything else is refused without converting it (String()
+    // would run the caller's code, or read a view's memory).
+    let text = |m: &Unknown| {
+      (args::type_of(m) == ValueType::String)
+        .then(|| args::string_value(env, m))
+        .flatten()
+    };
+    let (write, create) = match mode.as_ref().map(|m| (args::type_of(m), text(m))) {
       None => (false, false),
       Some((ValueType::String, Some(mode))) if mode == "r" => (false, false),
       Some((ValueType::String, Some(mode))) if mode == "r+" => (true, false),
       Some((ValueType::String, Some(mode))) if mode == "w+" => (true, true),
       Some(_) => {
-        let received = match mode
-          .as_ref()
-          .map(|m| (args::type_of(m), args::string_value(env, m)))
-        {
+        let received = match mode.as_ref().map(|m| (args::type_of(m), text(m))) {
           Some((ValueType::String, Some(text))) => format!("'{text}'"),
           _ => mode.as_ref().map(|m| args::describe(env, m)).unwrap_or_default(),
         };
@@ -139,7 +140,7 @@ impl Request {
   }
 
   /// The protection the mapping gets: writable unless opened read-only and shared.
-  pub fn protection(&self) -> i32 {
+  fn protection(&self) -> i32 {
     if self.write || !self.shared {
       c::PROT_READ | c::PROT_WRITE
     } else {
@@ -177,11 +178,7 @@ impl Request {
     let granularity = sys::allocation_granularity() as u64;
     let start = (self.offset % granularity) as usize;
     let map_len = usize::try_from(len).map_err(|_| OpenFailure::TooLong { len })? + start;
-    let prot = if self.write || !self.shared {
-      c::PROT_READ | c::PROT_WRITE
-    } else {
-      c::PROT_READ
-    };
+    let prot = self.protection();
     let mut flags = if self.shared {
       c::MAP_SHARED
     } else {
@@ -264,7 +261,7 @@ impl Request {
 fn parse_path(env: &Env, value: &Unknown) -> napi::Result<(PathBuf, String)> {
   let bytes = match args::type_of(value) {
     ValueType::String => args::string_value(env, value).unwrap_or_default().into_bytes(),
-    ValueType::Object => match args::uint8_bytes(env, value) {
+    ValueType::Object => match args::uint8_bytes(env, value, "path")? {
       Some(bytes) => bytes,
       None => {
         return Err(args::invalid_type(

@@ -57,7 +57,8 @@ pub fn unmap(env: &Env, buffer: Unknown) -> napi::Result<()> {
 pub fn remap<'env>(env: &'env Env, buffer: Unknown, new_size: Unknown) -> napi::Result<Unknown<'env>> {
   let max = buffer_max_length().min(args::MAX_SAFE_INTEGER as u64) as i64;
   let resolved = view::resolve(env, &buffer, "buffer")?;
-  let new_size = args::integer(env, &new_size, "newSize", 1, max)? as usize;
+  let new_size_value = new_size;
+  let new_size = args::integer(env, &new_size_value, "newSize", 1, max)? as usize;
   let Resolved::View(view) = resolved else {
     let message = "The view is empty or was unmapped: there is no mapping to resize";
     return Err(errors::throw_coded(
@@ -67,6 +68,13 @@ pub fn remap<'env>(env: &'env Env, buffer: Unknown, new_size: Unknown) -> napi::
       message,
     ));
   };
+  if new_size > view.mapping.len() && !view.mapping.can_grow() {
+    let range = format!(
+      "<= {} (shared anonymous memory cannot grow: its pages have a fixed size)",
+      view.mapping.len()
+    );
+    return Err(args::out_of_range(env, "newSize", &range, &new_size_value));
+  }
   let moved = view
     .mapping
     .remap(new_size)

@@ -62,71 +62,114 @@ fn is(
   result
 }
 
-/// `(arraybuffer, byte offset into it, byte length)` of a view, or `None` if `value` is none.
-fn view_info(env: &Env, value: sys::napi_value) -> Option<(sys::napi_value, usize, usize)> {
-  let mut arraybuffer = ptr::null_mut();
-  let mut byte_offset = 0usize;
-  let mut len = 0usize;
+/// What Node-API tells about a TypedArray, DataView or ArrayBuffer.
+pub struct RawView {
+  pub arraybuffer: sys::napi_value,
+  /// Where the view starts in its ArrayBuffer.
+  pub byte_offset: usize,
+  /// The view's length in bytes.
+  pub len: usize,
+  /// The view's first byte (null once detached).
+  pub data: *mut u8,
+}
+
+/// The one place that reads a view: `None` if `value` is no TypedArray, DataView or
+/// ArrayBuffer, or is a TypedArray of a kind whose element size is unknown here.
+pub fn raw_view(env: &Env, value: sys::napi_value) -> Option<RawView> {
+  let mut view = RawView {
+    arraybuffer: ptr::null_mut(),
+    byte_offset: 0,
+    len: 0,
+    data: ptr::null_mut(),
+  };
+  let mut data = ptr::null_mut::<c_void>();
   if is(env, value, sys::napi_is_typedarray) {
-    let mut kind = 0;
-    let mut data = ptr::null_mut();
+    let (mut kind, mut elements) = (0, 0usize);
     // SAFETY: `value` is a typed array of this env; every out-pointer is valid.
     let status = unsafe {
       sys::napi_get_typedarray_info(
         env.raw(),
         value,
         &mut kind,
-        &mut len,
+        &mut elements,
         &mut data,
-        &mut arraybuffer,
-        &mut byte_offset,
+        &mut view.arraybuffer,
+        &mut view.byte_offset,
       )
     };
     if status != sys::Status::napi_ok {
       return None;
     }
-    let element = match kind {
-      sys::TypedarrayType::int8_array
-      | sys::TypedarrayType::uint8_array
-      | sys::TypedarrayType::uint8_clamped_array => 1,
-      sys::TypedarrayType::int16_array | sys::TypedarrayType::uint16_array => 2,
-      sys::TypedarrayType::int32_array
-      | sys::TypedarrayType::uint32_array
-      | sys::TypedarrayType::float32_array => 4,
-      _ => 8,
-    };
-    return Some((arraybuffer, byte_offset, len.saturating_mul(element)));
-  }
-  if is(env, value, sys::napi_is_dataview) {
-    let mut data = ptr::null_mut();
+    view.len = elements.checked_mul(element_size(kind)?)?;
+  } else if is(env, value, sys::napi_is_dataview) {
     // SAFETY: `value` is a DataView of this env; every out-pointer is valid.
     let status = unsafe {
       sys::napi_get_dataview_info(
         env.raw(),
         value,
-        &mut len,
+        &mut view.len,
         &mut data,
-        &mut arraybuffer,
-        &mut byte_offset,
+        &mut view.arraybuffer,
+        &mut view.byte_offset,
       )
     };
-    return (status == sys::Status::napi_ok).then_some((arraybuffer, byte_offset, len));
+    if status != sys::Status::napi_ok {
+      return None;
+    }
+  } else if is(env, value, sys::napi_is_arraybuffer) {
+    view.arraybuffer = value;
+    (data, view.len) = arraybuffer_len(env, value);
+  } else {
+    return None;
   }
-  if is(env, value, sys::napi_is_arraybuffer) {
-    return Some((value, 0, arraybuffer_len(env, value).1));
-  }
-  None
+  view.data = data.cast();
+  Some(view)
 }
 
-/// Bytes per element of a TypedArray kind.
-pub fn element_size(kind: sys::napi_typedarray_type) -> usize {
+/// Bytes per element of a TypedArray kind; `None` for a kind this build does not know.
+fn element_size(kind: sys::napi_typedarray_type) -> Option<usize> {
   use sys::TypedarrayType as T;
-  match kind {
+  /// `Float16Array` (Node 24+); not in napi-sys's list yet.
+  const FLOAT16_ARRAY: sys::napi_typedarray_type = 11;
+  Some(match kind {
     T::int8_array | T::uint8_array | T::uint8_clamped_array => 1,
-    T::int16_array | T::uint16_array => 2,
+    T::int16_array | T::uint16_array | FLOAT16_ARRAY => 2,
     T::int32_array | T::uint32_array | T::float32_array => 4,
-    _ => 8,
+    T::float64_array | T::bigint64_array | T::biguint64_array => 8,
+    _ => return None,
+  })
+}
+
+/// Checks that native code may read (or, with `write`, write) the `len` bytes at `data` of a
+/// user's view: a view of one of our own mappings may lack the protection (`PROT_NONE`, a
+/// `protect()`ed range), and copying from it would fault inside our code.
+pub fn check_access(env: &Env, data: *const u8, len: usize, write: bool, name: &str) -> napi::Result<()> {
+  if len == 0 {
+    return Ok(());
   }
+  let Some(mapping) = registry::find(data as usize) else {
+    return Ok(());
+  };
+  let needed = if write {
+    crate::constants::PROT_WRITE
+  } else {
+    crate::constants::PROT_READ
+  };
+  if mapping.is_unmapped() || mapping.guaranteed_prot() & needed != 0 {
+    return Ok(());
+  }
+  let what = if write {
+    "written: it is mapped without PROT_WRITE"
+  } else {
+    "read: it is mapped without PROT_READ"
+  };
+  let message = format!("The \"{name}\" argument is memory that cannot be {what} (or protect()ed so)");
+  Err(errors::throw_coded(
+    env,
+    Class::Error,
+    "ERR_MMAP_ACCESS",
+    &message,
+  ))
 }
 
 /// `(data, byte length)` of an ArrayBuffer; `(null, 0)` once detached.
@@ -147,7 +190,13 @@ pub fn resolve(env: &Env, value: &Unknown, name: &str) -> napi::Result<Resolved>
   if args::type_of(value) != ValueType::Object {
     return Err(args::invalid_type(env, name, expected, value));
   }
-  let Some((arraybuffer, byte_offset, len)) = view_info(env, args::raw(value)) else {
+  let Some(RawView {
+    arraybuffer,
+    byte_offset,
+    len,
+    ..
+  }) = raw_view(env, args::raw(value))
+  else {
     return Err(args::invalid_type(env, name, expected, value));
   };
   let (data, total) = arraybuffer_len(env, arraybuffer);
@@ -287,10 +336,5 @@ pub fn unmapped(env: &Env) -> napi::Error {
 
 /// Builds (without throwing) the error [`unmapped`] throws.
 pub fn unmapped_error(env: &Env) -> sys::napi_value {
-  errors::create(
-    env,
-    Class::Error,
-    "ERR_MMAP_UNMAPPED",
-    "The mapping was unmapped before this call",
-  )
+  errors::create(env, Class::Error, "ERR_MMAP_UNMAPPED", "The mapping was unmapped")
 }
