@@ -14,13 +14,13 @@ use napi_derive::napi;
 use crate::args::Optional;
 
 use crate::args::{self, MAX_SAFE_INTEGER};
+use crate::buffer;
 use crate::errors::{self, Class};
 use crate::map::{check_advice, map_checked, SizeLimit};
 use crate::mapping::Mapping as Core;
 use crate::open::Request;
-use crate::ops::{msync_flags, Flush};
+use crate::ops::{msync_flags, Flush, FlushOptions};
 use crate::view;
-use crate::{buffer, options};
 
 /// A memory mapping owned by a handle. Unlike a Buffer from `map()`, it works in runtimes that
 /// forbid external buffers (Electron 21+; there `view()` throws but everything else works) and
@@ -171,17 +171,7 @@ impl Mapping {
   /// @param offset - Where in the mapping to start. Default: `0`.
   #[napi(ts_args_type = "target: ArrayBufferView, offset?: number")]
   pub fn read_into(&self, env: &Env, target: Unknown, offset: Optional) -> napi::Result<f64> {
-    let (target_ptr, target_len) = view_bytes(env, &target, "target", true)?;
-    let (mapping, offset, available) = self.range(env, offset.as_ref(), None)?;
-    let count = available.min(target_len);
-    let source = base(env, mapping.as_deref(), count, READ)?;
-    if count > 0 {
-      // SAFETY: the source range lies in the live, readable mapping; the target range lies in
-      // the target view (its length checked above); they cannot overlap unless the target is a
-      // view of this same mapping, which `ptr::copy` (memmove) handles.
-      unsafe { ptr::copy(source.add(offset), target_ptr, count) };
-    }
-    Ok(count as f64)
+    self.copy(env, &target, "target", offset, READ)
   }
 
   /// Copies `source` into the mapping at `offset` (as much as fits) and returns how many bytes
@@ -191,16 +181,7 @@ impl Mapping {
   /// @param offset - Where in the mapping to start. Default: `0`.
   #[napi(ts_args_type = "source: ArrayBufferView, offset?: number")]
   pub fn write(&self, env: &Env, source: Unknown, offset: Optional) -> napi::Result<f64> {
-    let (source_ptr, source_len) = view_bytes(env, &source, "source", false)?;
-    let (mapping, offset, available) = self.range(env, offset.as_ref(), None)?;
-    let count = available.min(source_len);
-    let target = base(env, mapping.as_deref(), count, WRITE)?;
-    if count > 0 {
-      // SAFETY: the target range lies in the live, writable mapping; the source range in the
-      // source view; `ptr::copy` handles overlap (a source that is a view of this mapping).
-      unsafe { ptr::copy(source_ptr.cast_const(), target.add(offset), count) };
-    }
-    Ok(count as f64)
+    self.copy(env, &source, "source", offset, WRITE)
   }
 
   /// A zero-copy Buffer over `length` bytes from `offset`. Throws `ERR_MMAP_NO_EXTERNAL_BUFFERS`
@@ -261,18 +242,17 @@ impl Mapping {
 
 impl Mapping {
   fn flush_task(&self, env: &Env, options: Optional) -> napi::Result<AsyncTask<Flush>> {
-    let options = options::Options::new(env, options.as_ref(), &["offset", "length", "invalidate"])?;
-    let offset = options.get(env, "offset")?;
-    let length = options.get(env, "length")?;
-    let invalidate = args::optional_boolean(
-      env,
-      options.get(env, "invalidate")?.as_ref(),
-      "options.invalidate",
-    )?;
-    let offset = (offset.as_ref(), "options.offset");
-    let (mapping, offset, length) = self.range_named(env, offset, (length.as_ref(), "options.length"))?;
-    let flags = msync_flags(true, invalidate.unwrap_or(false));
-    Ok(AsyncTask::new(Flush::new(mapping, offset, length, flags)))
+    let options = FlushOptions::parse(env, &options)?;
+    if self.unmapped() {
+      return Err(view::unmapped(env));
+    }
+    let (offset, length) = options.range(env, self.len)?;
+    Ok(AsyncTask::new(Flush::new(
+      self.core(),
+      self.start + offset,
+      length,
+      options.flags,
+    )))
   }
 }
 
@@ -358,21 +338,43 @@ impl Mapping {
     offset: Option<&Unknown>,
     length: Option<&Unknown>,
   ) -> napi::Result<(Option<Arc<Core>>, usize, usize)> {
-    self.range_named(env, (offset, "offset"), (length, "length"))
-  }
-
-  fn range_named(
-    &self,
-    env: &Env,
-    offset: (Option<&Unknown>, &str),
-    length: (Option<&Unknown>, &str),
-  ) -> napi::Result<(Option<Arc<Core>>, usize, usize)> {
     if self.unmapped() {
       return Err(view::unmapped(env));
     }
     let mapping = self.core();
-    let (offset, length) = view::bounds_named(env, self.len, offset, length)?;
+    let (offset, length) = view::bounds(env, self.len, offset, length)?;
     Ok((mapping, self.start + offset, length))
+  }
+
+  /// `readInto` (`READ`: mapping to `view`) and `write` (`WRITE`: `view` to mapping): as many
+  /// bytes as both sides hold from `offset`.
+  fn copy(
+    &self,
+    env: &Env,
+    view: &Unknown,
+    name: &str,
+    offset: Optional,
+    direction: (i32, &str),
+  ) -> napi::Result<f64> {
+    let writes_view = direction == READ;
+    let (view_ptr, view_len) = view_bytes(env, view, name, writes_view)?;
+    let (mapping, offset, available) = self.range(env, offset.as_ref(), None)?;
+    let count = available.min(view_len);
+    let base = base(env, mapping.as_deref(), count, direction)?;
+    if count > 0 {
+      // SAFETY: `offset..offset + count` lies in the live mapping, which has the rights the copy
+      // needs (`range` and `base`); the view's `count` bytes lie in the view and have them too
+      // (`view_bytes`); `ptr::copy` (memmove) handles a view of this same mapping.
+      let mapped = unsafe { base.add(offset) };
+      if writes_view {
+        // SAFETY: as above.
+        unsafe { ptr::copy(mapped.cast_const(), view_ptr, count) };
+      } else {
+        // SAFETY: as above.
+        unsafe { ptr::copy(view_ptr.cast_const(), mapped, count) };
+      }
+    }
+    Ok(count as f64)
   }
 
   fn lock_range(&self, env: &Env, offset: Optional, length: Optional, lock: bool) -> napi::Result<()> {

@@ -247,25 +247,44 @@ pub fn flush<'env>(env: &'env Env, buffer: Unknown, options: Optional) -> napi::
   errors::promise(env, flush_task(env, buffer, options))
 }
 
+/// `flush`'s options object, read and checked (the range still goes through `bounds_named`).
+pub struct FlushOptions<'env> {
+  pub offset: Option<Unknown<'env>>,
+  pub length: Option<Unknown<'env>>,
+  /// `msync` flags: `MS_SYNC`, with `MS_INVALIDATE` when asked.
+  pub flags: i32,
+}
+
+impl<'env> FlushOptions<'env> {
+  pub fn parse(env: &'env Env, options: &Optional) -> napi::Result<Self> {
+    let options = options::Options::new(env, options.as_ref(), &["offset", "length", "invalidate"])?;
+    let invalidate = options.get(env, "invalidate")?;
+    let invalidate = args::optional_boolean(env, invalidate.as_ref(), "options.invalidate")?;
+    Ok(FlushOptions {
+      offset: options.get(env, "offset")?,
+      length: options.get(env, "length")?,
+      flags: msync_flags(true, invalidate.unwrap_or(false)),
+    })
+  }
+
+  /// The range within a view of `len` bytes.
+  pub fn range(&self, env: &Env, len: usize) -> napi::Result<(usize, usize)> {
+    let offset = (self.offset.as_ref(), "options.offset");
+    view::bounds_named(env, len, offset, (self.length.as_ref(), "options.length"))
+  }
+}
+
 fn flush_task(env: &Env, buffer: Unknown, options: Optional) -> napi::Result<AsyncTask<Flush>> {
   let resolved = view::resolve(env, &buffer, "buffer")?;
-  let options = options::Options::new(env, options.as_ref(), &["offset", "length", "invalidate"])?;
-  let offset = options.get(env, "offset")?;
-  let length = options.get(env, "length")?;
-  let invalidate = args::optional_boolean(
-    env,
-    options.get(env, "invalidate")?.as_ref(),
-    "options.invalidate",
-  )?;
+  let options = FlushOptions::parse(env, &options)?;
   let (mapping, offset, len) = match resolved {
     Resolved::View(view) => {
-      let offset = (offset.as_ref(), "options.offset");
-      let (offset, len) = view::bounds_named(env, view.len, offset, (length.as_ref(), "options.length"))?;
+      let (offset, len) = options.range(env, view.len)?;
       (Some(view.mapping), view.offset + offset, len)
     }
     Resolved::Empty => (None, 0, 0),
   };
-  let flags = msync_flags(true, invalidate.unwrap_or(false));
+  let flags = options.flags;
   Ok(AsyncTask::new(Flush {
     mapping,
     offset,
