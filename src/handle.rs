@@ -192,7 +192,7 @@ impl Mapping {
   /// @param length - Default: to the end of the mapping.
   #[napi(ts_args_type = "offset?: number, length?: number", ts_return_type = "Buffer")]
   pub fn view<'env>(
-    &mut self,
+    &self,
     env: &'env Env,
     offset: Optional,
     length: Optional,
