@@ -22,10 +22,10 @@ const {
   straceUnavailable,
   straceScript,
   assertThrowsExactly,
-} = require('./toolkit-helpers.js')
+} = require('./helpers.js')
 
 const { PAGESIZE } = mmap
-const dir = tempDir(test.after)
+const dir = tempDir(test)
 let serial = 0
 
 /** A new file holding `size` random bytes: { file, bytes } (bytes is the oracle's copy). */

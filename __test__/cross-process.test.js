@@ -13,11 +13,10 @@ const { randomBytes } = require('node:crypto')
 const fs = require('node:fs')
 
 const mmap = require('..')
-const { PACKAGE, tempDir, fileWith } = require('./helpers.js')
-const { pattern } = require('./support/toolkit.js')
+const { PACKAGE, tempDir, fileWith, pattern } = require('./helpers.js')
 
 const { PAGESIZE, PROT_READ, MAP_SHARED } = mmap
-const dir = tempDir(test.after)
+const dir = tempDir(test)
 let serial = 0
 
 /** Children still running; a failed test leaves none behind. */

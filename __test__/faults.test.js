@@ -31,7 +31,7 @@ function pattern(n) {
 
 /** A file of `pages` pages of `pattern` in a fresh temporary directory. */
 function patternFile(t, name, pages = 4) {
-  const dir = tempDir((fn) => t.after(fn))
+  const dir = tempDir(t)
   const file = path.join(dir, name)
   fs.writeFileSync(file, pattern(pages * P))
   return file
@@ -701,7 +701,7 @@ w.once('message', (worker) => {
   })
 
   it('the main thread survives truncation faults while workers map, fault and unmap in a loop', (t) => {
-    const dir = tempDir((fn) => t.after(fn))
+    const dir = tempDir(t)
     const r = child(
       `const mmap = require(PACKAGE)
 const { Worker } = require('node:worker_threads')
@@ -829,7 +829,7 @@ report(out)`,
   })
 
   it('after unmap() and GC, a new mapping (often at the same address) counts its own faults, once', (t) => {
-    const dir = tempDir((fn) => t.after(fn))
+    const dir = tempDir(t)
     const r = child(
       `const mmap = require(PACKAGE)
 const v8 = require('node:v8')

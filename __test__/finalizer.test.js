@@ -14,7 +14,7 @@ const { tempDir, fileWith, mapsLines, mappingsOf, exposeGc, pollUntil } = requir
 const { PAGESIZE, PROT_READ, PROT_WRITE, MAP_SHARED } = mmap
 const RW = PROT_READ | PROT_WRITE
 const gc = exposeGc()
-const dir = tempDir(test.after)
+const dir = tempDir(test)
 let serial = 0
 
 function randomFile(size) {

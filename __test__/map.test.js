@@ -15,7 +15,7 @@ const { tempDir, fileWith, mappingsOf, runScript, assertCleanExit } = require('.
 
 const { PAGESIZE, PROT_READ, PROT_WRITE, MAP_SHARED, MAP_PRIVATE } = mmap
 const RW = PROT_READ | PROT_WRITE
-const dir = tempDir(test.after)
+const dir = tempDir(test)
 let serial = 0
 
 /** A new file of `pages` pages of random bytes: { file, bytes } (bytes is the oracle's copy). */
