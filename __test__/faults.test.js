@@ -16,7 +16,7 @@ const fs = require('node:fs')
 const path = require('node:path')
 
 const mmap = require('..')
-const { PACKAGE, tempDir } = require('./helpers.js')
+const { PACKAGE, tempDir, childEnv } = require('./helpers.js')
 
 const P = mmap.PAGESIZE
 const RW = mmap.PROT_READ | mmap.PROT_WRITE
@@ -62,8 +62,7 @@ function truncateElsewhere(file, size) {
  */
 function child(source, { args = {}, nodeArgs = [], cwd } = {}) {
   const script = `${PRELUDE}const ARGS = ${JSON.stringify(args)}\n${source}`
-  const env = { ...process.env }
-  delete env.NODE_MMAP_SIMULATE_NO_EXTERNAL_BUFFERS
+  const env = childEnv()
   delete env.NODE_OPTIONS
   const result = spawnSync(
     '/bin/sh',

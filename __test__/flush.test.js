@@ -12,9 +12,9 @@ const mmap = require('..')
 const {
   tempDir,
   tempFile,
+  mapTempFile,
   pattern,
   dirtyKB,
-  assertThrowsExactly,
   assertRejectsExactly,
   runScript,
   assertExited,
@@ -26,11 +26,7 @@ const P = mmap.PAGESIZE
 const RW = mmap.PROT_READ | mmap.PROT_WRITE
 
 function sharedFile(t, name, size) {
-  const dir = tempDir(t)
-  const bytes = pattern(size, 17)
-  const file = tempFile(t, dir, name, bytes)
-  const buf = mmap.map(size, RW, mmap.MAP_SHARED, file.fd, 0)
-  return { ...file, bytes, buf }
+  return mapTempFile(t, mmap, name, size, { seed: 17 })
 }
 
 function readInOtherProcess(file) {

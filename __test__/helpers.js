@@ -8,6 +8,7 @@
 
 const assert = require('node:assert/strict')
 const { spawnSync } = require('node:child_process')
+const { randomBytes } = require('node:crypto')
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
@@ -49,6 +50,26 @@ function tempFile(t, dir, name, bytes, flags = 'r+') {
     } catch {}
   })
   return { path: file, fd }
+}
+
+/** A new file `name` in `dir` of `size` random bytes: { file, bytes } (bytes, read back, is the oracle's copy). */
+function randomFileIn(dir, name, size) {
+  const file = fileWith(dir, name, randomBytes(size))
+  return { file, bytes: fs.readFileSync(file) }
+}
+
+/**
+ * A file of `size` bytes of `pattern(size, seed)` in a fresh temporary directory, open 'r+' and
+ * mapped whole, read-write, with `flags` (MAP_SHARED unless given); unmapped when `t` ends if
+ * `unmap`. `mmap` is the module under test. Returns `{ path, fd, bytes, buf }`.
+ */
+function mapTempFile(t, mmap, name, size, { seed = 1, flags = mmap.MAP_SHARED, unmap = false } = {}) {
+  const dir = tempDir(t)
+  const bytes = pattern(size, seed)
+  const file = tempFile(t, dir, name, bytes)
+  const buf = mmap.map(size, mmap.PROT_READ | mmap.PROT_WRITE, flags, file.fd, 0)
+  if (unmap) t.after(() => mmap.unmap(buf))
+  return { ...file, bytes, buf }
 }
 
 /** `n` bytes of a repeatable pattern that differs between pages and within them. */
@@ -420,6 +441,8 @@ module.exports = {
   tempDir,
   fileWith,
   tempFile,
+  randomFileIn,
+  mapTempFile,
   pattern,
   mapsLines,
   procEntries,

@@ -12,9 +12,7 @@ const assert = require('node:assert/strict')
 
 const mmap = require('..')
 const {
-  tempDir,
-  tempFile,
-  pattern,
+  mapTempFile,
   smapsSum,
   assertThrowsExactly,
   runScript,
@@ -23,15 +21,9 @@ const {
 
 const P = mmap.PAGESIZE
 const KB = P / 1024
-const RW = mmap.PROT_READ | mmap.PROT_WRITE
 
 function sharedFile(t, name, pages) {
-  const dir = tempDir(t)
-  const bytes = pattern(pages * P, 13)
-  const file = tempFile(t, dir, name, bytes)
-  const buf = mmap.map(pages * P, RW, mmap.MAP_SHARED, file.fd, 0)
-  t.after(() => mmap.unmap(buf))
-  return { ...file, bytes, buf }
+  return mapTempFile(t, mmap, name, pages * P, { seed: 13, unmap: true })
 }
 
 const lockedPages = (file) => smapsSum(file, 'Locked') / KB

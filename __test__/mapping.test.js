@@ -15,6 +15,7 @@ const path = require('node:path')
 const mmap = require('..')
 const {
   tempDir,
+  randomFileIn,
   mappingsOf,
   smapsOf,
   openFdTargets,
@@ -35,9 +36,7 @@ let serial = 0
 
 /** A new file holding `size` random bytes: { file, bytes } (bytes is the oracle's copy). */
 function randomFile(size = 4 * PAGESIZE + 123) {
-  const file = path.join(dir, `file-${++serial}.bin`)
-  fs.writeFileSync(file, randomBytes(size))
-  return { file, bytes: fs.readFileSync(file) }
+  return randomFileIn(dir, `file-${++serial}.bin`, size)
 }
 
 /** `new Mapping(...)` over `file` opened with `fsMode`; the fd is closed before returning. */

@@ -12,6 +12,7 @@ const mmap = require('..')
 const {
   tempDir,
   tempFile,
+  mapTempFile,
   pattern,
   mappingsOf,
   assertThrowsExactly,
@@ -22,12 +23,7 @@ const P = mmap.PAGESIZE
 const RW = mmap.PROT_READ | mmap.PROT_WRITE
 
 function mappedFile(t, name, pages, flags = mmap.MAP_SHARED) {
-  const dir = tempDir(t)
-  const bytes = pattern(pages * P, 19)
-  const file = tempFile(t, dir, name, bytes)
-  const buf = mmap.map(pages * P, RW, flags, file.fd, 0)
-  t.after(() => mmap.unmap(buf))
-  return { ...file, bytes, buf }
+  return mapTempFile(t, mmap, name, pages * P, { seed: 19, flags, unmap: true })
 }
 
 /** The permissions of each page of a file's mapping, from /proc/self/maps: ['r--s', 'rw-s', ...]. */

@@ -9,18 +9,14 @@ const fs = require('node:fs')
 const { constants: bufferConstants } = require('node:buffer')
 
 const mmap = require('..')
-const { tempDir, tempFile, pattern, mappingsOf, assertThrowsExactly, nodeReceived } = require('./helpers.js')
+const { mapTempFile, pattern, mappingsOf, assertThrowsExactly, nodeReceived } = require('./helpers.js')
 
 const P = mmap.PAGESIZE
 const RW = mmap.PROT_READ | mmap.PROT_WRITE
 const MAX = Math.min(bufferConstants.MAX_LENGTH, Number.MAX_SAFE_INTEGER)
 
 function sharedFile(t, name, size) {
-  const dir = tempDir(t)
-  const bytes = pattern(size, 3)
-  const file = tempFile(t, dir, name, bytes)
-  const buf = mmap.map(size, RW, mmap.MAP_SHARED, file.fd, 0)
-  return { ...file, bytes, buf }
+  return mapTempFile(t, mmap, name, size, { seed: 3 })
 }
 
 /** Bytes of the file mapped, by its maps entries. */

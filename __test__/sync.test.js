@@ -12,6 +12,7 @@ const mmap = require('..')
 const {
   tempDir,
   tempFile,
+  mapTempFile,
   pattern,
   dirtyKB,
   assertThrowsExactly,
@@ -22,14 +23,9 @@ const {
 } = require('./helpers.js')
 
 const P = mmap.PAGESIZE
-const RW = mmap.PROT_READ | mmap.PROT_WRITE
 
 function sharedFile(t, name, size) {
-  const dir = tempDir(t)
-  const bytes = pattern(size, 11)
-  const file = tempFile(t, dir, name, bytes)
-  const buf = mmap.map(size, RW, mmap.MAP_SHARED, file.fd, 0)
-  return { ...file, bytes, buf }
+  return mapTempFile(t, mmap, name, size, { seed: 11 })
 }
 
 describe('sync', () => {

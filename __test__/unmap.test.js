@@ -9,9 +9,7 @@ const assert = require('node:assert/strict')
 
 const mmap = require('..')
 const {
-  tempDir,
-  tempFile,
-  pattern,
+  mapTempFile,
   mappingsOf,
   assertThrowsExactly,
   runScript,
@@ -23,11 +21,7 @@ const RW = mmap.PROT_READ | mmap.PROT_WRITE
 
 /** A 3-page MAP_SHARED mapping of a file with a unique path, and its views. */
 function mappedFile(t, name) {
-  const dir = tempDir(t)
-  const bytes = pattern(3 * P)
-  const { path, fd } = tempFile(t, dir, name, bytes)
-  const buf = mmap.map(3 * P, RW, mmap.MAP_SHARED, fd, 0)
-  return { path, fd, bytes, buf }
+  return mapTempFile(t, mmap, name, 3 * P)
 }
 
 function viewsOf(buf) {
