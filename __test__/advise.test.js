@@ -13,10 +13,10 @@ const {
   tempDir,
   tempFile,
   pattern,
-  throwsExactly,
-  straceAvailable,
+  assertThrowsExactly,
+  straceUnavailable,
   traceCalls,
-} = require('./support/toolkit.js')
+} = require('./helpers.js')
 
 const P = mmap.PAGESIZE
 const RW = mmap.PROT_READ | mmap.PROT_WRITE
@@ -32,13 +32,12 @@ function anonymous(pages) {
 describe('advise', () => {
   it(
     'makes the madvise calls asked for: both forms, unaligned starts, subarrays, DataViews (strace)',
-    { skip: straceAvailable ? false : 'strace is not installed' },
+    { skip: straceUnavailable() ?? false },
     (t) => {
       const dir = tempDir(t)
       const { path } = tempFile(t, dir, 'advise-strace.bin', 4 * P)
       const L = 4 * P
       const { calls } = traceCalls(
-        t,
         `
         const fd = fs.openSync(${JSON.stringify(path)}, 'r+')
         const buf = mmap.map(${L}, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED, fd, 0)
@@ -115,9 +114,9 @@ describe('advise', () => {
   it('refuses advice values outside the exported MADV_* set before the call (MADV_HWPOISON)', () => {
     const { buf, bytes } = anonymous(1)
     const message = `The argument 'advice' must be one of the MADV_* constants. Received ${MADV_HWPOISON}`
-    throwsExactly(() => mmap.advise(buf, MADV_HWPOISON), RangeError, { code: 'ERR_INVALID_ARG_VALUE', message })
-    throwsExactly(() => mmap.advise(buf, 0, P, MADV_HWPOISON), RangeError, { code: 'ERR_INVALID_ARG_VALUE', message })
-    throwsExactly(() => mmap.advise(buf, -1), RangeError, {
+    assertThrowsExactly(() => mmap.advise(buf, MADV_HWPOISON), RangeError, { code: 'ERR_INVALID_ARG_VALUE', message })
+    assertThrowsExactly(() => mmap.advise(buf, 0, P, MADV_HWPOISON), RangeError, { code: 'ERR_INVALID_ARG_VALUE', message })
+    assertThrowsExactly(() => mmap.advise(buf, -1), RangeError, {
       code: 'ERR_INVALID_ARG_VALUE',
       message: "The argument 'advice' must be one of the MADV_* constants. Received -1",
     })
@@ -126,19 +125,19 @@ describe('advise', () => {
 
   it('refuses advice of the wrong type, or none', () => {
     const { buf } = anonymous(1)
-    throwsExactly(() => mmap.advise(buf, 'random'), TypeError, {
+    assertThrowsExactly(() => mmap.advise(buf, 'random'), TypeError, {
       code: 'ERR_INVALID_ARG_TYPE',
       message: `The "advice" argument must be of type number. Received type string ('random')`,
     })
-    throwsExactly(() => mmap.advise(buf, 1.5), RangeError, {
+    assertThrowsExactly(() => mmap.advise(buf, 1.5), RangeError, {
       code: 'ERR_OUT_OF_RANGE',
       message: 'The value of "advice" is out of range. It must be an integer. Received 1.5',
     })
-    throwsExactly(() => mmap.advise(buf), TypeError, {
+    assertThrowsExactly(() => mmap.advise(buf), TypeError, {
       code: 'ERR_INVALID_ARG_TYPE',
       message: 'The "advice" argument must be of type number. Received undefined',
     })
-    throwsExactly(() => mmap.advise(buf, 0, 10), TypeError, {
+    assertThrowsExactly(() => mmap.advise(buf, 0, 10), TypeError, {
       code: 'ERR_INVALID_ARG_TYPE',
       message: 'The "advice" argument must be of type number. Received undefined',
     })
@@ -156,17 +155,17 @@ describe('advise', () => {
       [[0.5, 1], 'The value of "offset" is out of range. It must be an integer. Received 0.5'],
     ]
     for (const [[offset, length], message] of cases) {
-      throwsExactly(() => mmap.advise(buf, offset, length, mmap.MADV_NORMAL), RangeError, {
+      assertThrowsExactly(() => mmap.advise(buf, offset, length, mmap.MADV_NORMAL), RangeError, {
         code: 'ERR_OUT_OF_RANGE',
         message,
       })
     }
     // Relative to the view: a subarray of P bytes has room for P bytes only.
-    throwsExactly(() => mmap.advise(buf.subarray(P), 1, P, mmap.MADV_NORMAL), RangeError, {
+    assertThrowsExactly(() => mmap.advise(buf.subarray(P), 1, P, mmap.MADV_NORMAL), RangeError, {
       code: 'ERR_OUT_OF_RANGE',
       message: `The value of "length" is out of range. It must be >= 0 && <= ${P - 1}. Received ${P}`,
     })
-    throwsExactly(() => mmap.advise(buf, '1', 1, mmap.MADV_NORMAL), TypeError, {
+    assertThrowsExactly(() => mmap.advise(buf, '1', 1, mmap.MADV_NORMAL), TypeError, {
       code: 'ERR_INVALID_ARG_TYPE',
       message: `The "offset" argument must be of type number. Received type string ('1')`,
     })
@@ -174,7 +173,7 @@ describe('advise', () => {
 
   it('reports a failed madvise as a system error (MADV_REMOVE on private memory: EINVAL)', () => {
     const { buf } = anonymous(1)
-    throwsExactly(() => mmap.advise(buf, mmap.MADV_REMOVE), Error, {
+    assertThrowsExactly(() => mmap.advise(buf, mmap.MADV_REMOVE), Error, {
       code: 'EINVAL',
       errno: -22,
       syscall: 'madvise',
@@ -183,11 +182,11 @@ describe('advise', () => {
   })
 
   it('refuses what is not a mapping', () => {
-    throwsExactly(() => mmap.advise(Buffer.alloc(10), mmap.MADV_NORMAL), TypeError, {
+    assertThrowsExactly(() => mmap.advise(Buffer.alloc(10), mmap.MADV_NORMAL), TypeError, {
       code: 'ERR_MMAP_NOT_A_MAPPING',
       message: 'The "buffer" argument must be a view of memory mapped by node-mmap. Received an instance of Buffer',
     })
-    throwsExactly(() => mmap.advise(7, mmap.MADV_NORMAL), TypeError, {
+    assertThrowsExactly(() => mmap.advise(7, mmap.MADV_NORMAL), TypeError, {
       code: 'ERR_INVALID_ARG_TYPE',
       message:
         'The "buffer" argument must be an instance of Buffer, TypedArray, DataView or ArrayBuffer. Received type number (7)',

@@ -23,7 +23,7 @@ const { Mapping, PAGESIZE: P, PROT_NONE, MAP_PRIVATE, MAP_ANONYMOUS, MAP_NORESER
 const RW = mmap.PROT_READ | mmap.PROT_WRITE
 const L = 3 * P + 5 // not a whole number of pages
 
-const dir = tempDir(test.after)
+const dir = tempDir(test)
 const file = path.join(dir, 'data.bin')
 fs.writeFileSync(file, Buffer.alloc(L, 0x61))
 

@@ -10,29 +10,27 @@
 const test = require('node:test')
 const assert = require('node:assert/strict')
 const { execFileSync } = require('node:child_process')
-const { randomBytes } = require('node:crypto')
 const fs = require('node:fs')
 const path = require('node:path')
 
 const mmap = require('node-mmap')
 const {
   tempDir,
+  randomFileIn,
   runNode,
   assertCleanExit,
   straceUnavailable,
   straceScript,
   assertThrowsExactly,
-} = require('./toolkit-helpers.js')
+} = require('./helpers.js')
 
 const { PAGESIZE } = mmap
-const dir = tempDir(test.after)
+const dir = tempDir(test)
 let serial = 0
 
 /** A new file holding `size` random bytes: { file, bytes } (bytes is the oracle's copy). */
 function randomFile(size) {
-  const file = path.join(dir, `file-${++serial}.bin`)
-  fs.writeFileSync(file, randomBytes(size))
-  return { file, bytes: fs.readFileSync(file) }
+  return randomFileIn(dir, `file-${++serial}.bin`, size)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ const path = require('node:path')
 const mmap = require('..')
 const { tempDir } = require('./helpers.js')
 
-const dir = tempDir(test.after)
+const dir = tempDir(test)
 
 /** Every constant the module must export on Linux, with the C expression that gives its value. */
 const EXPECTED = {

@@ -13,11 +13,10 @@ const { randomBytes } = require('node:crypto')
 const fs = require('node:fs')
 
 const mmap = require('..')
-const { PACKAGE, tempDir, fileWith } = require('./helpers.js')
-const { pattern } = require('./support/toolkit.js')
+const { PACKAGE, tempDir, fileWith, pattern, childEnv } = require('./helpers.js')
 
 const { PAGESIZE, PROT_READ, MAP_SHARED } = mmap
-const dir = tempDir(test.after)
+const dir = tempDir(test)
 let serial = 0
 
 /** Children still running; a failed test leaves none behind. */
@@ -40,9 +39,7 @@ function start(main, params) {
       (err) => { process.stderr.write(String((err && err.stack) || err)); process.exitCode = 1 },
     ).finally(() => process.disconnect?.())
   `
-  const env = { ...process.env }
-  delete env.NODE_MMAP_SIMULATE_NO_EXTERNAL_BUFFERS
-  const child = spawn(process.execPath, ['-e', source], { env, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] })
+  const child = spawn(process.execPath, ['-e', source], { env: childEnv(), stdio: ['ignore', 'pipe', 'pipe', 'ipc'] })
   running.add(child)
   let stdout = ''
   let stderr = ''

@@ -10,10 +10,10 @@ const fs = require('node:fs')
 const path = require('node:path')
 const { pathToFileURL } = require('node:url')
 
-const { PACKAGE, tempDir, runNode, assertCleanExit } = require('./toolkit-helpers.js')
+const { PACKAGE, tempDir, runNode, assertCleanExit } = require('./helpers.js')
 
 const cjs = require('node-mmap')
-const dir = tempDir(test.after)
+const dir = tempDir(test)
 
 test("require('node-mmap') and import('node-mmap') resolve to index.js and index.mjs", async () => {
   assert.equal(require.resolve('node-mmap'), path.join(PACKAGE, 'index.js'))

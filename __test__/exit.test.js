@@ -11,7 +11,7 @@ const fs = require('node:fs')
 const { tempDir, fileWith, runScript, assertCleanExit } = require('./helpers.js')
 
 const { PAGESIZE } = require('..')
-const dir = tempDir(test.after)
+const dir = tempDir(test)
 let serial = 0
 
 /** The start of every child: maps `file` several ways and keeps everything alive. */

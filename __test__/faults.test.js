@@ -16,7 +16,7 @@ const fs = require('node:fs')
 const path = require('node:path')
 
 const mmap = require('..')
-const { PACKAGE, tempDir } = require('./helpers.js')
+const { PACKAGE, tempDir, childEnv } = require('./helpers.js')
 
 const P = mmap.PAGESIZE
 const RW = mmap.PROT_READ | mmap.PROT_WRITE
@@ -31,7 +31,7 @@ function pattern(n) {
 
 /** A file of `pages` pages of `pattern` in a fresh temporary directory. */
 function patternFile(t, name, pages = 4) {
-  const dir = tempDir((fn) => t.after(fn))
+  const dir = tempDir(t)
   const file = path.join(dir, name)
   fs.writeFileSync(file, pattern(pages * P))
   return file
@@ -62,8 +62,7 @@ function truncateElsewhere(file, size) {
  */
 function child(source, { args = {}, nodeArgs = [], cwd } = {}) {
   const script = `${PRELUDE}const ARGS = ${JSON.stringify(args)}\n${source}`
-  const env = { ...process.env }
-  delete env.NODE_MMAP_SIMULATE_NO_EXTERNAL_BUFFERS
+  const env = childEnv()
   delete env.NODE_OPTIONS
   const result = spawnSync(
     '/bin/sh',
@@ -701,7 +700,7 @@ w.once('message', (worker) => {
   })
 
   it('the main thread survives truncation faults while workers map, fault and unmap in a loop', (t) => {
-    const dir = tempDir((fn) => t.after(fn))
+    const dir = tempDir(t)
     const r = child(
       `const mmap = require(PACKAGE)
 const { Worker } = require('node:worker_threads')
@@ -829,7 +828,7 @@ report(out)`,
   })
 
   it('after unmap() and GC, a new mapping (often at the same address) counts its own faults, once', (t) => {
-    const dir = tempDir((fn) => t.after(fn))
+    const dir = tempDir(t)
     const r = child(
       `const mmap = require(PACKAGE)
 const v8 = require('node:v8')

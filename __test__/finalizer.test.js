@@ -9,17 +9,16 @@ const { randomBytes } = require('node:crypto')
 const fs = require('node:fs')
 
 const mmap = require('..')
-const { tempDir, fileWith, mapsLines, mappingsOf, exposeGc, pollUntil } = require('./helpers.js')
+const { tempDir, randomFileIn, mapsLines, mappingsOf, exposeGc, pollUntil } = require('./helpers.js')
 
 const { PAGESIZE, PROT_READ, PROT_WRITE, MAP_SHARED } = mmap
 const RW = PROT_READ | PROT_WRITE
 const gc = exposeGc()
-const dir = tempDir(test.after)
+const dir = tempDir(test)
 let serial = 0
 
 function randomFile(size) {
-  const bytes = randomBytes(size)
-  return { file: fileWith(dir, `f-${++serial}.bin`, bytes), bytes }
+  return randomFileIn(dir, `f-${++serial}.bin`, size)
 }
 
 /** Maps `file` and checks it, in a frame of its own, so no reference outlives the call. */

@@ -12,32 +12,28 @@ const mmap = require('..')
 const {
   tempDir,
   tempFile,
+  mapTempFile,
   pattern,
   dirtyKB,
-  throwsExactly,
-  rejectsExactly,
-  runNode,
-  assertExitedZero,
-  straceAvailable,
+  assertRejectsExactly,
+  runScript,
+  assertExited,
+  straceUnavailable,
   traceCalls,
-} = require('./support/toolkit.js')
+} = require('./helpers.js')
 
 const P = mmap.PAGESIZE
 const RW = mmap.PROT_READ | mmap.PROT_WRITE
 
 function sharedFile(t, name, size) {
-  const dir = tempDir(t)
-  const bytes = pattern(size, 17)
-  const file = tempFile(t, dir, name, bytes)
-  const buf = mmap.map(size, RW, mmap.MAP_SHARED, file.fd, 0)
-  return { ...file, bytes, buf }
+  return mapTempFile(t, mmap, name, size, { seed: 17 })
 }
 
 function readInOtherProcess(file) {
-  const result = runNode(`process.stdout.write(require('node:fs').readFileSync(process.argv[1]).toString('base64'))`, {
+  const result = runScript(`process.stdout.write(require('node:fs').readFileSync(process.argv[1]).toString('base64'))`, {
     args: [file],
   })
-  assertExitedZero(result)
+  assertExited(result)
   return Buffer.from(result.stdout, 'base64')
 }
 
@@ -74,7 +70,7 @@ describe('flush', () => {
 
   it(
     'makes the msync calls asked for, on a thread of the libuv pool (strace)',
-    { skip: straceAvailable ? false : 'strace is not installed' },
+    { skip: straceUnavailable() ?? false },
     (t) => {
       const dir = tempDir(t)
       const L = 4 * P
@@ -91,7 +87,6 @@ describe('flush', () => {
         [`new DataView(buf.buffer, ${2 * P}), { invalidate: true }`, 2 * P, L - 2 * P, 'MS_INVALIDATE|MS_SYNC'],
       ]
       const { calls, stdout } = traceCalls(
-        t,
         `
         const fd = fs.openSync(${JSON.stringify(path)}, 'r+')
         const buf = mmap.map(${L}, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED, fd, 0)
@@ -115,47 +110,47 @@ describe('flush', () => {
   it('rejects for unknown option names and bad option values, as Node promise APIs do (never throws)', async (t) => {
     const L = 2 * P
     const { buf } = sharedFile(t, 'flush-bad-options.bin', L)
-    await rejectsExactly(mmap.flush(buf, { offest: 0 }), TypeError, {
+    await assertRejectsExactly(mmap.flush(buf, { offest: 0 }), TypeError, {
       code: 'ERR_INVALID_ARG_VALUE',
       message: `The argument 'options' has an unknown option "offest"; known options are offset, length, invalidate`,
     })
-    await rejectsExactly(mmap.flush(buf, { sync: true }), TypeError, {
+    await assertRejectsExactly(mmap.flush(buf, { sync: true }), TypeError, {
       code: 'ERR_INVALID_ARG_VALUE',
       message: `The argument 'options' has an unknown option "sync"; known options are offset, length, invalidate`,
     })
-    await rejectsExactly(mmap.flush(buf, 5), TypeError, {
+    await assertRejectsExactly(mmap.flush(buf, 5), TypeError, {
       code: 'ERR_INVALID_ARG_TYPE',
       message: 'The "options" argument must be of type object. Received type number (5)',
     })
-    await rejectsExactly(mmap.flush(buf, 'sync'), TypeError, {
+    await assertRejectsExactly(mmap.flush(buf, 'sync'), TypeError, {
       code: 'ERR_INVALID_ARG_TYPE',
       message: `The "options" argument must be of type object. Received type string ('sync')`,
     })
-    await rejectsExactly(mmap.flush(buf, { offset: '1' }), TypeError, {
+    await assertRejectsExactly(mmap.flush(buf, { offset: '1' }), TypeError, {
       code: 'ERR_INVALID_ARG_TYPE',
       message: `The "options.offset" argument must be of type number. Received type string ('1')`,
     })
-    await rejectsExactly(mmap.flush(buf, { invalidate: 1 }), TypeError, {
+    await assertRejectsExactly(mmap.flush(buf, { invalidate: 1 }), TypeError, {
       code: 'ERR_INVALID_ARG_TYPE',
       message: 'The "options.invalidate" argument must be of type boolean. Received type number (1)',
     })
-    await rejectsExactly(mmap.flush(buf, { offset: L + 1 }), RangeError, {
+    await assertRejectsExactly(mmap.flush(buf, { offset: L + 1 }), RangeError, {
       code: 'ERR_OUT_OF_RANGE',
       message: `The value of "options.offset" is out of range. It must be >= 0 && <= ${L}. Received ${L + 1}`,
     })
-    await rejectsExactly(mmap.flush(buf, { offset: P, length: P + 1 }), RangeError, {
+    await assertRejectsExactly(mmap.flush(buf, { offset: P, length: P + 1 }), RangeError, {
       code: 'ERR_OUT_OF_RANGE',
       message: `The value of "options.length" is out of range. It must be >= 0 && <= ${P}. Received ${P + 1}`,
     })
-    await rejectsExactly(mmap.flush(buf, { length: -1 }), RangeError, {
+    await assertRejectsExactly(mmap.flush(buf, { length: -1 }), RangeError, {
       code: 'ERR_OUT_OF_RANGE',
       message: `The value of "options.length" is out of range. It must be >= 0 && <= ${L}. Received -1`,
     })
-    await rejectsExactly(mmap.flush(Buffer.alloc(3)), TypeError, {
+    await assertRejectsExactly(mmap.flush(Buffer.alloc(3)), TypeError, {
       code: 'ERR_MMAP_NOT_A_MAPPING',
       message: 'The "buffer" argument must be a view of memory mapped by node-mmap. Received an instance of Buffer',
     })
-    await rejectsExactly(mmap.flush(null), TypeError, {
+    await assertRejectsExactly(mmap.flush(null), TypeError, {
       code: 'ERR_INVALID_ARG_TYPE',
       message: 'The "buffer" argument must be an instance of Buffer, TypedArray, DataView or ArrayBuffer. Received null',
     })
@@ -174,7 +169,7 @@ describe('flush', () => {
     const { buf } = sharedFile(t, 'flush-ebusy.bin', P)
     mmap.lock(buf)
     t.after(() => mmap.unlock(buf))
-    await rejectsExactly(mmap.flush(buf, { invalidate: true }), Error, {
+    await assertRejectsExactly(mmap.flush(buf, { invalidate: true }), Error, {
       code: 'EBUSY',
       errno: -16,
       syscall: 'msync',

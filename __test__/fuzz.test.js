@@ -19,7 +19,7 @@ const path = require('node:path')
 const fc = require('fast-check')
 
 const mmap = require('..')
-const { PACKAGE, runScript } = require('./helpers.js')
+const { PACKAGE, runScript, childEnv } = require('./helpers.js')
 
 const { Mapping, PAGESIZE, MAP_PRIVATE, MAP_ANONYMOUS } = mmap
 const ANON = MAP_PRIVATE | MAP_ANONYMOUS
@@ -46,10 +46,13 @@ test('fuzz: 100,000 random calls to every export never crash, and every error ha
   }
   t.after(() => fs.rmSync(dir, { recursive: true, force: true }))
   const lastFile = path.join(dir, 'last-call.txt')
-  const env = { ...process.env, FUZZ_SEED: String(SEED), FUZZ_RUNS: String(RUNS), FUZZ_CALLS: String(CALLS) }
-  delete env.NODE_MMAP_SIMULATE_NO_EXTERNAL_BUFFERS
-  env.FUZZ_LAST_FILE = lastFile
-  env.FUZZ_TMPDIR = dir
+  const env = childEnv({
+    FUZZ_SEED: String(SEED),
+    FUZZ_RUNS: String(RUNS),
+    FUZZ_CALLS: String(CALLS),
+    FUZZ_LAST_FILE: lastFile,
+    FUZZ_TMPDIR: dir,
+  })
   t.diagnostic(`seed ${SEED} (FUZZ_SEED=${SEED} repeats this run)`)
   const result = spawnSync(process.execPath, ['--expose-gc', CHILD], {
     cwd: PACKAGE,

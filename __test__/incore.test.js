@@ -15,8 +15,8 @@ const {
   smapsOf,
   guardedAnonymous,
   guardedSmaps,
-  throwsExactly,
-} = require('./support/toolkit.js')
+  assertThrowsExactly,
+} = require('./helpers.js')
 
 const P = mmap.PAGESIZE
 const KB = P / 1024
@@ -88,11 +88,11 @@ describe('incore', () => {
   })
 
   it('refuses what is not a mapping', () => {
-    throwsExactly(() => mmap.incore(new Uint8Array(8)), TypeError, {
+    assertThrowsExactly(() => mmap.incore(new Uint8Array(8)), TypeError, {
       code: 'ERR_MMAP_NOT_A_MAPPING',
       message: 'The "buffer" argument must be a view of memory mapped by node-mmap. Received an instance of Uint8Array',
     })
-    throwsExactly(() => mmap.incore(), TypeError, {
+    assertThrowsExactly(() => mmap.incore(), TypeError, {
       code: 'ERR_INVALID_ARG_TYPE',
       message: 'The "buffer" argument must be an instance of Buffer, TypedArray, DataView or ArrayBuffer. Received undefined',
     })

@@ -12,26 +12,18 @@ const assert = require('node:assert/strict')
 
 const mmap = require('..')
 const {
-  tempDir,
-  tempFile,
-  pattern,
+  mapTempFile,
   smapsSum,
-  throwsExactly,
-  runNode,
-  assertExitedZero,
-} = require('./support/toolkit.js')
+  assertThrowsExactly,
+  runScript,
+  assertExited,
+} = require('./helpers.js')
 
 const P = mmap.PAGESIZE
 const KB = P / 1024
-const RW = mmap.PROT_READ | mmap.PROT_WRITE
 
 function sharedFile(t, name, pages) {
-  const dir = tempDir(t)
-  const bytes = pattern(pages * P, 13)
-  const file = tempFile(t, dir, name, bytes)
-  const buf = mmap.map(pages * P, RW, mmap.MAP_SHARED, file.fd, 0)
-  t.after(() => mmap.unmap(buf))
-  return { ...file, bytes, buf }
+  return mapTempFile(t, mmap, name, pages * P, { seed: 13, unmap: true })
 }
 
 const lockedPages = (file) => smapsSum(file, 'Locked') / KB
@@ -82,31 +74,31 @@ describe('lock and unlock', () => {
     const L = 2 * P
     const { path, buf } = sharedFile(t, 'lock-errors.bin', 2)
     for (const fn of [mmap.lock, mmap.unlock]) {
-      throwsExactly(() => fn(buf, L + 1), RangeError, {
+      assertThrowsExactly(() => fn(buf, L + 1), RangeError, {
         code: 'ERR_OUT_OF_RANGE',
         message: `The value of "offset" is out of range. It must be >= 0 && <= ${L}. Received ${L + 1}`,
       })
-      throwsExactly(() => fn(buf, P, P + 1), RangeError, {
+      assertThrowsExactly(() => fn(buf, P, P + 1), RangeError, {
         code: 'ERR_OUT_OF_RANGE',
         message: `The value of "length" is out of range. It must be >= 0 && <= ${P}. Received ${P + 1}`,
       })
-      throwsExactly(() => fn(buf, 0.5), RangeError, {
+      assertThrowsExactly(() => fn(buf, 0.5), RangeError, {
         code: 'ERR_OUT_OF_RANGE',
         message: 'The value of "offset" is out of range. It must be an integer. Received 0.5',
       })
-      throwsExactly(() => fn(buf, 'all'), TypeError, {
+      assertThrowsExactly(() => fn(buf, 'all'), TypeError, {
         code: 'ERR_INVALID_ARG_TYPE',
         message: `The "offset" argument must be of type number. Received type string ('all')`,
       })
-      throwsExactly(() => fn(buf, 0, true), TypeError, {
+      assertThrowsExactly(() => fn(buf, 0, true), TypeError, {
         code: 'ERR_INVALID_ARG_TYPE',
         message: 'The "length" argument must be of type number. Received type boolean (true)',
       })
-      throwsExactly(() => fn(Buffer.alloc(8)), TypeError, {
+      assertThrowsExactly(() => fn(Buffer.alloc(8)), TypeError, {
         code: 'ERR_MMAP_NOT_A_MAPPING',
         message: 'The "buffer" argument must be a view of memory mapped by node-mmap. Received an instance of Buffer',
       })
-      throwsExactly(() => fn(1), TypeError, {
+      assertThrowsExactly(() => fn(1), TypeError, {
         code: 'ERR_INVALID_ARG_TYPE',
         message:
           'The "buffer" argument must be an instance of Buffer, TypedArray, DataView or ArrayBuffer. Received type number (1)',
@@ -130,7 +122,7 @@ describe('lock and unlock', () => {
       // Root passes every mlock; an unprivileged user is bound by RLIMIT_MEMLOCK: 0 gives EPERM,
       // a non-zero limit gives ENOMEM beyond it.
       const child = (limitKB) =>
-        runNode(
+        runScript(
           `
           const mmap = require(process.env.NODE_MMAP_ROOT)
           process.setgid(65534)
@@ -153,12 +145,12 @@ describe('lock and unlock', () => {
 
       const eperm = { class: 'Error', code: 'EPERM', errno: -1, syscall: 'mlock', message: 'EPERM: operation not permitted, mlock' }
       const zero = child(0)
-      assertExitedZero(zero)
+      assertExited(zero)
       assert.deepEqual(JSON.parse(zero.stdout), { uid: 65534, onePage: eperm, whole: eperm, unlock: 'ok' })
 
       const enomem = { class: 'Error', code: 'ENOMEM', errno: -12, syscall: 'mlock', message: 'ENOMEM: not enough memory, mlock' }
       const small = child(64)
-      assertExitedZero(small)
+      assertExited(small)
       assert.deepEqual(JSON.parse(small.stdout), { uid: 65534, onePage: 'ok', whole: enomem, unlock: 'ok' })
     },
   )

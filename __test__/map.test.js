@@ -11,18 +11,16 @@ const fs = require('node:fs')
 const path = require('node:path')
 
 const mmap = require('..')
-const { tempDir, fileWith, mappingsOf, runScript, assertCleanExit } = require('./helpers.js')
+const { tempDir, randomFileIn, mappingsOf, runScript, assertCleanExit } = require('./helpers.js')
 
 const { PAGESIZE, PROT_READ, PROT_WRITE, MAP_SHARED, MAP_PRIVATE } = mmap
 const RW = PROT_READ | PROT_WRITE
-const dir = tempDir(test.after)
+const dir = tempDir(test)
 let serial = 0
 
 /** A new file of `pages` pages of random bytes: { file, bytes } (bytes is the oracle's copy). */
 function randomFile(pages = 8, extra = 0) {
-  const bytes = randomBytes(pages * PAGESIZE + extra)
-  const file = fileWith(dir, `random-${++serial}.bin`, bytes)
-  return { file, bytes }
+  return randomFileIn(dir, `random-${++serial}.bin`, pages * PAGESIZE + extra)
 }
 
 /** Opens `file`, maps it, closes the fd (the mapping outlives it) and returns the Buffer. */

@@ -15,29 +15,28 @@ const path = require('node:path')
 const mmap = require('..')
 const {
   tempDir,
+  randomFileIn,
   mappingsOf,
-  lockedKbOf,
+  smapsOf,
   openFdTargets,
   runScript,
   runNode,
   assertCleanExit,
   assertThrowsExactly,
   assertRejectsExactly,
-} = require('./toolkit-helpers.js')
+} = require('./helpers.js')
 
 const { Mapping, PAGESIZE, PROT_NONE, PROT_READ, PROT_WRITE, MAP_SHARED, MAP_PRIVATE, MAP_ANONYMOUS } = mmap
 const RW = PROT_READ | PROT_WRITE
 const ANON = MAP_PRIVATE | MAP_ANONYMOUS
 const GiB = 2 ** 30
 const MAX_LENGTH = bufferConstants.MAX_LENGTH
-const dir = tempDir(test.after)
+const dir = tempDir(test)
 let serial = 0
 
 /** A new file holding `size` random bytes: { file, bytes } (bytes is the oracle's copy). */
 function randomFile(size = 4 * PAGESIZE + 123) {
-  const file = path.join(dir, `file-${++serial}.bin`)
-  fs.writeFileSync(file, randomBytes(size))
-  return { file, bytes: fs.readFileSync(file) }
+  return randomFileIn(dir, `file-${++serial}.bin`, size)
 }
 
 /** `new Mapping(...)` over `file` opened with `fsMode`; the fd is closed before returning. */
@@ -469,16 +468,16 @@ test('lock and unlock: /proc/self/smaps shows the locked bytes of the mapping', 
   const { file } = randomFile(4 * PAGESIZE)
   const m = Mapping.open(file)
   const pageKb = PAGESIZE / 1024
-  assert.deepEqual(lockedKbOf(file), [0])
+  assert.deepEqual(smapsOf(file).map((e) => e.fields.Locked), [0])
   m.lock(PAGESIZE, 2 * PAGESIZE)
   // mlock splits the mapping into three: unlocked, locked, unlocked.
-  assert.deepEqual(lockedKbOf(file), [0, 2 * pageKb, 0])
+  assert.deepEqual(smapsOf(file).map((e) => e.fields.Locked), [0, 2 * pageKb, 0])
   m.unlock()
-  assert.equal(lockedKbOf(file).reduce((a, b) => a + b, 0), 0)
+  assert.equal(smapsOf(file).map((e) => e.fields.Locked).reduce((a, b) => a + b, 0), 0)
   m.lock()
-  assert.equal(lockedKbOf(file).reduce((a, b) => a + b, 0), 4 * pageKb)
+  assert.equal(smapsOf(file).map((e) => e.fields.Locked).reduce((a, b) => a + b, 0), 4 * pageKb)
   m.unlock(0, PAGESIZE)
-  assert.equal(lockedKbOf(file).reduce((a, b) => a + b, 0), 3 * pageKb)
+  assert.equal(smapsOf(file).map((e) => e.fields.Locked).reduce((a, b) => a + b, 0), 3 * pageKb)
   m.unmap()
 })
 

@@ -12,7 +12,7 @@ const fs = require('node:fs')
 
 const { tempDir, fileWith, runScript, assertCleanExit } = require('./helpers.js')
 
-const dir = tempDir(test.after)
+const dir = tempDir(test)
 const SWITCH = { NODE_MMAP_SIMULATE_NO_EXTERNAL_BUFFERS: '1' }
 
 /** Runs `body` in a child with the switch on; it must print one JSON object. */

@@ -13,6 +13,7 @@ const path = require('node:path')
 const mmap = require('..')
 const {
   tempDir,
+  randomFileIn,
   mappingsOf,
   openFdTargets,
   runScript,
@@ -22,17 +23,15 @@ const {
   assertThrowsExactly,
   assertRejectsExactly,
   fsError,
-} = require('./toolkit-helpers.js')
+} = require('./helpers.js')
 
 const { PAGESIZE } = mmap
-const dir = tempDir(test.after)
+const dir = tempDir(test)
 let serial = 0
 
 /** A new file holding `size` random bytes: { file, bytes } (bytes is the oracle's copy). */
 function randomFile(size = 5 * PAGESIZE + 123) {
-  const file = path.join(dir, `file-${++serial}.bin`)
-  fs.writeFileSync(file, randomBytes(size))
-  return { file, bytes: fs.readFileSync(file) }
+  return randomFileIn(dir, `file-${++serial}.bin`, size)
 }
 
 /** A path in the temp dir that does not exist yet. */

@@ -12,28 +12,24 @@ const mmap = require('..')
 const {
   tempDir,
   tempFile,
+  mapTempFile,
   pattern,
-  mapsOf,
-  throwsExactly,
-  runNode,
-} = require('./support/toolkit.js')
+  mappingsOf,
+  assertThrowsExactly,
+  runScript,
+} = require('./helpers.js')
 
 const P = mmap.PAGESIZE
 const RW = mmap.PROT_READ | mmap.PROT_WRITE
 
 function mappedFile(t, name, pages, flags = mmap.MAP_SHARED) {
-  const dir = tempDir(t)
-  const bytes = pattern(pages * P, 19)
-  const file = tempFile(t, dir, name, bytes)
-  const buf = mmap.map(pages * P, RW, flags, file.fd, 0)
-  t.after(() => mmap.unmap(buf))
-  return { ...file, bytes, buf }
+  return mapTempFile(t, mmap, name, pages * P, { seed: 19, flags, unmap: true })
 }
 
 /** The permissions of each page of a file's mapping, from /proc/self/maps: ['r--s', 'rw-s', ...]. */
 function pagePerms(file) {
   const perms = []
-  for (const e of mapsOf(file).sort((a, b) => (a.start < b.start ? -1 : 1))) {
+  for (const e of mappingsOf(file).sort((a, b) => (a.start < b.start ? -1 : 1))) {
     for (let at = e.start; at < e.end; at += BigInt(P)) perms.push(e.perms)
   }
   return perms
@@ -89,7 +85,7 @@ describe('protect', () => {
   it('lets a write to a read-only page kill the process with SIGSEGV (current behaviour, child)', (t) => {
     const dir = tempDir(t)
     const { path } = tempFile(t, dir, 'protect-segv.bin', pattern(2 * P))
-    const result = runNode(
+    const result = runScript(
       `
       const mmap = require(process.env.NODE_MMAP_ROOT)
       const fd = require('node:fs').openSync(process.argv[1], 'r+')
@@ -114,21 +110,21 @@ describe('protect', () => {
       code: 'ERR_INVALID_ARG_VALUE',
       message: `The argument 'protection' must be PROT_NONE or a bitwise OR of PROT_READ, PROT_WRITE and PROT_EXEC. Received ${n}`,
     })
-    throwsExactly(() => mmap.protect(buf, 0, P, 8), RangeError, invalid(8))
-    throwsExactly(() => mmap.protect(buf, 0, P, mmap.PROT_READ | 0x10), RangeError, invalid(0x11))
-    throwsExactly(() => mmap.protect(buf, 0, P, -1), RangeError, {
+    assertThrowsExactly(() => mmap.protect(buf, 0, P, 8), RangeError, invalid(8))
+    assertThrowsExactly(() => mmap.protect(buf, 0, P, mmap.PROT_READ | 0x10), RangeError, invalid(0x11))
+    assertThrowsExactly(() => mmap.protect(buf, 0, P, -1), RangeError, {
       code: 'ERR_OUT_OF_RANGE',
       message: 'The value of "protection" is out of range. It must be >= 0 && <= 2147483647. Received -1',
     })
-    throwsExactly(() => mmap.protect(buf, 0, P, 1.5), RangeError, {
+    assertThrowsExactly(() => mmap.protect(buf, 0, P, 1.5), RangeError, {
       code: 'ERR_OUT_OF_RANGE',
       message: 'The value of "protection" is out of range. It must be an integer. Received 1.5',
     })
-    throwsExactly(() => mmap.protect(buf, 0, P, 'r'), TypeError, {
+    assertThrowsExactly(() => mmap.protect(buf, 0, P, 'r'), TypeError, {
       code: 'ERR_INVALID_ARG_TYPE',
       message: `The "protection" argument must be of type number. Received type string ('r')`,
     })
-    throwsExactly(() => mmap.protect(buf, 0, P), TypeError, {
+    assertThrowsExactly(() => mmap.protect(buf, 0, P), TypeError, {
       code: 'ERR_INVALID_ARG_TYPE',
       message: 'The "protection" argument must be of type number. Received undefined',
     })
@@ -138,27 +134,27 @@ describe('protect', () => {
   it('refuses ranges outside the view, and non-mappings', (t) => {
     const L = 2 * P
     const { path, buf } = mappedFile(t, 'protect-bad-range.bin', 2)
-    throwsExactly(() => mmap.protect(buf, L + 1, 0, mmap.PROT_READ), RangeError, {
+    assertThrowsExactly(() => mmap.protect(buf, L + 1, 0, mmap.PROT_READ), RangeError, {
       code: 'ERR_OUT_OF_RANGE',
       message: `The value of "offset" is out of range. It must be >= 0 && <= ${L}. Received ${L + 1}`,
     })
-    throwsExactly(() => mmap.protect(buf, P, P + 1, mmap.PROT_READ), RangeError, {
+    assertThrowsExactly(() => mmap.protect(buf, P, P + 1, mmap.PROT_READ), RangeError, {
       code: 'ERR_OUT_OF_RANGE',
       message: `The value of "length" is out of range. It must be >= 0 && <= ${P}. Received ${P + 1}`,
     })
-    throwsExactly(() => mmap.protect(buf.subarray(P), 0, P + 1, mmap.PROT_READ), RangeError, {
+    assertThrowsExactly(() => mmap.protect(buf.subarray(P), 0, P + 1, mmap.PROT_READ), RangeError, {
       code: 'ERR_OUT_OF_RANGE',
       message: `The value of "length" is out of range. It must be >= 0 && <= ${P}. Received ${P + 1}`,
     })
-    throwsExactly(() => mmap.protect(buf, '0', P, mmap.PROT_READ), TypeError, {
+    assertThrowsExactly(() => mmap.protect(buf, '0', P, mmap.PROT_READ), TypeError, {
       code: 'ERR_INVALID_ARG_TYPE',
       message: `The "offset" argument must be of type number. Received type string ('0')`,
     })
-    throwsExactly(() => mmap.protect(new Uint8Array(4), 0, 4, mmap.PROT_READ), TypeError, {
+    assertThrowsExactly(() => mmap.protect(new Uint8Array(4), 0, 4, mmap.PROT_READ), TypeError, {
       code: 'ERR_MMAP_NOT_A_MAPPING',
       message: 'The "buffer" argument must be a view of memory mapped by node-mmap. Received an instance of Uint8Array',
     })
-    throwsExactly(() => mmap.protect(undefined, 0, 4, mmap.PROT_READ), TypeError, {
+    assertThrowsExactly(() => mmap.protect(undefined, 0, 4, mmap.PROT_READ), TypeError, {
       code: 'ERR_INVALID_ARG_TYPE',
       message: 'The "buffer" argument must be an instance of Buffer, TypedArray, DataView or ArrayBuffer. Received undefined',
     })
@@ -170,7 +166,7 @@ describe('protect', () => {
     const { path, fd } = tempFile(t, dir, 'protect-eacces.bin', pattern(P), 'r')
     const buf = mmap.map(P, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
     t.after(() => mmap.unmap(buf))
-    throwsExactly(() => mmap.protect(buf, 0, P, RW), Error, {
+    assertThrowsExactly(() => mmap.protect(buf, 0, P, RW), Error, {
       code: 'EACCES',
       errno: -13,
       syscall: 'mprotect',

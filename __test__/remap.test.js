@@ -9,23 +9,19 @@ const fs = require('node:fs')
 const { constants: bufferConstants } = require('node:buffer')
 
 const mmap = require('..')
-const { tempDir, tempFile, pattern, mapsOf, throwsExactly, nodeReceived } = require('./support/toolkit.js')
+const { mapTempFile, pattern, mappingsOf, assertThrowsExactly, nodeReceived } = require('./helpers.js')
 
 const P = mmap.PAGESIZE
 const RW = mmap.PROT_READ | mmap.PROT_WRITE
 const MAX = Math.min(bufferConstants.MAX_LENGTH, Number.MAX_SAFE_INTEGER)
 
 function sharedFile(t, name, size) {
-  const dir = tempDir(t)
-  const bytes = pattern(size, 3)
-  const file = tempFile(t, dir, name, bytes)
-  const buf = mmap.map(size, RW, mmap.MAP_SHARED, file.fd, 0)
-  return { ...file, bytes, buf }
+  return mapTempFile(t, mmap, name, size, { seed: 3 })
 }
 
 /** Bytes of the file mapped, by its maps entries. */
 function mappedBytes(file) {
-  return mapsOf(file).reduce((sum, e) => sum + Number(e.end - e.start), 0)
+  return mappingsOf(file).reduce((sum, e) => sum + Number(e.end - e.start), 0)
 }
 
 describe('remap', () => {
@@ -109,13 +105,13 @@ describe('remap', () => {
     const sub = buf.subarray(1, 2)
     const moved = mmap.remap(buf, P)
     for (const stale of [buf, sub, buf.buffer]) {
-      throwsExactly(() => mmap.remap(stale, P), Error, {
+      assertThrowsExactly(() => mmap.remap(stale, P), Error, {
         code: 'ERR_MMAP_UNMAPPED',
         message: 'The view is empty or was unmapped: there is no mapping to resize',
       })
     }
     mmap.unmap(moved)
-    throwsExactly(() => mmap.remap(moved, P), Error, {
+    assertThrowsExactly(() => mmap.remap(moved, P), Error, {
       code: 'ERR_MMAP_UNMAPPED',
       message: 'The view is empty or was unmapped: there is no mapping to resize',
     })
@@ -140,19 +136,19 @@ describe('remap', () => {
       [undefined, TypeError, 'ERR_INVALID_ARG_TYPE', 'The "newSize" argument must be of type number. Received undefined'],
     ]
     for (const [value, Class, code, message] of cases) {
-      throwsExactly(() => mmap.remap(buf, value), Class, { code, message })
+      assertThrowsExactly(() => mmap.remap(buf, value), Class, { code, message })
     }
     assert.equal(buf.length, P, 'still attached')
     assert.deepEqual(buf, bytes)
-    assert.equal(mapsOf(path).length, 1)
+    assert.equal(mappingsOf(path).length, 1)
   })
 
   it('refuses what is not a mapping', () => {
-    throwsExactly(() => mmap.remap(Buffer.alloc(10), 20), TypeError, {
+    assertThrowsExactly(() => mmap.remap(Buffer.alloc(10), 20), TypeError, {
       code: 'ERR_MMAP_NOT_A_MAPPING',
       message: 'The "buffer" argument must be a view of memory mapped by node-mmap. Received an instance of Buffer',
     })
-    throwsExactly(() => mmap.remap('abc', 20), TypeError, {
+    assertThrowsExactly(() => mmap.remap('abc', 20), TypeError, {
       code: 'ERR_INVALID_ARG_TYPE',
       message:
         "The \"buffer\" argument must be an instance of Buffer, TypedArray, DataView or ArrayBuffer. Received type string ('abc')",

@@ -15,7 +15,7 @@ const mmap = require('..')
 const { tempDir, fileWith, runScript, assertCleanExit } = require('./helpers.js')
 
 const { PAGESIZE } = mmap
-const dir = tempDir(test.after)
+const dir = tempDir(test)
 let serial = 0
 
 /**

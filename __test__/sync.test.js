@@ -12,30 +12,26 @@ const mmap = require('..')
 const {
   tempDir,
   tempFile,
+  mapTempFile,
   pattern,
   dirtyKB,
-  throwsExactly,
-  runNode,
-  assertExitedZero,
-  straceAvailable,
+  assertThrowsExactly,
+  runScript,
+  assertExited,
+  straceUnavailable,
   traceCalls,
-} = require('./support/toolkit.js')
+} = require('./helpers.js')
 
 const P = mmap.PAGESIZE
-const RW = mmap.PROT_READ | mmap.PROT_WRITE
 
 function sharedFile(t, name, size) {
-  const dir = tempDir(t)
-  const bytes = pattern(size, 11)
-  const file = tempFile(t, dir, name, bytes)
-  const buf = mmap.map(size, RW, mmap.MAP_SHARED, file.fd, 0)
-  return { ...file, bytes, buf }
+  return mapTempFile(t, mmap, name, size, { seed: 11 })
 }
 
 describe('sync', () => {
   it(
     'makes the msync calls of every mmap-io call form (strace)',
-    { skip: straceAvailable ? false : 'strace is not installed' },
+    { skip: straceUnavailable() ?? false },
     (t) => {
       const dir = tempDir(t)
       const L = 4 * P
@@ -65,7 +61,6 @@ describe('sync', () => {
         ['buf.buffer, true', 0, L, 'MS_SYNC'],
       ]
       const { calls } = traceCalls(
-        t,
         `
         const fd = fs.openSync(${JSON.stringify(path)}, 'r+')
         const buf = mmap.map(${L}, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED, fd, 0)
@@ -104,19 +99,19 @@ describe('sync', () => {
     fresh.copy(buf)
     assert.notDeepEqual(fresh, bytes)
     mmap.sync(buf, true)
-    const blocking = runNode(`process.stdout.write(require('node:fs').readFileSync(process.argv[1]).toString('base64'))`, {
+    const blocking = runScript(`process.stdout.write(require('node:fs').readFileSync(process.argv[1]).toString('base64'))`, {
       args: [path],
     })
-    assertExitedZero(blocking)
+    assertExited(blocking)
     assert.deepEqual(Buffer.from(blocking.stdout, 'base64'), fresh)
 
     buf.write('asynchronous', P + 3, 'latin1')
     mmap.sync(buf, P, 100)
-    const asynchronous = runNode(
+    const asynchronous = runScript(
       `process.stdout.write(require('node:fs').readFileSync(process.argv[1]).toString('latin1', ${P + 3}, ${P + 15}))`,
       { args: [path] },
     )
-    assertExitedZero(asynchronous)
+    assertExited(asynchronous)
     assert.equal(asynchronous.stdout, 'asynchronous')
   })
 
@@ -130,7 +125,7 @@ describe('sync', () => {
       [() => mmap.sync(buf, true, 1), 'The "invalidate" argument must be of type boolean. Received type number (1)'],
       [() => mmap.sync(buf, 0n), 'The "offset" argument must be of type number. Received type bigint (0n)'],
     ]
-    for (const [fn, message] of cases) throwsExactly(fn, TypeError, { code: 'ERR_INVALID_ARG_TYPE', message })
+    for (const [fn, message] of cases) assertThrowsExactly(fn, TypeError, { code: 'ERR_INVALID_ARG_TYPE', message })
   })
 
   it('refuses ranges outside the view', (t) => {
@@ -148,15 +143,15 @@ describe('sync', () => {
         `The value of "length" is out of range. It must be >= 0 && <= ${P - 1}. Received ${P}`,
       ],
     ]
-    for (const [fn, message] of cases) throwsExactly(fn, RangeError, { code: 'ERR_OUT_OF_RANGE', message })
+    for (const [fn, message] of cases) assertThrowsExactly(fn, RangeError, { code: 'ERR_OUT_OF_RANGE', message })
   })
 
   it('refuses what is not a mapping', () => {
-    throwsExactly(() => mmap.sync(Buffer.alloc(4)), TypeError, {
+    assertThrowsExactly(() => mmap.sync(Buffer.alloc(4)), TypeError, {
       code: 'ERR_MMAP_NOT_A_MAPPING',
       message: 'The "buffer" argument must be a view of memory mapped by node-mmap. Received an instance of Buffer',
     })
-    throwsExactly(() => mmap.sync({}), TypeError, {
+    assertThrowsExactly(() => mmap.sync({}), TypeError, {
       code: 'ERR_INVALID_ARG_TYPE',
       message: 'The "buffer" argument must be an instance of Buffer, TypedArray, DataView or ArrayBuffer. Received an instance of Object',
     })
@@ -167,7 +162,7 @@ describe('sync', () => {
     mmap.lock(buf)
     t.after(() => mmap.unlock(buf))
     for (const fn of [() => mmap.sync(buf, true, true), () => mmap.sync(buf, 0, 0, false, true)]) {
-      throwsExactly(fn, Error, {
+      assertThrowsExactly(fn, Error, {
         code: 'EBUSY',
         errno: -16,
         syscall: 'msync',

@@ -12,7 +12,7 @@ const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
 
-const { PACKAGE } = require('./toolkit-helpers.js')
+const { PACKAGE } = require('./helpers.js')
 
 const TYPES = path.join(__dirname, 'types')
 const TSC = path.join(PACKAGE, 'node_modules', 'typescript', 'bin', 'tsc')

@@ -9,25 +9,19 @@ const assert = require('node:assert/strict')
 
 const mmap = require('..')
 const {
-  tempDir,
-  tempFile,
-  pattern,
-  mapsOf,
-  throwsExactly,
-  runNode,
-  assertExitedZero,
-} = require('./support/toolkit.js')
+  mapTempFile,
+  mappingsOf,
+  assertThrowsExactly,
+  runScript,
+  assertExited,
+} = require('./helpers.js')
 
 const P = mmap.PAGESIZE
 const RW = mmap.PROT_READ | mmap.PROT_WRITE
 
 /** A 3-page MAP_SHARED mapping of a file with a unique path, and its views. */
 function mappedFile(t, name) {
-  const dir = tempDir(t)
-  const bytes = pattern(3 * P)
-  const { path, fd } = tempFile(t, dir, name, bytes)
-  const buf = mmap.map(3 * P, RW, mmap.MAP_SHARED, fd, 0)
-  return { path, fd, bytes, buf }
+  return mapTempFile(t, mmap, name, 3 * P)
 }
 
 function viewsOf(buf) {
@@ -61,11 +55,11 @@ describe('unmap', () => {
   it('maps the file before, and the file is no longer mapped right after unmap', (t) => {
     const { path, bytes, buf } = mappedFile(t, 'unmap-maps-oracle.bin')
     assert.deepEqual(Buffer.from(buf), bytes)
-    const before = mapsOf(path)
+    const before = mappingsOf(path)
     assert.equal(before.length, 1, 'one maps entry for the file while mapped')
     assert.equal(before[0].end - before[0].start, BigInt(3 * P))
     mmap.unmap(buf)
-    assert.deepEqual(mapsOf(path), [], 'no maps entry for the file after unmap')
+    assert.deepEqual(mappingsOf(path), [], 'no maps entry for the file after unmap')
   })
 
   for (const via of ['buffer', 'subarray', 'uint8array', 'dataview', 'arraybuffer']) {
@@ -75,7 +69,7 @@ describe('unmap', () => {
       assert.equal(views.subarray[0], buf[P - 3])
       mmap.unmap(views[via])
       assertAllDetached(views)
-      assert.deepEqual(mapsOf(path), [])
+      assert.deepEqual(mappingsOf(path), [])
     })
   }
 
@@ -87,7 +81,7 @@ describe('unmap', () => {
     mmap.unmap(sub)
     mmap.unmap(buf.buffer)
     assert.equal(buf.length, 0)
-    assert.deepEqual(mapsOf(path), [])
+    assert.deepEqual(mappingsOf(path), [])
   })
 
   it('leaves every other operation on the detached views a no-op', (t) => {
@@ -123,7 +117,7 @@ describe('unmap', () => {
       [new ArrayBuffer(8), 'an instance of ArrayBuffer'],
     ]
     for (const [value, received] of cases) {
-      throwsExactly(() => mmap.unmap(value), TypeError, {
+      assertThrowsExactly(() => mmap.unmap(value), TypeError, {
         code: 'ERR_MMAP_NOT_A_MAPPING',
         message: `The "buffer" argument must be a view of memory mapped by node-mmap. Received ${received}`,
       })
@@ -140,7 +134,7 @@ describe('unmap', () => {
       [[1, 2], 'an instance of Array'],
     ]
     for (const [value, received] of cases) {
-      throwsExactly(() => mmap.unmap(value), TypeError, {
+      assertThrowsExactly(() => mmap.unmap(value), TypeError, {
         code: 'ERR_INVALID_ARG_TYPE',
         message: `The "buffer" argument must be an instance of Buffer, TypedArray, DataView or ArrayBuffer. Received ${received}`,
       })
@@ -166,7 +160,7 @@ describe('unmap', () => {
   )
 
   it('stays crash-free when zlib.deflate and fs.write still hold the memory (500 times, child)', () => {
-    const result = runNode(`
+    const result = runScript(`
       const mmap = require(process.env.NODE_MMAP_ROOT)
       const fs = require('node:fs'), os = require('node:os'), path = require('node:path')
       const zlib = require('node:zlib')
@@ -195,7 +189,7 @@ describe('unmap', () => {
         if (buf.length !== 0) throw new Error('not detached')
       }
     `)
-    assertExitedZero(result)
+    assertExited(result)
     const report = JSON.parse(result.stdout.trim().split('\n').pop())
     assert.deepEqual(report, {
       deflated: 500,
@@ -207,7 +201,7 @@ describe('unmap', () => {
   })
 
   it('runs 1,000,000 synchronous map(4096) + unmap pairs without ENOMEM, then gives the ranges back (child)', () => {
-    const result = runNode(
+    const result = runScript(
       `
       const mmap = require(process.env.NODE_MMAP_ROOT)
       const fs = require('node:fs')
@@ -236,7 +230,7 @@ describe('unmap', () => {
     `,
       { nodeArgs: ["--expose-gc"], timeout: 170_000 },
     )
-    assertExitedZero(result)
+    assertExited(result)
     const r = JSON.parse(result.stdout.trim().split('\n').pop())
     // Adjacent placeholders merge into one kernel mapping, so the count stays near the start,
     // unless the runtime's own mappings land between them (seen with Node 18's V8): then it

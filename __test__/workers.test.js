@@ -13,7 +13,7 @@ const mmap = require('..')
 const { PACKAGE, tempDir, fileWith, mappingsOf, pollUntil } = require('./helpers.js')
 
 const { PAGESIZE, PROT_READ, MAP_SHARED } = mmap
-const dir = tempDir(test.after)
+const dir = tempDir(test)
 let serial = 0
 
 /** Starts a worker running `source` (CommonJS; `MMAP` is the package path, `data` its data). */
