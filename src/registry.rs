@@ -37,12 +37,6 @@ pub fn find(addr: usize) -> Option<Arc<Mapping>> {
   entry.upgrade().filter(|mapping| mapping.contains(addr))
 }
 
-/// How many mappings are registered (alive or awaiting their last drop).
-#[allow(dead_code)]
-pub fn count() -> usize {
-  table().len()
-}
-
 /// A run of adjacent placeholders (the kernel merges them into one VMA) and how many of them
 /// still belong to a live [`Mapping`].
 struct Run {
