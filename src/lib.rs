@@ -3,13 +3,18 @@
 //! A file, or anonymous memory, mapped straight into a `Buffer` with no copy.
 //!
 //! Module map:
-//! - [`map`]: the `map()` export: argument checks, then the core.
-//! - [`mapping`]: [`mapping::Mapping`], the owner of one OS mapping, unmapped exactly once.
-//! - [`registry`]: address -> mapping, to find the mapping behind any view.
-//! - [`buffer`]: zero-copy Buffers via the raw `napi_create_external_buffer`, and their finalizer.
-//! - [`constants`]: `PROT_*`, `MAP_*`, `MADV_*`, `MS_*`, `PAGESIZE`, `ALLOCATION_GRANULARITY`.
-//! - [`args`], [`errors`]: argument validation and Node-style errors.
-//! - [`sys`]: the only code that calls the OS, one file per platform.
+//! - The exports: [`map`] (`map()`), [`open`] (`openSync`/`open`), [`ops`] (`unmap`, `remap`,
+//!   `advise`, `incore`, `sync`, `flush`, `lock`, `unlock`, `protect`, `faults`,
+//!   `setSigbusRecovery`), [`handle`] (the `Mapping` class), [`constants`].
+//! - [`mapping`]: [`mapping::Mapping`], the owner of one OS mapping, unmapped exactly once; and
+//!   the guard that keeps the process under `vm.max_map_count`.
+//! - [`registry`]: address -> mapping, to find the mapping behind any view; placeholder runs.
+//! - [`faults`]: the lock-free table of live mappings that the signal handlers read.
+//! - [`buffer`]: zero-copy Buffers via the raw `napi_create_external_buffer`, their finalizer,
+//!   and `retire` (what `unmap` does to an ArrayBuffer).
+//! - [`view`]: any view -> its mapping and range; the one bounds check.
+//! - [`args`], [`options`], [`errors`]: argument validation and Node-style errors.
+//! - [`sys`]: the only code that calls the OS (`sys::unix`, `sys::signals`).
 #![deny(clippy::all)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![deny(unsafe_op_in_unsafe_fn)]
