@@ -16,7 +16,7 @@
 //! stays reserved, and so cannot be handed to another mapping, until the last reference drops.
 
 use std::io;
-use std::sync::atomic::{AtomicI32, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::sys;
@@ -51,6 +51,8 @@ pub struct Mapping {
   /// Rights every byte of the mapping has now: `prot`, narrowed by each `protect()` of part of
   /// it, set again by a `protect()` of all of it.
   guaranteed_prot: AtomicI32,
+  /// Whether `protect()` ever ran on the mapping: then its pages' rights may differ from `prot`.
+  reprotected: AtomicBool,
   /// The file's path, where known, for diagnostics.
   path: Option<Box<[u8]>>,
   /// `MAP_SHARED | MAP_ANONYMOUS`: memory of a fixed-size object that `remap` cannot grow.
@@ -150,6 +152,7 @@ impl Mapping {
       state: AtomicU8::new(LIVE),
       prot,
       guaranteed_prot: AtomicI32::new(prot),
+      reprotected: AtomicBool::new(false),
       path,
       shared_anonymous,
       faults: AtomicUsize::new(0),
@@ -166,6 +169,11 @@ impl Mapping {
   /// The protection the mapping was made with.
   pub fn prot(&self) -> i32 {
     self.prot
+  }
+
+  /// Whether `protect()` ever changed part of the mapping's rights.
+  pub fn reprotected(&self) -> bool {
+    self.reprotected.load(Ordering::Acquire)
   }
 
   /// Rights that every byte of the mapping has now (see the field).
@@ -313,6 +321,7 @@ impl Mapping {
   /// `mprotect` over `offset..offset + len` (rounded out to pages).
   pub fn protect(&self, offset: usize, len: usize, prot: i32) -> Result<(), Failure> {
     self.reserve_split(offset, len)?;
+    self.reprotected.store(true, Ordering::Release);
     // Narrow the guarantee first, so no copy starts on rights the range is about to lose.
     if offset == 0 && len == self.len {
       self.guaranteed_prot.store(prot, Ordering::Release);

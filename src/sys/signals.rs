@@ -81,8 +81,13 @@ extern "C" fn on_fault(signal: libc::c_int, info: *mut libc::siginfo_t, context:
       let page_size = PAGE_SIZE.load(Ordering::Relaxed);
       let page = addr & !(page_size - 1);
       let flags = libc::MAP_FIXED | libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | super::consts::MAP_NORESERVE;
-      // The zero page gets the protection the page has now (`protect()` may have changed it).
-      let prot = Region::at(addr).map_or(mapping.prot(), |region| region.prot);
+      // The zero page gets the protection the page has now. Only after a `protect()` can that
+      // differ from the mapping's own; only then is /proc/self/maps read (it is long in a
+      // process with many mappings, and a truncated file can fault page after page).
+      let prot = match mapping.reprotected() {
+        true => Region::at(addr).map_or(mapping.prot(), |region| region.prot),
+        false => mapping.prot(),
+      };
       // SAFETY: `page` lies in a live mapping of ours (`with_mapping_at` keeps it registered
       // while we run), so MAP_FIXED replaces only our own memory.
       let got = unsafe { libc::mmap(page as *mut c_void, page_size, prot, flags, -1, 0) };
