@@ -10,9 +10,10 @@ use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
 use crate::mapping::Mapping;
 
-/// More than `vm.max_map_count` (65530 by default) less the runtime's headroom: every live
-/// mapping fits (see `mapping::reserve_vmas`).
-const SLOTS: usize = 1 << 16;
+/// More than `vm.max_map_count` less the runtime's headroom (`mapping::reserve_vmas`), for the
+/// default (65530) and for the 262144 that database hosts often set: every live mapping fits.
+/// Free slots are zero pages of .bss; handlers scan only up to the highest slot ever used.
+const SLOTS: usize = 1 << 18;
 
 struct Slot {
   /// The mapping's first byte; 0 while the slot is free.
