@@ -150,10 +150,7 @@ pub fn received_number(env: &Env, value: &Unknown) -> String {
   let Some(number) = number_value(env, value) else {
     return describe(env, value);
   };
-  if number == 0.0 && number.is_sign_negative() {
-    return "-0".to_owned();
-  }
-  let text = coerce_to_string(env, raw(value)).unwrap_or_else(|| number.to_string());
+  let text = number_text(env, value, number);
   if number.fract() == 0.0
     && number.abs() > 4_294_967_296.0
     && text.trim_start_matches('-').bytes().all(|b| b.is_ascii_digit())
@@ -183,14 +180,17 @@ pub fn describe(env: &Env, value: &Unknown) -> String {
   match type_of(value) {
     ValueType::Undefined => "undefined".to_owned(),
     ValueType::Null => "null".to_owned(),
-    ValueType::Boolean | ValueType::Number | ValueType::BigInt => {
-      let text = coerce_to_string(env, handle).unwrap_or_default();
-      let text = match type_of(value) {
-        ValueType::BigInt => format!("{text}n"),
-        ValueType::Number => received_number_plain(env, value, text),
-        _ => text,
-      };
-      format!("type {} ({text})", type_name(type_of(value)))
+    ValueType::Boolean => format!(
+      "type boolean ({})",
+      coerce_to_string(env, handle).unwrap_or_default()
+    ),
+    ValueType::BigInt => format!(
+      "type bigint ({}n)",
+      coerce_to_string(env, handle).unwrap_or_default()
+    ),
+    ValueType::Number => {
+      let number = number_value(env, value).unwrap_or(f64::NAN);
+      format!("type number ({})", number_text(env, value, number))
     }
     ValueType::String => {
       let text = coerce_to_string(env, handle).unwrap_or_default();
@@ -250,20 +250,12 @@ fn kind_of(env: &Env, value: sys::napi_value) -> sys::napi_valuetype {
   kind
 }
 
-fn received_number_plain(env: &Env, value: &Unknown, text: String) -> String {
-  match number_value(env, value) {
-    Some(n) if n == 0.0 && n.is_sign_negative() => "-0".to_owned(),
-    _ => text,
+/// A JS number as `util.inspect` shows it: JavaScript's own formatting, and `-0` kept.
+fn number_text(env: &Env, value: &Unknown, number: f64) -> String {
+  if number == 0.0 && number.is_sign_negative() {
+    return "-0".to_owned();
   }
-}
-
-fn type_name(kind: ValueType) -> &'static str {
-  match kind {
-    ValueType::Boolean => "boolean",
-    ValueType::Number => "number",
-    ValueType::BigInt => "bigint",
-    _ => "unknown",
-  }
+  coerce_to_string(env, raw(value)).unwrap_or_else(|| number.to_string())
 }
 
 /// Clears any exception a getter threw while we were only describing a value.
@@ -303,13 +295,7 @@ fn property(env: &Env, object: sys::napi_value, name: &CStr) -> Option<sys::napi
 }
 
 fn property_string(env: &Env, object: sys::napi_value, name: &CStr) -> Option<String> {
-  let value = property(env, object, name)?;
-  let mut kind = 0;
-  // SAFETY: `value` is a live value of this env and `kind` a valid out-pointer.
-  unsafe { sys::napi_typeof(env.raw(), value, &mut kind) };
-  (kind == sys::ValueType::napi_string)
-    .then(|| coerce_to_string(env, value))
-    .flatten()
+  string_contents(env, property(env, object, name)?)
 }
 
 /// A JS string's contents (any other value is converted with `String(value)`).
@@ -361,8 +347,13 @@ fn coerce_to_string(env: &Env, value: sys::napi_value) -> Option<String> {
     clear_exception(env);
     return None;
   }
+  string_contents(env, string)
+}
+
+/// The contents of a JS string; `None` for any other value (nothing is converted).
+pub fn string_contents(env: &Env, string: sys::napi_value) -> Option<String> {
   let mut len = 0usize;
-  // SAFETY: a null buffer asks only for the length, written to `len`.
+  // SAFETY: a null buffer asks only for the length; a non-string gives a status, not a read.
   if unsafe { sys::napi_get_value_string_utf8(env.raw(), string, ptr::null_mut(), 0, &mut len) }
     != sys::Status::napi_ok
   {

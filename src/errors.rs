@@ -95,20 +95,7 @@ fn tag_stack(env: &Env, error: sys::napi_value, class: Class, code: &str) {
   if status != sys::Status::napi_ok {
     return;
   }
-  let mut len = 0usize;
-  // SAFETY: a null buffer asks only for the length; a non-string gives a status, not a read.
-  if unsafe { sys::napi_get_value_string_utf8(env.raw(), stack, ptr::null_mut(), 0, &mut len) }
-    != sys::Status::napi_ok
-  {
-    return;
-  }
-  let mut bytes = vec![0u8; len + 1];
-  // SAFETY: `bytes` has room for `len` bytes and the NUL Node-API writes.
-  unsafe {
-    sys::napi_get_value_string_utf8(env.raw(), stack, bytes.as_mut_ptr().cast(), bytes.len(), &mut len)
-  };
-  bytes.truncate(len);
-  let Ok(text) = String::from_utf8(bytes) else {
+  let Some(text) = crate::args::string_contents(env, stack) else {
     return;
   };
   if let Some(rest) = text.strip_prefix(name).and_then(|rest| rest.strip_prefix(": ")) {
