@@ -112,7 +112,7 @@ pub fn create(env: &Env, mapping: &Arc<Mapping>, offset: usize, len: usize) -> n
     // Other failures may or may not have run the finalizer already (Node runs it on some):
     // leaking `hold` is the only choice that cannot free twice. Lengths are checked against
     // buffer.constants.MAX_LENGTH before, so this is not a path arguments can reach.
-    _ => Err(napi_failure(env, "napi_create_external_buffer", status)),
+    _ => Err(errors::pending_or(env, "napi_create_external_buffer", status)),
   }
 }
 
@@ -137,13 +137,9 @@ pub fn retire(env: &Env, mapping: &Arc<Mapping>, arraybuffer: sys::napi_value) -
   if status != sys::Status::napi_ok {
     // SAFETY: the finalizer was not attached, so `owner` is still ours.
     drop(unsafe { Arc::from_raw(owner.cast_const().cast::<Mapping>()) });
-    return Err(napi_failure(env, "napi_add_finalizer", status));
+    return Err(errors::pending_or(env, "napi_add_finalizer", status));
   }
   crate::view::detach(env, arraybuffer)
-}
-
-fn napi_failure(env: &Env, call: &str, status: sys::napi_status) -> napi::Error {
-  errors::pending_or(env, call, status)
 }
 
 const UNKNOWN: u8 = 0;
