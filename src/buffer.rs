@@ -15,6 +15,7 @@ use napi::Env;
 
 use crate::errors::{self, Class};
 use crate::mapping::Mapping;
+use crate::registry;
 
 /// The environment variable that makes every Buffer creation act as if the runtime forbade
 /// external buffers: the switch that tests the Electron 21+ path on plain Node.
@@ -49,10 +50,10 @@ unsafe fn create_external_buffer(
 /// The finalizer of the memory of every Buffer made by [`create`]: V8 calls it once the
 /// Buffer's ArrayBuffer is garbage-collected, or detached by `unmap()` (which first makes the
 /// ArrayBuffer object itself hold the mapping: see [`retire`]).
-unsafe extern "C" fn finalize_memory(_env: sys::napi_env, _data: *mut c_void, hint: *mut c_void) {
-  // SAFETY: `hint` is the `Arc::into_raw` made for exactly this Buffer in `create`, and Node
-  // calls a Buffer's finalizer once.
-  drop(unsafe { Arc::from_raw(hint.cast_const().cast::<Mapping>()) }); // the last one unmaps
+unsafe extern "C" fn finalize_memory(_env: sys::napi_env, data: *mut c_void, hint: *mut c_void) {
+  // SAFETY: `data` is the Buffer's first byte and `hint` the reference `create` recorded for it
+  // (`registry::record_buffer`); Node calls a Buffer's finalizer once. The last one unmaps.
+  unsafe { registry::forget_buffer(data as usize, hint.cast_const().cast::<Mapping>()) };
 }
 
 /// The finalizer [`retire`] puts on an ArrayBuffer object: releases the mapping (by then a
@@ -75,29 +76,24 @@ fn no_external_buffers(env: &Env) -> napi::Error {
   )
 }
 
-/// A Buffer of `len` bytes at `offset` into `mapping`, sharing its memory.
+/// A Buffer of `len` bytes at `offset` into `mapping`, sharing its memory; the Buffer's finalizer
+/// owns `mapping` (pass a clone to keep one).
 ///
 /// V8 counts an external Buffer's length as external memory. On Node 20 (V8 11.3) a Buffer of
 /// more than 2 GiB makes it run a full garbage collection at once (measured: none up to 2047
 /// MiB, one per Buffer from 2049 MiB; about 3 ms on a small heap), and lowering the count with
 /// `napi_adjust_external_memory` first does not help: it also lowers the limit V8 checks. A
 /// `Mapping` handle, with `read`/`view` windows, avoids it.
-pub fn create(env: &Env, mapping: &Arc<Mapping>, offset: usize, len: usize) -> napi::Result<sys::napi_value> {
+pub fn create(env: &Env, mapping: Arc<Mapping>, offset: usize, len: usize) -> napi::Result<sys::napi_value> {
   debug_assert!(offset <= mapping.len() && len <= mapping.len() - offset);
-  let hold = Arc::into_raw(Arc::clone(mapping)).cast_mut();
+  // SAFETY: `offset <= mapping.len()`, so the pointer stays inside the mapping.
+  let data = unsafe { mapping.addr().add(offset) };
+  let hold = registry::record_buffer(mapping, data as usize).cast_mut();
   let mut buffer = ptr::null_mut();
   // SAFETY: the range lies inside the mapping, which `hold` keeps mapped until the finalizer
   // releases it.
-  let status = unsafe {
-    create_external_buffer(
-      env,
-      mapping.addr().add(offset),
-      len,
-      Some(finalize_memory),
-      hold.cast(),
-      &mut buffer,
-    )
-  };
+  let status =
+    unsafe { create_external_buffer(env, data, len, Some(finalize_memory), hold.cast(), &mut buffer) };
   match status {
     sys::Status::napi_ok => {
       EXTERNAL_ALLOWED.store(ALLOWED, Ordering::Relaxed);
@@ -105,12 +101,14 @@ pub fn create(env: &Env, mapping: &Arc<Mapping>, offset: usize, len: usize) -> n
     }
     sys::Status::napi_no_external_buffers_allowed => {
       EXTERNAL_ALLOWED.store(FORBIDDEN, Ordering::Relaxed);
-      // SAFETY: this status comes back before Node takes the finalizer: `hold` is still ours.
-      drop(unsafe { Arc::from_raw(hold.cast_const()) });
+      // SAFETY: this status comes back before Node takes the finalizer: `hold` is still ours,
+      // and recorded for `data` by `record_buffer` above.
+      unsafe { registry::forget_buffer(data as usize, hold.cast_const()) };
       Err(no_external_buffers(env))
     }
     // Other failures may or may not have run the finalizer already (Node runs it on some):
-    // leaking `hold` is the only choice that cannot free twice. Lengths are checked against
+    // leaking `hold` (and its record, which stays true: the mapping lives on) is the only
+    // choice that cannot free twice. Lengths are checked against
     // buffer.constants.MAX_LENGTH before, so this is not a path arguments can reach.
     _ => Err(errors::pending_or(env, "napi_create_external_buffer", status)),
   }

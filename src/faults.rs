@@ -1,7 +1,7 @@
 //! The fault table: which address ranges are live mappings of ours, readable from a signal
 //! handler without locks or allocation.
 //!
-//! The registry (a mutex around a BTreeMap) cannot be read from a signal handler: the faulting
+//! The registry (a mutex around a hash map) cannot be read from a signal handler: the faulting
 //! thread may hold its lock. So every live mapping also takes a slot in this fixed array of
 //! atomics. A handler scans the slots in use; a slot being given up waits until no handler is
 //! looking at it (`busy`), so the mapping a handler found stays alive while it works.
@@ -35,7 +35,8 @@ const FREE: Slot = Slot {
 static TABLE: [Slot; SLOTS] = [FREE; SLOTS];
 /// One past the highest slot ever used: handlers scan no further.
 static HIGH: AtomicUsize = AtomicUsize::new(0);
-/// Where the next search for a free slot starts.
+/// Where the next search for a free slot starts: after the last slot taken, or at the last one
+/// given back. Only a hint: `register` claims slots with a compare-exchange.
 static CURSOR: AtomicUsize = AtomicUsize::new(0);
 
 /// Takes a slot for `mapping` (which must stay alive until [`unregister`]); `None` if the table
@@ -64,8 +65,12 @@ pub fn register(mapping: &Mapping) -> Option<usize> {
     slot
       .mapping
       .store(std::ptr::from_ref(mapping).cast_mut(), Ordering::Relaxed);
-    slot.start.store(mapping.addr() as usize, Ordering::SeqCst);
-    HIGH.fetch_max(index + 1, Ordering::SeqCst);
+    // Release: a handler that reads this start (SeqCst, so also Acquire) sees `len` and
+    // `mapping` above.
+    slot.start.store(mapping.addr() as usize, Ordering::Release);
+    if index >= HIGH.load(Ordering::Relaxed) {
+      HIGH.fetch_max(index + 1, Ordering::SeqCst);
+    }
     CURSOR.store((index + 1) % SLOTS, Ordering::Relaxed);
     return Some(index);
   }
@@ -81,6 +86,8 @@ pub fn unregister(index: usize) {
   }
   slot.mapping.store(std::ptr::null_mut(), Ordering::Relaxed);
   slot.start.store(0, Ordering::Release);
+  // The next `register` tries this slot first: slots are reused low, so handlers scan few.
+  CURSOR.store(index, Ordering::Relaxed);
 }
 
 /// Calls `f` with the live mapping containing `addr` and the offset of `addr` in it.

@@ -202,7 +202,7 @@ impl Mapping {
     let Some(mapping) = mapping.filter(|_| length > 0) else {
       return self.read(env, Optional(None), Optional(Some(zero(env))));
     };
-    let buffer = buffer::create(env, &mapping, offset, length)?;
+    let buffer = buffer::create(env, Arc::clone(&mapping), offset, length)?;
     if let Some(arraybuffer) = view::arraybuffer_of(env, buffer) {
       view::track_view(env, &mapping, arraybuffer);
     }
@@ -398,7 +398,7 @@ fn view_bytes(env: &Env, value: &Unknown, name: &str, write: bool) -> napi::Resu
   if view.data.is_null() {
     return Ok((ptr::null_mut(), 0));
   }
-  view::check_access(env, view.data, view.len, write, name)?;
+  view::check_access(env, &view, write, name)?;
   Ok((view.data, view.len))
 }
 

@@ -8,7 +8,9 @@
 //!   `setSigbusRecovery`), [`handle`] (the `Mapping` class), [`constants`].
 //! - [`mapping`]: [`mapping::Mapping`], the owner of one OS mapping, unmapped exactly once; and
 //!   the guard that keeps the process under `vm.max_map_count`.
-//! - [`registry`]: address -> mapping, to find the mapping behind any view; placeholder runs.
+//! - [`fast`]: plain Node-API entry points for `map` and `unmap`, installed over napi-rs's glue.
+//! - [`registry`]: ArrayBuffer start -> mapping, to find the mapping behind any view; placeholder
+//!   runs.
 //! - [`faults`]: the lock-free table of live mappings that the signal handlers read.
 //! - [`buffer`]: zero-copy Buffers via the raw `napi_create_external_buffer`, their finalizer,
 //!   and `retire` (what `unmap` does to an ArrayBuffer).
@@ -25,6 +27,7 @@ mod args;
 mod buffer;
 mod constants;
 mod errors;
+mod fast;
 mod faults;
 mod handle;
 mod map;

@@ -73,7 +73,8 @@ pub fn map<'env>(
     advise.as_ref(),
     size_limit,
   )?;
-  let buffer = buffer::create(env, &mapping, 0, mapping.len())?;
+  let len = mapping.len();
+  let buffer = buffer::create(env, mapping, 0, len)?;
   // SAFETY: `buffer` was just created in this env's current scope.
   Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), buffer) })
 }
@@ -138,7 +139,7 @@ fn check_size(env: &Env, value: &Unknown, limit: SizeLimit) -> napi::Result<usiz
   let Some(number) = args::number_value(env, value) else {
     return Err(args::invalid_type(env, "size", "of type number", value));
   };
-  if number.fract() != 0.0 || !number.is_finite() {
+  if !args::is_integer(number) {
     return Err(args::out_of_range(env, "size", "an integer", value));
   }
   if number < 1.0 {

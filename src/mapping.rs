@@ -159,7 +159,6 @@ impl Mapping {
       slot: AtomicUsize::new(NO_SLOT),
       views: Mutex::new(Vec::new()),
     });
-    registry::insert(&mapping);
     if let Some(slot) = faults::register(&mapping) {
       mapping.slot.store(slot, Ordering::Release);
     }
@@ -229,11 +228,6 @@ impl Mapping {
   /// The length of the range the OS actually mapped: whole pages.
   fn len_in_pages(&self) -> usize {
     self.len.next_multiple_of(sys::page_size())
-  }
-
-  /// Whether `addr` falls inside the mapping.
-  pub fn contains(&self, addr: usize) -> bool {
-    addr >= self.addr && addr - self.addr < self.len
   }
 
   /// Whether `unmap()` or `remap()` took the user's memory away.
@@ -378,8 +372,6 @@ impl Mapping {
 
 impl Drop for Mapping {
   fn drop(&mut self) {
-    // Forget the address first; removal is by identity, so a newer entry is left alone.
-    registry::remove(self);
     let (addr, len) = if self.is_unmapped() {
       // A placeholder is given back with the run of placeholders it belongs to, once all of
       // them are released (see `registry::placeholder_released`).
@@ -388,7 +380,11 @@ impl Drop for Mapping {
         None => return,
       }
     } else {
-      self.leave_fault_table();
+      // `&mut self`: nobody else can take the slot now, so no atomic swap is needed.
+      let slot = std::mem::replace(self.slot.get_mut(), NO_SLOT);
+      if slot != NO_SLOT {
+        faults::unregister(slot);
+      }
       (self.addr(), self.len)
     };
     // SAFETY: this value owns the range (safety model) and is being dropped: no ArrayBuffer,
@@ -411,12 +407,26 @@ mod tests {
   }
 
   #[test]
-  fn drop_unmaps_and_forgets_the_address() {
+  fn a_recorded_buffer_finds_its_mapping_until_forgotten() {
     let mapping = anonymous(8192);
-    let addr = mapping.addr() as usize;
-    assert!(registry::find(addr + 100).is_some());
-    drop(mapping);
-    assert!(registry::find(addr + 100).is_none());
+    let start = mapping.addr() as usize + 100;
+    let hold = registry::record_buffer(Arc::clone(&mapping), start);
+    let again = registry::record_buffer(Arc::clone(&mapping), start);
+    assert!(Arc::ptr_eq(&registry::find(start).unwrap(), &mapping));
+    assert!(
+      registry::find(mapping.addr() as usize).is_none(),
+      "lookups are exact"
+    );
+    // SAFETY: `hold` was recorded for `start` above and is forgotten once.
+    unsafe { registry::forget_buffer(start, hold) };
+    assert!(
+      registry::find(start).is_some(),
+      "one ArrayBuffer still starts there"
+    );
+    // SAFETY: as above, for the second record.
+    unsafe { registry::forget_buffer(start, again) };
+    assert!(registry::find(start).is_none());
+    assert_eq!(Arc::strong_count(&mapping), 1);
   }
 
   #[test]

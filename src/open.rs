@@ -248,7 +248,7 @@ impl Request {
     let opened = result.map_err(|failure| self.error(env, &failure))?;
     let buffer = match opened.mapping {
       Some(mapping) => {
-        buffer::create(env, &mapping, opened.start, opened.len).map_err(|_| take_exception(env))?
+        buffer::create(env, mapping, opened.start, opened.len).map_err(|_| take_exception(env))?
       }
       None => empty_buffer(env).ok_or_else(|| take_exception(env))?,
     };

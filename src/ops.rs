@@ -81,7 +81,7 @@ pub fn remap<'env>(env: &'env Env, buffer: Unknown, new_size: Unknown) -> napi::
     .map_err(|failure| view::failure(env, failure, "mremap"))?;
   view::release_views(env, &view.mapping, true);
   buffer::retire(env, &view.mapping, view.arraybuffer)?;
-  let buffer = buffer::create(env, &moved, 0, new_size)?;
+  let buffer = buffer::create(env, moved, 0, new_size)?;
   // SAFETY: `buffer` was just created in this env's current scope.
   Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), buffer) })
 }

@@ -1,40 +1,122 @@
-//! Address -> mapping: finds the [`Mapping`] behind any view a user passes in.
+//! ArrayBuffer -> mapping: finds the [`Mapping`] behind any view a user passes in; and the runs
+//! of placeholders that `unmap()` leaves.
 //!
-//! Rust statics are shared by every worker thread, so the map sits behind a mutex. Entries are
-//! weak: the registry never keeps a mapping alive, and an entry is removed by identity, so a
-//! newer mapping the kernel placed at a reused address is never removed by an older one's drop.
+//! Every ArrayBuffer over a mapping is made by `buffer::create`, which records the address of
+//! its first byte here before the ArrayBuffer exists; the ArrayBuffer's finalizer forgets it.
+//! A view is resolved through its ArrayBuffer's first byte: one hash lookup, exact, whatever
+//! the number of live mappings. (Two ArrayBuffers may start at the same byte, two windows of one
+//! mapping: the entry counts them.)
+//!
+//! Each record stands for one `Arc<Mapping>` that the ArrayBuffer's finalizer holds and releases
+//! only after forgetting the record, under the lock: so while a record exists, its mapping is
+//! alive, and [`find`] may take a new reference from the raw pointer. No record is ever older
+//! than its mapping, so an address the kernel reuses is never matched to a mapping that is gone.
+//!
+//! Rust statics are shared by every worker thread, so the table sits behind a mutex; it is taken
+//! once when a Buffer is made and once when it is collected.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::mapping::Mapping;
 
-static MAPPINGS: Mutex<BTreeMap<usize, Weak<Mapping>>> = Mutex::new(BTreeMap::new());
-
-fn table() -> MutexGuard<'static, BTreeMap<usize, Weak<Mapping>>> {
-  // A panic while holding the lock cannot leave the map half-updated (each operation is one
-  // BTreeMap call), so a poisoned lock is still safe to use.
-  MAPPINGS.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+/// One ArrayBuffer start: the mapping behind it, and how many live ArrayBuffers start there.
+struct Record {
+  mapping: *const Mapping,
+  count: usize,
 }
 
-pub fn insert(mapping: &Arc<Mapping>) {
-  table().insert(mapping.addr() as usize, Arc::downgrade(mapping));
-}
+// SAFETY: `mapping` points at an `Arc<Mapping>`'s value (which is `Sync`) that the record's
+// holders keep alive; it is only dereferenced under the table's lock (see the module docs).
+unsafe impl Send for Record {}
 
-pub fn remove(mapping: &Mapping) {
-  let mut table = table();
-  if let Some(entry) = table.get(&(mapping.addr() as usize)) {
-    if std::ptr::eq(entry.as_ptr(), mapping) {
-      table.remove(&(mapping.addr() as usize));
+/// Addresses are unique keys chosen by the kernel, not by users: a multiplicative hash of the
+/// page number spreads them well (SipHash's resistance to chosen keys is not needed here).
+#[derive(Default)]
+struct AddressHasher(u64);
+
+impl Hasher for AddressHasher {
+  fn finish(&self) -> u64 {
+    let hash = self.0.rotate_right(12).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    hash ^ (hash >> 32)
+  }
+  fn write(&mut self, bytes: &[u8]) {
+    for &byte in bytes {
+      self.0 = self.0.rotate_left(8) ^ u64::from(byte);
     }
+  }
+  fn write_usize(&mut self, address: usize) {
+    self.0 = address as u64;
   }
 }
 
-/// The live mapping whose range contains `addr`.
-pub fn find(addr: usize) -> Option<Arc<Mapping>> {
-  let table = table();
-  let (_, entry) = table.range(..=addr).next_back()?;
-  entry.upgrade().filter(|mapping| mapping.contains(addr))
+type Records = HashMap<usize, Record, BuildHasherDefault<AddressHasher>>;
+
+static RECORDS: Mutex<Option<Records>> = Mutex::new(None);
+
+fn records() -> MutexGuard<'static, Option<Records>> {
+  // Each operation leaves the table consistent (one insert, update or removal), so a poisoned
+  // lock is still safe to use.
+  RECORDS.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Records an ArrayBuffer about to be made at `start` over `mapping`, and returns the
+/// reference its finalizer holds (`Arc::into_raw`): pass it back to [`forget_buffer`].
+pub fn record_buffer(mapping: Arc<Mapping>, start: usize) -> *const Mapping {
+  let hold = Arc::into_raw(mapping);
+  let mut records = records();
+  let record = records
+    .get_or_insert_with(Records::default)
+    .entry(start)
+    .or_insert(Record {
+      mapping: hold,
+      count: 0,
+    });
+  debug_assert!(
+    std::ptr::eq(record.mapping, hold),
+    "two live mappings share {start:#x}"
+  );
+  record.count += 1;
+  hold
+}
+
+/// Forgets one ArrayBuffer recorded at `start`, then releases the reference it held.
+///
+/// # Safety
+/// `hold` is what [`record_buffer`] returned for `start`, passed here once.
+pub unsafe fn forget_buffer(start: usize, hold: *const Mapping) {
+  {
+    let mut records = records();
+    if let Some(records) = records.as_mut() {
+      if let Some(record) = records.get_mut(&start) {
+        record.count -= 1;
+        if record.count == 0 {
+          records.remove(&start);
+          // Give back the memory of a burst of Buffers once most are gone (amortized: the
+          // table has shrunk by three quarters since it was last this size).
+          if records.capacity() > 4096 && records.len() < records.capacity() / 4 {
+            records.shrink_to(records.len() * 2);
+          }
+        }
+      }
+    }
+  }
+  // SAFETY: `hold` came from `Arc::into_raw` in `record_buffer` and is released once (the
+  // caller's contract), after the record is gone.
+  drop(unsafe { Arc::from_raw(hold) });
+}
+
+/// The mapping behind the ArrayBuffer whose first byte is at `start`.
+pub fn find(start: usize) -> Option<Arc<Mapping>> {
+  let records = records();
+  let record = records.as_ref()?.get(&start)?;
+  // SAFETY: the record exists, so a holder's reference keeps the mapping alive (module docs):
+  // the strong count is at least 1 while we add one, under the lock.
+  unsafe {
+    Arc::increment_strong_count(record.mapping);
+    Some(Arc::from_raw(record.mapping))
+  }
 }
 
 /// A run of adjacent placeholders (the kernel merges them into one VMA) and how many of them

@@ -1,0 +1,129 @@
+//! Plain Node-API entry points for the calls a program makes millions of times: `map` and
+//! `unmap`.
+//!
+//! For every function with arguments, napi-rs's generated glue opens a "native borrow scope"
+//! (an `Arc`'d mutex and thread-local pushes and pops) whether or not an argument borrows
+//! anything; on a 4 KiB `map` that was about 3% of the call, GC included (bench/PROFILE.md).
+//! These callbacks read the arguments with `napi_get_cb_info` and call the very same Rust
+//! functions, so behaviour and errors are unchanged. The module's export hook puts them in place
+//! of the napi-rs ones when the addon loads; `index.d.ts` still comes from those functions' `///`
+//! docs.
+
+use std::ffi::CStr;
+use std::ptr;
+
+use napi::bindgen_prelude::{FromNapiValue, Object, Unknown};
+use napi::{sys, Env, JsError, JsValue, Status};
+use napi_derive::napi;
+
+use crate::args::Optional;
+
+/// Reads up to `N` arguments (missing ones are `undefined`, as Node-API fills them), runs
+/// `body`, and turns its `Err` into the pending JS exception, as napi-rs's glue does.
+///
+/// # Safety
+/// `env` and `info` are the ones Node-API passed to the running callback.
+unsafe fn call<const N: usize>(
+  env: sys::napi_env,
+  info: sys::napi_callback_info,
+  body: impl FnOnce(&Env, [sys::napi_value; N]) -> napi::Result<sys::napi_value>,
+) -> sys::napi_value {
+  let mut argc = N;
+  let mut argv = [ptr::null_mut(); N];
+  // SAFETY: `argv` has room for `argc` values; `this` and `data` are not asked for.
+  let status = unsafe {
+    sys::napi_get_cb_info(
+      env,
+      info,
+      &mut argc,
+      argv.as_mut_ptr(),
+      ptr::null_mut(),
+      ptr::null_mut(),
+    )
+  };
+  let wrapped = Env::from_raw(env);
+  let result = if status == sys::Status::napi_ok {
+    body(&wrapped, argv)
+  } else {
+    Err(crate::errors::pending_or(&wrapped, "napi_get_cb_info", status))
+  };
+  match result {
+    Ok(value) => value,
+    Err(error) if error.status == Status::PendingException => ptr::null_mut(),
+    Err(error) => {
+      // SAFETY: `env` is the live env of this callback, with no exception pending.
+      unsafe { JsError::from(error).throw_into(env) };
+      ptr::null_mut()
+    }
+  }
+}
+
+/// A value of this callback's env as napi-rs's `Unknown`.
+///
+/// # Safety
+/// `value` is an argument of the running callback of `env`.
+unsafe fn unknown<'env>(env: &'env Env, value: sys::napi_value) -> Unknown<'env> {
+  // SAFETY: forwarded from the caller: a live value of this env.
+  unsafe { Unknown::from_raw_unchecked(env.raw(), value) }
+}
+
+/// `map(size, protection, flags, fd[, offset[, advise]])`: [`crate::map::map`].
+unsafe extern "C" fn map(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+  // SAFETY: Node-API calls this with its own `env` and `info`; every value read is an argument.
+  unsafe {
+    call::<6>(env, info, |env, argv| {
+      let offset = Optional::from_napi_value(env.raw(), argv[4])?;
+      let advise = Optional::from_napi_value(env.raw(), argv[5])?;
+      let [size, protection, flags, fd] = [0, 1, 2, 3].map(|i| unknown(env, argv[i]));
+      let buffer = crate::map::map(env, size, protection, flags, fd, offset, advise)?;
+      Ok(crate::args::raw(&buffer))
+    })
+  }
+}
+
+/// `unmap(buffer)`: [`crate::ops::unmap`].
+unsafe extern "C" fn unmap(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+  // SAFETY: Node-API calls this with its own `env` and `info`; the value read is an argument,
+  // and `undefined` a valid out-pointer.
+  unsafe {
+    call::<1>(env, info, |env, [buffer]| {
+      crate::ops::unmap(env, unknown(env, buffer))?;
+      let mut undefined = ptr::null_mut();
+      sys::napi_get_undefined(env.raw(), &mut undefined);
+      Ok(undefined)
+    })
+  }
+}
+
+/// Replaces the export `name` with a function that calls `callback`.
+fn install(env: &Env, exports: &Object, name: &CStr, callback: sys::napi_callback) -> napi::Result<()> {
+  let mut function = ptr::null_mut();
+  // SAFETY: `name` is valid for `name.len()` bytes (`to_bytes` leaves out the NUL); `function`
+  // is a valid out-pointer.
+  let status = unsafe {
+    sys::napi_create_function(
+      env.raw(),
+      name.as_ptr(),
+      name.to_bytes().len() as isize,
+      callback,
+      ptr::null_mut(),
+      &mut function,
+    )
+  };
+  if status != sys::Status::napi_ok {
+    return Err(crate::errors::pending_or(env, "napi_create_function", status));
+  }
+  // SAFETY: `exports` is the module's exports object, `function` a function of this env.
+  let status = unsafe { sys::napi_set_named_property(env.raw(), exports.raw(), name.as_ptr(), function) };
+  if status != sys::Status::napi_ok {
+    return Err(crate::errors::pending_or(env, "napi_set_named_property", status));
+  }
+  Ok(())
+}
+
+/// Runs once per env after napi-rs has set the exports.
+#[napi(module_exports)]
+pub fn install_fast_entry_points(exports: Object, env: Env) -> napi::Result<()> {
+  install(&env, &exports, c"map", Some(map))?;
+  install(&env, &exports, c"unmap", Some(unmap))
+}
