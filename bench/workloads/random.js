@@ -1,17 +1,31 @@
 'use strict'
 // Workload 3, random access: N reads of 64-byte records at random offsets of a page-cached file,
-// the same precomputed offsets for both, each run timed from open to close:
+// the same precomputed offsets for all, each run timed from open to close:
 //   ours      mmap.openSync(path), then mapped.copy(record, 0, off, off + 64) into one reused
 //             64-byte Buffer (+ unmap)
 //   in place  mmap.openSync(path), then the record's byte read straight from the mapping: what
 //             a mapping is for (no copy at all; the baselines copy first, then read that byte)
 //   pread     fs.openSync, then fs.readSync(fd, record, 0, 64, off) into one reused Buffer
-//   heap      the same .copy from a Buffer already holding the whole file (fs.readFileSync, not
-//             timed): what the copy itself costs in Node, with no mapping and no system call
+//   heap      the same .copy from a Buffer already holding the whole file (fs.readFileSync just
+//             before the run, not timed, and dropped after it): what the copy itself costs in
+//             Node, with no mapping and no system call. Only this reader's runs hold that 1 GiB
+//             Buffer: held through the others, it made in-place reads ~30% slower here.
 // Each adds one byte of each record to a checksum, and the checksums must agree.
+//
+// Twice, with the file's page cache in two states; every reader reads the same cache:
+//   as written     the cache the bench's 1 MiB write(2)s left: folios no larger than a write,
+//                  so a mapping maps the file with one page-table entry per 4 KiB page, and
+//                  nearly every random read of a 1 GiB file also misses the TLB.
+//   MADV_HUGEPAGE  the pages dropped (the C floor's `drop`), then read back in one pass through
+//                  mmap.openSync(path, { advise: MADV_HUGEPAGE }): where the filesystem has
+//                  large folios and THP is not "never" (ext4 on Linux 6.18 here), the kernel
+//                  reads the file in 2 MiB folios, and a mapping maps each with one entry.
+// How much of the file a fresh mapping maps with 2 MiB entries (FilePmdMapped in
+// /proc/self/smaps) is printed in the notes for each.
 
 const fs = require('node:fs')
 const u = require('../lib/util')
+const { dropPageCache } = require('../lib/floor')
 
 const RECORD = 64
 
@@ -83,68 +97,120 @@ function preadReads(file, offs) {
   return sum
 }
 
+const AS_WRITTEN = 'as written'
+const HUGE_FILL = 'MADV_HUGEPAGE'
+
+/** Puts the file's page cache in the state `how`. */
+function fillPageCache(mmap, config, how) {
+  if (how === AS_WRITTEN) return u.warmPageCache(config.file) // resident, folios left as they are
+  dropPageCache(config.floor.bin, config.file)
+  const mapped = mmap.openSync(config.file, { advise: mmap.MADV_HUGEPAGE })
+  let sum = 0
+  for (let i = 0; i < mapped.length; i += mmap.PAGESIZE) sum += mapped[i]
+  mmap.unmap(mapped)
+  return sum
+}
+
+/** KiB of the file that a fresh mapping maps with 2 MiB entries (FilePmdMapped), of its size. */
+function pmdMapped(mmap, file) {
+  const mapped = mmap.openSync(file)
+  const sizeKiB = mapped.length / 1024
+  let sum = 0 // used below, so the JIT cannot drop the loads that fault every page in
+  for (let i = 0; i < mapped.length; i += mmap.PAGESIZE) sum += mapped[i]
+  const smaps = fs.readFileSync('/proc/self/smaps', 'utf8').split('\n')
+  mmap.unmap(mapped)
+  let inFile = false
+  for (const line of smaps) {
+    if (/^[0-9a-f]+-[0-9a-f]+ /.test(line)) inFile = line.endsWith(` ${file}`)
+    const match = inFile && /^FilePmdMapped:\s+(\d+) kB/.exec(line)
+    if (match) return { kib: Number(match[1]), sizeKiB, sum }
+  }
+  return null
+}
+
+/**
+ * One phase: every reader `reps` times in rotation; medians in ns per read. A reader is
+ * `{ prepare, read }`: `prepare()` runs untimed and its result is passed to the timed `read`.
+ */
+async function measure(readers, config, count, sums) {
+  const times = Object.fromEntries(Object.keys(readers).map((name) => [name, []]))
+  for (let rep = -1; rep < config.reps; rep++) {
+    for (const name of u.rotate(Object.keys(readers), rep + 1)) {
+      await u.quiesce()
+      const { prepare = () => null, read } = readers[name]
+      let prepared = prepare()
+      const t0 = u.now()
+      sums.add(read(prepared))
+      const ns = (u.now() - t0) / count
+      prepared = null
+      if (rep >= 0) times[name].push(ns)
+    }
+  }
+  return times
+}
+
+const ROW = {
+  workload: '3. random access',
+  unit: 'ns/read',
+  baseline: 'fs.readSync (pread) 64 B',
+  target: { ratioMax: 1 / 20 },
+}
+
 async function main(config) {
   const mmap = require(config.root)
   const { file, count } = config
   const size = fs.statSync(file).size
   const offs = offsets(count, size)
-  u.warmPageCache(file)
-  u.progress(`random access: ${config.reps} runs of ${count} reads of ${RECORD} bytes`)
-  const heap = fs.readFileSync(file)
-  const run = {
-    ours: () => oursReads(mmap, file, offs),
-    inPlace: () => inPlaceReads(mmap, file, offs),
-    pread: () => preadReads(file, offs),
-    heap: () => heapReads(heap, offs),
+  const label = `${count} random 64 B reads of ${(size / u.MiB).toFixed(0)} MiB`
+  const readers = {
+    ours: { read: () => oursReads(mmap, file, offs) },
+    inPlace: { read: () => inPlaceReads(mmap, file, offs) },
+    pread: { read: () => preadReads(file, offs) },
+    heap: { prepare: () => fs.readFileSync(file), read: (heap) => heapReads(heap, offs) },
   }
-  const times = { ours: [], inPlace: [], pread: [], heap: [] }
+  const rows = []
+  const notes = []
+  const raw = {}
   const sums = new Set()
-  for (let rep = -1; rep < config.reps; rep++) {
-    for (const name of u.rotate(Object.keys(run), rep + 1)) {
-      await u.quiesce()
-      const t0 = u.now()
-      sums.add(run[name]())
-      const ns = (u.now() - t0) / count
-      if (rep >= 0) times[name].push(ns)
+  for (const fill of [AS_WRITTEN, HUGE_FILL]) {
+    const cache = `, page cache ${fill}`
+    if (fill === HUGE_FILL && !config.floor.ok) {
+      const error = `cannot drop the page cache without the C helper: ${config.floor.reason}`
+      const name = `${label}${cache}: in place, no copy`
+      rows.push({ ...ROW, name, ours: null, base: null, error })
+      continue
     }
-  }
-  if (sums.size !== 1)
-    throw new Error(`the two readers disagree on the records: checksums ${[...sums]}`)
-  return {
-    rows: [
+    fillPageCache(mmap, config, fill)
+    const pmd = pmdMapped(mmap, file)
+    notes.push(
+      `random access, page cache ${fill}: a fresh mapping of the file had ` +
+        (pmd
+          ? `${(pmd.kib / u.KiB).toFixed(0)} of ${(pmd.sizeKiB / u.KiB).toFixed(0)} MiB mapped with 2 MiB entries (FilePmdMapped)`
+          : 'no FilePmdMapped line in /proc/self/smaps'),
+    )
+    u.progress(`random access${cache}: ${config.reps} runs of ${count} reads of ${RECORD} bytes`)
+    const times = await measure(readers, config, count, sums)
+    raw[fill] = { times, pmd }
+    const pread = u.median(times.pread)
+    rows.push(
+      { ...ROW, name: `${label}${cache}: mapped.copy`, ours: u.median(times.ours), base: pread },
+      { ...ROW, name: `${label}${cache}: in place, no copy`, ours: u.median(times.inPlace), base: pread },
       {
-        workload: '3. random access',
-        name: `${count} random 64 B reads of ${(size / u.MiB).toFixed(0)} MiB: mapped.copy`,
-        unit: 'ns/read',
+        ...ROW,
+        name: `${label}${cache}: mapped.copy`,
         ours: u.median(times.ours),
-        baseline: 'fs.readSync (pread) 64 B',
-        base: u.median(times.pread),
-        target: { ratioMax: 1 / 20 },
-      },
-      {
-        workload: '3. random access',
-        name: `${count} random 64 B reads of ${(size / u.MiB).toFixed(0)} MiB: in place, no copy`,
-        unit: 'ns/read',
-        ours: u.median(times.inPlace),
-        baseline: 'fs.readSync (pread) 64 B',
-        base: u.median(times.pread),
-        target: { ratioMax: 1 / 20 },
-      },
-      {
-        workload: '3. random access',
-        name: `${count} random 64 B reads of ${(size / u.MiB).toFixed(0)} MiB: mapped.copy`,
-        unit: 'ns/read',
-        ours: u.median(times.ours),
-        baseline: 'heap Buffer .copy (file preloaded)',
+        baseline: 'heap Buffer .copy (file loaded just before, not timed)',
         base: u.median(times.heap),
         target: null,
       },
-    ],
-    notes: [
-      `random access: the four readers agree on the checksum of the records (${[...sums][0]}); each run includes open and close/unmap`,
-    ],
-    raw: { times },
+    )
   }
+  if (sums.size !== 1)
+    throw new Error(`the readers disagree on the records: checksums ${[...sums]}`)
+  notes.push(
+    `random access: the four readers agree on the checksum of the records (${[...sums][0]}); each run includes open and close/unmap`,
+  )
+  return { rows, notes, raw }
 }
 
 u.runWorkload(main)
