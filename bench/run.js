@@ -37,7 +37,7 @@ const SETTINGS = {
   full: {
     quick: false,
     reps: 5,
-    mapReps: 7,
+    mapReps: 15,
     pairs: 20000,
     maps: 20000,
     dataSize: u.GiB,

@@ -4,7 +4,9 @@
 // the drop is checked with mmap.incore (resident pages near 0), then the file is scanned for a
 // byte that is not there:
 //   ours with advice  mmap.openSync(path, { advise }) + indexOf, for MADV_NORMAL,
-//                     MADV_SEQUENTIAL and MADV_WILLNEED
+//                     MADV_SEQUENTIAL, MADV_WILLNEED and MADV_HUGEPAGE (which, where the
+//                     filesystem has large folios, makes the kernel read 2 MiB folios: see the
+//                     random-access workload)
 //   readSync          fs.readSync in 1 MiB chunks + indexOf
 // The table shows what each advice buys against plain reads from disk.
 
@@ -63,6 +65,7 @@ async function main(config) {
     MADV_NORMAL: oursWith('MADV_NORMAL'),
     MADV_SEQUENTIAL: oursWith('MADV_SEQUENTIAL'),
     MADV_WILLNEED: oursWith('MADV_WILLNEED'),
+    MADV_HUGEPAGE: oursWith('MADV_HUGEPAGE'),
     readSync: () => readSyncScan(file, missing),
   }
   const names = Object.keys(variants)
@@ -89,7 +92,7 @@ async function main(config) {
     }
   }
   const rows = []
-  for (const advice of ['MADV_NORMAL', 'MADV_SEQUENTIAL', 'MADV_WILLNEED']) {
+  for (const advice of ['MADV_NORMAL', 'MADV_SEQUENTIAL', 'MADV_WILLNEED', 'MADV_HUGEPAGE']) {
     rows.push({
       workload: '5. cold cache',
       name: `cold scan ${label}: openSync({ advise: ${advice} })`,
