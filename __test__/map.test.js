@@ -303,3 +303,25 @@ test('MAP_SHARED_VALIDATE maps like MAP_SHARED (and equals MAP_SHARED | MAP_PRIV
   expected[10] ^= 1
   assert.ok(fs.readFileSync(file).equals(expected), 'a MAP_SHARED_VALIDATE write did not reach the file')
 })
+
+test('map and unmap are plain functions named as exported, in every worker too', async () => {
+  // They are installed as plain Node-API callbacks over napi-rs's (src/fast.rs): per env, so a
+  // worker's copy of the module gets them as well.
+  for (const name of ['map', 'unmap']) {
+    assert.equal(typeof mmap[name], 'function')
+    assert.equal(mmap[name].name, name)
+  }
+  const { Worker } = require('node:worker_threads')
+  const source = `
+    const { parentPort } = require('node:worker_threads')
+    const mmap = require(${JSON.stringify(path.join(__dirname, '..'))})
+    const buf = mmap.map(4096, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1)
+    buf[0] = 7
+    const seen = buf[0]
+    mmap.unmap(buf)
+    parentPort.postMessage([mmap.map.name, mmap.unmap.name, seen, buf.length])
+  `
+  const worker = new Worker(source, { eval: true })
+  const [message] = await require('node:events').once(worker, 'message')
+  assert.deepEqual(message, ['map', 'unmap', 7, 0])
+})
