@@ -79,11 +79,13 @@ fn no_external_buffers(env: &Env) -> napi::Error {
 /// A Buffer of `len` bytes at `offset` into `mapping`, sharing its memory; the Buffer's finalizer
 /// owns `mapping` (pass a clone to keep one).
 ///
-/// V8 counts an external Buffer's length as external memory. On Node 20 (V8 11.3) a Buffer of
-/// more than 2 GiB makes it run a full garbage collection at once (measured: none up to 2047
-/// MiB, one per Buffer from 2049 MiB; about 3 ms on a small heap), and lowering the count with
-/// `napi_adjust_external_memory` first does not help: it also lowers the limit V8 checks. A
-/// `Mapping` handle, with `read`/`view` windows, avoids it.
+/// V8 counts an external Buffer's length as external memory, and once that passes half its
+/// old-space limit it runs a full garbage collection for every new one: on Node 20 (V8 11.3)
+/// with the default limit here, every Buffer of more than 2 GiB (measured: none up to 2047 MiB,
+/// one per Buffer from 2049 MiB; about 3 ms on a small heap; none with
+/// `--max-old-space-size=12288`). Lowering the count with `napi_adjust_external_memory` first
+/// does not help: it also lowers the limit V8 checks. A `Mapping` handle, with `read`/`view`
+/// windows, avoids it.
 pub fn create(env: &Env, mapping: Arc<Mapping>, offset: usize, len: usize) -> napi::Result<sys::napi_value> {
   debug_assert!(offset <= mapping.len() && len <= mapping.len() - offset);
   // SAFETY: `offset <= mapping.len()`, so the pointer stays inside the mapping.

@@ -6,6 +6,10 @@
 //   readSync      fs.openSync, fs.readSync one byte at 0, fs.closeSync
 //   readFileSync  refuses files over 2 GiB: its error is shown instead of a time
 //   peers         map(size, PROT_READ, MAP_SHARED, fd) of the whole file: shown as they fail or not
+//   ours, bigger old space   `ours` and `readSync` again in a child `node
+//                 --max-old-space-size=<4x the file>`: V8 runs a full GC for each new external
+//                 Buffer once external memory passes half the old-space limit (by default about
+//                 2 GiB here), so a bigger limit shows what that GC costs
 // Microseconds per open-read-release, each iteration timed on its own. The final munmap that
 // node-mmap's unmap leaves to the finalizer is not in these figures (workload 1 measures it);
 // the placeholders are given back between runs.
@@ -14,6 +18,16 @@ const fs = require('node:fs')
 const u = require('../lib/util')
 
 const SETTLE_EVERY = 100
+
+/** `ours` and `readSync` in a child with a bigger old space: `{ times, gcs, oldSpaceMiB }`. */
+function inBiggerOldSpace(config, size) {
+  const { execFileSync } = require('node:child_process')
+  const oldSpaceMiB = Math.ceil((4 * size) / u.MiB)
+  const child = { ...config, variants: ['ours', 'readSync'], child: true }
+  const args = ['--expose-gc', `--max-old-space-size=${oldSpaceMiB}`, __filename, JSON.stringify(child)]
+  const out = execFileSync(process.execPath, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] })
+  return { ...JSON.parse(out.trim().split('\n').pop()), oldSpaceMiB }
+}
 
 async function main(config) {
   const mmap = require(config.root)
@@ -53,15 +67,16 @@ async function main(config) {
       return t1 - t0
     },
   }
-  const times = Object.fromEntries(Object.keys(variants).map((name) => [name, []]))
+  const names = config.variants || Object.keys(variants)
+  const times = Object.fromEntries(names.map((name) => [name, []]))
   const gcs = Object.fromEntries(
-    Object.keys(variants).map((name) => [name, { major: 0, minor: 0, incremental: 0, ms: 0 }]),
+    names.map((name) => [name, { major: 0, minor: 0, incremental: 0, ms: 0 }]),
   )
   u.progress(
     `time to first byte of ${(size / u.GiB).toFixed(0)} GiB: ${config.reps} runs of ${iterations}`,
   )
   for (let rep = -1; rep < config.reps; rep++) {
-    for (const name of u.rotate(Object.keys(variants), rep + 1)) {
+    for (const name of u.rotate(names, rep + 1)) {
       let total = 0
       let vm0 = u.procStatus('VmSize')
       const watch = u.watchGc()
@@ -80,6 +95,9 @@ async function main(config) {
       }
     }
   }
+
+  if (config.child) return { times, gcs }
+  const bigger = inBiggerOldSpace(config, size)
 
   let readFileError = null
   try {
@@ -140,13 +158,22 @@ async function main(config) {
     baseline: 'fs.openSync + readSync 1 B + close',
     base: u.median(times.readSync),
   })
+  rows.push({
+    workload: '4. first byte > 2 GiB',
+    name: `first byte of ${(size / u.GiB).toFixed(0)} GiB: openSync + buf[0] + unmap, --max-old-space-size=${bigger.oldSpaceMiB}`,
+    unit: 'us',
+    ours: u.median(bigger.times.ours),
+    baseline: 'fs.openSync + readSync 1 B + close (same process)',
+    base: u.median(bigger.times.readSync),
+  })
   const opens = iterations * config.reps
   const notes = [
     `first byte: during ${opens} timed openSync calls of the ${(size / u.GiB).toFixed(0)} GiB file V8 ran ` +
       `${gcs.ours.major} major and ${gcs.ours.incremental} incremental GCs on its own (${(gcs.ours.ms / opens).toFixed(2)} ms of GC per open), ` +
       `against ${gcs.handle.major} for Mapping.open and ${gcs.readSync.major} for readSync: V8 counts an external Buffer's length as external memory`,
+    `first byte, node --max-old-space-size=${bigger.oldSpaceMiB}: V8 ran ${bigger.gcs.ours.major} major GCs during the same ${opens} openSync calls`,
   ]
-  return { rows, notes, raw: { times, gcs, readFileError } }
+  return { rows, notes, raw: { times, gcs, readFileError, bigger } }
 }
 
 u.runWorkload(main)
