@@ -430,6 +430,17 @@ mod tests {
   }
 
   #[test]
+  fn a_record_is_forgotten_even_when_the_finalizer_is_told_another_address() {
+    let mapping = anonymous(4096);
+    let start = mapping.addr() as usize;
+    let hold = registry::record_buffer(Arc::clone(&mapping), start);
+    // SAFETY: `hold` was recorded above and is forgotten once; the address is wrong on purpose.
+    unsafe { registry::forget_buffer(start + 1, hold) };
+    assert!(registry::find(start).is_none());
+    assert_eq!(Arc::strong_count(&mapping), 1);
+  }
+
+  #[test]
   fn unmap_twice_is_a_no_op() {
     let mapping = anonymous(4096);
     assert!(mapping.unmap().unwrap());

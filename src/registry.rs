@@ -67,10 +67,21 @@ pub fn record_buffer(mapping: Arc<Mapping>, start: usize) -> *const Mapping {
 pub unsafe fn forget_buffer(start: usize, hold: *const Mapping) {
   {
     let mut records = records();
-    if let Some(record) = records.get_mut(&start) {
+    // Node-API hands the finalizer the data pointer the Buffer was made with, which is `start`.
+    // Should a runtime hand over another pointer, the record is found by its mapping instead
+    // (a scan, on that runtime only): a record left behind would outlive its mapping.
+    let key = match records.get(&start) {
+      Some(record) if std::ptr::eq(record.mapping, hold) => Some(start),
+      _ => records
+        .iter()
+        .find(|(_, record)| std::ptr::eq(record.mapping, hold))
+        .map(|(&key, _)| key),
+    };
+    if let Some(key) = key {
+      let record = records.get_mut(&key).expect("the key was just found");
       record.count -= 1;
       if record.count == 0 {
-        records.remove(&start);
+        records.remove(&key);
       }
     }
   }
