@@ -151,7 +151,7 @@ function formatSvg(results) {
   )
   out.push(`<rect width="${width}" height="${height}" fill="#ffffff"/>`)
   out.push(
-    `<text x="16" y="24" font-size="16" font-weight="bold">node-mmap ÷ baseline: medians of ${results.settings.reps} runs side by side (log scale)</text>`,
+    `<text x="16" y="24" font-size="16" font-weight="bold">node-mmap ÷ baseline: medians of ${results.settings.reps} runs side by side (map cost: ${results.settings.mapReps}; log scale)</text>`,
   )
   out.push(
     `<text x="16" y="44" fill="#444">${escapeXml(`${m.cpu}, ${m.cores} cores, Linux ${m.kernel}, Node ${m.node}, ${results.date.slice(0, 10)}${results.settings.quick ? ', --quick' : ''}`)}</text>`,
