@@ -47,8 +47,9 @@ unsafe fn create_external_buffer(
   unsafe { sys::napi_create_external_buffer(env.raw(), len, data.cast(), finalize, hint, result) }
 }
 
-/// The finalizer of the memory of every Buffer made by [`create`]: V8 calls it once the
-/// Buffer's ArrayBuffer is garbage-collected, or detached by `unmap()` (which first makes the
+/// The finalizer of the memory of every Buffer made by [`create`]: Node calls it (from an
+/// immediate) once V8 has freed the Buffer's memory, when its ArrayBuffer is garbage-collected
+/// or detached by `unmap()` (which first makes the
 /// ArrayBuffer object itself hold the mapping: see [`retire`]).
 unsafe extern "C" fn finalize_memory(_env: sys::napi_env, data: *mut c_void, hint: *mut c_void) {
   // SAFETY: `data` is the Buffer's first byte and `hint` the reference `create` recorded for it
@@ -87,7 +88,10 @@ fn no_external_buffers(env: &Env) -> napi::Error {
 /// does not help: it also lowers the limit V8 checks. A `Mapping` handle, with `read`/`view`
 /// windows, avoids it.
 pub fn create(env: &Env, mapping: Arc<Mapping>, offset: usize, len: usize) -> napi::Result<sys::napi_value> {
-  debug_assert!(offset <= mapping.len() && len <= mapping.len() - offset);
+  assert!(
+    offset <= mapping.len() && len <= mapping.len() - offset,
+    "a Buffer past its mapping"
+  );
   // SAFETY: `offset <= mapping.len()`, so the pointer stays inside the mapping.
   let data = unsafe { mapping.addr().add(offset) };
   let hold = registry::record_buffer(mapping, data as usize).cast_mut();
@@ -110,8 +114,9 @@ pub fn create(env: &Env, mapping: Arc<Mapping>, offset: usize, len: usize) -> na
     }
     // Other failures may or may not have run the finalizer already (Node runs it on some):
     // leaking `hold` (and its record, which stays true: the mapping lives on) is the only
-    // choice that cannot free twice. Lengths are checked against
-    // buffer.constants.MAX_LENGTH before, so this is not a path arguments can reach.
+    // choice that cannot free twice. Lengths are checked against buffer.constants.MAX_LENGTH
+    // before, so arguments cannot lead here; a worker terminated during the call can (the env
+    // refuses to run): then that one mapping stays until the process ends.
     _ => Err(errors::pending_or(env, "napi_create_external_buffer", status)),
   }
 }

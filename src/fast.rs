@@ -5,7 +5,9 @@
 //! (an `Arc`'d mutex and thread-local pushes and pops) whether or not an argument borrows
 //! anything; on a 4 KiB `map` that was about 3% of the call, GC included (bench/PROFILE.md).
 //! These callbacks read the arguments with `napi_get_cb_info` and call the very same Rust
-//! functions, so behaviour and errors are unchanged. The module's export hook puts them in place
+//! functions, so they behave as the napi-rs exports did. (One difference: an exception that user
+//! code throws while an error is being built, say a `code` setter on `Object.prototype`, now
+//! reaches the caller, where napi-rs's glue replaced it with an error of its own.) The module's export hook puts them in place
 //! of the napi-rs ones when the addon loads; `index.d.ts` still comes from those functions' `///`
 //! docs.
 
@@ -51,7 +53,8 @@ unsafe fn call<const N: usize>(
     Ok(value) => value,
     Err(error) if error.status == Status::PendingException => ptr::null_mut(),
     Err(error) => {
-      // SAFETY: `env` is the live env of this callback, with no exception pending.
+      // SAFETY: `env` is the live env of this callback; `throw_into` checks for a pending
+      // exception itself and leaves it in place.
       unsafe { JsError::from(error).throw_into(env) };
       ptr::null_mut()
     }

@@ -1,7 +1,7 @@
 //! The fault table: which address ranges are live mappings of ours, readable from a signal
 //! handler without locks or allocation.
 //!
-//! The registry (a mutex around a hash map) cannot be read from a signal handler: the faulting
+//! The registry (a mutex around a B-tree) cannot be read from a signal handler: the faulting
 //! thread may hold its lock. So every live mapping also takes a slot in this fixed array of
 //! atomics. A handler scans the slots in use; a slot being given up waits until no handler is
 //! looking at it (`busy`), so the mapping a handler found stays alive while it works.
@@ -100,9 +100,15 @@ pub fn with_mapping_at<R>(addr: usize, f: impl FnOnce(&Mapping, usize) -> R) -> 
       continue;
     }
     slot.busy.fetch_add(1, Ordering::SeqCst);
-    // Re-check under `busy`: `unregister` changes `start` before it waits for `busy`.
+    // Read the slot again, whole, under `busy`: `unregister` changes `start` before it waits for
+    // `busy`, so a slot that still shows `start` cannot be given up while we look, and its
+    // `len` and `mapping` (written before `start` was published) belong to that `start`. The
+    // slot may have been freed and taken again at the same address since the first look (freed
+    // slots are reused first): then this is the new mapping, with its own length.
+    let current = slot.start.load(Ordering::SeqCst);
+    let len = slot.len.load(Ordering::Relaxed);
     let mapping = slot.mapping.load(Ordering::Acquire);
-    if slot.start.load(Ordering::SeqCst) != start || mapping.is_null() {
+    if current != start || mapping.is_null() || addr - start >= len {
       slot.busy.fetch_sub(1, Ordering::SeqCst);
       continue;
     }

@@ -114,7 +114,8 @@ pub fn reserve_vmas(extra: usize) -> io::Result<()> {
 }
 
 impl Mapping {
-  /// Maps `len` bytes (see [`sys::map`]) and registers the new mapping. Fails with `ENOMEM`
+  /// Maps `len` bytes (see [`sys::map`]) and enters the new mapping in the fault table (the
+  /// registry learns of it when a Buffer shows it). Fails with `ENOMEM`
   /// before the system call when the runtime would be left too few kernel mappings.
   pub fn new(
     len: usize,
@@ -438,6 +439,25 @@ mod tests {
     unsafe { registry::forget_buffer(start + 1, hold) };
     assert!(registry::find(start).is_none());
     assert_eq!(Arc::strong_count(&mapping), 1);
+  }
+
+  #[test]
+  fn an_ambiguous_wrong_address_keeps_the_mapping_rather_than_forget_a_window() {
+    let mapping = anonymous(8192);
+    let (first, second) = (mapping.addr() as usize, mapping.addr() as usize + 4096);
+    let hold = registry::record_buffer(Arc::clone(&mapping), first);
+    let other = registry::record_buffer(Arc::clone(&mapping), second);
+    // SAFETY: `hold` was recorded above and is passed once; the address is wrong on purpose.
+    unsafe { registry::forget_buffer(first + 1, hold) };
+    assert!(registry::find(first).is_some() && registry::find(second).is_some());
+    assert_eq!(
+      Arc::strong_count(&mapping),
+      3,
+      "the reference is kept: the mapping leaks"
+    );
+    // SAFETY: `other` was recorded for `second` and is forgotten once.
+    unsafe { registry::forget_buffer(second, other) };
+    assert!(registry::find(second).is_none());
   }
 
   #[test]

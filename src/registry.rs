@@ -6,13 +6,13 @@
 //! A view is resolved through its ArrayBuffer's first byte: one exact lookup. (Two ArrayBuffers
 //! may start at the same byte, two windows of one mapping: the record counts them.)
 //!
-//! Each record stands for one `Arc<Mapping>` that the ArrayBuffer's finalizer holds and releases
-//! only after forgetting the record, under the lock: so while a record exists, its mapping is
-//! alive, and [`find`] may take a new reference from the raw pointer. No record is ever older
+//! Each count of a record stands for one `Arc<Mapping>` that an ArrayBuffer's finalizer holds
+//! and releases only after forgetting its count, under the lock: so while a record exists, its
+//! mapping is alive, and [`find`] may take a new reference from the raw pointer. No record is ever older
 //! than its mapping, so an address the kernel reuses is never matched to a mapping that is gone.
 //!
 //! Rust statics are shared by every worker thread, so the table sits behind a mutex; it is taken
-//! once when a Buffer is made and once when it is collected. It is a B-tree, not a hash map:
+//! once when a Buffer is made, once when it is collected, and by every lookup. It is a B-tree, not a hash map:
 //! the kernel places new mappings next to the last ones and finalizers run in about the order
 //! Buffers were made, so its updates touch a few warm nodes, where a hash table scatters them
 //! (100,000 Buffers awaiting their finalizers in a `map` + `unmap` loop: the hash map's cache
@@ -69,20 +69,28 @@ pub unsafe fn forget_buffer(start: usize, hold: *const Mapping) {
     let mut records = records();
     // Node-API hands the finalizer the data pointer the Buffer was made with, which is `start`.
     // Should a runtime hand over another pointer, the record is found by its mapping instead
-    // (a scan, on that runtime only): a record left behind would outlive its mapping.
+    // (a scan, on that runtime only): a record left behind would outlive its mapping. If the
+    // mapping has several records (windows), which one is this Buffer's cannot be told: then
+    // the reference is kept (the mapping leaks) rather than another window's record forgotten.
     let key = match records.get(&start) {
       Some(record) if std::ptr::eq(record.mapping, hold) => Some(start),
-      _ => records
-        .iter()
-        .find(|(_, record)| std::ptr::eq(record.mapping, hold))
-        .map(|(&key, _)| key),
-    };
-    if let Some(key) = key {
-      let record = records.get_mut(&key).expect("the key was just found");
-      record.count -= 1;
-      if record.count == 0 {
-        records.remove(&key);
+      _ => {
+        let mut mine = records
+          .iter()
+          .filter(|(_, record)| std::ptr::eq(record.mapping, hold));
+        match (mine.next(), mine.next()) {
+          (Some((&key, _)), None) => Some(key),
+          _ => None,
+        }
       }
+    };
+    let Some(key) = key else {
+      return;
+    };
+    let record = records.get_mut(&key).expect("the key was just found");
+    record.count -= 1;
+    if record.count == 0 {
+      records.remove(&key);
     }
   }
   // SAFETY: `hold` came from `Arc::into_raw` in `record_buffer` and is released once (the
@@ -119,7 +127,7 @@ struct Run {
 static PLACEHOLDERS: Mutex<BTreeMap<usize, Run>> = Mutex::new(BTreeMap::new());
 
 fn placeholders() -> MutexGuard<'static, BTreeMap<usize, Run>> {
-  // As for `table()`: each update leaves the map consistent, so poisoning is harmless.
+  // As for `records()`: each update leaves the map consistent, so poisoning is harmless.
   PLACEHOLDERS
     .lock()
     .unwrap_or_else(|poisoned| poisoned.into_inner())
