@@ -288,6 +288,17 @@ export declare const MS_INVALIDATE: number
 export declare const MS_SYNC: number
 
 /**
+ * Wakes up to `count` waiters (`wait`, `waitAsync`, in any process) of the 32-bit word at
+ * `byteOffset` of `view`, and returns how many woke. Linux only (futex(2)); elsewhere it throws
+ * `ENOTSUP`.
+ *
+ * @param view - A Buffer returned by `map()` or any view of the same memory.
+ * @param byteOffset - Where the word is in the view: it must be 4-byte aligned in the mapping.
+ * @param count - How many waiters to wake at most. Default: `Infinity` (all).
+ */
+export declare function notify(view: ArrayBufferView | ArrayBuffer, byteOffset: number, count?: number): number
+
+/**
  * Like `openSync`, but the system calls run on the libuv thread pool.
  *
  * @param path - The file's path.
@@ -417,3 +428,34 @@ export declare function unlock(buffer: ArrayBufferView | ArrayBuffer, offset?: n
  * @param buffer - A Buffer returned by `map()` or any view of the same memory.
  */
 export declare function unmap(buffer: ArrayBufferView | ArrayBuffer): void
+
+/**
+ * Sleeps while the 32-bit word at `byteOffset` of `view` holds `expected`, until `notify` wakes
+ * it (from this process or any other that maps the same file with `MAP_SHARED`) or `timeout`
+ * milliseconds pass; blocks the calling thread meanwhile, as `Atomics.wait` does. Linux only
+ * (futex(2)); elsewhere it throws `ENOTSUP`. `Atomics.wait`/`Atomics.notify` do not see these
+ * waits: use `wait`/`notify` on both sides. As with futexes, `'ok'` may come without a notify:
+ * check the word again in a loop.
+ *
+ * @param view - A Buffer returned by `map()` or any view of the same memory.
+ * @param byteOffset - Where the word is in the view: it must be 4-byte aligned in the mapping.
+ * @param expected - The value (int32 or uint32) the word must hold for the wait to begin.
+ * @param timeout - Milliseconds to wait at most. Default: `Infinity`.
+ * @returns `'ok'` when woken, `'not-equal'` when the word did not hold `expected`, `'timed-out'`.
+ */
+export declare function wait(view: ArrayBufferView | ArrayBuffer, byteOffset: number, expected: number, timeout?: number): 'ok' | 'not-equal' | 'timed-out'
+
+/**
+ * Like `wait`, without blocking: the wait runs on the libuv thread pool, and the Promise settles
+ * with its outcome. Each pending `waitAsync` holds one of the pool's threads (4 unless
+ * `UV_THREADPOOL_SIZE` says otherwise), which `fs`, `zlib` and `flush` also use: give long
+ * waits a `timeout`, or wait with `wait` in a worker thread. An `unmap()` of the mapping meanwhile
+ * rejects the Promise with `ERR_MMAP_UNMAPPED` (within a tenth of a second).
+ *
+ * @param view - A Buffer returned by `map()` or any view of the same memory.
+ * @param byteOffset - Where the word is in the view: it must be 4-byte aligned in the mapping.
+ * @param expected - The value (int32 or uint32) the word must hold for the wait to begin.
+ * @param timeout - Milliseconds to wait at most. Default: `Infinity`.
+ * @returns A Promise of `'ok'`, `'not-equal'` or `'timed-out'`.
+ */
+export declare function waitAsync(view: ArrayBufferView | ArrayBuffer, byteOffset: number, expected: number, timeout?: number): Promise<'ok' | 'not-equal' | 'timed-out'>

@@ -56,6 +56,7 @@ export const {
   incore,
   lock,
   map,
+  notify,
   open,
   openSync,
   protect,
@@ -64,4 +65,6 @@ export const {
   sync,
   unlock,
   unmap,
+  wait,
+  waitAsync,
 } = mmap

@@ -5,7 +5,8 @@
 //! Module map:
 //! - The exports: [`map`] (`map()`), [`open`] (`openSync`/`open`), [`ops`] (`unmap`, `remap`,
 //!   `advise`, `incore`, `sync`, `flush`, `lock`, `unlock`, `protect`, `faults`,
-//!   `setSigbusRecovery`), [`handle`] (the `Mapping` class), [`constants`].
+//!   `setSigbusRecovery`), [`futex`] (`wait`, `waitAsync`, `notify`), [`handle`] (the `Mapping`
+//!   class), [`constants`].
 //! - [`mapping`]: [`mapping::Mapping`], the owner of one OS mapping, unmapped exactly once; and
 //!   the guard that keeps the process under `vm.max_map_count`.
 //! - [`fast`]: plain Node-API entry points for `map` and `unmap`, installed over napi-rs's glue.
@@ -29,6 +30,7 @@ mod constants;
 mod errors;
 mod fast;
 mod faults;
+mod futex;
 mod handle;
 mod map;
 mod mapping;

@@ -148,9 +148,15 @@ pub fn check_access(env: &Env, view: &RawView, write: bool, name: &str) -> napi:
     return Ok(());
   }
   // The registry knows ArrayBuffers by their first byte.
-  let Some(mapping) = registry::find(view.data as usize - view.byte_offset) else {
-    return Ok(());
-  };
+  match registry::find(view.data as usize - view.byte_offset) {
+    Some(mapping) => check_rights(env, &mapping, write, name),
+    None => Ok(()),
+  }
+}
+
+/// `ERR_MMAP_ACCESS` unless every byte of `mapping` may be read (or, with `write`, written):
+/// what native code that touches a user's mapping checks first.
+pub fn check_rights(env: &Env, mapping: &Mapping, write: bool, name: &str) -> napi::Result<()> {
   let needed = if write {
     crate::constants::PROT_WRITE
   } else {

@@ -1092,6 +1092,45 @@ op('flush', 4, argList(bufArg, flushOptionsArg), {
   check: undef,
 })
 
+/** The word's expected value: mostly what pool words hold (0, file bytes), sometimes anything. */
+const wordArg = fc.oneof(
+  { weight: 4, arbitrary: fc.constantFrom(0, 1, -1, 2 ** 32 - 1, 2 ** 31, -(2 ** 31)).map((n) => lit(fmtNum(n), n)) },
+  { weight: 2, arbitrary: fc.integer().map((n) => lit(String(n), n)) },
+  { weight: 1, arbitrary: numArg },
+)
+const timeoutArg = fc.oneof(
+  { weight: 4, arbitrary: fc.nat(2).map((n) => lit(String(n), n)) },
+  { weight: 2, arbitrary: numArg },
+)
+const WAIT_OUTCOMES = ['ok', 'not-equal', 'timed-out']
+/**
+ * A wait on a word that holds the expected value sleeps until its timeout: the fuzz gives every
+ * wait that could begin at most 2 ms (a timeout that is refused, NaN or negative, stays).
+ */
+function guardWait(pool, args, notes) {
+  const timeout = args[3]
+  if (typeof timeout === 'number' && (Number.isNaN(timeout) || timeout < 0 || timeout <= 2)) return
+  if (args.length >= 4 && timeout !== undefined && typeof timeout !== 'number') return
+  args[3] = 2
+  notes.push('timeout: 2 ms (a wait on a word that holds its value sleeps until the timeout)')
+}
+const waitArgs = argList(bufArg, rangeArg, typed(wordArg), timeoutArg)
+const waitOutcome = (result) => expect(WAIT_OUTCOMES.includes(result), `wait returned ${safeString(result)}`)
+
+op('wait', 3, waitArgs, { guard: guardWait, invoke: (args) => mmap.wait(...args), check: waitOutcome })
+
+op('waitAsync', 2, waitArgs, {
+  async: true,
+  guard: guardWait,
+  invoke: (args) => mmap.waitAsync(...args),
+  check: waitOutcome,
+})
+
+op('notify', 3, argList(bufArg, rangeArg, typed(timeoutArg)), {
+  invoke: (args) => mmap.notify(...args),
+  check: (result) => expect(Number.isInteger(result) && result >= 0, `notify returned ${safeString(result)}`),
+})
+
 for (const name of ['lock', 'unlock']) {
   op(name, 4, argList(bufArg, rangeArg, rangeArg), {
     invoke: (args) => mmap[name](...args),

@@ -13,6 +13,9 @@ import {
   incore,
   sync,
   flush,
+  wait,
+  waitAsync,
+  notify,
   lock,
   unlock,
   protect,
@@ -156,6 +159,15 @@ void flush(grown, {})
 // @ts-expect-error unknown option
 void flush(grown, { blocking: true })
 
+// --- wait / waitAsync / notify
+const waited: 'ok' | 'not-equal' | 'timed-out' = wait(grown, 0, 0, 10)
+const waitedAsync: Promise<'ok' | 'not-equal' | 'timed-out'> = waitAsync(new Int32Array(4), 4, -1)
+const woken: number = notify(grown, 0) + notify(grown, 4, 1)
+// @ts-expect-error the expected value is needed
+wait(grown, 0)
+// @ts-expect-error wait returns one of three strings, not a boolean
+const waitedBool: boolean = wait(grown, 0, 0)
+
 // --- lock / unlock / protect
 lock(grown)
 lock(grown, 0)
@@ -250,5 +262,5 @@ m1.advise(0, 4096)
 export {
   allConstants, pageSize, e, grown, pages, flushed, whole, part, byBytes, byUint8, created, later, laterWith,
   useOpen, allowed, len, gone, copy, copy2, copy3, n1, n2, n3, w1, w2, v1, v2, mf, mi, disposable, scoped,
-  wrongRead,
+  wrongRead, waited, waitedAsync, woken, waitedBool,
 }

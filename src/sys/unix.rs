@@ -250,6 +250,118 @@ pub unsafe fn remap(_addr: *mut u8, _len: usize, _new_len: usize) -> io::Result<
   Err(io::Error::from_raw_os_error(libc::ENOTSUP))
 }
 
+/// How a [`wait`] ended.
+#[derive(Debug, PartialEq, Eq)]
+// Only Linux's `wait` can end but in error.
+#[cfg_attr(not(any(target_os = "linux", target_os = "android")), allow(dead_code))]
+pub enum Wait {
+  /// Woken by a [`wake`] (or, as futexes may, spuriously).
+  Woken,
+  /// The word did not hold the expected value when the wait began.
+  NotEqual,
+  /// The deadline passed.
+  TimedOut,
+}
+
+/// Sleeps while the 32-bit word at `addr` holds `expected`, until [`wake`] on the same word
+/// (from any process that maps the same file page, for shared mappings) or `deadline`
+/// (`CLOCK_MONOTONIC`; `None`: no limit). A signal does not end the wait early.
+///
+/// # Safety
+/// `addr` is 4-byte aligned and lies in a range the caller owns (the kernel reads it; a page
+/// without read rights makes the call fail with `EFAULT`, never fault).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub unsafe fn wait(addr: *const u32, expected: u32, deadline: Option<libc::timespec>) -> io::Result<Wait> {
+  let timeout = deadline.as_ref().map_or(std::ptr::null(), std::ptr::from_ref);
+  loop {
+    // SAFETY: FUTEX_WAIT_BITSET only reads the aligned word at `addr` (caller's contract) and
+    // `timeout`, an absolute CLOCK_MONOTONIC time or null; it writes nothing. No
+    // FUTEX_PRIVATE_FLAG: waiters in other processes that map the same page share the futex.
+    let result = unsafe {
+      libc::syscall(
+        libc::SYS_futex,
+        addr,
+        libc::FUTEX_WAIT_BITSET,
+        expected,
+        timeout,
+        std::ptr::null::<u32>(),
+        libc::FUTEX_BITSET_MATCH_ANY,
+      )
+    };
+    if result == 0 {
+      return Ok(Wait::Woken);
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+      Some(libc::EINTR) => continue, // the deadline is absolute: wait on for what is left
+      Some(libc::EAGAIN) => return Ok(Wait::NotEqual),
+      Some(libc::ETIMEDOUT) => return Ok(Wait::TimedOut),
+      _ => return Err(err),
+    }
+  }
+}
+
+/// Wakes up to `count` waiters of the word at `addr`; returns how many woke.
+///
+/// # Safety
+/// As [`wait`]: `addr` is aligned and in a range the caller owns (the kernel does not even read
+/// it).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub unsafe fn wake(addr: *const u32, count: i32) -> io::Result<usize> {
+  // SAFETY: FUTEX_WAKE only looks up waiters by the address's futex key; it reads and writes
+  // no memory of ours.
+  let woken = unsafe { libc::syscall(libc::SYS_futex, addr, libc::FUTEX_WAKE, count) };
+  if woken < 0 {
+    return Err(io::Error::last_os_error());
+  }
+  Ok(woken as usize)
+}
+
+/// `CLOCK_MONOTONIC` now plus `millis` (saturating), for [`wait`]'s deadline.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub fn deadline_after(millis: f64) -> libc::timespec {
+  let mut now = libc::timespec {
+    tv_sec: 0,
+    tv_nsec: 0,
+  };
+  // SAFETY: `now` is a valid out-pointer; CLOCK_MONOTONIC always exists on Linux.
+  unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+  let nanos = now.tv_nsec as f64 + millis * 1e6;
+  let whole_secs = (nanos / 1e9).floor();
+  let secs = now.tv_sec as f64 + whole_secs;
+  if secs >= libc::time_t::MAX as f64 {
+    return libc::timespec {
+      tv_sec: libc::time_t::MAX,
+      tv_nsec: 0,
+    };
+  }
+  libc::timespec {
+    tv_sec: secs as libc::time_t,
+    tv_nsec: ((nanos - whole_secs * 1e9) as libc::c_long).clamp(0, 999_999_999),
+  }
+}
+
+/// Futex-style waiting is Linux's; elsewhere it is refused.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub unsafe fn wait(_addr: *const u32, _expected: u32, _deadline: Option<libc::timespec>) -> io::Result<Wait> {
+  Err(io::Error::from_raw_os_error(libc::ENOTSUP))
+}
+
+/// Futex-style waking is Linux's; elsewhere it is refused.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub unsafe fn wake(_addr: *const u32, _count: i32) -> io::Result<usize> {
+  Err(io::Error::from_raw_os_error(libc::ENOTSUP))
+}
+
+/// No deadline arithmetic where nothing waits.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub fn deadline_after(_millis: f64) -> libc::timespec {
+  libc::timespec {
+    tv_sec: 0,
+    tv_nsec: 0,
+  }
+}
+
 /// Opens `path` for mapping: close-on-exec (as std always does), created `0o666 & ~umask`.
 pub fn open(path: &std::path::Path, write: bool, create: bool, truncate: bool) -> io::Result<std::fs::File> {
   std::fs::OpenOptions::new()

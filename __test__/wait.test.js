@@ -1,0 +1,189 @@
+'use strict'
+// wait / waitAsync / notify: futex-style sleeping on a 32-bit word of a mapping, within a
+// process, across worker threads, and across processes that map the same file.
+
+const test = require('node:test')
+const assert = require('node:assert/strict')
+const { spawn } = require('node:child_process')
+const { once } = require('node:events')
+const fs = require('node:fs')
+const path = require('node:path')
+const { setTimeout: sleep } = require('node:timers/promises')
+const { Worker } = require('node:worker_threads')
+
+const mmap = require('..')
+const { tempDir } = require('./helpers.js')
+
+const { PROT_READ, PROT_WRITE, MAP_SHARED, MAP_ANONYMOUS } = mmap
+const RW = PROT_READ | PROT_WRITE
+const ROOT = path.join(__dirname, '..')
+const dir = tempDir(test)
+const linux = process.platform === 'linux'
+
+function anonymous(size = 4096, protection = RW) {
+  return mmap.map(size, protection, MAP_SHARED | MAP_ANONYMOUS, -1)
+}
+
+/** Notifies the word until a waiter wakes (a waiter may not be asleep yet at the first try). */
+async function notifyUntilWoken(view, byteOffset) {
+  for (let tries = 0; tries < 1000; tries++) {
+    const woken = mmap.notify(view, byteOffset)
+    if (woken > 0) return woken
+    await sleep(5)
+  }
+  throw new Error('no waiter woke within 5 s')
+}
+
+test('wait returns not-equal at once when the word differs, timed-out after the timeout', { skip: !linux && 'futex(2) is Linux only' }, () => {
+  const buf = anonymous()
+  buf.writeInt32LE(-5, 8)
+  assert.equal(mmap.wait(buf, 8, 0), 'not-equal')
+  assert.equal(mmap.wait(buf, 8, -5, 0), 'timed-out')
+  assert.equal(mmap.wait(buf, 8, 2 ** 32 - 5, 0), 'timed-out', 'uint32 and int32 name the same bits')
+  const t0 = process.hrtime.bigint()
+  assert.equal(mmap.wait(buf, 8, -5, 60), 'timed-out')
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6
+  assert.ok(ms >= 59, `waited ${ms} ms of 60`)
+  assert.equal(mmap.notify(buf, 8), 0, 'nobody waits')
+  mmap.unmap(buf)
+})
+
+test('notify wakes a wait in a worker thread, which sees the new value', { skip: !linux && 'futex(2) is Linux only' }, async () => {
+  const file = path.join(dir, 'worker-word.bin')
+  fs.writeFileSync(file, Buffer.alloc(4096))
+  const worker = new Worker(
+    `
+    const { parentPort, workerData } = require('node:worker_threads')
+    const mmap = require(workerData.root)
+    const buf = mmap.openSync(workerData.file, { mode: 'r+' })
+    parentPort.postMessage('waiting')
+    const outcome = mmap.wait(buf, 4, 0)
+    parentPort.postMessage([outcome, buf.readInt32LE(4)])
+    `,
+    { eval: true, workerData: { root: ROOT, file } },
+  )
+  const messages = []
+  worker.on('message', (m) => messages.push(m))
+  while (messages.length === 0) await sleep(5)
+  const buf = mmap.openSync(file, { mode: 'r+' })
+  buf.writeInt32LE(42, 4)
+  // The worker may still be between its message and the wait: then it sees 42 and returns
+  // not-equal, which is right too; otherwise exactly one waiter wakes.
+  const woken = mmap.notify(buf, 4)
+  await once(worker, 'exit')
+  const [outcome, value] = messages[1]
+  assert.equal(value, 42)
+  assert.equal(outcome, woken === 1 ? 'ok' : 'not-equal')
+  mmap.unmap(buf)
+})
+
+test('a wait in another process wakes on notify, through the shared file', { skip: !linux && 'futex(2) is Linux only' }, async () => {
+  const file = path.join(dir, 'process-word.bin')
+  fs.writeFileSync(file, Buffer.alloc(8192))
+  const child = spawn(
+    process.execPath,
+    [
+      '-e',
+      `
+      const mmap = require(${JSON.stringify(ROOT)})
+      const buf = mmap.openSync(${JSON.stringify(file)}, { mode: 'r+' })
+      process.stdout.write('waiting\\n')
+      // The word stays 0: only a notify can end this wait (or the 10 s timeout).
+      const outcome = mmap.wait(buf, 4096, 0, 10000)
+      process.stdout.write(outcome + ' ' + buf.readInt32LE(4100) + '\\n')
+      `,
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  )
+  let out = ''
+  let err = ''
+  child.stdout.on('data', (d) => (out += d))
+  child.stderr.on('data', (d) => (err += d))
+  while (!out.includes('waiting')) {
+    assert.equal(child.exitCode, null, `child exited early: ${err}`)
+    await sleep(5)
+  }
+  const buf = mmap.openSync(file, { mode: 'r+' })
+  buf.writeInt32LE(7, 4100)
+  assert.equal(await notifyUntilWoken(buf, 4096), 1)
+  const [code] = await once(child, 'exit')
+  assert.equal(code, 0, err)
+  assert.equal(out.trim().split('\n').pop(), 'ok 7')
+  mmap.unmap(buf)
+})
+
+test('waitAsync keeps the event loop turning and resolves ok on notify', { skip: !linux && 'futex(2) is Linux only' }, async () => {
+  const buf = anonymous()
+  const pending = mmap.waitAsync(buf, 0, 0)
+  let ticks = 0
+  const ticker = setInterval(() => ticks++, 5)
+  await sleep(50)
+  assert.ok(ticks >= 3, `the event loop turned ${ticks} times while waiting`)
+  buf.writeInt32LE(1, 0)
+  assert.equal(await notifyUntilWoken(buf, 0), 1)
+  assert.equal(await pending, 'ok')
+  clearInterval(ticker)
+  assert.equal(await mmap.waitAsync(buf, 0, 0), 'not-equal')
+  assert.equal(await mmap.waitAsync(buf, 0, 1, 20), 'timed-out')
+  mmap.unmap(buf)
+})
+
+test('waitAsync rejects with ERR_MMAP_UNMAPPED when the mapping is unmapped meanwhile', { skip: !linux && 'futex(2) is Linux only' }, async () => {
+  const buf = anonymous()
+  const pending = mmap.waitAsync(buf, 0, 0)
+  await sleep(20)
+  mmap.unmap(buf)
+  const t0 = Date.now()
+  await assert.rejects(pending, { code: 'ERR_MMAP_UNMAPPED' })
+  assert.ok(Date.now() - t0 < 1000, 'settled within a slice')
+})
+
+test('wait, waitAsync and notify refuse bad arguments like Node does', () => {
+  const buf = anonymous()
+  const notMapped = Buffer.alloc(16)
+  const cases = [
+    [() => mmap.wait(buf, 2, 0, 0), { name: 'RangeError', code: 'ERR_INVALID_ARG_VALUE' }],
+    [() => mmap.wait(buf.subarray(2), 0, 0, 0), { code: 'ERR_INVALID_ARG_VALUE' }],
+    [() => mmap.wait(buf, 4093, 0, 0), { name: 'RangeError', code: 'ERR_OUT_OF_RANGE' }],
+    [() => mmap.wait(buf, -4, 0, 0), { code: 'ERR_OUT_OF_RANGE' }],
+    [() => mmap.wait(buf, '0', 0, 0), { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' }],
+    [() => mmap.wait(buf, 0, 0.5, 0), { code: 'ERR_OUT_OF_RANGE' }],
+    [() => mmap.wait(buf, 0, 2 ** 32, 0), { code: 'ERR_OUT_OF_RANGE' }],
+    [() => mmap.wait(buf, 0, 0, -1), { code: 'ERR_OUT_OF_RANGE' }],
+    [() => mmap.wait(buf, 0, 0, NaN), { code: 'ERR_OUT_OF_RANGE' }],
+    [() => mmap.wait(buf, 0, 0, '1'), { code: 'ERR_INVALID_ARG_TYPE' }],
+    [() => mmap.wait(notMapped, 0, 0, 0), { code: 'ERR_MMAP_NOT_A_MAPPING' }],
+    [() => mmap.wait(buf.subarray(0, 3), 0, 0, 0), { code: 'ERR_OUT_OF_RANGE' }],
+    [() => mmap.notify(buf, 0, -1), { code: 'ERR_OUT_OF_RANGE' }],
+    [() => mmap.notify(buf, 6), { code: 'ERR_INVALID_ARG_VALUE' }],
+    [() => mmap.notify({}, 0), { code: 'ERR_INVALID_ARG_TYPE' }],
+  ]
+  for (const [call, expected] of cases) assert.throws(call, expected, call.toString())
+  // waitAsync reports argument errors as a rejected Promise, as flush does.
+  return assert.rejects(mmap.waitAsync(buf, 2, 0), { code: 'ERR_INVALID_ARG_VALUE' }).then(() => mmap.unmap(buf))
+})
+
+test('a word the mapping cannot read is refused, not slept on', () => {
+  const none = anonymous(4096, mmap.PROT_NONE)
+  assert.throws(() => mmap.wait(none, 0, 0, 0), { code: 'ERR_MMAP_ACCESS' })
+  mmap.unmap(none)
+  const buf = anonymous()
+  mmap.protect(buf, 0, 4096, mmap.PROT_NONE)
+  assert.throws(() => mmap.wait(buf, 0, 0, 0), { code: 'ERR_MMAP_ACCESS' })
+  mmap.unmap(buf)
+})
+
+test('notify counts: 0 wakes none, the default wakes every waiter', { skip: !linux && 'futex(2) is Linux only' }, async () => {
+  const buf = anonymous()
+  const waits = [mmap.waitAsync(buf, 0, 0, 5000), mmap.waitAsync(buf, 0, 0, 5000)]
+  await sleep(50)
+  assert.equal(mmap.notify(buf, 0, 0), 0)
+  let woken = 0
+  for (let tries = 0; woken < 2 && tries < 1000; tries++) {
+    woken += mmap.notify(buf, 0, Infinity)
+    if (woken < 2) await sleep(5)
+  }
+  assert.equal(woken, 2)
+  assert.deepEqual(await Promise.all(waits), ['ok', 'ok'])
+  mmap.unmap(buf)
+})
