@@ -23,7 +23,7 @@ const BENCH = __dirname
 const ROOT = path.dirname(BENCH)
 const MISSING = 0xa5 // the byte the scans look for: never in the test data
 
-const WORKLOADS = ['map-cost', 'scan', 'random', 'ttfb', 'cold', 'writeback']
+const WORKLOADS = ['map-cost', 'scan', 'random', 'ttfb', 'cold', 'writeback', 'ipc']
 const TITLES = {
   'map-cost': '1. map cost',
   scan: '2. scan',
@@ -31,6 +31,7 @@ const TITLES = {
   ttfb: '4. first byte > 2 GiB',
   cold: '5. cold cache',
   writeback: '6. write-back',
+  ipc: '7. IPC',
 }
 
 const SETTINGS = {
@@ -44,6 +45,7 @@ const SETTINGS = {
     randomCount: 1000000,
     ttfbIterations: 200,
     writebackSize: 256 * u.MiB,
+    ipcCount: 20000,
   },
   quick: {
     quick: true,
@@ -55,6 +57,7 @@ const SETTINGS = {
     randomCount: 100000,
     ttfbIterations: 50,
     writebackSize: 64 * u.MiB,
+    ipcCount: 2000,
   },
 }
 
@@ -223,6 +226,7 @@ async function main() {
     ttfb: { ...common, file: sparseFile, iterations: settings.ttfbIterations },
     cold: { ...common, file: dataFile, missing: MISSING },
     writeback: { ...common, size: settings.writebackSize },
+    ipc: { ...common, count: settings.ipcCount },
   }
 
   const rows = []
