@@ -141,31 +141,60 @@ test('waitAsync rejects with ERR_MMAP_UNMAPPED when the mapping is unmapped mean
 test('wait, waitAsync and notify refuse bad arguments like Node does', () => {
   const buf = anonymous()
   const notMapped = Buffer.alloc(16)
+  const range = (name, text) => ({ name: 'RangeError', code: 'ERR_OUT_OF_RANGE', message: `The value of "${name}" is out of range. It must be ${text}` })
+  const type = (name, received) => ({ name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE', message: `The "${name}" argument must be of type number. Received ${received}` })
+  const aligned = (received) => ({
+    name: 'RangeError',
+    code: 'ERR_INVALID_ARG_VALUE',
+    message: `The argument 'byteOffset' must point at a 4-byte aligned word of the mapping. Received ${received}`,
+  })
   const cases = [
-    [() => mmap.wait(buf, 2, 0, 0), { name: 'RangeError', code: 'ERR_INVALID_ARG_VALUE' }],
-    [() => mmap.wait(buf.subarray(2), 0, 0, 0), { code: 'ERR_INVALID_ARG_VALUE' }],
-    [() => mmap.wait(buf, 4093, 0, 0), { name: 'RangeError', code: 'ERR_OUT_OF_RANGE' }],
-    [() => mmap.wait(buf, -4, 0, 0), { code: 'ERR_OUT_OF_RANGE' }],
-    [() => mmap.wait(buf, '0', 0, 0), { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' }],
-    [() => mmap.wait(buf, 0, 0.5, 0), { code: 'ERR_OUT_OF_RANGE' }],
-    [() => mmap.wait(buf, 0, 2 ** 32, 0), { code: 'ERR_OUT_OF_RANGE' }],
-    [() => mmap.wait(buf, 0, 0, -1), { code: 'ERR_OUT_OF_RANGE' }],
-    [() => mmap.wait(buf, 0, 0, NaN), { code: 'ERR_OUT_OF_RANGE' }],
-    [() => mmap.wait(buf, 0, 0, '1'), { code: 'ERR_INVALID_ARG_TYPE' }],
-    [() => mmap.wait(notMapped, 0, 0, 0), { code: 'ERR_MMAP_NOT_A_MAPPING' }],
-    [() => mmap.wait(buf.subarray(0, 3), 0, 0, 0), { code: 'ERR_OUT_OF_RANGE' }],
-    [() => mmap.notify(buf, 0, -1), { code: 'ERR_OUT_OF_RANGE' }],
-    [() => mmap.notify(buf, 6), { code: 'ERR_INVALID_ARG_VALUE' }],
-    [() => mmap.notify({}, 0), { code: 'ERR_INVALID_ARG_TYPE' }],
+    [() => mmap.wait(buf, 2, 0, 0), aligned(2)],
+    [() => mmap.wait(buf.subarray(2), 0, 0, 0), aligned(0)],
+    [() => mmap.notify(buf, 6), aligned(6)],
+    [() => mmap.wait(buf, 4093, 0, 0), range('byteOffset', ">= 0 && <= 4092 (the view's length less 4). Received 4093")],
+    [() => mmap.wait(buf, -4, 0, 0), range('byteOffset', ">= 0 && <= 4092 (the view's length less 4). Received -4")],
+    [
+      () => mmap.wait(buf.subarray(0, 3), 0, 0, 0),
+      range('byteOffset', 'within the view, which has no room for a 32-bit word (its length is 3). Received 0'),
+    ],
+    [() => mmap.wait(buf, '0', 0, 0), type('byteOffset', "type string ('0')")],
+    [() => mmap.wait(buf, 0, 0.5, 0), range('expected', 'an integer. Received 0.5')],
+    [() => mmap.wait(buf, 0, 2 ** 32, 0), range('expected', '>= -2147483648 && <= 4294967295. Received 4294967296')],
+    [() => mmap.wait(buf, 0, 0, -1), range('timeout', '>= 0 (milliseconds; Infinity: no limit). Received -1')],
+    [() => mmap.wait(buf, 0, 0, NaN), range('timeout', '>= 0 (milliseconds; Infinity: no limit). Received NaN')],
+    [() => mmap.wait(buf, 0, 0, '1'), type('timeout', "type string ('1')")],
+    [() => mmap.notify(buf, 0, -1), range('count', '>= 0 && <= 2147483647. Received -1')],
+    [() => mmap.notify(buf, 0, 1.5), range('count', 'an integer. Received 1.5')],
+    [
+      () => mmap.wait(notMapped, 0, 0, 0),
+      {
+        name: 'TypeError',
+        code: 'ERR_MMAP_NOT_A_MAPPING',
+        message: 'The "view" argument must be a view of memory mapped by node-mmap. Received an instance of Buffer',
+      },
+    ],
+    [
+      () => mmap.notify({}, 0),
+      {
+        name: 'TypeError',
+        code: 'ERR_INVALID_ARG_TYPE',
+        message: 'The "view" argument must be an instance of Buffer, TypedArray, DataView or ArrayBuffer. Received an instance of Object',
+      },
+    ],
   ]
   for (const [call, expected] of cases) assert.throws(call, expected, call.toString())
   // waitAsync reports argument errors as a rejected Promise, as flush does.
-  return assert.rejects(mmap.waitAsync(buf, 2, 0), { code: 'ERR_INVALID_ARG_VALUE' }).then(() => mmap.unmap(buf))
+  return assert.rejects(mmap.waitAsync(buf, 2, 0), aligned(2)).then(() => mmap.unmap(buf))
 })
 
 test('a word the mapping cannot read is refused, not slept on', () => {
   const none = anonymous(4096, mmap.PROT_NONE)
-  assert.throws(() => mmap.wait(none, 0, 0, 0), { code: 'ERR_MMAP_ACCESS' })
+  assert.throws(() => mmap.wait(none, 0, 0, 0), {
+    name: 'Error',
+    code: 'ERR_MMAP_ACCESS',
+    message: 'The "view" argument is memory that cannot be read: it is mapped without PROT_READ (or protect()ed so)',
+  })
   mmap.unmap(none)
   const buf = anonymous()
   mmap.protect(buf, 0, 4096, mmap.PROT_NONE)
