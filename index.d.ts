@@ -450,7 +450,8 @@ export declare function wait(view: ArrayBufferView | ArrayBuffer, byteOffset: nu
  * with its outcome. Each pending `waitAsync` holds one of the pool's threads (4 unless
  * `UV_THREADPOOL_SIZE` says otherwise), which `fs`, `zlib` and `flush` also use: give long
  * waits a `timeout`, or wait with `wait` in a worker thread. An `unmap()` of the mapping meanwhile
- * rejects the Promise with `ERR_MMAP_UNMAPPED` (within a tenth of a second).
+ * rejects the Promise with `ERR_MMAP_UNMAPPED` at once (before Linux 5.16, within a tenth of a
+ * second, and there a `notify()` that does not change the word may be missed).
  *
  * @param view - A Buffer returned by `map()` or any view of the same memory.
  * @param byteOffset - Where the word is in the view: it must be 4-byte aligned in the mapping.

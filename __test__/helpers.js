@@ -227,6 +227,7 @@ async function pollUntil(condition, { gc = null, timeoutMs = 10_000 } = {}) {
 function childEnv(env = {}) {
   const base = { ...process.env }
   delete base.NODE_MMAP_SIMULATE_NO_EXTERNAL_BUFFERS
+  delete base.NODE_MMAP_SIMULATE_NO_FUTEX_WAITV
   return { ...base, NODE_MMAP_ROOT: PACKAGE, ...env }
 }
 

@@ -216,3 +216,26 @@ test('notify counts: 0 wakes none, the default wakes every waiter', { skip: !lin
   assert.deepEqual(await Promise.all(waits), ['ok', 'ok'])
   mmap.unmap(buf)
 })
+
+test('on kernels without futex_waitv (simulated), waitAsync waits in slices: notify and unmap still end it', { skip: !linux && 'futex(2) is Linux only' }, () => {
+  const { runScript, assertCleanExit } = require('./helpers.js')
+  const result = runScript(
+    `
+    const mmap = require(${JSON.stringify(ROOT)})
+    const buf = mmap.map(4096, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED | mmap.MAP_ANONYMOUS, -1)
+    const words = new Int32Array(buf.buffer, buf.byteOffset, 2)
+    const changed = mmap.waitAsync(buf, 0, 0, 5000)
+    const dropped = mmap.waitAsync(buf, 4, 0, 5000)
+    setTimeout(() => { Atomics.store(words, 0, 1); mmap.notify(buf, 0) }, 250) // past a slice
+    changed.then(async (outcome) => {
+      const t0 = Date.now()
+      mmap.unmap(buf)
+      const error = await dropped.catch((e) => e)
+      console.log(outcome, error.code, Date.now() - t0 < 1000)
+    })
+    `,
+    { env: { NODE_MMAP_SIMULATE_NO_FUTEX_WAITV: '1' } },
+  )
+  assertCleanExit(result)
+  assert.equal(result.stdout.trim(), 'ok ERR_MMAP_UNMAPPED true')
+})

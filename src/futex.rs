@@ -15,8 +15,18 @@ use crate::mapping::{Failure, Mapping};
 use crate::sys::{self, Wait};
 use crate::view::{self, Resolved};
 
-/// How long `waitAsync` sleeps at a time before it looks whether its mapping was unmapped.
+/// How long `waitAsync` sleeps at a time before it looks whether its mapping was unmapped, on
+/// kernels without futex_waitv(2).
 const ASYNC_SLICE_MS: f64 = 100.0;
+
+/// The environment variable that makes `waitAsync` act as on a kernel without futex_waitv
+/// (before Linux 5.16): the switch that tests the sliced wait here.
+pub const SIMULATE_NO_FUTEX_WAITV: &str = "NODE_MMAP_SIMULATE_NO_FUTEX_WAITV";
+
+fn simulate_no_futex_waitv() -> bool {
+  static SIMULATE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+  *SIMULATE.get_or_init(|| std::env::var_os(SIMULATE_NO_FUTEX_WAITV).is_some_and(|v| v == "1"))
+}
 
 /// One aligned 32-bit word of a live mapping.
 struct Word {
@@ -42,8 +52,31 @@ impl Word {
     Ok(unsafe { sys::wait(self.addr(), expected, deadline) }?)
   }
 
-  /// As [`Word::wait`], in slices, so that an `unmap()` meanwhile ends it (`Unmapped`) within
-  /// a slice: unmapping swaps the page the futex sleeps on, and a notify could never reach it.
+  /// As [`Word::wait`], but an `unmap()` meanwhile ends it (`Unmapped`): unmapping swaps the
+  /// page the futex sleeps on, and no notify could reach it any more. The wait also sleeps on
+  /// the mapping's cancel word, which `unmap()` sets and wakes (futex_waitv, Linux 5.16);
+  /// before that kernel it waits in slices and looks in between.
+  fn wait_or_unmap(&self, expected: u32, deadline: Option<libc::timespec>) -> Result<Wait, Failure> {
+    if self.mapping.is_unmapped() {
+      return Err(Failure::Unmapped);
+    }
+    if simulate_no_futex_waitv() {
+      return self.wait_in_slices(expected, deadline);
+    }
+    let cancel = self.mapping.cancel_word();
+    // SAFETY: the word is aligned and inside the mapping, which `self.mapping` keeps reserved;
+    // the cancel word is an aligned field of the same mapping.
+    match unsafe { sys::wait_or_cancel(self.addr(), expected, cancel, deadline) } {
+      Ok(Wait::Cancelled) => Err(Failure::Unmapped),
+      Ok(wait) => Ok(wait),
+      Err(err) if err.raw_os_error() == Some(libc::ENOSYS) => self.wait_in_slices(expected, deadline),
+      Err(err) => Err(Failure::Os(err)),
+    }
+  }
+
+  /// As [`Word::wait`], in slices, so that an `unmap()` meanwhile ends it within a slice. A
+  /// notify that lands between two slices without changing the word is missed: notifiers that
+  /// change the word first, as they should, are never missed.
   fn wait_in_slices(&self, expected: u32, deadline: Option<libc::timespec>) -> Result<Wait, Failure> {
     let mut first = true;
     loop {
@@ -127,7 +160,8 @@ fn outcome(wait: Wait) -> String {
   match wait {
     Wait::Woken => "ok",
     Wait::NotEqual => "not-equal",
-    Wait::TimedOut => "timed-out",
+    // `Cancelled` ends as ERR_MMAP_UNMAPPED before it gets here (`Word::wait_or_unmap`).
+    Wait::TimedOut | Wait::Cancelled => "timed-out",
   }
   .to_string()
 }
@@ -176,7 +210,7 @@ impl<'env> ScopedTask<'env> for WaitAsync {
   type JsValue = String;
 
   fn compute(&mut self) -> napi::Result<Self::Output> {
-    Ok(self.word.wait_in_slices(self.expected, self.deadline))
+    Ok(self.word.wait_or_unmap(self.expected, self.deadline))
   }
 
   fn resolve(&mut self, env: &'env Env, output: Self::Output) -> napi::Result<String> {
@@ -192,7 +226,8 @@ impl<'env> ScopedTask<'env> for WaitAsync {
 /// with its outcome. Each pending `waitAsync` holds one of the pool's threads (4 unless
 /// `UV_THREADPOOL_SIZE` says otherwise), which `fs`, `zlib` and `flush` also use: give long
 /// waits a `timeout`, or wait with `wait` in a worker thread. An `unmap()` of the mapping meanwhile
-/// rejects the Promise with `ERR_MMAP_UNMAPPED` (within a tenth of a second).
+/// rejects the Promise with `ERR_MMAP_UNMAPPED` at once (before Linux 5.16, within a tenth of a
+/// second, and there a `notify()` that does not change the word may be missed).
 ///
 /// @param view - A Buffer returned by `map()` or any view of the same memory.
 /// @param byteOffset - Where the word is in the view: it must be 4-byte aligned in the mapping.

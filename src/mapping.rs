@@ -16,7 +16,7 @@
 //! stays reserved, and so cannot be handed to another mapping, until the last reference drops.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::sys;
@@ -63,6 +63,8 @@ pub struct Mapping {
   slot: AtomicUsize,
   /// `(env, napi_ref)` of extra ArrayBuffers showing this mapping (see `view::track_view`).
   views: Mutex<Vec<(usize, usize)>>,
+  /// 0 while live, 1 once unmapped: the futex word that wakes `waitAsync`s of the mapping.
+  cancel: AtomicU32,
 }
 
 const NO_SLOT: usize = usize::MAX;
@@ -159,6 +161,7 @@ impl Mapping {
       faults: AtomicUsize::new(0),
       slot: AtomicUsize::new(NO_SLOT),
       views: Mutex::new(Vec::new()),
+      cancel: AtomicU32::new(0),
     });
     if let Some(slot) = faults::register(&mapping) {
       mapping.slot.store(slot, Ordering::Release);
@@ -190,6 +193,12 @@ impl Mapping {
   /// The mapped file's path, where known.
   pub fn path(&self) -> Option<&[u8]> {
     self.path.as_deref()
+  }
+
+  /// The futex word that is 0 while the mapping is live and 1 once `unmap()` took it away (and
+  /// woke its waiters): see `sys::wait_or_cancel`.
+  pub fn cancel_word(&self) -> *const u32 {
+    self.cancel.as_ptr()
   }
 
   /// How many lost pages (SIGBUS) were replaced with zeros.
@@ -354,6 +363,10 @@ impl Mapping {
     }
     self.leave_fault_table();
     registry::placeholder_added(self.addr, self.len_in_pages());
+    // Wake the `waitAsync`s sleeping on the user's memory, which is gone: they see the word set.
+    self.cancel.store(1, Ordering::Release);
+    // SAFETY: `cancel` is an aligned word of this value, alive for the call.
+    unsafe { sys::wake_private(self.cancel.as_ptr()) };
     Ok(true)
   }
 

@@ -261,6 +261,8 @@ pub enum Wait {
   NotEqual,
   /// The deadline passed.
   TimedOut,
+  /// The cancel word of [`wait_or_cancel`] was set.
+  Cancelled,
 }
 
 /// Sleeps while the 32-bit word at `addr` holds `expected`, until [`wake`] on the same word
@@ -299,6 +301,96 @@ pub unsafe fn wait(addr: *const u32, expected: u32, deadline: Option<libc::times
       _ => return Err(err),
     }
   }
+}
+
+/// One entry of futex_waitv(2) (`struct futex_waitv` of linux/futex.h).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[repr(C)]
+struct FutexWaitv {
+  val: u64,
+  uaddr: u64,
+  flags: u32,
+  reserved: u32,
+}
+
+/// As [`wait`], but also ends, with [`Wait::Cancelled`], once the process-private word at
+/// `cancel` is not 0: when the wait begins, or when [`wake_private`] wakes it after it was set.
+/// Uses futex_waitv(2) (Linux 5.16); before that kernel it fails with `ENOSYS`.
+///
+/// # Safety
+/// As [`wait`] for `addr`; `cancel` is an aligned word that stays valid during the call.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub unsafe fn wait_or_cancel(
+  addr: *const u32,
+  expected: u32,
+  cancel: *const u32,
+  deadline: Option<libc::timespec>,
+) -> io::Result<Wait> {
+  const FUTEX2_SIZE_U32: u32 = 0x02;
+  const FUTEX2_PRIVATE: u32 = 128;
+  let waiters = [
+    FutexWaitv {
+      val: u64::from(expected),
+      uaddr: addr as u64,
+      flags: FUTEX2_SIZE_U32,
+      reserved: 0,
+    },
+    FutexWaitv {
+      val: 0,
+      uaddr: cancel as u64,
+      flags: FUTEX2_SIZE_U32 | FUTEX2_PRIVATE,
+      reserved: 0,
+    },
+  ];
+  let timeout = deadline.as_ref().map_or(std::ptr::null(), std::ptr::from_ref);
+  loop {
+    // SAFETY: futex_waitv reads the two aligned words (the caller's contract), the array of
+    // two entries and `timeout` (absolute CLOCK_MONOTONIC, or null); it writes nothing.
+    let result = unsafe {
+      libc::syscall(
+        libc::SYS_futex_waitv,
+        waiters.as_ptr(),
+        waiters.len() as u32,
+        0u32,
+        timeout,
+        libc::CLOCK_MONOTONIC,
+      )
+    };
+    // SAFETY: `cancel` is valid and aligned (the caller's contract), and read as the atomic
+    // its owner writes.
+    let cancelled = || unsafe { (*cancel.cast::<std::sync::atomic::AtomicU32>()).load(std::sync::atomic::Ordering::Acquire) } != 0;
+    match result {
+      0 => return Ok(Wait::Woken),
+      1 => return Ok(Wait::Cancelled),
+      _ => {}
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+      Some(libc::EINTR) => continue,
+      Some(libc::EAGAIN) if cancelled() => return Ok(Wait::Cancelled),
+      Some(libc::EAGAIN) => return Ok(Wait::NotEqual),
+      Some(libc::ETIMEDOUT) => return Ok(Wait::TimedOut),
+      _ => return Err(err),
+    }
+  }
+}
+
+/// Wakes every waiter of the process-private word at `addr` (the cancel word of
+/// [`wait_or_cancel`]).
+///
+/// # Safety
+/// `addr` is an aligned word of this process (the kernel does not read it).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub unsafe fn wake_private(addr: *const u32) {
+  // SAFETY: FUTEX_WAKE only looks up waiters by the address; it reads and writes no memory.
+  unsafe {
+    libc::syscall(
+      libc::SYS_futex,
+      addr,
+      libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+      i32::MAX,
+    )
+  };
 }
 
 /// Wakes up to `count` waiters of the word at `addr`; returns how many woke.
@@ -346,6 +438,21 @@ pub fn deadline_after(millis: f64) -> libc::timespec {
 pub unsafe fn wait(_addr: *const u32, _expected: u32, _deadline: Option<libc::timespec>) -> io::Result<Wait> {
   Err(io::Error::from_raw_os_error(libc::ENOTSUP))
 }
+
+/// Futex-style waiting is Linux's; elsewhere it is refused.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub unsafe fn wait_or_cancel(
+  _addr: *const u32,
+  _expected: u32,
+  _cancel: *const u32,
+  _deadline: Option<libc::timespec>,
+) -> io::Result<Wait> {
+  Err(io::Error::from_raw_os_error(libc::ENOTSUP))
+}
+
+/// Nothing waits where futexes do not exist.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub unsafe fn wake_private(_addr: *const u32) {}
 
 /// Futex-style waking is Linux's; elsewhere it is refused.
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
