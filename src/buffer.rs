@@ -49,8 +49,8 @@ unsafe fn create_external_buffer(
 
 /// The finalizer of the memory of every Buffer made by [`create`]: Node calls it (from an
 /// immediate) once V8 has freed the Buffer's memory, when its ArrayBuffer is garbage-collected
-/// or detached by `unmap()` (which first makes the
-/// ArrayBuffer object itself hold the mapping: see [`retire`]).
+/// or detached by `unmap()` (which first makes the ArrayBuffer object itself hold the mapping:
+/// see [`retire`]).
 unsafe extern "C" fn finalize_memory(_env: sys::napi_env, data: *mut c_void, hint: *mut c_void) {
   // SAFETY: `data` is the Buffer's first byte and `hint` the reference `create` recorded for it
   // (`registry::record_buffer`); Node calls a Buffer's finalizer once. The last one unmaps.
