@@ -21,6 +21,14 @@ use crate::mapping::{Failure, Mapping};
 use crate::view::{self, Resolved};
 use crate::{buffer, options};
 
+/// Bytes of address space that unmapped mappings still hold as placeholders (until their last
+/// view is collected): for the tests, which cannot tell node-mmap's placeholders from the
+/// runtime's own mappings in /proc/self/maps. Not exported by index.js.
+#[napi(js_name = "__placeholderBytes", skip_typescript)]
+pub fn placeholder_bytes() -> f64 {
+  crate::registry::placeholder_bytes() as f64
+}
+
 /// Unmaps the mapping behind `buffer` now, instead of when it is garbage-collected. Every view of
 /// the mapping becomes length 0 (its ArrayBuffer is detached), so reading it afterwards gives
 /// `undefined` and never crashes. Calling it again, or on any detached view, does nothing.

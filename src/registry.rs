@@ -133,6 +133,11 @@ fn placeholders() -> MutexGuard<'static, BTreeMap<usize, Run>> {
     .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Bytes of address space that placeholders hold now (runs not yet given back).
+pub fn placeholder_bytes() -> usize {
+  placeholders().values().map(|run| run.len).sum()
+}
+
 /// Records a new placeholder over `addr..addr + len`, joining the runs it touches.
 pub fn placeholder_added(addr: usize, len: usize) {
   let mut runs = placeholders();
