@@ -1109,7 +1109,7 @@ const WAIT_OUTCOMES = ['ok', 'not-equal', 'timed-out']
  */
 function guardWait(pool, args, notes) {
   const timeout = args[3]
-  if (typeof timeout === 'number' && (Number.isNaN(timeout) || timeout < 0 || timeout <= 2)) return
+  if (typeof timeout === 'number' && (Number.isNaN(timeout) || timeout <= 2)) return
   if (args.length >= 4 && timeout !== undefined && typeof timeout !== 'number') return
   args[3] = 2
   notes.push('timeout: 2 ms (a wait on a word that holds its value sleeps until the timeout)')

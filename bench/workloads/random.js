@@ -100,30 +100,35 @@ function preadReads(file, offs) {
 const AS_WRITTEN = 'as written'
 const HUGE_FILL = 'MADV_HUGEPAGE'
 
+/** Bytes read by `touchPages`: kept, so the JIT cannot drop the loads that fault pages in. */
+let touched = 0
+
+/** Reads one byte of every page of `mapped`, so that every page is faulted in. */
+function touchPages(mmap, mapped) {
+  for (let i = 0; i < mapped.length; i += mmap.PAGESIZE) touched += mapped[i]
+}
+
 /** Puts the file's page cache in the state `how`. */
 function fillPageCache(mmap, config, how) {
   if (how === AS_WRITTEN) return u.warmPageCache(config.file) // resident, folios left as they are
   dropPageCache(config.floor.bin, config.file)
   const mapped = mmap.openSync(config.file, { advise: mmap.MADV_HUGEPAGE })
-  let sum = 0
-  for (let i = 0; i < mapped.length; i += mmap.PAGESIZE) sum += mapped[i]
+  touchPages(mmap, mapped)
   mmap.unmap(mapped)
-  return sum
 }
 
 /** KiB of the file that a fresh mapping maps with 2 MiB entries (FilePmdMapped), of its size. */
 function pmdMapped(mmap, file) {
   const mapped = mmap.openSync(file)
   const sizeKiB = mapped.length / 1024
-  let sum = 0 // used below, so the JIT cannot drop the loads that fault every page in
-  for (let i = 0; i < mapped.length; i += mmap.PAGESIZE) sum += mapped[i]
+  touchPages(mmap, mapped)
   const smaps = fs.readFileSync('/proc/self/smaps', 'utf8').split('\n')
   mmap.unmap(mapped)
   let inFile = false
   for (const line of smaps) {
     if (/^[0-9a-f]+-[0-9a-f]+ /.test(line)) inFile = line.endsWith(` ${file}`)
     const match = inFile && /^FilePmdMapped:\s+(\d+) kB/.exec(line)
-    if (match) return { kib: Number(match[1]), sizeKiB, sum }
+    if (match) return { kib: Number(match[1]), sizeKiB }
   }
   return null
 }
