@@ -1,7 +1,7 @@
 //! The fault table: which address ranges are live mappings of ours, readable from a signal
 //! handler without locks or allocation.
 //!
-//! The registry (a mutex around a B-tree) cannot be read from a signal handler: the faulting
+//! The registry (a hash table behind a mutex) cannot be read from a signal handler: the faulting
 //! thread may hold its lock. So every live mapping also takes a slot in this fixed array of
 //! atomics. A handler scans the slots in use; a slot being given up waits until no handler is
 //! looking at it (`busy`), so the mapping a handler found stays alive while it works.

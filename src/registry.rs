@@ -12,11 +12,11 @@
 //! than its mapping, so an address the kernel reuses is never matched to a mapping that is gone.
 //!
 //! Rust statics are shared by every worker thread, so the table sits behind a mutex; it is taken
-//! once when a Buffer is made, once when it is collected, and by every lookup. It is a B-tree, not a hash map:
-//! the kernel places new mappings next to the last ones and finalizers run in about the order
-//! Buffers were made, so its updates touch a few warm nodes, where a hash table scatters them
-//! (100,000 Buffers awaiting their finalizers in a `map` + `unmap` loop: the hash map's cache
-//! misses made the pair 3-4% slower than the B-tree, measured in CPU time).
+//! once when a Buffer is made, once when it is collected, and by every lookup. It is an
+//! open-addressing hash table that never allocates per record: with a `BTreeMap`, the node
+//! splits and merges of a `map` loop (records made and forgotten by the thousand between two
+//! garbage collections) and the three descents of a removal cost about 10% of a 4 KiB `map`
+//! (CPU time, same process, against the previous build; bench/PROFILE.md).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -24,18 +24,138 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::mapping::Mapping;
 
 /// One ArrayBuffer start: the mapping behind it, and how many live ArrayBuffers start there.
+/// `start == 0` marks a free slot (the kernel never maps page 0 for us: `MAP_FIXED` is refused).
+#[derive(Clone, Copy)]
 struct Record {
+  start: usize,
   mapping: *const Mapping,
   count: usize,
 }
+
+const FREE: Record = Record {
+  start: 0,
+  mapping: std::ptr::null(),
+  count: 0,
+};
 
 // SAFETY: `mapping` points at an `Arc<Mapping>`'s value (which is `Sync`) that the record's
 // holders keep alive; it is only dereferenced under the table's lock (see the module docs).
 unsafe impl Send for Record {}
 
-type Records = BTreeMap<usize, Record>;
+/// The records: an open-addressing hash table (linear probing, deletion by shifting back, so no
+/// tombstones) of a power-of-two size, at most half full, halved when under 1/16 full. Every operation is one
+/// short probe and never allocates, except when the table doubles or halves.
+struct Records {
+  slots: Vec<Record>,
+  len: usize,
+}
 
-static RECORDS: Mutex<Records> = Mutex::new(BTreeMap::new());
+/// The smallest table: 4,096 slots (96 KiB, made with the first record). Small enough to keep,
+/// and large enough that a program making and dropping a few thousand Buffers between two
+/// garbage collections never resizes it (a table that shrinks as soon as it empties would be
+/// rehashed on every such cycle: 10% of a `map` in the bench's map-alone loop).
+const MIN_SLOTS: usize = 4096;
+
+impl Records {
+  /// The slot where a probe for `start` begins: Fibonacci hashing of the address, so mappings
+  /// laid out at power-of-two strides (2 MiB-aligned, say) still spread over the table.
+  fn home(&self, start: usize) -> usize {
+    let bits = self.slots.len().trailing_zeros();
+    ((start as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - bits)) as usize
+  }
+
+  fn mask(&self) -> usize {
+    self.slots.len() - 1
+  }
+
+  /// The slot holding `start`, if any.
+  fn position(&self, start: usize) -> Option<usize> {
+    if self.len == 0 {
+      return None;
+    }
+    let mut i = self.home(start);
+    loop {
+      match self.slots[i].start {
+        0 => return None,
+        key if key == start => return Some(i),
+        _ => i = (i + 1) & self.mask(),
+      }
+    }
+  }
+
+  fn get(&self, start: usize) -> Option<&Record> {
+    self.position(start).map(|i| &self.slots[i])
+  }
+
+  /// The record of `start`, made (count 0, over `mapping`) if there is none.
+  fn entry(&mut self, start: usize, mapping: *const Mapping) -> &mut Record {
+    debug_assert_ne!(start, 0, "an ArrayBuffer at address 0");
+    if (self.len + 1) * 2 > self.slots.len() {
+      self.resize((self.slots.len() * 2).max(MIN_SLOTS));
+    }
+    let mut i = self.home(start);
+    while self.slots[i].start != 0 && self.slots[i].start != start {
+      i = (i + 1) & self.mask();
+    }
+    if self.slots[i].start == 0 {
+      self.slots[i] = Record {
+        start,
+        mapping,
+        count: 0,
+      };
+      self.len += 1;
+    }
+    &mut self.slots[i]
+  }
+
+  /// Empties slot `i`, moving later records of its probe run back so that every record stays
+  /// reachable from its home slot.
+  fn remove_at(&mut self, i: usize) {
+    let mask = self.mask();
+    let mut hole = i;
+    let mut j = i;
+    loop {
+      j = (j + 1) & mask;
+      let start = self.slots[j].start;
+      if start == 0 {
+        break;
+      }
+      let home = self.home(start);
+      // The record at `j` may fill the hole unless its home lies cyclically in (hole, j].
+      let stays = if hole <= j {
+        hole < home && home <= j
+      } else {
+        hole < home || home <= j
+      };
+      if !stays {
+        self.slots[hole] = self.slots[j];
+        hole = j;
+      }
+    }
+    self.slots[hole] = FREE;
+    self.len -= 1;
+    if self.slots.len() > MIN_SLOTS && self.len * 16 < self.slots.len() {
+      self.resize(self.slots.len() / 2);
+    }
+  }
+
+  /// Rehashes every record into a table of `slots` slots (a power of two).
+  fn resize(&mut self, slots: usize) {
+    let old = std::mem::replace(&mut self.slots, vec![FREE; slots]);
+    for record in old.into_iter().filter(|record| record.start != 0) {
+      let mut i = self.home(record.start);
+      while self.slots[i].start != 0 {
+        i = (i + 1) & self.mask();
+      }
+      self.slots[i] = record;
+    }
+  }
+}
+
+static RECORDS: Mutex<Records> = Mutex::new(Records {
+  slots: Vec::new(),
+  len: 0,
+});
 
 fn records() -> MutexGuard<'static, Records> {
   // Each operation leaves the table consistent (one insert, update or removal), so a poisoned
@@ -48,10 +168,7 @@ fn records() -> MutexGuard<'static, Records> {
 pub fn record_buffer(mapping: Arc<Mapping>, start: usize) -> *const Mapping {
   let hold = Arc::into_raw(mapping);
   let mut records = records();
-  let record = records.entry(start).or_insert(Record {
-    mapping: hold,
-    count: 0,
-  });
+  let record = records.entry(start, hold);
   debug_assert!(
     std::ptr::eq(record.mapping, hold),
     "two live mappings share {start:#x}"
@@ -72,25 +189,21 @@ pub unsafe fn forget_buffer(start: usize, hold: *const Mapping) {
     // (a scan, on that runtime only): a record left behind would outlive its mapping. If the
     // mapping has several records (windows), which one is this Buffer's cannot be told: then
     // the reference is kept (the mapping leaks) rather than another window's record forgotten.
-    let key = match records.get(&start) {
-      Some(record) if std::ptr::eq(record.mapping, hold) => Some(start),
+    let slot = match records.position(start) {
+      Some(i) if std::ptr::eq(records.slots[i].mapping, hold) => i,
       _ => {
-        let mut mine = records
-          .iter()
-          .filter(|(_, record)| std::ptr::eq(record.mapping, hold));
+        let mut mine = (0..records.slots.len())
+          .filter(|&i| records.slots[i].start != 0 && std::ptr::eq(records.slots[i].mapping, hold));
         match (mine.next(), mine.next()) {
-          (Some((&key, _)), None) => Some(key),
-          _ => None,
+          (Some(i), None) => i,
+          _ => return,
         }
       }
     };
-    let Some(key) = key else {
-      return;
-    };
-    let record = records.get_mut(&key).expect("the key was just found");
+    let record = &mut records.slots[slot];
     record.count -= 1;
     if record.count == 0 {
-      records.remove(&key);
+      records.remove_at(slot);
     }
   }
   // SAFETY: `hold` came from `Arc::into_raw` in `record_buffer` and is released once (the
@@ -101,7 +214,7 @@ pub unsafe fn forget_buffer(start: usize, hold: *const Mapping) {
 /// The mapping behind the ArrayBuffer whose first byte is at `start`.
 pub fn find(start: usize) -> Option<Arc<Mapping>> {
   let records = records();
-  let record = records.get(&start)?;
+  let record = records.get(start)?;
   // SAFETY: the record exists, so a holder's reference keeps the mapping alive (module docs):
   // the strong count is at least 1 while we add one, under the lock.
   unsafe {
@@ -180,6 +293,133 @@ mod tests {
 
   // Addresses far from anything mapped: these tests only exercise the bookkeeping.
   const BASE: usize = 0x7000_0000_0000;
+
+  /// The records table against a `BTreeMap` model: random records and removals over starts
+  /// that collide on purpose (power-of-two strides, several starts in one page), through
+  /// growth past the minimum size and shrinking back.
+  #[test]
+  fn records_table_matches_a_model() {
+    let mut table = Records {
+      slots: Vec::new(),
+      len: 0,
+    };
+    let mut model: BTreeMap<usize, usize> = BTreeMap::new();
+    let mut x = 0x2545_f491_u64;
+    let mut next = move || {
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      x
+    };
+    let start_of = |n: u64| -> usize {
+      let i = (n >> 8) as usize % 6000;
+      match n % 4 {
+        0 => BASE + i * 4096,
+        1 => BASE + i * (2 << 20),
+        2 => BASE + i * (1 << 30),
+        _ => BASE + (i % 64) * 4096 + 1 + i / 64,
+      }
+    };
+    let mapping = std::ptr::dangling::<Mapping>();
+    let mut largest = 0;
+    for round in 0..200_000 {
+      // Mostly inserts in the first half, mostly removals in the second: the table grows to
+      // thousands of records, then empties.
+      let insert = next() % 100 < if round < 100_000 { 70 } else { 25 };
+      if insert {
+        let start = start_of(next());
+        table.entry(start, mapping).count += 1;
+        *model.entry(start).or_insert(0) += 1;
+      } else if let Some((&start, _)) = model.range(start_of(next())..).next() {
+        let i = table.position(start).expect("a recorded start is found");
+        table.slots[i].count -= 1;
+        if table.slots[i].count == 0 {
+          table.remove_at(i);
+        }
+        let count = model.get_mut(&start).unwrap();
+        *count -= 1;
+        if *count == 0 {
+          model.remove(&start);
+        }
+      }
+      largest = largest.max(table.slots.len());
+      if round % 1000 == 0 || model.len() < 50 {
+        assert_eq!(table.len, model.len());
+        assert!(table.len * 2 <= table.slots.len());
+        for (&start, &count) in &model {
+          assert_eq!(table.get(start).map(|r| r.count), Some(count), "{start:#x}");
+        }
+        let held = table.slots.iter().filter(|r| r.start != 0).count();
+        assert_eq!(held, model.len());
+      }
+    }
+    assert!(largest > MIN_SLOTS, "the table never grew ({largest} slots)");
+    while let Some((&start, _)) = model.iter().next() {
+      let i = table.position(start).unwrap();
+      table.remove_at(i);
+      model.remove(&start);
+    }
+    assert_eq!((table.len, table.slots.len()), (0, MIN_SLOTS));
+    assert!(table.get(BASE).is_none());
+  }
+
+  /// Probe runs that wrap past the table's last slot: removing records before the wrap must
+  /// move the wrapped ones back across it.
+  #[test]
+  fn records_table_wraps_around() {
+    let mut table = Records {
+      slots: vec![FREE; MIN_SLOTS],
+      len: 0,
+    };
+    let last = MIN_SLOTS - 1;
+    let homed = |home: usize, n: usize| -> Vec<usize> {
+      (BASE..)
+        .step_by(4096)
+        .filter(|&start| table.home(start) == home)
+        .take(n)
+        .collect()
+    };
+    let at_end = homed(last, 4);
+    let at_zero = homed(0, 2);
+    let before_end = homed(last - 1, 1)[0];
+    let mapping = std::ptr::dangling::<Mapping>();
+    for &start in at_end.iter().chain(&at_zero) {
+      table.entry(start, mapping).count = 1;
+    }
+    // at_end fill the last slot and slots 0 to 2; at_zero follow in 3 and 4.
+    assert_eq!(table.position(at_end[1]), Some(0));
+    for &gone in &at_end[..2] {
+      let i = table.position(gone).unwrap();
+      table.remove_at(i);
+      assert!(table.get(gone).is_none());
+    }
+    for &start in at_end[2..].iter().chain(&at_zero) {
+      assert!(table.get(start).is_some(), "{start:#x} lost");
+    }
+    // Each removal moved the rest of the run back by one, across the end of the table.
+    assert_eq!(table.position(at_end[2]), Some(last));
+    assert_eq!(table.position(at_end[3]), Some(0));
+    assert_eq!(table.position(at_zero[0]), Some(1));
+
+    // A record whose home is past the wrap stays where it is when a hole opens before the wrap.
+    for (fill, remove) in [
+      (vec![at_end[0], at_zero[0]], at_end[0]),
+      (vec![before_end, at_end[0], at_end[1]], before_end),
+    ] {
+      let mut table = Records {
+        slots: vec![FREE; MIN_SLOTS],
+        len: 0,
+      };
+      for &start in &fill {
+        table.entry(start, mapping).count = 1;
+      }
+      let i = table.position(remove).unwrap();
+      table.remove_at(i);
+      for &start in fill.iter().filter(|&&start| start != remove) {
+        assert!(table.get(start).is_some(), "{start:#x} lost");
+      }
+    }
+  }
 
   #[test]
   fn placeholder_runs_merge_and_release_whole() {
