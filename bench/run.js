@@ -4,7 +4,7 @@
 // Node's fs and the C floor. Every figure is a ratio measured side by side in this run, a median
 // over repeated runs; see bench/README.md.
 //
-// It builds the C floor (bench/.build/), installs the peers once (bench/.peers/), makes the test
+// It builds the C floor and the Node-API floor (bench/.build/), installs the peers once (bench/.peers/), makes the test
 // files in a temporary directory, runs each workload in its own `node --expose-gc` child process
 // (bench/workloads/*.js, JSON result on stdout), prints the table and writes the results:
 // bench/results.json + bench/results.svg for a full run, bench/results.quick.{json,svg}
@@ -15,7 +15,7 @@ const os = require('node:os')
 const path = require('node:path')
 const { spawn, execFileSync } = require('node:child_process')
 const u = require('./lib/util')
-const { buildFloor } = require('./lib/floor')
+const { buildFloor, buildNapiFloor } = require('./lib/floor')
 const { ensurePeers } = require('./lib/peers')
 const { formatTable, formatSvg, ratioOf } = require('./lib/report')
 
@@ -194,6 +194,10 @@ async function main() {
 
   const floor = buildFloor(path.join(BENCH, 'floor.c'), path.join(BENCH, '.build'))
   if (!floor.ok) say(`C floor: ${floor.reason}`)
+  const napiFloor = selected.includes('map-cost')
+    ? buildNapiFloor(path.join(BENCH, 'napi-floor.c'), path.join(BENCH, '.build'))
+    : { ok: false, bin: null, reason: 'not built (map-cost not selected)' }
+  if (selected.includes('map-cost') && !napiFloor.ok) say(`Node-API floor: ${napiFloor.reason}`)
   const needsPeers = selected.includes('map-cost') || selected.includes('ttfb')
   const peers = needsPeers ? ensurePeers(path.join(BENCH, '.peers'), say) : []
   for (const peer of peers)
@@ -220,7 +224,13 @@ async function main() {
     quick: settings.quick,
   }
   const configs = {
-    'map-cost': { ...common, reps: settings.mapReps, pairs: settings.pairs, maps: settings.maps },
+    'map-cost': {
+      ...common,
+      napiFloor,
+      reps: settings.mapReps,
+      pairs: settings.pairs,
+      maps: settings.maps,
+    },
     scan: { ...common, file: dataFile, missing: MISSING },
     random: { ...common, file: dataFile, count: settings.randomCount },
     ttfb: { ...common, file: sparseFile, iterations: settings.ttfbIterations },
@@ -266,6 +276,7 @@ async function main() {
     machine: info,
     settings: { ...settings, workloads: selected },
     floor: { ok: floor.ok, reason: floor.reason },
+    napiFloor: { ok: napiFloor.ok, reason: napiFloor.reason },
     peers: peers.map(({ name, version, ok, reason }) => ({ name, version, ok, reason })),
     rows,
     notes,
@@ -290,6 +301,7 @@ async function main() {
   if (notes.length) out.push('Notes:', ...notes.map((note) => `- ${note}`))
   const unavailable = [
     ...(floor.ok ? [] : [`C floor: ${floor.reason}`]),
+    ...(napiFloor.ok || !selected.includes('map-cost') ? [] : [`Node-API floor: ${napiFloor.reason}`]),
     ...peers.filter((p) => !p.ok).map((p) => `${p.name}@${p.version}: ${p.reason}`),
     ...failures.map((f) => `workload ${f.workload}: ${f.reason}`),
   ]

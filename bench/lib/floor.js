@@ -1,23 +1,26 @@
 'use strict'
 // The C floor (bench/floor.c): compiled at bench time with `cc -O2` into bench/.build/, and
 // run as a child process that times itself, so process start-up is never part of a figure.
+// The Node-API floor (bench/napi-floor.c) is compiled there too, as an addon that map-cost loads.
 
 const fs = require('node:fs')
 const path = require('node:path')
 const { spawnSync } = require('node:child_process')
 
-/** Compiles floor.c unless an up-to-date binary exists; returns `{ ok, bin, reason }`. */
-function buildFloor(source, buildDir) {
-  const bin = path.join(buildDir, 'floor')
+/**
+ * Compiles the C file `source` into `bin` with `cc -O2 -Wall` and the extra `flags`, unless an
+ * up-to-date `bin` exists; returns `{ ok, bin, reason }`.
+ */
+function compile(source, bin, flags = []) {
   try {
     if (fs.statSync(bin).mtimeMs >= fs.statSync(source).mtimeMs)
       return { ok: true, bin, reason: null }
   } catch {
     // not built yet
   }
-  fs.mkdirSync(buildDir, { recursive: true })
+  fs.mkdirSync(path.dirname(bin), { recursive: true })
   const cc = process.env.CC || 'cc'
-  const result = spawnSync(cc, ['-O2', '-Wall', '-o', bin, source], { encoding: 'utf8' })
+  const result = spawnSync(cc, ['-O2', '-Wall', ...flags, '-o', bin, source], { encoding: 'utf8' })
   if (result.error) return { ok: false, bin, reason: `${cc}: ${result.error.message}` }
   if (result.status !== 0) {
     const first =
@@ -26,6 +29,21 @@ function buildFloor(source, buildDir) {
     return { ok: false, bin, reason: `${cc} -O2 failed: ${first.trim()}` }
   }
   return { ok: true, bin, reason: null }
+}
+
+/** The C floor (floor.c) in `buildDir`. */
+function buildFloor(source, buildDir) {
+  return compile(source, path.join(buildDir, 'floor'))
+}
+
+/**
+ * The Node-API floor (napi-floor.c): a Node-API addon in `buildDir`. Its Node-API symbols are
+ * left undefined, to be resolved from the node binary when it loads (macOS needs a flag for it).
+ */
+function buildNapiFloor(source, buildDir) {
+  const flags = ['-shared', '-fPIC']
+  if (process.platform === 'darwin') flags.push('-undefined', 'dynamic_lookup')
+  return compile(source, path.join(buildDir, 'napi-floor.node'), flags)
 }
 
 function run(bin, args) {
@@ -46,4 +64,4 @@ function dropPageCache(bin, file) {
   run(bin, ['drop', file])
 }
 
-module.exports = { buildFloor, floorPairs, dropPageCache }
+module.exports = { buildFloor, buildNapiFloor, floorPairs, dropPageCache }

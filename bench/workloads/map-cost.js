@@ -8,7 +8,11 @@
 //    event-loop turns until the address space is back (VmSize), divided by the pairs. The loop
 //    alone is shown beside it.
 // b) `map` alone (nobody unmaps) against the peers' `map`: every 1,000 maps, a GC and one
-//    event-loop turn so finalizers can run, the same for every implementation. The GC is a
+//    event-loop turn so finalizers can run, the same for every implementation. Also against the
+//    Node-API floor (bench/napi-floor.c): an addon that only reads five integers, calls mmap and
+//    makes the Buffer with a munmap finalizer through Node-API, so "ours / Node-API floor" is what
+//    node-mmap's own work costs, and "peer / Node-API floor" what a peer saves by calling V8 and
+//    Node's C++ directly (or not). The GC is a
 //    scavenge (gc({ type: 'minor' })): a full gc() costs ~10 ms, ~10 us per map, and would
 //    drown what is measured.
 
@@ -123,6 +127,17 @@ async function main(config) {
   const n = config.maps
   u.progress(`map alone ${size.label}: ${config.reps} x ${n} maps, yielding every ${YIELD_EVERY}`)
   const impls = [{ name: 'ours', impl: mmap }]
+  const napiFloor = config.napiFloor
+  if (napiFloor.ok) {
+    try {
+      const { map } = require(napiFloor.bin)
+      const { PROT_READ, MAP_SHARED } = mmap
+      impls.push({ name: 'Node-API floor', impl: { map, PROT_READ, MAP_SHARED } })
+    } catch (err) {
+      napiFloor.ok = false
+      napiFloor.reason = `does not load: ${u.describeError(err)}`
+    }
+  }
   for (const peer of config.peers) {
     if (!peer.ok) continue
     try {
@@ -151,6 +166,27 @@ async function main(config) {
       error: peer.ok ? null : peer.reason,
       target: peer.name === '@riaskov/mmap-io' ? { ratioMax: 1.0 } : null,
     })
+  }
+  rows.push({
+    workload: '1. map cost',
+    name: `map alone ${size.label}, GC + yield per ${YIELD_EVERY}`,
+    unit: 'ns/map',
+    ours,
+    baseline: 'Node-API floor map',
+    base: napiFloor.ok ? u.median(samples['Node-API floor']) : null,
+    error: napiFloor.ok ? null : napiFloor.reason,
+    target: null,
+  })
+  if (napiFloor.ok) {
+    const floorMap = u.median(samples['Node-API floor'])
+    const vsFloor = config.peers
+      .filter((peer) => peer.ok)
+      .map((peer) => `${peer.name} ${(u.median(samples[peer.name]) / floorMap).toFixed(2)}x`)
+    notes.push(
+      `map alone: the Node-API floor (bench/napi-floor.c: mmap + napi_create_external_buffer with a munmap finalizer, nothing else) ` +
+        `took ${Math.round(floorMap).toLocaleString('en-US')} ns; against it, ours ${(ours / floorMap).toFixed(2)}x` +
+        (vsFloor.length ? `, ${vsFloor.join(', ')}` : ''),
+    )
   }
   fs.closeSync(fd)
   return { rows, notes, raw }
