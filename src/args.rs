@@ -103,17 +103,35 @@ pub fn invalid_value(env: &Env, name: &str, reason: &str, received: &str) -> nap
 /// Checks that `value` is a number holding an integer in `min..=max`, the way Node's
 /// `validateInteger` does, and returns it.
 pub fn integer(env: &Env, value: &Unknown, name: &str, min: i64, max: i64) -> napi::Result<i64> {
-  let Some(number) = number_value(env, value) else {
-    return Err(invalid_type(env, name, "of type number", value));
-  };
-  if !is_integer(number) {
-    return Err(out_of_range(env, name, "an integer", value));
+  let number = number_value(env, value);
+  in_range(number, min, max).ok_or_else(|| not_integer(env, value, name, min, max, number))
+}
+
+/// `number` as an integer, if it is one in `min..=max`.
+fn in_range(number: Option<f64>, min: i64, max: i64) -> Option<i64> {
+  // The checks make the cast exact: an integral f64 within i64-representable bounds.
+  number
+    .filter(|&n| is_integer(n) && n >= min as f64 && n <= max as f64)
+    .map(|n| n as i64)
+}
+
+/// The error [`integer`] throws for `value` (whose number, if it is one, is `number`). Kept out
+/// of line: `map` reads four integers per call.
+#[cold]
+#[inline(never)]
+fn not_integer(
+  env: &Env,
+  value: &Unknown,
+  name: &str,
+  min: i64,
+  max: i64,
+  number: Option<f64>,
+) -> napi::Error {
+  match number {
+    None => invalid_type(env, name, "of type number", value),
+    Some(number) if !is_integer(number) => out_of_range(env, name, "an integer", value),
+    Some(_) => out_of_range(env, name, &format!(">= {min} && <= {max}"), value),
   }
-  if number < min as f64 || number > max as f64 {
-    return Err(out_of_range(env, name, &format!(">= {min} && <= {max}"), value));
-  }
-  // The checks above make this exact: an integral f64 within i64-representable bounds.
-  Ok(number as i64)
 }
 
 /// `Number.isInteger`. Without a `trunc` call (not an instruction on baseline x86-64): below
@@ -136,9 +154,15 @@ pub fn optional_integer(
   min: i64,
   max: i64,
 ) -> napi::Result<Option<i64>> {
-  match value {
-    Some(value) if type_of(value) != ValueType::Undefined => integer(env, value, name, min, max).map(Some),
-    _ => Ok(None),
+  let Some(value) = value else {
+    return Ok(None);
+  };
+  let number = number_value(env, value);
+  match in_range(number, min, max) {
+    Some(integer) => Ok(Some(integer)),
+    // Asked only when the value is no integer in range: a number needs one Node-API call.
+    None if type_of(value) == ValueType::Undefined => Ok(None),
+    None => Err(not_integer(env, value, name, min, max, number)),
   }
 }
 
