@@ -63,10 +63,12 @@ impl Word {
     if simulate_no_futex_waitv() {
       return self.wait_in_slices(expected, deadline);
     }
-    let cancel = self.mapping.cancel_word();
-    // SAFETY: the word is aligned and inside the mapping, which `self.mapping` keeps reserved;
-    // the cancel word is an aligned field of the same mapping.
-    match unsafe { sys::wait_or_cancel(self.addr(), expected, cancel, deadline) } {
+    let waited = self.mapping.with_cancel_word(|cancel| {
+      // SAFETY: the word is aligned and inside the mapping, which `self.mapping` keeps
+      // reserved; the cancel word is an aligned field of the same mapping.
+      unsafe { sys::wait_or_cancel(self.addr(), expected, cancel, deadline) }
+    });
+    match waited {
       Ok(Wait::Cancelled) => Err(Failure::Unmapped),
       Ok(wait) => Ok(wait),
       Err(err) if err.raw_os_error() == Some(libc::ENOSYS) => self.wait_in_slices(expected, deadline),

@@ -65,6 +65,9 @@ pub struct Mapping {
   views: Mutex<Vec<(usize, usize)>>,
   /// 0 while live, 1 once unmapped: the futex word that wakes `waitAsync`s of the mapping.
   cancel: AtomicU32,
+  /// How many threads may be sleeping on `cancel` now: `unmap()` wakes them only if any (a
+  /// futex syscall on every unmap was 3-5% of a `map` + `unmap` pair).
+  cancel_waiters: AtomicU32,
 }
 
 const NO_SLOT: usize = usize::MAX;
@@ -162,6 +165,7 @@ impl Mapping {
       slot: AtomicUsize::new(NO_SLOT),
       views: Mutex::new(Vec::new()),
       cancel: AtomicU32::new(0),
+      cancel_waiters: AtomicU32::new(0),
     });
     if let Some(slot) = faults::register(&mapping) {
       mapping.slot.store(slot, Ordering::Release);
@@ -195,10 +199,16 @@ impl Mapping {
     self.path.as_deref()
   }
 
-  /// The futex word that is 0 while the mapping is live and 1 once `unmap()` took it away (and
-  /// woke its waiters): see `sys::wait_or_cancel`.
-  pub fn cancel_word(&self) -> *const u32 {
-    self.cancel.as_ptr()
+  /// Runs `sleep` with the futex word that is 0 while the mapping is live and 1 once `unmap()`
+  /// took it away; `unmap()` wakes the threads sleeping on it (see `sys::wait_or_cancel`).
+  /// `sleep` must read the word in the kernel (futex), which is ordered after this call's count
+  /// of sleepers: either `unmap()` sees the count and wakes, or the kernel sees the word set.
+  pub fn with_cancel_word<R>(&self, sleep: impl FnOnce(*const u32) -> R) -> R {
+    self.cancel_waiters.fetch_add(1, Ordering::SeqCst);
+    std::sync::atomic::fence(Ordering::SeqCst);
+    let result = sleep(self.cancel.as_ptr());
+    self.cancel_waiters.fetch_sub(1, Ordering::Release);
+    result
   }
 
   /// How many lost pages (SIGBUS) were replaced with zeros.
@@ -364,9 +374,13 @@ impl Mapping {
     self.leave_fault_table();
     registry::placeholder_added(self.addr, self.len_in_pages());
     // Wake the `waitAsync`s sleeping on the user's memory, which is gone: they see the word set.
-    self.cancel.store(1, Ordering::Release);
-    // SAFETY: `cancel` is an aligned word of this value, alive for the call.
-    unsafe { sys::wake_private(self.cancel.as_ptr()) };
+    // SeqCst store, then SeqCst load of the sleepers (`with_cancel_word` counts, then sleeps):
+    // a sleeper this load misses counted itself later, so its futex sees the word already set.
+    self.cancel.store(1, Ordering::SeqCst);
+    if self.cancel_waiters.load(Ordering::SeqCst) != 0 {
+      // SAFETY: `cancel` is an aligned word of this value, alive for the call.
+      unsafe { sys::wake_private(self.cancel.as_ptr()) };
+    }
     Ok(true)
   }
 
