@@ -207,7 +207,7 @@ impl Mapping {
     self.cancel_waiters.fetch_add(1, Ordering::SeqCst);
     std::sync::atomic::fence(Ordering::SeqCst);
     let result = sleep(self.cancel.as_ptr());
-    self.cancel_waiters.fetch_sub(1, Ordering::Release);
+    self.cancel_waiters.fetch_sub(1, Ordering::Relaxed);
     result
   }
 

@@ -24,7 +24,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::mapping::Mapping;
 
 /// One ArrayBuffer start: the mapping behind it, and how many live ArrayBuffers start there.
-/// `start == 0` marks a free slot (the kernel never maps page 0 for us: `MAP_FIXED` is refused).
+/// `start == 0` marks a free slot (no mapping of ours starts at 0: node-mmap never asks for a
+/// fixed address, and the kernel does not place others at page 0).
 #[derive(Clone, Copy)]
 struct Record {
   start: usize,
@@ -43,8 +44,8 @@ const FREE: Record = Record {
 unsafe impl Send for Record {}
 
 /// The records: an open-addressing hash table (linear probing, deletion by shifting back, so no
-/// tombstones) of a power-of-two size, at most half full, halved when under 1/16 full. Every operation is one
-/// short probe and never allocates, except when the table doubles or halves.
+/// tombstones) of a power-of-two size, at most half full, halved when under 1/16 full. Every
+/// operation is one short probe and never allocates, except when the table doubles or halves.
 struct Records {
   slots: Vec<Record>,
   len: usize,
@@ -68,19 +69,22 @@ impl Records {
     self.slots.len() - 1
   }
 
+  /// The slot holding `start`, or the free slot where it would go. The table has slots.
+  fn probe(&self, start: usize) -> usize {
+    let mut i = self.home(start);
+    while self.slots[i].start != 0 && self.slots[i].start != start {
+      i = (i + 1) & self.mask();
+    }
+    i
+  }
+
   /// The slot holding `start`, if any.
   fn position(&self, start: usize) -> Option<usize> {
     if self.len == 0 {
       return None;
     }
-    let mut i = self.home(start);
-    loop {
-      match self.slots[i].start {
-        0 => return None,
-        key if key == start => return Some(i),
-        _ => i = (i + 1) & self.mask(),
-      }
-    }
+    let i = self.probe(start);
+    (self.slots[i].start == start).then_some(i)
   }
 
   fn get(&self, start: usize) -> Option<&Record> {
@@ -89,15 +93,18 @@ impl Records {
 
   /// The record of `start`, made (count 0, over `mapping`) if there is none.
   fn entry(&mut self, start: usize, mapping: *const Mapping) -> &mut Record {
-    debug_assert_ne!(start, 0, "an ArrayBuffer at address 0");
-    if (self.len + 1) * 2 > self.slots.len() {
-      self.resize((self.slots.len() * 2).max(MIN_SLOTS));
+    // A record at 0 would look like a free slot: lost, and the table's count wrong for good.
+    assert_ne!(start, 0, "an ArrayBuffer at address 0");
+    if self.slots.is_empty() {
+      self.resize(MIN_SLOTS);
     }
-    let mut i = self.home(start);
-    while self.slots[i].start != 0 && self.slots[i].start != start {
-      i = (i + 1) & self.mask();
-    }
+    let mut i = self.probe(start);
     if self.slots[i].start == 0 {
+      // A new record: first make room, so the table stays at most half full.
+      if (self.len + 1) * 2 > self.slots.len() {
+        self.resize(self.slots.len() * 2);
+        i = self.probe(start);
+      }
       self.slots[i] = Record {
         start,
         mapping,
@@ -186,7 +193,8 @@ pub unsafe fn forget_buffer(start: usize, hold: *const Mapping) {
     let mut records = records();
     // Node-API hands the finalizer the data pointer the Buffer was made with, which is `start`.
     // Should a runtime hand over another pointer, the record is found by its mapping instead
-    // (a scan, on that runtime only): a record left behind would outlive its mapping. If the
+    // (a scan of the whole table, on that runtime only): a record left behind would outlive its
+    // mapping. If the
     // mapping has several records (windows), which one is this Buffer's cannot be told: then
     // the reference is kept (the mapping leaks) rather than another window's record forgotten.
     let slot = match records.position(start) {
