@@ -15,6 +15,7 @@
 //! `unmap()` swaps the user's memory for a zero-filled placeholder over the same range, which
 //! stays reserved, and so cannot be handed to another mapping, until the last reference drops.
 
+use std::cell::Cell;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -93,23 +94,58 @@ fn vma_limit() -> usize {
 /// The process's kernel mappings at the last count (lines of `/proc/self/maps`).
 static COUNTED: AtomicUsize = AtomicUsize::new(0);
 /// An upper bound of the kernel mappings our calls added since: 1 per mapping, 2 per call that
-/// may split one (`protect`, `lock`, `advise`). Unmapped ranges merge, or vanish, so they are
-/// not subtracted: the bound only grows until the next count.
+/// may split one (`protect`, `lock`, `advise`), and the unused part of each thread's
+/// allowance. Unmapped ranges merge, or vanish, so they are not subtracted: the bound only
+/// grows until the next count.
 static ADDED: AtomicUsize = AtomicUsize::new(0);
+/// Bumped by every count: allowances taken before it are void.
+static GENERATION: AtomicUsize = AtomicUsize::new(0);
 static RECOUNT: Mutex<()> = Mutex::new(());
 
-/// Makes sure `extra` more kernel mappings stay under [`vma_limit`]. Cheap (two atomics) until
-/// the bound reaches the limit; then `/proc/self/maps` is counted for the real number.
+/// Kernel mappings a thread reserves at once, so that most calls touch no shared counter.
+const ALLOWANCE: usize = 64;
+
+thread_local! {
+  /// This thread's reserved kernel mappings not used yet, and the count they belong to.
+  static LEFT: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
+}
+
+/// Makes sure `extra` more kernel mappings stay under [`vma_limit`]. Cheap until the bound
+/// reaches the limit (a thread-local allowance, refilled [`ALLOWANCE`] at a time with one
+/// atomic add); then `/proc/self/maps` is counted for the real number. Allowances make the
+/// bound at most [`ALLOWANCE`] per thread too high, never too low, except for a thread that
+/// took one just as another counted: it may add that many uncounted, far inside
+/// [`RUNTIME_HEADROOM`].
 pub fn reserve_vmas(extra: usize) -> io::Result<()> {
+  let generation = GENERATION.load(Ordering::Relaxed);
+  let from_allowance = LEFT
+    .try_with(|left| match left.get() {
+      (taken, count) if taken == generation && count >= extra => {
+        left.set((taken, count - extra));
+        true
+      }
+      _ => false,
+    })
+    .unwrap_or(false);
+  if from_allowance {
+    return Ok(());
+  }
   let limit = vma_limit();
+  let fits = |added: usize| COUNTED.load(Ordering::Relaxed).saturating_add(added) <= limit;
   let added = ADDED.fetch_add(extra, Ordering::Relaxed) + extra;
-  if COUNTED.load(Ordering::Relaxed).saturating_add(added) <= limit {
+  if fits(added) {
+    // Far from the limit, also take an allowance for the calls to come.
+    if fits(added + ALLOWANCE) {
+      ADDED.fetch_add(ALLOWANCE, Ordering::Relaxed);
+      let _ = LEFT.try_with(|left| left.set((generation, ALLOWANCE)));
+    }
     return Ok(());
   }
   let _recounting = RECOUNT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
   let counted =
     std::fs::read("/proc/self/maps").map_or(0, |maps| maps.iter().filter(|&&b| b == b'\n').count());
   COUNTED.store(counted, Ordering::Relaxed);
+  GENERATION.fetch_add(1, Ordering::Relaxed);
   if counted + extra > limit {
     ADDED.store(0, Ordering::Relaxed);
     return Err(io::Error::from_raw_os_error(libc::ENOMEM));
