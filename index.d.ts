@@ -374,8 +374,8 @@ export declare function protect(buffer: ArrayBufferView | ArrayBuffer, offset: n
  * Resizes the mapping behind `buffer` to `newSize` bytes and returns a new Buffer over it; the
  * old Buffer and every view of it are detached (as by `unmap`). The contents are kept up to the
  * smaller size; a file mapping goes on mapping the same file from the same offset (growing past
- * the end of the file needs the file to be grown first). Uses `mremap(2)`; Linux only (elsewhere
- * it throws `ENOTSUP`).
+ * the end of the file needs the file to be grown first); the pages keep the rights `protect()`
+ * gave them. Uses `mremap(2)`; Linux only (elsewhere it throws `ENOTSUP`).
  *
  * @param buffer - A Buffer returned by `map()` or any view of the same memory.
  * @param newSize - The new size in bytes, from 1 to `buffer.constants.MAX_LENGTH`.

@@ -9,7 +9,15 @@ const fs = require('node:fs')
 const { constants: bufferConstants } = require('node:buffer')
 
 const mmap = require('..')
-const { mapTempFile, pattern, mappingsOf, assertThrowsExactly, nodeReceived } = require('./helpers.js')
+const {
+  mapTempFile,
+  pattern,
+  mappingsOf,
+  assertThrowsExactly,
+  nodeReceived,
+  runScript,
+  assertCleanExit,
+} = require('./helpers.js')
 
 const P = mmap.PAGESIZE
 const RW = mmap.PROT_READ | mmap.PROT_WRITE
@@ -153,5 +161,40 @@ describe('remap', () => {
       message:
         "The \"buffer\" argument must be an instance of Buffer, TypedArray, DataView or ArrayBuffer. Received type string ('abc')",
     })
+  })
+
+  // protect() of the whole mapping narrows what native copies may do with it; remap() keeps the
+  // pages' rights, so the new mapping must keep that too. (It did not: a copy into a remapped
+  // read-only Buffer ended the process with SIGSEGV.) In a child, so a regression fails here.
+  it('keeps the rights protect() set: a copy into the remapped read-only Buffer is refused, not a crash', (t) => {
+    const { path } = sharedFile(t, 'remap-rights.bin', 2 * P)
+    const result = runScript(
+      `
+      const mmap = require(MMAP)
+      const P = mmap.PAGESIZE
+      const source = mmap.Mapping.open(process.argv[1])
+      for (const [name, flags, fd] of [
+        ['shared anonymous', mmap.MAP_SHARED | mmap.MAP_ANONYMOUS, -1],
+        ['private anonymous', mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1],
+      ]) {
+        const buf = mmap.map(P, mmap.PROT_READ | mmap.PROT_WRITE, flags, fd)
+        buf[0] = 42
+        mmap.protect(buf, 0, P, mmap.PROT_READ)
+        const moved = mmap.remap(buf, P)
+        let code = 'no error'
+        try {
+          source.readInto(moved, 0)
+        } catch (err) {
+          code = err.code
+        }
+        process.stdout.write(name + ': ' + code + ', ' + moved[0] + '\\n')
+        mmap.unmap(moved)
+      }
+      source.unmap()
+    `,
+      { args: [path] },
+    )
+    assertCleanExit(result)
+    assert.equal(result.stdout, 'shared anonymous: ERR_MMAP_ACCESS, 42\nprivate anonymous: ERR_MMAP_ACCESS, 42\n')
   })
 })

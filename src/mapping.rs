@@ -429,6 +429,13 @@ impl Mapping {
     // SAFETY: the whole range is ours (safety model) and both lengths are non-zero.
     let addr = unsafe { sys::remap(self.addr(), self.len, new_len) }?;
     let moved = Self::adopt(addr, new_len, self.prot, self.path.clone(), self.shared_anonymous);
+    // mremap keeps the pages' rights, and a grown tail takes those of the pages before it: so
+    // what `protect()` left guaranteed here holds there too. Starting over from `prot` would let
+    // native copies write into pages `protect()` made read-only (a SIGSEGV, not an error).
+    moved
+      .guaranteed_prot
+      .store(self.guaranteed_prot(), Ordering::Release);
+    moved.reprotected.store(self.reprotected(), Ordering::Release);
     self.unmap()?;
     Ok(moved)
   }
