@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use napi::bindgen_prelude::{AsyncTask, Unknown, ValueType};
+use napi::bindgen_prelude::{AsyncTask, Unknown};
 use napi::{Env, ScopedTask};
 use napi_derive::napi;
 
@@ -143,9 +143,10 @@ fn expected(env: &Env, value: &Unknown) -> napi::Result<u32> {
   Ok(value as u32)
 }
 
-/// `timeout` in milliseconds: `None` (no limit) when absent or `Infinity`.
+/// `timeout` in milliseconds: `None` (no limit) when absent (`Optional` leaves `undefined` out)
+/// or `Infinity`.
 fn deadline(env: &Env, timeout: Option<&Unknown>) -> napi::Result<Option<libc::timespec>> {
-  let Some(timeout) = timeout.filter(|t| args::type_of(t) != ValueType::Undefined) else {
+  let Some(timeout) = timeout else {
     return Ok(None);
   };
   let Some(millis) = args::number_value(env, timeout) else {
@@ -267,10 +268,8 @@ pub fn wait_async<'env>(
 #[napi(ts_args_type = "view: ArrayBufferView | ArrayBuffer, byteOffset: number, count?: number")]
 pub fn notify(env: &Env, view: Unknown, byte_offset: Unknown, count: Optional) -> napi::Result<u32> {
   let word = word(env, &view, &byte_offset)?;
-  let count = match count
-    .as_ref()
-    .filter(|c| args::type_of(c) != ValueType::Undefined)
-  {
+  // `Optional` already leaves `undefined` out.
+  let count = match count.as_ref() {
     None => i32::MAX,
     Some(count) if args::number_value(env, count) == Some(f64::INFINITY) => i32::MAX,
     Some(count) => args::integer(env, count, "count", 0, i64::from(i32::MAX))? as i32,
