@@ -140,8 +140,9 @@ fn element_size(kind: sys::napi_typedarray_type) -> Option<usize> {
   })
 }
 
-/// Checks that native code may read (or, with `write`, write) the bytes of a user's `view`: a view of one of our own mappings may lack the protection (`PROT_NONE`, a
-/// `protect()`ed range), and copying from it would fault inside our code.
+/// Checks that native code may read (or, with `write`, write) the bytes of a user's `view`: a
+/// view of one of our own mappings may lack the protection (`PROT_NONE`, a `protect()`ed
+/// range), and copying from it would fault inside our code.
 pub fn check_access(env: &Env, view: &RawView, write: bool, name: &str) -> napi::Result<()> {
   if view.len == 0 || view.data.is_null() {
     return Ok(());
