@@ -86,8 +86,14 @@ pub fn unregister(index: usize) {
   }
   slot.mapping.store(std::ptr::null_mut(), Ordering::Relaxed);
   slot.start.store(0, Ordering::Release);
-  // The next `register` tries this slot first: slots are reused low, so handlers scan few.
-  CURSOR.store(index, Ordering::Relaxed);
+  // The next `register` starts at the lowest slot given back since the last claim, so slots are
+  // reused from the bottom and handlers scan few. (Moving the cursor to every slot given back
+  // would leave it wherever the garbage collector's last finalizer was: a loop that makes and
+  // drops mappings by the thousand then marched through the whole table, 8 MiB of slots out of
+  // cache, and handlers scanned all of it.) A race between two threads only spoils the hint.
+  if index < CURSOR.load(Ordering::Relaxed) {
+    CURSOR.store(index, Ordering::Relaxed);
+  }
 }
 
 /// Calls `f` with the live mapping containing `addr` and the offset of `addr` in it.

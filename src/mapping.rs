@@ -574,6 +574,25 @@ mod tests {
   }
 
   #[test]
+  fn fault_table_slots_are_reused_from_the_bottom() {
+    let slot = |mapping: &Arc<Mapping>| mapping.slot.load(Ordering::Relaxed);
+    let batch = || (0..1000).map(|_| anonymous(4096)).collect::<Vec<_>>();
+    let mut first = batch();
+    let highest = first.iter().map(slot).max().unwrap();
+    // Dropped lowest slot first, as a garbage collector may finalize them: the last slot given
+    // back is the highest, and the next batch must not start after it.
+    first.sort_by_key(slot);
+    drop(first);
+    let second = batch();
+    let again = second.iter().map(slot).max().unwrap();
+    // Other tests take slots at the same time: a little room for them.
+    assert!(
+      again < highest + 100,
+      "the table grew from slot {highest} to {again}"
+    );
+  }
+
+  #[test]
   fn resident_pages_counts_touched_pages() {
     let page = sys::page_size();
     let mapping = anonymous(page * 4);
