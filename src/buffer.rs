@@ -8,7 +8,7 @@
 use std::ffi::c_void;
 use std::ptr;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use napi::sys;
 use napi::Env;
@@ -16,6 +16,7 @@ use napi::Env;
 use crate::errors::{self, Class};
 use crate::mapping::Mapping;
 use crate::registry;
+use crate::shared::Shared;
 
 /// The environment variable that makes every Buffer creation act as if the runtime forbade
 /// external buffers: the switch that tests the Electron 21+ path on plain Node.
@@ -60,9 +61,9 @@ unsafe extern "C" fn finalize_memory(_env: sys::napi_env, data: *mut c_void, hin
 /// The finalizer [`retire`] puts on an ArrayBuffer object: releases the mapping (by then a
 /// placeholder) when the object itself is collected.
 unsafe extern "C" fn finalize_object(_env: sys::napi_env, data: *mut c_void, _hint: *mut c_void) {
-  // SAFETY: `data` is the `Arc::into_raw` made for exactly this object in `retire`, and Node
+  // SAFETY: `data` is the `Shared::into_raw` made for exactly this object in `retire`, and Node
   // calls an object's finalizer once.
-  drop(unsafe { Arc::from_raw(data.cast_const().cast::<Mapping>()) });
+  drop(unsafe { Shared::from_raw(data.cast_const().cast::<Mapping>()) });
 }
 
 fn no_external_buffers(env: &Env) -> napi::Error {
@@ -87,7 +88,7 @@ fn no_external_buffers(env: &Env) -> napi::Error {
 /// `--max-old-space-size=12288`). Lowering the count with `napi_adjust_external_memory` first
 /// does not help: it also lowers the limit V8 checks. A `Mapping` handle, with `read`/`view`
 /// windows, avoids it.
-pub fn create(env: &Env, mapping: Arc<Mapping>, offset: usize, len: usize) -> napi::Result<sys::napi_value> {
+pub fn create(env: &Env, mapping: Shared, offset: usize, len: usize) -> napi::Result<sys::napi_value> {
   assert!(
     offset <= mapping.len() && len <= mapping.len() - offset,
     "a Buffer past its mapping"
@@ -126,8 +127,10 @@ pub fn create(env: &Env, mapping: Arc<Mapping>, offset: usize, len: usize) -> na
 /// at once, but native code that still reads or writes it (zlib, an `fs.write` in flight) keeps
 /// the JS object alive, as Node's APIs do: the object's finalizer is the first moment at which
 /// nothing can touch the range any more.
-pub fn retire(env: &Env, mapping: &Arc<Mapping>, arraybuffer: sys::napi_value) -> napi::Result<()> {
-  let owner = Arc::into_raw(Arc::clone(mapping)).cast_mut().cast::<c_void>();
+pub fn retire(env: &Env, mapping: &Shared, arraybuffer: sys::napi_value) -> napi::Result<()> {
+  let owner = Shared::into_raw(Shared::clone(mapping))
+    .cast_mut()
+    .cast::<c_void>();
   // SAFETY: `arraybuffer` is a live object of this env; `owner` is released by the finalizer.
   let status = unsafe {
     sys::napi_add_finalizer(
@@ -141,7 +144,7 @@ pub fn retire(env: &Env, mapping: &Arc<Mapping>, arraybuffer: sys::napi_value) -
   };
   if status != sys::Status::napi_ok {
     // SAFETY: the finalizer was not attached, so `owner` is still ours.
-    drop(unsafe { Arc::from_raw(owner.cast_const().cast::<Mapping>()) });
+    drop(unsafe { Shared::from_raw(owner.cast_const().cast::<Mapping>()) });
     return Err(errors::pending_or(env, "napi_add_finalizer", status));
   }
   crate::view::detach(env, arraybuffer)

@@ -3,15 +3,14 @@
 //! word is the file's, so a process waits until another one that maps the same file notifies.
 //! Linux only (futex(2)); elsewhere the calls throw `ENOTSUP`.
 
-use std::sync::Arc;
-
 use napi::bindgen_prelude::{AsyncTask, Unknown};
 use napi::{Env, ScopedTask};
 use napi_derive::napi;
 
 use crate::args::{self, Optional};
 use crate::errors;
-use crate::mapping::{Failure, Mapping};
+use crate::mapping::Failure;
+use crate::shared::Shared;
 use crate::sys::{self, Wait};
 use crate::view::{self, Resolved};
 
@@ -30,7 +29,7 @@ fn simulate_no_futex_waitv() -> bool {
 
 /// One aligned 32-bit word of a live mapping.
 struct Word {
-  mapping: Arc<Mapping>,
+  mapping: Shared,
   /// From the start of the mapping; a multiple of 4.
   offset: usize,
 }

@@ -4,7 +4,6 @@
 
 use std::cell::{Cell, RefCell};
 use std::ptr;
-use std::sync::Arc;
 
 use napi::bindgen_prelude::{AsyncTask, ObjectFinalize, Unknown};
 use napi::sys;
@@ -12,6 +11,7 @@ use napi::Env;
 use napi_derive::napi;
 
 use crate::args::Optional;
+use crate::shared::Shared;
 
 use crate::args::{self, MAX_SAFE_INTEGER};
 use crate::buffer;
@@ -32,7 +32,7 @@ pub struct Mapping {
   /// `None` for an empty mapping (an empty file), and after `unmap()`. Interior mutability:
   /// every method takes `&self`, so a getter of an options object that calls `unmap()` in the
   /// middle of another call finds an unmapped handle instead of a borrow conflict.
-  mapping: RefCell<Option<Arc<Core>>>,
+  mapping: RefCell<Option<Shared>>,
   /// Where the user's bytes start within the OS mapping (`Mapping.open` at any offset).
   start: usize,
   len: usize,
@@ -202,7 +202,7 @@ impl Mapping {
     let Some(mapping) = mapping.filter(|_| length > 0) else {
       return self.read(env, Optional(None), Optional(Some(zero(env))));
     };
-    let buffer = buffer::create(env, Arc::clone(&mapping), offset, length)?;
+    let buffer = buffer::create(env, Shared::clone(&mapping), offset, length)?;
     if let Some(arraybuffer) = view::arraybuffer_of(env, buffer) {
       view::track_view(env, &mapping, arraybuffer);
     }
@@ -317,7 +317,7 @@ impl Mapping {
 }
 
 impl Mapping {
-  fn owning(mapping: Option<Arc<Core>>, start: usize, len: usize) -> Self {
+  fn owning(mapping: Option<Shared>, start: usize, len: usize) -> Self {
     Mapping {
       mapping: RefCell::new(mapping),
       start,
@@ -327,7 +327,7 @@ impl Mapping {
   }
 
   /// The mapping, if there is one (not empty, not unmapped through this handle).
-  fn core(&self) -> Option<Arc<Core>> {
+  fn core(&self) -> Option<Shared> {
     self.mapping.borrow().clone()
   }
 
@@ -337,7 +337,7 @@ impl Mapping {
     env: &Env,
     offset: Option<&Unknown>,
     length: Option<&Unknown>,
-  ) -> napi::Result<(Option<Arc<Core>>, usize, usize)> {
+  ) -> napi::Result<(Option<Shared>, usize, usize)> {
     if self.unmapped() {
       return Err(view::unmapped(env));
     }

@@ -38,5 +38,6 @@ mod open;
 mod ops;
 mod options;
 mod registry;
+mod shared;
 mod sys;
 mod view;

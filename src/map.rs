@@ -2,13 +2,13 @@
 //! sixth argument `advise`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 use napi::bindgen_prelude::{Unknown, ValueType};
 use napi::Env;
 use napi_derive::napi;
 
 use crate::args::Optional;
+use crate::shared::Shared;
 
 use crate::args::{self, MAX_SAFE_INTEGER};
 use crate::constants::{self as c, ADVICE, PLACEMENT_FLAGS};
@@ -99,7 +99,7 @@ pub fn map_checked(
   offset: Option<&Unknown>,
   advise: Option<&Unknown>,
   limit: SizeLimit,
-) -> napi::Result<Arc<Mapping>> {
+) -> napi::Result<Shared> {
   let size = check_size(env, size, limit)?;
   let protection = check_protection(env, protection)?;
   let flags = check_flags(env, flags)?;

@@ -1,8 +1,9 @@
 //! The owner of one OS mapping.
 //!
-//! A [`Mapping`] is shared (`Arc`) by the finalizer of every ArrayBuffer that shows it, by
-//! `Mapping` handles, and by work in flight (a `flush` on the thread pool). The OS range is given
-//! back exactly once, when the last reference drops; nothing else ever unmaps it.
+//! A [`Mapping`] is shared (through [`crate::shared::Shared`], a counted reference) by the
+//! finalizer of every ArrayBuffer that shows it, by `Mapping` handles, and by work in flight (a
+//! `flush` on the thread pool). The OS range is given back exactly once, when the last reference
+//! drops; nothing else ever unmaps it.
 //!
 //! # Safety model
 //! `addr..addr + len` (rounded up to whole pages) is a range that this value alone owns from
@@ -18,8 +19,9 @@
 use std::cell::Cell;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 
+use crate::shared::Shared;
 use crate::sys;
 use crate::{faults, registry};
 
@@ -158,6 +160,8 @@ impl Mapping {
   /// Maps `len` bytes (see [`sys::map`]) and enters the new mapping in the fault table (the
   /// registry learns of it when a Buffer shows it). Fails with `ENOMEM`
   /// before the system call when the runtime would be left too few kernel mappings.
+  // A `Mapping` lives only behind a `Shared`, so that is what `new` makes.
+  #[allow(clippy::new_ret_no_self)]
   pub fn new(
     len: usize,
     prot: i32,
@@ -165,7 +169,7 @@ impl Mapping {
     fd: i32,
     offset: u64,
     path: Option<&[u8]>,
-  ) -> io::Result<Arc<Self>> {
+  ) -> io::Result<Shared> {
     reserve_vmas(1)?;
     sys::signals::install();
     let addr = sys::map(len, prot, flags, fd, offset)?;
@@ -181,14 +185,8 @@ impl Mapping {
   }
 
   /// Takes ownership of a range just mapped for us.
-  fn adopt(
-    addr: *mut u8,
-    len: usize,
-    prot: i32,
-    path: Option<Box<[u8]>>,
-    shared_anonymous: bool,
-  ) -> Arc<Self> {
-    let mapping = Arc::new(Mapping {
+  fn adopt(addr: *mut u8, len: usize, prot: i32, path: Option<Box<[u8]>>, shared_anonymous: bool) -> Shared {
+    let mapping = Shared::new(Mapping {
       addr: addr as usize,
       len,
       state: AtomicU8::new(LIVE),
@@ -422,7 +420,7 @@ impl Mapping {
 
   /// Moves the mapping's memory into a new mapping of `new_len` bytes, then takes it away from
   /// this one (as [`Mapping::unmap`]). The new mapping shares the same file pages.
-  pub fn remap(&self, new_len: usize) -> Result<Arc<Mapping>, Failure> {
+  pub fn remap(&self, new_len: usize) -> Result<Shared, Failure> {
     if self.is_unmapped() {
       return Err(Failure::Unmapped);
     }
@@ -472,7 +470,7 @@ impl Drop for Mapping {
 mod tests {
   use super::*;
 
-  fn anonymous(len: usize) -> Arc<Mapping> {
+  fn anonymous(len: usize) -> Shared {
     let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
     Mapping::new(len, libc::PROT_READ | libc::PROT_WRITE, flags, -1, 0, None).unwrap()
   }
@@ -481,9 +479,9 @@ mod tests {
   fn a_recorded_buffer_finds_its_mapping_until_forgotten() {
     let mapping = anonymous(8192);
     let start = mapping.addr() as usize + 100;
-    let hold = registry::record_buffer(Arc::clone(&mapping), start);
-    let again = registry::record_buffer(Arc::clone(&mapping), start);
-    assert!(Arc::ptr_eq(&registry::find(start).unwrap(), &mapping));
+    let hold = registry::record_buffer(Shared::clone(&mapping), start);
+    let again = registry::record_buffer(Shared::clone(&mapping), start);
+    assert!(Shared::ptr_eq(&registry::find(start).unwrap(), &mapping));
     assert!(
       registry::find(mapping.addr() as usize).is_none(),
       "lookups are exact"
@@ -497,31 +495,31 @@ mod tests {
     // SAFETY: as above, for the second record.
     unsafe { registry::forget_buffer(start, again) };
     assert!(registry::find(start).is_none());
-    assert_eq!(Arc::strong_count(&mapping), 1);
+    assert_eq!(Shared::strong_count(&mapping), 1);
   }
 
   #[test]
   fn a_record_is_forgotten_even_when_the_finalizer_is_told_another_address() {
     let mapping = anonymous(4096);
     let start = mapping.addr() as usize;
-    let hold = registry::record_buffer(Arc::clone(&mapping), start);
+    let hold = registry::record_buffer(Shared::clone(&mapping), start);
     // SAFETY: `hold` was recorded above and is forgotten once; the address is wrong on purpose.
     unsafe { registry::forget_buffer(start + 1, hold) };
     assert!(registry::find(start).is_none());
-    assert_eq!(Arc::strong_count(&mapping), 1);
+    assert_eq!(Shared::strong_count(&mapping), 1);
   }
 
   #[test]
   fn an_ambiguous_wrong_address_keeps_the_mapping_rather_than_forget_a_window() {
     let mapping = anonymous(8192);
     let (first, second) = (mapping.addr() as usize, mapping.addr() as usize + 4096);
-    let hold = registry::record_buffer(Arc::clone(&mapping), first);
-    let other = registry::record_buffer(Arc::clone(&mapping), second);
+    let hold = registry::record_buffer(Shared::clone(&mapping), first);
+    let other = registry::record_buffer(Shared::clone(&mapping), second);
     // SAFETY: `hold` was recorded above and is passed once; the address is wrong on purpose.
     unsafe { registry::forget_buffer(first + 1, hold) };
     assert!(registry::find(first).is_some() && registry::find(second).is_some());
     assert_eq!(
-      Arc::strong_count(&mapping),
+      Shared::strong_count(&mapping),
       3,
       "the reference is kept: the mapping leaks"
     );
@@ -575,7 +573,7 @@ mod tests {
 
   #[test]
   fn fault_table_slots_are_reused_from_the_bottom() {
-    let slot = |mapping: &Arc<Mapping>| mapping.slot.load(Ordering::Relaxed);
+    let slot = |mapping: &Shared| mapping.slot.load(Ordering::Relaxed);
     let batch = || (0..1000).map(|_| anonymous(4096)).collect::<Vec<_>>();
     let mut first = batch();
     let highest = first.iter().map(slot).max().unwrap();

@@ -4,13 +4,13 @@
 
 use std::io;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use napi::bindgen_prelude::{AsyncTask, Unknown, ValueType};
 use napi::{Env, ScopedTask};
 use napi_derive::napi;
 
 use crate::args::Optional;
+use crate::shared::Shared;
 
 use crate::args::{self, MAX_SAFE_INTEGER};
 use crate::constants as c;
@@ -40,7 +40,7 @@ pub struct Request {
 
 /// The result of the system calls: the mapping (none for zero bytes) and where the Buffer sits.
 pub struct Opened {
-  pub mapping: Option<Arc<Mapping>>,
+  pub mapping: Option<Shared>,
   pub start: usize,
   pub len: usize,
 }

@@ -4,20 +4,19 @@
 //! ranges are byte ranges within that view; they go through the one bounds check in
 //! [`view::bounds`], and are rounded out to whole pages for the system call.
 
-use std::sync::Arc;
-
 use napi::bindgen_prelude::{AsyncTask, Unknown, ValueType};
 use napi::Env;
 use napi::ScopedTask;
 use napi_derive::napi;
 
 use crate::args::Optional;
+use crate::shared::Shared;
 
 use crate::args;
 use crate::constants::{self as c};
 use crate::errors;
 use crate::map::{buffer_max_length, check_advice};
-use crate::mapping::{Failure, Mapping};
+use crate::mapping::Failure;
 use crate::view::{self, Resolved};
 use crate::{buffer, options};
 
@@ -202,14 +201,14 @@ pub fn msync_flags(blocking: bool, invalidate: bool) -> i32 {
 /// `msync(MS_SYNC)` on the libuv thread pool.
 pub struct Flush {
   /// `None` for an empty or detached view: nothing to write back.
-  mapping: Option<Arc<Mapping>>,
+  mapping: Option<Shared>,
   offset: usize,
   len: usize,
   flags: i32,
 }
 
 impl Flush {
-  pub fn new(mapping: Option<Arc<Mapping>>, offset: usize, len: usize, flags: i32) -> Self {
+  pub fn new(mapping: Option<Shared>, offset: usize, len: usize, flags: i32) -> Self {
     Flush {
       mapping,
       offset,

@@ -6,7 +6,7 @@
 //! A view is resolved through its ArrayBuffer's first byte: one exact lookup. (Two ArrayBuffers
 //! may start at the same byte, two windows of one mapping: the record counts them.)
 //!
-//! Each count of a record stands for one `Arc<Mapping>` that an ArrayBuffer's finalizer holds
+//! Each count of a record stands for one `Shared` that an ArrayBuffer's finalizer holds
 //! and releases only after forgetting its count, under the lock: so while a record exists, its
 //! mapping is alive, and [`find`] may take a new reference from the raw pointer. No record is ever older
 //! than its mapping, so an address the kernel reuses is never matched to a mapping that is gone.
@@ -19,9 +19,10 @@
 //! (CPU time, same process, against the previous build; bench/PROFILE.md).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 
 use crate::mapping::Mapping;
+use crate::shared::Shared;
 
 /// One ArrayBuffer start: the mapping behind it, and how many live ArrayBuffers start there.
 /// `start == 0` marks a free slot (no mapping of ours starts at 0: node-mmap never asks for a
@@ -39,7 +40,7 @@ const FREE: Record = Record {
   count: 0,
 };
 
-// SAFETY: `mapping` points at an `Arc<Mapping>`'s value (which is `Sync`) that the record's
+// SAFETY: `mapping` points at an `Shared`'s value (which is `Sync`) that the record's
 // holders keep alive; it is only dereferenced under the table's lock (see the module docs).
 unsafe impl Send for Record {}
 
@@ -171,9 +172,9 @@ fn records() -> MutexGuard<'static, Records> {
 }
 
 /// Records an ArrayBuffer about to be made at `start` over `mapping`, and returns the
-/// reference its finalizer holds (`Arc::into_raw`): pass it back to [`forget_buffer`].
-pub fn record_buffer(mapping: Arc<Mapping>, start: usize) -> *const Mapping {
-  let hold = Arc::into_raw(mapping);
+/// reference its finalizer holds (`Shared::into_raw`): pass it back to [`forget_buffer`].
+pub fn record_buffer(mapping: Shared, start: usize) -> *const Mapping {
+  let hold = Shared::into_raw(mapping);
   let mut records = records();
   let record = records.entry(start, hold);
   debug_assert!(
@@ -214,20 +215,20 @@ pub unsafe fn forget_buffer(start: usize, hold: *const Mapping) {
       records.remove_at(slot);
     }
   }
-  // SAFETY: `hold` came from `Arc::into_raw` in `record_buffer` and is released once (the
+  // SAFETY: `hold` came from `Shared::into_raw` in `record_buffer` and is released once (the
   // caller's contract), after the record is gone.
-  drop(unsafe { Arc::from_raw(hold) });
+  drop(unsafe { Shared::from_raw(hold) });
 }
 
 /// The mapping behind the ArrayBuffer whose first byte is at `start`.
-pub fn find(start: usize) -> Option<Arc<Mapping>> {
+pub fn find(start: usize) -> Option<Shared> {
   let records = records();
   let record = records.get(start)?;
   // SAFETY: the record exists, so a holder's reference keeps the mapping alive (module docs):
   // the strong count is at least 1 while we add one, under the lock.
   unsafe {
-    Arc::increment_strong_count(record.mapping);
-    Some(Arc::from_raw(record.mapping))
+    Shared::increment_strong_count(record.mapping);
+    Some(Shared::from_raw(record.mapping))
   }
 }
 

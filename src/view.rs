@@ -3,7 +3,6 @@
 
 use std::ffi::c_void;
 use std::ptr;
-use std::sync::Arc;
 
 use napi::bindgen_prelude::{Unknown, ValueType};
 use napi::sys;
@@ -13,10 +12,11 @@ use crate::args;
 use crate::errors::{self, Class};
 use crate::mapping::{Failure, Mapping};
 use crate::registry;
+use crate::shared::Shared;
 
 /// A view over part of a mapping.
 pub struct View {
-  pub mapping: Arc<Mapping>,
+  pub mapping: Shared,
   /// Where the view starts, in bytes from the start of the mapping.
   pub offset: usize,
   /// The view's length in bytes.
@@ -261,7 +261,7 @@ pub fn track_view(env: &Env, mapping: &Mapping, arraybuffer: sys::napi_value) {
 }
 
 /// Forgets this env's extra ArrayBuffers of `mapping`, detaching them first if `detach`.
-pub fn release_views(env: &Env, mapping: &Arc<Mapping>, detach: bool) {
+pub fn release_views(env: &Env, mapping: &Shared, detach: bool) {
   let env_id = env.raw() as usize;
   let mut mine = Vec::new();
   mapping.with_views(|views| {
