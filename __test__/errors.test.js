@@ -395,6 +395,16 @@ test(
   },
 )
 
+test('an optional argument passed as undefined counts as left out; extra arguments are ignored', () => {
+  // map() looks at how many arguments came: these take the path of passed arguments, the
+  // four-argument call the path of left-out ones.
+  for (const args of [[], [undefined], [undefined, undefined], [0, undefined], [undefined, mmap.MADV_RANDOM], [0, undefined, 'extra']]) {
+    const buf = mmap.map(PAGESIZE, PROT_READ, MAP_SHARED, fd, ...args)
+    assert.equal(buf.length, PAGESIZE, `map(..., fd, ${args.map(String).join(', ')})`)
+    mmap.unmap(buf)
+  }
+})
+
 // Node 18 words some ERR_INVALID_ARG_TYPE messages differently from Node 20 and later: it cuts
 // the quoted form of a string longer than 26 characters at 25 characters with no closing quote
 // ('aaaaaaaaaaaaaaaaaaaaaaaa...) and shows an instance of an anonymous class as `{}`. node-mmap

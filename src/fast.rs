@@ -14,21 +14,20 @@
 use std::ffi::CStr;
 use std::ptr;
 
-use napi::bindgen_prelude::{FromNapiValue, Object, Unknown};
+use napi::bindgen_prelude::{Object, Unknown};
 use napi::{sys, Env, JsError, JsValue, Status};
 use napi_derive::napi;
 
-use crate::args::Optional;
-
 /// Reads up to `N` arguments (missing ones are `undefined`, as Node-API fills them), runs
-/// `body`, and turns its `Err` into the pending JS exception, as napi-rs's glue does.
+/// `body` with them and the number the caller passed, and turns its `Err` into the pending JS
+/// exception, as napi-rs's glue does.
 ///
 /// # Safety
 /// `env` and `info` are the ones Node-API passed to the running callback.
 unsafe fn call<const N: usize>(
   env: sys::napi_env,
   info: sys::napi_callback_info,
-  body: impl FnOnce(&Env, [sys::napi_value; N]) -> napi::Result<sys::napi_value>,
+  body: impl FnOnce(&Env, [sys::napi_value; N], usize) -> napi::Result<sys::napi_value>,
 ) -> sys::napi_value {
   let mut argc = N;
   let mut argv = [ptr::null_mut(); N];
@@ -45,7 +44,7 @@ unsafe fn call<const N: usize>(
   };
   let wrapped = Env::from_raw(env);
   let result = if status == sys::Status::napi_ok {
-    body(&wrapped, argv)
+    body(&wrapped, argv, argc)
   } else {
     Err(crate::errors::pending_or(&wrapped, "napi_get_cb_info", status))
   };
@@ -74,12 +73,20 @@ unsafe fn unknown<'env>(env: &'env Env, value: sys::napi_value) -> Unknown<'env>
 unsafe extern "C" fn map(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
   // SAFETY: Node-API calls this with its own `env` and `info`; every value read is an argument.
   unsafe {
-    call::<6>(env, info, |env, argv| {
-      let offset = Optional::from_napi_value(env.raw(), argv[4])?;
-      let advise = Optional::from_napi_value(env.raw(), argv[5])?;
-      let [size, protection, flags, fd] = [0, 1, 2, 3].map(|i| unknown(env, argv[i]));
-      let buffer = crate::map::map(env, size, protection, flags, fd, offset, advise)?;
-      Ok(crate::args::raw(&buffer))
+    call::<6>(env, info, |env, argv, argc| {
+      let [size, protection, flags, fd, offset, advise] = argv.map(|value| unknown(env, value));
+      // An optional argument the caller left out is not even asked for its type; one passed
+      // as `undefined` reaches the checks, which take it as absent.
+      let (offset, advise) = ((argc > 4).then_some(offset), (argc > 5).then_some(advise));
+      crate::map::map_from_arguments(
+        env,
+        &size,
+        &protection,
+        &flags,
+        &fd,
+        offset.as_ref(),
+        advise.as_ref(),
+      )
     })
   }
 }
@@ -89,7 +96,7 @@ unsafe extern "C" fn unmap(env: sys::napi_env, info: sys::napi_callback_info) ->
   // SAFETY: Node-API calls this with its own `env` and `info`; the value read is an argument,
   // and `undefined` a valid out-pointer.
   unsafe {
-    call::<1>(env, info, |env, [buffer]| {
+    call::<1>(env, info, |env, [buffer], _| {
       crate::ops::unmap(env, unknown(env, buffer))?;
       let mut undefined = ptr::null_mut();
       sys::napi_get_undefined(env.raw(), &mut undefined);

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use napi::bindgen_prelude::{Unknown, ValueType};
+use napi::bindgen_prelude::Unknown;
 use napi::Env;
 use napi_derive::napi;
 
@@ -62,8 +62,7 @@ pub fn map<'env>(
   offset: Optional<'env>,
   advise: Optional<'env>,
 ) -> napi::Result<Unknown<'env>> {
-  let size_limit = SizeLimit::BufferMaxLength;
-  let mapping = map_checked(
+  let buffer = map_from_arguments(
     env,
     &size,
     &protection,
@@ -71,12 +70,26 @@ pub fn map<'env>(
     &fd,
     offset.as_ref(),
     advise.as_ref(),
-    size_limit,
   )?;
-  let len = mapping.len();
-  let buffer = buffer::create(env, mapping, 0, len)?;
   // SAFETY: `buffer` was just created in this env's current scope.
   Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), buffer) })
+}
+
+/// [`map`] from its arguments as the caller passed them: `offset` and `advise` are `None` when
+/// left out, and may also be `undefined` (which counts as left out).
+pub fn map_from_arguments(
+  env: &Env,
+  size: &Unknown,
+  protection: &Unknown,
+  flags: &Unknown,
+  fd: &Unknown,
+  offset: Option<&Unknown>,
+  advise: Option<&Unknown>,
+) -> napi::Result<napi::sys::napi_value> {
+  let limit = SizeLimit::BufferMaxLength;
+  let mapping = map_checked(env, size, protection, flags, fd, offset, advise, limit)?;
+  let len = mapping.len();
+  buffer::create(env, mapping, 0, len)
 }
 
 /// How large a mapping may be.
@@ -235,10 +248,11 @@ fn check_offset(env: &Env, value: Option<&Unknown>) -> napi::Result<u64> {
 
 /// The optional `advise` argument: `None` when absent or `undefined`.
 pub fn check_advice(env: &Env, value: Option<&Unknown>, name: &str) -> napi::Result<Option<i32>> {
-  let Some(value) = value.filter(|v| args::type_of(v) != ValueType::Undefined) else {
+  let range = (i32::MIN as i64, i32::MAX as i64);
+  let Some(advice) = args::optional_integer(env, value, name, range.0, range.1)? else {
     return Ok(None);
   };
-  let advice = args::integer(env, value, name, i32::MIN as i64, i32::MAX as i64)? as i32;
+  let advice = advice as i32;
   if !ADVICE.iter().any(|(_, known)| *known == advice) {
     return Err(args::invalid_value(
       env,
