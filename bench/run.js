@@ -38,7 +38,7 @@ const SETTINGS = {
   full: {
     quick: false,
     reps: 5,
-    mapReps: 15,
+    mapReps: 31,
     pairs: 20000,
     maps: 20000,
     dataSize: u.GiB,

@@ -65,13 +65,28 @@ function cpuNow() {
 }
 
 /**
- * `n` maps with no unmap, yielding every 1,000: nanoseconds per map, yields included, in wall
- * time, and in CPU time (`cpu`, every thread of the process: V8's GC helpers too).
+ * Run time of the main thread (this one) in nanoseconds, from Linux's schedstat: like CPU time,
+ * it leaves out the time other guests take this VM's CPUs, and unlike `process.cpuUsage()` it
+ * leaves out V8's helper threads, which run beside the main thread. `null` elsewhere.
  */
-async function mapOnly(impl, fd, size, n, cpu) {
+function mainThreadNow() {
+  try {
+    return Number(fs.readFileSync(`/proc/self/task/${process.pid}/schedstat`, 'latin1').split(' ')[0])
+  } catch {
+    return null
+  }
+}
+
+/**
+ * `n` maps with no unmap, yielding every 1,000: nanoseconds per map, yields included, in wall
+ * time; with `more`, also in CPU time (`more.cpu`, every thread of the process: V8's GC helpers
+ * too) and in the main thread's run time (`more.main`, where Linux tells it).
+ */
+async function mapOnly(impl, fd, size, n, more) {
   await u.quiesce()
   const { PROT_READ, MAP_SHARED } = impl
   const map = impl.map
+  const m0 = mainThreadNow()
   const c0 = cpuNow()
   const t0 = u.now()
   for (let i = 1; i <= n; i++) {
@@ -82,7 +97,10 @@ async function mapOnly(impl, fd, size, n, cpu) {
     }
   }
   const wall = (u.now() - t0) / n
-  if (cpu) cpu.push((cpuNow() - c0) / n)
+  if (more) {
+    more.cpu.push((cpuNow() - c0) / n)
+    if (m0 !== null) more.main.push((mainThreadNow() - m0) / n)
+  }
   return wall
 }
 
@@ -161,13 +179,17 @@ async function main(config) {
   }
   const samples = Object.fromEntries(impls.map((i) => [i.name, []]))
   const cpuSamples = Object.fromEntries(impls.map((i) => [i.name, []]))
+  const mainSamples = Object.fromEntries(impls.map((i) => [i.name, []]))
   for (const { impl } of impls) await mapOnly(impl, fd, size.bytes, Math.min(n, 5000)) // warm-up
   for (let rep = 0; rep < config.reps; rep++) {
-    for (const { name, impl } of u.rotate(impls, rep))
-      samples[name].push(await mapOnly(impl, fd, size.bytes, n, cpuSamples[name]))
+    for (const { name, impl } of u.rotate(impls, rep)) {
+      const more = { cpu: cpuSamples[name], main: mainSamples[name] }
+      samples[name].push(await mapOnly(impl, fd, size.bytes, n, more))
+    }
   }
   raw[`map alone ${size.label}`] = samples
   raw[`map alone ${size.label}, CPU time`] = cpuSamples
+  raw[`map alone ${size.label}, main thread run time`] = mainSamples
   const ours = u.median(samples.ours)
   for (const peer of config.peers) {
     rows.push({
@@ -211,6 +233,22 @@ async function main(config) {
   notes.push(
     `map alone in CPU time (every thread of the process, same runs): ours ${Math.round(cpuOurs).toLocaleString('en-US')} ns; ` +
       `ours against ${cpuRatios.join(', ')}`,
+  )
+  // Paired: each run of ours against the run of the other in the same rotation, a few hundred
+  // milliseconds apart, so that a slow stretch of the host weighs on both sides of one ratio.
+  // The quartiles show how far apart single runs fall: a median ratio inside them is noise.
+  const paired = (series, name) => {
+    const ratios = series.ours.map((value, i) => value / series[name][i]).sort((a, b) => a - b)
+    const at = (q) => ratios[Math.min(ratios.length - 1, Math.floor(q * ratios.length))].toFixed(3)
+    return `${at(0.5)}x [${at(0.25)}-${at(0.75)}]`
+  }
+  const others = impls.filter(({ name }) => name !== 'ours').map(({ name }) => name)
+  const hasMain = mainSamples.ours.length === config.reps
+  notes.push(
+    `map alone, paired by run (ours / other in the same rotation, median [quartiles] of ${config.reps}): ` +
+      others
+        .map((name) => `${name}: wall ${paired(samples, name)}` + (hasMain ? `, main thread ${paired(mainSamples, name)}` : ''))
+        .join('; '),
   )
   fs.closeSync(fd)
   return { rows, notes, raw }
