@@ -35,8 +35,8 @@ const FREE: Slot = Slot {
 static TABLE: [Slot; SLOTS] = [FREE; SLOTS];
 /// One past the highest slot ever used: handlers scan no further.
 static HIGH: AtomicUsize = AtomicUsize::new(0);
-/// Where the next search for a free slot starts: after the last slot taken, or at the last one
-/// given back. Only a hint: `register` claims slots with a compare-exchange.
+/// Where the next search for a free slot starts: after the last slot taken, or at the lowest one
+/// given back since. Only a hint: `register` claims slots with a compare-exchange.
 static CURSOR: AtomicUsize = AtomicUsize::new(0);
 
 /// Takes a slot for `mapping` (which must stay alive until [`unregister`]); `None` if the table

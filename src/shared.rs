@@ -118,8 +118,15 @@ pub struct Shared {
   inner: NonNull<Inner>,
 }
 
-// SAFETY: a `Shared` gives out only `&Mapping`, and `Mapping` is `Send + Sync` (its mutable state
-// is atomics and mutexes); the count is atomic, so references may move and drop on any thread.
+// The two `unsafe impl`s below rest on this: the build fails if `Mapping` ever stops being both.
+const _: fn() = || {
+  fn send_and_sync<T: Send + Sync>() {}
+  send_and_sync::<Mapping>();
+};
+
+// SAFETY: a `Shared` gives out only `&Mapping`, and `Mapping` is `Send + Sync` (checked above: its
+// mutable state is atomics and mutexes); the count is atomic, so references may move and drop on
+// any thread, and the last one drops the value wherever it is.
 unsafe impl Send for Shared {}
 // SAFETY: as above.
 unsafe impl Sync for Shared {}
@@ -145,7 +152,12 @@ impl Shared {
   /// Gives up this reference as a raw pointer to the `Mapping`; [`Shared::from_raw`] takes it
   /// back.
   pub fn into_raw(this: Self) -> *const Mapping {
-    let value = ptr::addr_of!(this.inner().value);
+    // Through the block's raw pointer, not `&Inner`: a pointer derived from a shared reference
+    // may only read, and `from_raw`'s holder will write (the last one drops the value and
+    // recycles the block).
+    // SAFETY: `inner` points to a live block (this reference keeps it alive); no reference is
+    // made, only the field's address computed.
+    let value = unsafe { ptr::addr_of!((*this.inner.as_ptr()).value) };
     std::mem::forget(this);
     value
   }
