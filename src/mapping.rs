@@ -173,6 +173,8 @@ impl Mapping {
     reserve_vmas(1)?;
     sys::signals::install();
     let addr = sys::map(len, prot, flags, fd, offset)?;
+    // A Buffer over it will be recorded at this address soon (`buffer::create`).
+    registry::prefetch(addr as usize);
     let shared = flags & crate::constants::MAP_TYPE_MASK != libc::MAP_PRIVATE;
     let shared_anonymous = shared && flags & libc::MAP_ANONYMOUS != 0;
     Ok(Self::adopt(

@@ -19,6 +19,7 @@
 //! (CPU time, same process, against the previous build; bench/PROFILE.md).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::mapping::Mapping;
@@ -58,12 +59,15 @@ struct Records {
 /// rehashed on every such cycle: 10% of a `map` in the bench's map-alone loop).
 const MIN_SLOTS: usize = 4096;
 
+/// 2^64 divided by the golden ratio: the multiplier of Fibonacci hashing.
+const FIBONACCI: u64 = 0x9E37_79B9_7F4A_7C15;
+
 impl Records {
   /// The slot where a probe for `start` begins: Fibonacci hashing of the address, so mappings
   /// laid out at power-of-two strides (2 MiB-aligned, say) still spread over the table.
   fn home(&self, start: usize) -> usize {
     let bits = self.slots.len().trailing_zeros();
-    ((start as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - bits)) as usize
+    ((start as u64).wrapping_mul(FIBONACCI) >> (64 - bits)) as usize
   }
 
   fn mask(&self) -> usize {
@@ -150,6 +154,8 @@ impl Records {
   /// Rehashes every record into a table of `slots` slots (a power of two).
   fn resize(&mut self, slots: usize) {
     let old = std::mem::replace(&mut self.slots, vec![FREE; slots]);
+    TABLE_HINT.store(self.slots.as_mut_ptr(), Ordering::Relaxed);
+    TABLE_BITS.store(self.slots.len().trailing_zeros(), Ordering::Relaxed);
     for record in old.into_iter().filter(|record| record.start != 0) {
       let mut i = self.home(record.start);
       while self.slots[i].start != 0 {
@@ -158,6 +164,28 @@ impl Records {
       self.slots[i] = record;
     }
   }
+}
+
+/// Where the table is and its size (as a power of two), copied out of `RECORDS` at each resize
+/// for [`prefetch`], which reads them without the lock: a stale copy only makes a prefetch miss.
+static TABLE_HINT: AtomicPtr<Record> = AtomicPtr::new(std::ptr::null_mut());
+static TABLE_BITS: AtomicU32 = AtomicU32::new(0);
+
+/// Starts bringing in the table slot where the record of `start` probably is (its home slot),
+/// before the lock is taken: the slot, at a random place in a table of 96 KiB or more, is
+/// usually out of cache, and fetching it under the lock made every record and removal wait.
+pub fn prefetch(start: usize) {
+  let (base, bits) = (
+    TABLE_HINT.load(Ordering::Relaxed),
+    TABLE_BITS.load(Ordering::Relaxed),
+  );
+  if base.is_null() || bits == 0 {
+    return;
+  }
+  let home = ((start as u64).wrapping_mul(FIBONACCI) >> (64 - bits)) as usize;
+  // `wrapping_add`: the address is only computed, never dereferenced (the table may even have
+  // been replaced since).
+  crate::sys::prefetch_for_write(base.wrapping_add(home).cast());
 }
 
 static RECORDS: Mutex<Records> = Mutex::new(Records {
@@ -190,6 +218,9 @@ pub fn record_buffer(mapping: Shared, start: usize) -> *const Mapping {
 /// # Safety
 /// `hold` is what [`record_buffer`] returned for `start`, passed here once.
 pub unsafe fn forget_buffer(start: usize, hold: *const Mapping) {
+  // Both are usually out of cache in a finalizer: start fetching them before the lock.
+  prefetch(start);
+  Shared::prefetch_raw(hold);
   {
     let mut records = records();
     // Node-API hands the finalizer the data pointer the Buffer was made with, which is `start`.

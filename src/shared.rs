@@ -73,12 +73,7 @@ fn take() -> NonNull<Inner> {
       let mut blocks = free.blocks.try_borrow_mut().ok()?;
       let block = blocks.pop()?;
       if let Some(next) = blocks.last() {
-        // Every cache line it spans (two or three of 64 bytes): from its first byte in steps
-        // of 64, and its last byte.
-        let first = next.as_ptr().cast::<i8>();
-        for offset in (0..LAYOUT.size()).step_by(64).chain([LAYOUT.size() - 1]) {
-          prefetch_for_write(first.wrapping_add(offset));
-        }
+        prefetch_block(next.as_ptr());
       }
       Some(block)
     })
@@ -91,19 +86,13 @@ fn take() -> NonNull<Inner> {
   })
 }
 
-/// Asks the CPU to bring the line at `address` into cache, ready to be written: the block the
-/// next `take` returns, which a garbage collection has usually pushed out of cache since it was
-/// freed. Without it, the first writes into the block stall the locked instructions that follow
-/// them (the fault table's claim, the registry's lock) until the line arrives.
-fn prefetch_for_write(address: *const i8) {
-  #[cfg(target_arch = "x86_64")]
-  // SAFETY: a prefetch is a hint: it never faults and reads or writes nothing, whatever the
-  // address (here a free block of ours).
-  unsafe {
-    std::arch::x86_64::_mm_prefetch(address, std::arch::x86_64::_MM_HINT_ET0)
-  };
-  #[cfg(not(target_arch = "x86_64"))]
-  let _ = address;
+/// Starts fetching, for writing, every cache line of a block (two or three of 64 bytes): from its
+/// first byte in steps of 64, and its last byte.
+fn prefetch_block(block: *const Inner) {
+  let first = block.cast::<i8>();
+  for offset in (0..LAYOUT.size()).step_by(64).chain([LAYOUT.size() - 1]) {
+    crate::sys::prefetch_for_write(first.wrapping_add(offset));
+  }
 }
 
 /// Gives back a block whose value has been dropped.
@@ -207,6 +196,13 @@ impl Shared {
     // SAFETY: forwarded: a reference given up with `into_raw` is still held.
     let borrowed = std::mem::ManuallyDrop::new(unsafe { Shared::from_raw(value) });
     std::mem::forget(Shared::clone(&borrowed));
+  }
+
+  /// Starts fetching the block behind a reference given up with [`Shared::into_raw`] (a
+  /// finalizer's, usually out of cache by the time it runs). Any pointer is harmless: the
+  /// address is only computed.
+  pub fn prefetch_raw(value: *const Mapping) {
+    prefetch_block(value.wrapping_byte_sub(offset_of!(Inner, value)).cast());
   }
 
   /// Whether two references are to the same `Mapping`.
