@@ -41,7 +41,7 @@ const FREE: Record = Record {
   count: 0,
 };
 
-// SAFETY: `mapping` points at an `Shared`'s value (which is `Sync`) that the record's
+// SAFETY: `mapping` points at a `Shared`'s value (which is `Sync`) that the record's
 // holders keep alive; it is only dereferenced under the table's lock (see the module docs).
 unsafe impl Send for Record {}
 
