@@ -18,6 +18,7 @@ const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
 const { buildNapiFloor } = require('./lib/floor')
+const { mainThreadNs } = require('./lib/util')
 const { ensurePeers } = require('./lib/peers')
 
 const BENCH = __dirname
@@ -64,20 +65,11 @@ const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'node-mmap-paired-'
 fs.writeFileSync(file, Buffer.alloc(4096))
 const fd = fs.openSync(file, 'r')
 const turn = () => new Promise((resolve) => setImmediate(resolve))
-/** The main thread's run time in ns, or null where Linux's schedstat is not there. */
-function mainThread() {
-  try {
-    return Number(fs.readFileSync(`/proc/self/task/${process.pid}/schedstat`, 'latin1').split(' ')[0])
-  } catch {
-    return null
-  }
-}
-
 /** [main-thread ns, wall ns] per map of one run: a scavenge and a turn every 1,000, as the bench. */
 async function run({ map, PROT_READ, MAP_SHARED }, n) {
   gc()
   await turn()
-  const main0 = mainThread()
+  const main0 = mainThreadNs()
   const wall0 = process.hrtime.bigint()
   for (let i = 1; i <= n; i++) {
     map(4096, PROT_READ, MAP_SHARED, fd, 0)
@@ -87,7 +79,7 @@ async function run({ map, PROT_READ, MAP_SHARED }, n) {
     }
   }
   const wall = Number(process.hrtime.bigint() - wall0) / n
-  return [main0 === null ? NaN : (mainThread() - main0) / n, wall]
+  return [main0 === null ? NaN : (mainThreadNs() - main0) / n, wall]
 }
 
 ;(async () => {

@@ -65,19 +65,6 @@ function cpuNow() {
 }
 
 /**
- * Run time of the main thread (this one) in nanoseconds, from Linux's schedstat: like CPU time,
- * it leaves out the time other guests take this VM's CPUs, and unlike `process.cpuUsage()` it
- * leaves out V8's helper threads, which run beside the main thread. `null` elsewhere.
- */
-function mainThreadNow() {
-  try {
-    return Number(fs.readFileSync(`/proc/self/task/${process.pid}/schedstat`, 'latin1').split(' ')[0])
-  } catch {
-    return null
-  }
-}
-
-/**
  * `n` maps with no unmap, yielding every 1,000: nanoseconds per map, yields included, in wall
  * time; with `more`, also in CPU time (`more.cpu`, every thread of the process: V8's GC helpers
  * too) and in the main thread's run time (`more.main`, where Linux tells it).
@@ -86,7 +73,7 @@ async function mapOnly(impl, fd, size, n, more) {
   await u.quiesce()
   const { PROT_READ, MAP_SHARED } = impl
   const map = impl.map
-  const m0 = mainThreadNow()
+  const m0 = u.mainThreadNs()
   const c0 = cpuNow()
   const t0 = u.now()
   for (let i = 1; i <= n; i++) {
@@ -99,7 +86,7 @@ async function mapOnly(impl, fd, size, n, more) {
   const wall = (u.now() - t0) / n
   if (more) {
     more.cpu.push((cpuNow() - c0) / n)
-    if (m0 !== null) more.main.push((mainThreadNow() - m0) / n)
+    if (m0 !== null) more.main.push((u.mainThreadNs() - m0) / n)
   }
   return wall
 }
@@ -236,7 +223,8 @@ async function main(config) {
   )
   // Paired: each run of ours against the run of the other in the same rotation, a few hundred
   // milliseconds apart, so that a slow stretch of the host weighs on both sides of one ratio.
-  // The quartiles show how far apart single runs fall: a median ratio inside them is noise.
+  // The quartiles show how far apart single runs fall: when they straddle 1, single runs
+  // disagree on which is faster.
   const paired = (series, name) => {
     const ratios = series.ours.map((value, i) => value / series[name][i]).sort((a, b) => a - b)
     const at = (q) => ratios[Math.min(ratios.length - 1, Math.floor(q * ratios.length))].toFixed(3)
