@@ -15,7 +15,7 @@
 use std::cell::UnsafeCell;
 use std::ffi::c_void;
 use std::mem::MaybeUninit;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Once;
 
 use crate::faults;
@@ -33,13 +33,12 @@ static PREVIOUS_SIGSEGV: Previous = Previous(UnsafeCell::new(MaybeUninit::zeroed
 static INSTALL: Once = Once::new();
 /// Whether a SIGBUS in a mapping is recovered (Linux) or ends the process.
 static RECOVER_SIGBUS: AtomicBool = AtomicBool::new(true);
-/// The page size, read before the handlers exist (sysconf is not async-signal-safe).
-static PAGE_SIZE: AtomicUsize = AtomicUsize::new(4096);
-
 /// Installs the handlers, once per process (every worker shares them).
 pub fn install() {
   INSTALL.call_once(|| {
-    PAGE_SIZE.store(super::page_size(), Ordering::Relaxed);
+    // Reads the page size into its cache before the handlers exist: in a handler,
+    // `page_size()` is then an atomic load (sysconf itself is not async-signal-safe).
+    super::page_size();
     for (signal, previous) in [
       (libc::SIGBUS, &PREVIOUS_SIGBUS),
       (libc::SIGSEGV, &PREVIOUS_SIGSEGV),
@@ -78,7 +77,8 @@ extern "C" fn on_fault(signal: libc::c_int, info: *mut libc::siginfo_t, context:
   }
   let outcome = faults::with_mapping_at(addr, |mapping, offset| {
     if signal == libc::SIGBUS && cfg!(target_os = "linux") && RECOVER_SIGBUS.load(Ordering::SeqCst) {
-      let page_size = PAGE_SIZE.load(Ordering::Relaxed);
+      // Cached by `install` before this handler was installed: an atomic load.
+      let page_size = super::page_size();
       let page = addr & !(page_size - 1);
       let flags = libc::MAP_FIXED | libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | super::consts::MAP_NORESERVE;
       // The zero page gets the protection the page has now. Only after a `protect()` can that
