@@ -15,8 +15,8 @@ use napi::Env;
 
 use crate::errors::{self, Class};
 use crate::mapping::Mapping;
-use crate::registry;
 use crate::shared::Shared;
+use crate::{reclaim, registry};
 
 /// The environment variable that makes every Buffer creation act as if the runtime forbade
 /// external buffers: the switch that tests the Electron 21+ path on plain Node.
@@ -55,7 +55,9 @@ unsafe fn create_external_buffer(
 unsafe extern "C" fn finalize_memory(_env: sys::napi_env, data: *mut c_void, hint: *mut c_void) {
   // SAFETY: `data` is the Buffer's first byte and `hint` the reference `create` recorded for it
   // (`registry::record_buffer`); Node calls a Buffer's finalizer once. The last one unmaps.
-  unsafe { registry::forget_buffer(data as usize, hint.cast_const().cast::<Mapping>()) };
+  reclaim::finalizing(|| unsafe {
+    registry::forget_buffer(data as usize, hint.cast_const().cast::<Mapping>())
+  });
 }
 
 /// The finalizer [`retire`] puts on an ArrayBuffer object: releases the mapping (by then a
@@ -63,7 +65,7 @@ unsafe extern "C" fn finalize_memory(_env: sys::napi_env, data: *mut c_void, hin
 unsafe extern "C" fn finalize_object(_env: sys::napi_env, data: *mut c_void, _hint: *mut c_void) {
   // SAFETY: `data` is the `Shared::into_raw` made for exactly this object in `retire`, and Node
   // calls an object's finalizer once.
-  drop(unsafe { Shared::from_raw(data.cast_const().cast::<Mapping>()) });
+  reclaim::finalizing(|| drop(unsafe { Shared::from_raw(data.cast_const().cast::<Mapping>()) }));
 }
 
 fn no_external_buffers(env: &Env) -> napi::Error {

@@ -37,6 +37,7 @@ mod mapping;
 mod open;
 mod ops;
 mod options;
+mod reclaim;
 mod registry;
 mod shared;
 mod sys;

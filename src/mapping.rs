@@ -23,7 +23,7 @@ use std::sync::{Mutex, OnceLock};
 
 use crate::shared::Shared;
 use crate::sys;
-use crate::{faults, registry};
+use crate::{faults, reclaim, registry};
 
 /// The range holds the file (or anonymous memory) the user mapped.
 const LIVE: u8 = 0;
@@ -461,10 +461,7 @@ impl Drop for Mapping {
     // SAFETY: this value owns the range (safety model) and is being dropped: no ArrayBuffer,
     // handle or task refers to it any more, so nothing can reach the memory after this. A run
     // of placeholders is given back only when every mapping in it has dropped.
-    if let Err(err) = unsafe { sys::unmap(addr, len) } {
-      // munmap fails only for ranges that are not ours, which the safety model rules out.
-      debug_assert!(false, "munmap of an owned range failed: {err}");
-    }
+    unsafe { reclaim::release(addr, len) };
   }
 }
 
