@@ -6,6 +6,12 @@
  * handling, no error codes: what node-mmap's `map` costs above this is node-mmap's own, and
  * what this costs above a peer that calls V8 and Node's C++ directly is Node-API's.
  *
+ * `unmap(buffer)` is the least a Node-API addon can do to take a mapping away from JS at once:
+ * it detaches the Buffer's ArrayBuffer (napi_detach_arraybuffer), and V8 then frees the memory,
+ * which runs the munmap finalizer. (node-mmap's unmap() also puts a placeholder over the range
+ * first, for native code that still holds the pointer; this one does not.) `map` + `unmap` here,
+ * against the C floor's mmap + munmap, is what Node-API itself costs a pair.
+ *
  * Compiled by the bench (cc -O2 -shared -fPIC) into bench/.build/napi-floor.node. The few
  * Node-API declarations it needs are written out below, so no Node headers are needed; the
  * symbols are resolved from the node binary when the addon loads.
@@ -27,6 +33,10 @@ napi_status napi_get_value_int64(napi_env env, napi_value value, int64_t *result
 napi_status napi_create_external_buffer(napi_env env, size_t length, void *data,
                                         napi_finalize finalize_cb, void *finalize_hint,
                                         napi_value *result);
+napi_status napi_get_typedarray_info(napi_env env, napi_value typedarray, int *type,
+                                     size_t *length, void **data, napi_value *arraybuffer,
+                                     size_t *byte_offset);
+napi_status napi_detach_arraybuffer(napi_env env, napi_value arraybuffer);
 napi_status napi_throw_error(napi_env env, const char *code, const char *msg);
 napi_status napi_create_function(napi_env env, const char *name, size_t length,
                                  napi_callback cb, void *data, napi_value *result);
@@ -67,9 +77,23 @@ static napi_value map(napi_env env, napi_callback_info info) {
   return buffer;
 }
 
+static napi_value unmap(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1] = {0};
+  napi_value arraybuffer = NULL;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != 0) return NULL;
+  if (argc < 1 || napi_get_typedarray_info(env, argv[0], NULL, NULL, NULL, &arraybuffer, NULL) != 0 ||
+      napi_detach_arraybuffer(env, arraybuffer) != 0) {
+    napi_throw_error(env, NULL, "unmap: expected a Buffer made by map");
+  }
+  return NULL;
+}
+
 napi_value napi_register_module_v1(napi_env env, napi_value exports) {
   napi_value fn = NULL;
   if (napi_create_function(env, "map", 3, map, NULL, &fn) != 0) return NULL;
   if (napi_set_named_property(env, exports, "map", fn) != 0) return NULL;
+  if (napi_create_function(env, "unmap", 5, unmap, NULL, &fn) != 0) return NULL;
+  if (napi_set_named_property(env, exports, "unmap", fn) != 0) return NULL;
   return exports;
 }

@@ -6,7 +6,9 @@
 //    placeholder and leaves the final munmap to the Buffer's finalizer (so native code still
 //    holding the pointer cannot crash), so "ours" is the honest total: the loop, then a GC and
 //    event-loop turns until the address space is back (VmSize), divided by the pairs. The loop
-//    alone is shown beside it.
+//    alone is shown beside it. Also against the Node-API floor's pair (bench/napi-floor.c: map,
+//    then unmap by detaching the ArrayBuffer, the munmap in its finalizer; measured the same way
+//    as ours): the notes give its ratio to the C floor, what Node-API alone costs a pair.
 // b) `map` alone (nobody unmaps) against the peers' `map`: every 1,000 maps, a GC and one
 //    event-loop turn so finalizers can run, the same for every implementation. Also against the
 //    Node-API floor (bench/napi-floor.c): an addon that only reads five integers, calls mmap and
@@ -100,20 +102,37 @@ async function main(config) {
   const notes = []
   const raw = {}
 
+  // The Node-API floor, for both parts.
+  const napiFloor = config.napiFloor
+  let napiFloorImpl = null
+  if (napiFloor.ok) {
+    try {
+      const { map, unmap } = require(napiFloor.bin)
+      const { PROT_READ, MAP_SHARED, PAGESIZE } = mmap
+      napiFloorImpl = { map, unmap, PROT_READ, MAP_SHARED, PAGESIZE }
+    } catch (err) {
+      napiFloor.ok = false
+      napiFloor.reason = `does not load: ${u.describeError(err)}`
+    }
+  }
+
   // a) map + unmap pairs against the floor.
   for (const size of SIZES) {
     const n = config.pairs
     u.progress(`map+unmap ${size.label}: ${config.reps} x ${n} pairs`)
     await oursPairs(mmap, fd, size.bytes, Math.min(n, 5000)) // warm-up
+    if (napiFloorImpl) await oursPairs(napiFloorImpl, fd, size.bytes, Math.min(n, 5000))
     const ours = []
     const floor = []
+    const napi = []
     for (let rep = 0; rep < config.reps; rep++) {
-      for (const which of u.rotate(['ours', 'floor'], rep)) {
+      for (const which of u.rotate(['ours', 'floor', 'napi'], rep)) {
         if (which === 'ours') ours.push(await oursPairs(mmap, fd, size.bytes, n))
-        else if (config.floor.ok) floor.push(floorPairs(config.floor.bin, file, size.bytes, n))
+        else if (which === 'floor' && config.floor.ok) floor.push(floorPairs(config.floor.bin, file, size.bytes, n))
+        else if (which === 'napi' && napiFloorImpl) napi.push(await oursPairs(napiFloorImpl, fd, size.bytes, n))
       }
     }
-    raw[`pairs ${size.label}`] = { ours, floor }
+    raw[`pairs ${size.label}`] = { ours, floor, napiFloor: napi }
     const unsettled = ours.filter((r) => !r.settled).length
     const total = u.median(ours.map((r) => r.total))
     const loop = u.median(ours.map((r) => r.loop))
@@ -128,6 +147,24 @@ async function main(config) {
       error: config.floor.ok ? null : config.floor.reason,
       target: { ratioMax: 1.5 },
     })
+    const napiTotal = napi.length ? u.median(napi.map((r) => r.total)) : null
+    rows.push({
+      workload: '1. map cost',
+      name: `map+unmap ${size.label}, total until finalized`,
+      unit: 'ns/pair',
+      ours: total,
+      baseline: 'Node-API floor map+detach',
+      base: napiTotal,
+      error: napiFloor.ok ? null : napiFloor.reason,
+      target: null,
+    })
+    if (napiTotal !== null && config.floor.ok) {
+      notes.push(
+        `map+unmap ${size.label}: the Node-API floor's pair (map, then napi_detach_arraybuffer; the munmap in its finalizer) ` +
+          `took ${Math.round(napiTotal).toLocaleString('en-US')} ns, ${(napiTotal / u.median(floor)).toFixed(2)}x the C floor ` +
+          `(unsettled runs: ${napi.filter((r) => !r.settled).length}): what Node-API alone costs a pair, before any work of ours`,
+      )
+    }
     const last = ours[ours.length - 1]
     notes.push(
       `map+unmap ${size.label}: after ${n} pairs, before finalizers, VmSize had grown ${last.vmGrowthKiB} KiB ` +
@@ -144,17 +181,7 @@ async function main(config) {
   const n = config.maps
   u.progress(`map alone ${size.label}: ${config.reps} x ${n} maps, yielding every ${YIELD_EVERY}`)
   const impls = [{ name: 'ours', impl: mmap }]
-  const napiFloor = config.napiFloor
-  if (napiFloor.ok) {
-    try {
-      const { map } = require(napiFloor.bin)
-      const { PROT_READ, MAP_SHARED } = mmap
-      impls.push({ name: 'Node-API floor', impl: { map, PROT_READ, MAP_SHARED } })
-    } catch (err) {
-      napiFloor.ok = false
-      napiFloor.reason = `does not load: ${u.describeError(err)}`
-    }
-  }
+  if (napiFloorImpl) impls.push({ name: 'Node-API floor', impl: napiFloorImpl })
   for (const peer of config.peers) {
     if (!peer.ok) continue
     try {
