@@ -7,9 +7,10 @@ const test = require('node:test')
 const assert = require('node:assert/strict')
 const { randomBytes } = require('node:crypto')
 const fs = require('node:fs')
+const path = require('node:path')
 
 const mmap = require('..')
-const { tempDir, randomFileIn, mapsLines, mappingsOf, exposeGc, pollUntil } = require('./helpers.js')
+const { PACKAGE, tempDir, randomFileIn, mapsLines, mappingsOf, exposeGc, pollUntil } = require('./helpers.js')
 
 const { PAGESIZE, PROT_READ, PROT_WRITE, MAP_SHARED } = mmap
 const RW = PROT_READ | PROT_WRITE
@@ -113,4 +114,57 @@ test('200,000 maps of 64 KiB that yield every 1,000 end without ENOMEM and leave
       `${mapsLines().length} lines in /proc/self/maps (${start} before the loop)`,
   )
   assert.ok(fs.readFileSync(file).equals(bytes), 'the file changed')
+})
+
+// --- Huge pages (MAP_HUGETLB) ----------------------------------------------------------------
+// The kernel maps, unmaps and replaces huge pages only whole: a mapping of 4 KiB with
+// MAP_HUGETLB takes a whole 2 MiB page, and must be given back (and replaced by unmap()'s
+// placeholder) as one. Oracle: HugePages_Free in /proc/meminfo, and the mappings with
+// 2048 kB pages in /proc/self/smaps.
+
+/** Free huge pages of the default size (/proc/meminfo), or null where the kernel has none. */
+function hugePagesFree() {
+  const match = /^HugePages_Free:\s+(\d+)/m.exec(fs.readFileSync('/proc/meminfo', 'utf8'))
+  return match ? Number(match[1]) : null
+}
+
+/** Why the huge-page tests cannot run here, or null. */
+function noHugePages() {
+  if (process.platform !== 'linux') return 'huge pages (MAP_HUGETLB) are Linux only'
+  const free = hugePagesFree()
+  if (free === null || free < 2) {
+    return `${free ?? 0} free huge pages: reserve some first (as root: echo 4 > /proc/sys/vm/nr_hugepages; .ci/run does)`
+  }
+  return null
+}
+
+const HUGE = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | mmap.MAP_HUGETLB
+/** The addon itself, for its hidden count of the bytes placeholders hold. */
+const binding = require(path.join(PACKAGE, fs.readdirSync(PACKAGE).find((f) => f.endsWith('.node'))))
+
+test('a MAP_HUGETLB mapping of one small page gives its whole huge page back when collected', { skip: noHugePages() ?? false }, async () => {
+  const before = hugePagesFree()
+  ;(() => {
+    const buf = mmap.map(PAGESIZE, RW, HUGE, -1)
+    buf.fill(7)
+    assert.equal(buf.length, PAGESIZE)
+    assert.equal(hugePagesFree(), before - 1, 'one huge page taken')
+  })()
+  assert.ok(await pollUntil(() => hugePagesFree() === before, { gc }), `HugePages_Free ${hugePagesFree()}, ${before} before`)
+})
+
+test('unmap() of a MAP_HUGETLB mapping takes the whole huge page away, and it comes back', { skip: noHugePages() ?? false }, async () => {
+  const before = hugePagesFree()
+  let buf = mmap.map(PAGESIZE + 1, RW, HUGE, -1)
+  buf[PAGESIZE] = 9
+  assert.equal(hugePagesFree(), before - 1)
+  mmap.unmap(buf)
+  assert.equal(buf.length, 0, 'detached')
+  assert.equal(hugePagesFree(), before, 'the placeholder replaced the whole huge page')
+  // The placeholder, ordinary pages over the whole 2 MiB, leaves once the ArrayBuffer is collected
+  // (node-mmap's hidden count of the bytes placeholders hold).
+  const held = binding.__placeholderBytes()
+  assert.ok(held >= 2 * 1024 * 1024, `placeholders hold ${held} bytes`)
+  buf = null
+  assert.ok(await pollUntil(() => binding.__placeholderBytes() <= held - 2 * 1024 * 1024, { gc }), `${binding.__placeholderBytes()} bytes held`)
 })

@@ -53,82 +53,110 @@ async function untilFinalized(file, count) {
 }
 `
 
-test('the small mappings one collection frees leave in a few munmap calls, each over our ranges only (strace)', (t) => {
+test('what a collection frees leaves in a few munmap calls, each over our ranges only (strace)', (t) => {
   const unavailable = straceUnavailable()
   if (unavailable) return t.skip(unavailable)
   const { file } = randomFileIn(dir, `strace-${++serial}.bin`, 3 * 1024 * 1024)
-  const small = 512
-  const big = 3
-  const bigSize = 2 * 1024 * 1024 + 1
+  // Each kind has a size and rights of its own, to tell our mmap calls in the trace.
+  const kinds = {
+    small: { count: 512, size: PAGESIZE }, // one page of the file, dropped
+    big: { count: 3, size: 2 * 1024 * 1024 + 1 }, // over 1 MiB: never waits
+    anonymous: { count: 128, size: 3 * PAGESIZE }, // private anonymous, read-only, dropped
+    placeholder: { count: 128, size: 2 * PAGESIZE }, // the file, unmap()ed: placeholders, then dropped
+    locked: { count: 16, size: 5 * PAGESIZE }, // the file with MAP_LOCKED, dropped: never waits
+    lockedLater: { count: 16, size: 7 * PAGESIZE }, // the file, lock()ed, dropped: never waits
+  }
   const source = `${DROP_MANY}
     const file = process.argv[1]
-    dropMany(file, ${small})
-    dropMany(file, ${big}, ${bigSize})
-    // Where they are: one line each (mappings of one file at offset 0 never merge).
-    const ranges = fs.readFileSync('/proc/self/maps', 'utf8').split('\\n').filter((l) => l.endsWith(' ' + file))
-      .map((l) => l.split(' ')[0].split('-'))
-    // A mark in the trace: the munmap calls before it were made before these mappings existed.
+    const k = ${JSON.stringify(kinds)}
+    // The addon itself: its hidden count of the bytes placeholders still hold.
+    const binding = require(require('node:path').join(MMAP, fs.readdirSync(MMAP).find((f) => f.endsWith('.node'))))
+    dropMany(file, k.small.count)
+    dropMany(file, k.big.count, k.big.size)
+    for (let i = 0; i < k.anonymous.count; i++)
+      mmap.map(k.anonymous.size, mmap.PROT_READ, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1)
+    const fd = fs.openSync(file, 'r')
+    for (let i = 0; i < k.placeholder.count; i++) mmap.unmap(mmap.map(k.placeholder.size, mmap.PROT_READ, mmap.MAP_SHARED, fd))
+    for (let i = 0; i < k.locked.count; i++) mmap.map(k.locked.size, mmap.PROT_READ, mmap.MAP_SHARED | mmap.MAP_LOCKED, fd)
+    for (let i = 0; i < k.lockedLater.count; i++) mmap.lock(mmap.map(k.lockedLater.size, mmap.PROT_READ, mmap.MAP_SHARED, fd))
+    fs.closeSync(fd)
+    // A mark in the trace: the munmap calls before it were made before these mappings were dropped.
     try { fs.openSync('/node-mmap-trace-mark') } catch {}
     ;(async () => {
-      // Only /proc/self/maps is read from here on: the last run must leave by itself.
-      for (let turn = 0; turn < 5000 && mapped(file) > 0; turn++) {
+      // Only /proc/self/maps (and node-mmap's placeholder count) are read from here on: the
+      // last run must leave by itself.
+      for (let turn = 0; turn < 5000 && (mapped(file) > 0 || binding.__placeholderBytes() > 0); turn++) {
         collect()
         await new Promise(setImmediate)
       }
-      process.stdout.write(JSON.stringify({ left: mapped(file), ranges }))
+      process.stdout.write(JSON.stringify({ left: mapped(file), placeholderBytes: binding.__placeholderBytes() }))
     })()
   `
-  const { result, lines } = straceScript(source, 'munmap,openat', { args: [file] })
+  // Only the JS thread, where node-mmap maps and its finalizers unmap: its calls are never cut
+  // in two by another thread's in the trace.
+  const { result, lines } = straceScript(source, 'mmap,munmap,openat', { args: [file], threads: false })
   assertCleanExit(result)
-  const { left, ranges } = JSON.parse(result.stdout)
-  assert.equal(left, 0, 'every mapping of the file left the process')
+  assert.deepEqual(JSON.parse(result.stdout), { left: 0, placeholderBytes: 0 }, 'everything left the process')
 
+  const roundUp = (n) => Math.ceil(n / PAGESIZE) * PAGESIZE
   const pages = (start, length) => {
     const out = []
-    for (let at = start; at < start + BigInt(Math.ceil(length / PAGESIZE) * PAGESIZE); at += BigInt(PAGESIZE)) out.push(at)
+    for (let at = start; at < start + BigInt(roundUp(length)); at += BigInt(PAGESIZE)) out.push(at)
     return out
   }
-  const bigLength = Math.ceil(bigSize / PAGESIZE) * PAGESIZE
-  const ours = new Map() // page -> 'small' | 'big'
-  const bigStarts = []
-  for (const [startHex, endHex] of ranges) {
-    const [start, end] = [BigInt('0x' + startHex), BigInt('0x' + endHex)]
-    const kind = Number(end - start) === bigLength ? 'big' : 'small'
-    assert.ok(kind === 'big' || Number(end - start) === PAGESIZE, `a mapping of ${end - start} bytes`)
-    if (kind === 'big') bigStarts.push(start)
-    for (const page of pages(start, Number(end - start))) ours.set(page, kind)
+  // Our mappings: mmap(NULL, <size>, PROT_READ, MAP_SHARED, <fd>, 0) = <address>, and the
+  // anonymous ones with MAP_PRIVATE|MAP_ANONYMOUS, -1.
+  const ours = new Map() // page -> kind
+  const starts = Object.fromEntries(Object.keys(kinds).map((kind) => [kind, []]))
+  for (const line of lines) {
+    const m = /^mmap\(NULL, (\d+), PROT_READ, (MAP_SHARED|MAP_SHARED\|MAP_LOCKED|MAP_PRIVATE\|MAP_ANONYMOUS), (-?\d+), 0\)\s+= (0x[0-9a-f]+)/.exec(line)
+    if (!m) continue
+    const flagsOf = { anonymous: 'MAP_PRIVATE|MAP_ANONYMOUS', locked: 'MAP_SHARED|MAP_LOCKED' }
+    const kind = Object.keys(kinds).find((k) => kinds[k].size === Number(m[1]) && (flagsOf[k] ?? 'MAP_SHARED') === m[2])
+    if (!kind) continue
+    starts[kind].push(BigInt(m[4]))
+    for (const page of pages(BigInt(m[4]), Number(m[1]))) ours.set(page, kind)
   }
-  assert.equal(ours.size, small + big * (bigLength / PAGESIZE), 'every mapping is in /proc/self/maps')
+  for (const [kind, { count }] of Object.entries(kinds)) assert.equal(starts[kind].length, count, `${kind}: mmap calls in the trace`)
 
-  const unmapped = new Map() // page -> times unmapped
-  const calls = { small: 0, big: [] }
   const mark = lines.findIndex((line) => line.includes('"/node-mmap-trace-mark"'))
   assert.ok(mark >= 0, 'the mark is in the trace')
+  const unmapped = new Map() // page -> times unmapped
+  const calls = Object.fromEntries(Object.keys(kinds).map((kind) => [kind, []]))
   for (const line of lines.slice(mark)) {
-    // "munmap(addr, len) = 0", or "munmap(addr, len <unfinished ...>" when another thread's call
-    // came between (its result then follows on a line of its own; munmap of our ranges cannot fail).
-    const m = /^munmap\((0x[0-9a-f]+), (\d+)/.exec(line)
+    const m = /^munmap\((0x[0-9a-f]+), (\d+)\)\s+= 0/.exec(line)
     if (!m) continue
     const covered = pages(BigInt(m[1]), Number(m[2]))
     const mine = covered.filter((page) => ours.has(page))
     if (mine.length === 0) continue // the runtime's own memory
     assert.equal(mine.length, covered.length, `${line}: unmaps pages that were not ours`)
     for (const page of covered) unmapped.set(page, (unmapped.get(page) ?? 0) + 1)
-    if (ours.get(covered[0]) === 'big') calls.big.push({ start: BigInt(m[1]), length: Number(m[2]) })
-    else calls.small++
+    // A run may join ranges of different kinds that lay side by side: the call counts for each.
+    for (const kind of new Set(covered.map((page) => ours.get(page)))) calls[kind].push({ start: BigInt(m[1]), length: Number(m[2]) })
   }
-  for (const page of ours.keys()) assert.equal(unmapped.get(page), 1, `page ${page.toString(16)} unmapped once`)
+  for (const [page, kind] of ours) { if (unmapped.get(page) !== 1) require('fs').writeFileSync('/tmp/trace-dbg.txt', page.toString(16) + '\n' + lines.join('\n')); assert.equal(unmapped.get(page), 1, `${kind} page ${page.toString(16)} unmapped once`) }
   // Larger than 1 MiB: each alone, exactly its own range.
   assert.deepEqual(
     calls.big.map(({ start }) => start).sort(),
-    [...bigStarts].sort(),
+    [...starts.big].sort(),
     'each large mapping is unmapped by a call of its own',
   )
-  for (const { length } of calls.big) assert.equal(length, bigSize)
-  // 512 adjacent pages in runs of at most 64: 8 calls when nothing came between them. The bound
-  // leaves room for the runtime's own mappings placed among ours, and for collections that free
-  // the pages in several batches.
-  assert.ok(calls.small <= small / 8, `${calls.small} munmap calls for ${small} mappings of one page`)
+  for (const { length } of calls.big) assert.equal(length, roundUp(kinds.big.size))
+  // Locked memory never waits either (its charge against RLIMIT_MEMLOCK would linger).
+  for (const kind of ['locked', 'lockedLater']) {
+    assert.deepEqual(
+      calls[kind].map(({ start, length }) => `${start.toString(16)}+${length}`).sort(),
+      starts[kind].map((start) => `${start.toString(16)}+${kinds[kind].size}`).sort(),
+      `${kind}: each mapping is unmapped by a call of its own`,
+    )
+  }
+  // In runs of at most 64: 512 pages need 8 calls, 128 anonymous mappings 2, and the
+  // placeholders, which unmap() leaves side by side, come back as one run or a few. The bounds
+  // leave room for the runtime's own mappings placed among ours, and for collections that
+  // free them in several batches.
+  assert.ok(calls.small.length <= 32, `${calls.small.length} munmap calls for ${kinds.small.count} one-page mappings`)
+  assert.ok(calls.anonymous.length <= 16, `${calls.anonymous.length} munmap calls for ${kinds.anonymous.count} anonymous mappings`)
+  assert.ok(calls.placeholder.length <= 16, `${calls.placeholder.length} munmap calls for ${kinds.placeholder.count} placeholders`)
 })
 
 test('the last run of a batch leaves on a later event-loop turn with no node-mmap call', async () => {
@@ -187,4 +215,19 @@ test('a program whose last run is still waiting ends by itself', () => {
   )
   assertCleanExit(result)
   assert.ok(Number(result.stdout) < 300, `stdout: ${result.stdout}`)
+})
+
+test("the flusher's async resource says it keeps nothing alive (hasRef() is false), once per thread", () => {
+  // What async_hooks users see of it (Jest's --detectOpenHandles lists resources without
+  // hasRef() as open): one resource per env that loads the addon, made at load.
+  const result = runScript(
+    `const hooks = require('node:async_hooks')
+    const seen = []
+    hooks.createHook({ init(id, type, trigger, resource) { if (type === 'node-mmap unmap') seen.push(resource) } }).enable()
+    require(MMAP)
+    require(MMAP)
+    process.stdout.write(JSON.stringify(seen.map((r) => typeof r.hasRef === 'function' && r.hasRef())))`,
+  )
+  assertCleanExit(result)
+  assert.deepEqual(JSON.parse(result.stdout), [false])
 })

@@ -52,20 +52,23 @@ unsafe fn create_external_buffer(
 /// immediate) once V8 has freed the Buffer's memory, when its ArrayBuffer is garbage-collected
 /// or detached by `unmap()` (which first makes the ArrayBuffer object itself hold the mapping:
 /// see [`retire`]).
-unsafe extern "C" fn finalize_memory(_env: sys::napi_env, data: *mut c_void, hint: *mut c_void) {
-  // SAFETY: `data` is the Buffer's first byte and `hint` the reference `create` recorded for it
-  // (`registry::record_buffer`); Node calls a Buffer's finalizer once. The last one unmaps.
-  reclaim::finalizing(|| unsafe {
-    registry::forget_buffer(data as usize, hint.cast_const().cast::<Mapping>())
+unsafe extern "C" fn finalize_memory(env: sys::napi_env, data: *mut c_void, hint: *mut c_void) {
+  // The mappings it drops may wait to be unmapped with their neighbours (src/reclaim.rs).
+  reclaim::finalizing(env, || {
+    // SAFETY: `data` is the Buffer's first byte and `hint` the reference `create` recorded for
+    // it (`registry::record_buffer`); Node calls a Buffer's finalizer once. The last one unmaps.
+    unsafe { registry::forget_buffer(data as usize, hint.cast_const().cast::<Mapping>()) }
   });
 }
 
 /// The finalizer [`retire`] puts on an ArrayBuffer object: releases the mapping (by then a
 /// placeholder) when the object itself is collected.
-unsafe extern "C" fn finalize_object(_env: sys::napi_env, data: *mut c_void, _hint: *mut c_void) {
-  // SAFETY: `data` is the `Shared::into_raw` made for exactly this object in `retire`, and Node
-  // calls an object's finalizer once.
-  reclaim::finalizing(|| drop(unsafe { Shared::from_raw(data.cast_const().cast::<Mapping>()) }));
+unsafe extern "C" fn finalize_object(env: sys::napi_env, data: *mut c_void, _hint: *mut c_void) {
+  reclaim::finalizing(env, || {
+    // SAFETY: `data` is the `Shared::into_raw` made for exactly this object in `retire`, and
+    // Node calls an object's finalizer once.
+    drop(unsafe { Shared::from_raw(data.cast_const().cast::<Mapping>()) })
+  });
 }
 
 fn no_external_buffers(env: &Env) -> napi::Error {

@@ -134,7 +134,7 @@ fn install(env: &Env, exports: &Object, name: &CStr, callback: sys::napi_callbac
 /// Runs once per env after napi-rs has set the exports.
 #[napi(module_exports)]
 pub fn install_fast_entry_points(exports: Object, env: Env) -> napi::Result<()> {
-  crate::reclaim::start(&env);
+  crate::reclaim::enable(env.raw());
   install(&env, &exports, c"map", Some(map))?;
   install(&env, &exports, c"unmap", Some(unmap))
 }

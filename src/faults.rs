@@ -58,10 +58,7 @@ pub fn register(mapping: &Mapping) -> Option<usize> {
     {
       continue;
     }
-    slot.len.store(
-      mapping.len().next_multiple_of(crate::sys::page_size()),
-      Ordering::Relaxed,
-    );
+    slot.len.store(mapping.extent(), Ordering::Relaxed);
     slot
       .mapping
       .store(std::ptr::from_ref(mapping).cast_mut(), Ordering::Relaxed);

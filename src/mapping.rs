@@ -64,6 +64,13 @@ pub struct Mapping {
   faults: AtomicUsize,
   /// Our slot in the fault table while live, or `NO_SLOT`.
   slot: AtomicUsize,
+  /// The size of the pages behind the range: the system's page size, or with `MAP_HUGETLB` the
+  /// huge page size. The kernel maps, unmaps and replaces such a range only in whole huge pages.
+  granule: usize,
+  /// Whether the range may wait, once dropped, to be unmapped with its neighbours
+  /// (`reclaim::release`): not for huge pages, nor for memory that was ever locked
+  /// (`MAP_LOCKED` or `lock()`), whose charge against `RLIMIT_MEMLOCK` would linger.
+  batchable: AtomicBool,
   /// `(env, napi_ref)` of extra ArrayBuffers showing this mapping (see `view::track_view`).
   views: Mutex<Vec<(usize, usize)>>,
   /// 0 while live, 1 once unmapped: the futex word that wakes `waitAsync`s of the mapping.
@@ -74,6 +81,40 @@ pub struct Mapping {
 }
 
 const NO_SLOT: usize = usize::MAX;
+
+/// What `adopt` needs to know of a range besides its address, length and rights.
+struct Layout {
+  shared_anonymous: bool,
+  granule: usize,
+  batchable: bool,
+}
+
+/// The size of the pages a mapping made with `flags` gets: the system's page size, or with
+/// `MAP_HUGETLB` the size `MAP_HUGE_2MB`/`MAP_HUGE_1GB` ask for (log2 in the bits at
+/// `MAP_HUGE_SHIFT`), else the system's default huge page size.
+fn granule(flags: i32) -> usize {
+  use crate::constants::{MAP_HUGETLB, MAP_HUGE_MASK, MAP_HUGE_SHIFT};
+  // MAP_HUGETLB is 0 where there are no huge pages (macOS): then no mapping has them.
+  #[allow(clippy::bad_bit_mask)]
+  if MAP_HUGETLB == 0 || flags & MAP_HUGETLB == 0 {
+    return sys::page_size();
+  }
+  #[allow(clippy::bad_bit_mask)]
+  let log2 = (flags >> MAP_HUGE_SHIFT) & MAP_HUGE_MASK;
+  if log2 != 0 {
+    return 1usize << log2;
+  }
+  static DEFAULT: OnceLock<usize> = OnceLock::new();
+  *DEFAULT.get_or_init(|| {
+    // "Hugepagesize:       2048 kB" in /proc/meminfo (Linux, the only system with MAP_HUGETLB).
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let kib = meminfo
+      .lines()
+      .find_map(|line| line.strip_prefix("Hugepagesize:"))
+      .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<usize>().ok());
+    kib.map_or(2 << 20, |kib| kib * 1024)
+  })
+}
 
 /// Kernel mappings (VMAs) left for the runtime itself. The kernel allows `vm.max_map_count`
 /// (65530 by default) per process; when node-mmap's mappings, or the pieces `protect()` and
@@ -177,17 +218,30 @@ impl Mapping {
     registry::prefetch(addr as usize);
     let shared = flags & crate::constants::MAP_TYPE_MASK != libc::MAP_PRIVATE;
     let shared_anonymous = shared && flags & libc::MAP_ANONYMOUS != 0;
+    let granule = granule(flags);
+    // MAP_LOCKED is 0 where mappings cannot be made locked (macOS): then none is.
+    #[allow(clippy::bad_bit_mask)]
+    let batchable = granule == sys::page_size() && flags & crate::constants::MAP_LOCKED == 0;
     Ok(Self::adopt(
       addr,
       len,
       prot,
       path.map(Box::from),
-      shared_anonymous,
+      Layout {
+        shared_anonymous,
+        granule,
+        batchable,
+      },
     ))
   }
 
   /// Takes ownership of a range just mapped for us.
-  fn adopt(addr: *mut u8, len: usize, prot: i32, path: Option<Box<[u8]>>, shared_anonymous: bool) -> Shared {
+  fn adopt(addr: *mut u8, len: usize, prot: i32, path: Option<Box<[u8]>>, layout: Layout) -> Shared {
+    let Layout {
+      shared_anonymous,
+      granule,
+      batchable,
+    } = layout;
     let mapping = Shared::new(Mapping {
       addr: addr as usize,
       len,
@@ -199,6 +253,8 @@ impl Mapping {
       shared_anonymous,
       faults: AtomicUsize::new(0),
       slot: AtomicUsize::new(NO_SLOT),
+      granule,
+      batchable: AtomicBool::new(batchable),
       views: Mutex::new(Vec::new()),
       cancel: AtomicU32::new(0),
       cancel_waiters: AtomicU32::new(0),
@@ -281,9 +337,10 @@ impl Mapping {
     self.len
   }
 
-  /// The length of the range the OS actually mapped: whole pages.
-  fn len_in_pages(&self) -> usize {
-    self.len.next_multiple_of(sys::page_size())
+  /// The length of the range the OS actually mapped: whole pages (whole huge pages with
+  /// `MAP_HUGETLB`).
+  pub fn extent(&self) -> usize {
+    self.len.next_multiple_of(self.granule)
   }
 
   /// Whether `unmap()` or `remap()` took the user's memory away.
@@ -364,6 +421,10 @@ impl Mapping {
   /// `mlock`/`munlock` over `offset..offset + len` (rounded out to pages).
   pub fn lock(&self, offset: usize, len: usize, lock: bool) -> Result<(), Failure> {
     self.reserve_split(offset, len)?;
+    if lock {
+      // Before the call: even a partly locked range must not wait once dropped.
+      self.batchable.store(false, Ordering::Relaxed);
+    }
     // SAFETY: the span lies inside our own mapping (safety model).
     self.on_span(offset, len, |addr, span| unsafe { sys::lock(addr, span, lock) })
   }
@@ -402,13 +463,13 @@ impl Mapping {
       return Ok(false);
     }
     // SAFETY: the range is ours (safety model); the placeholder replaces it in one step.
-    if let Err(err) = unsafe { sys::replace_with_placeholder(self.addr(), self.len) } {
+    if let Err(err) = unsafe { sys::replace_with_placeholder(self.addr(), self.extent()) } {
       // Nothing changed: the user's memory is still there, and still ours to unmap.
       self.state.store(LIVE, Ordering::Release);
       return Err(err);
     }
     self.leave_fault_table();
-    registry::placeholder_added(self.addr, self.len_in_pages());
+    registry::placeholder_added(self.addr, self.extent());
     // Wake the `waitAsync`s sleeping on the user's memory, which is gone: they see the word set.
     // SeqCst store, then SeqCst load of the sleepers (`with_cancel_word` counts, then sleeps):
     // a sleeper this load misses counted itself later, so its futex sees the word already set.
@@ -427,8 +488,13 @@ impl Mapping {
       return Err(Failure::Unmapped);
     }
     // SAFETY: the whole range is ours (safety model) and both lengths are non-zero.
-    let addr = unsafe { sys::remap(self.addr(), self.len, new_len) }?;
-    let moved = Self::adopt(addr, new_len, self.prot, self.path.clone(), self.shared_anonymous);
+    let addr = unsafe { sys::remap(self.addr(), self.extent(), new_len.next_multiple_of(self.granule)) }?;
+    let layout = Layout {
+      shared_anonymous: self.shared_anonymous,
+      granule: self.granule,
+      batchable: self.batchable.load(Ordering::Relaxed),
+    };
+    let moved = Self::adopt(addr, new_len, self.prot, self.path.clone(), layout);
     // mremap keeps the pages' rights, and a grown tail takes those of the pages before it: so
     // what `protect()` left guaranteed here holds there too. Starting over from `prot` would let
     // native copies write into pages `protect()` made read-only (a SIGSEGV, not an error).
@@ -443,6 +509,9 @@ impl Mapping {
 
 impl Drop for Mapping {
   fn drop(&mut self) {
+    // A run of placeholders is ordinary pages, but it may stand where huge or locked pages
+    // were: it waits only if this mapping could have.
+    let batchable = *self.batchable.get_mut();
     let (addr, len) = if self.is_unmapped() {
       // A placeholder is given back with the run of placeholders it belongs to, once all of
       // them are released (see `registry::placeholder_released`).
@@ -456,12 +525,12 @@ impl Drop for Mapping {
       if slot != NO_SLOT {
         faults::unregister(slot);
       }
-      (self.addr(), self.len)
+      (self.addr(), self.extent())
     };
     // SAFETY: this value owns the range (safety model) and is being dropped: no ArrayBuffer,
     // handle or task refers to it any more, so nothing can reach the memory after this. A run
     // of placeholders is given back only when every mapping in it has dropped.
-    unsafe { reclaim::release(addr, len) };
+    unsafe { reclaim::release(addr, len, batchable) };
   }
 }
 

@@ -5,19 +5,23 @@
 //! just below the last), so their ranges are mostly adjacent, and one `munmap` of the joined
 //! range does the work of many: for a small mapping, the system call's entry and exit and the
 //! address-space lock are most of what unmapping it costs (bench/PROFILE.md: `map` alone, whose
-//! loop includes the finalizers, took about 0.8x the time).
+//! loop includes the finalizers, took about 0.85x the time).
 //!
 //! Each JS thread keeps one run of adjacent ranges whose mappings a finalizer has dropped. A
 //! range that touches the run at either end joins it; any other range, or one more than
 //! [`MAX_RANGES`], first has the run unmapped and starts a new one. The run left at the end of a
-//! batch is unmapped on the thread's next event-loop turn (a thread-safe function, unreferenced
-//! so that it never keeps a program alive), when the env is torn down, or when the thread exits.
+//! batch is unmapped on the thread's next event-loop turn (a thread-safe function, the
+//! "flusher", made when the addon loads; unreferenced, so that it never keeps a program alive,
+//! and its async resource says so: `hasRef()` is false), when the env is torn down, or when the
+//! thread exits.
 //!
 //! Only ranges of at most [`MAX_LEN`] wait (larger ones cost their pages, not the system call),
-//! only when a finalizer drops them ([`finalizing`]: an explicit `unmap()`, `close()` or a
-//! failed call still unmaps at once), and only on a thread whose env has the thread-safe
-//! function (the libuv pool dropping a mapping after a `flush`, or a runtime that runs
-//! finalizers on a collector thread, unmaps at once).
+//! only ranges their mapping allows (not huge pages, not memory that was ever locked), only
+//! when a finalizer drops them ([`finalizing`]: an explicit `unmap()`, `close()` or a failed
+//! call still unmaps at once), and only when that finalizer runs on the thread of its own env
+//! (the one [`enable`] gave a flusher when it loaded the addon): the libuv pool dropping a
+//! mapping after a `flush`, or a runtime that runs finalizers on a collector thread, unmaps at
+//! once.
 //!
 //! # Safety
 //! A range waits here only once its [`crate::mapping::Mapping`] has dropped: nothing refers to it
@@ -29,7 +33,7 @@ use std::cell::Cell;
 use std::ffi::c_void;
 use std::ptr;
 
-use napi::{sys, Env};
+use napi::sys;
 
 /// Ranges up to this length (rounded up to whole pages) may wait.
 const MAX_LEN: usize = 1 << 20;
@@ -53,20 +57,24 @@ fn join(
 struct Waiting {
   /// The run: its first byte, one past its last, and how many ranges it joins (0: no run).
   run: Cell<(usize, usize, usize)>,
-  /// The thread-safe function of this thread's env that unmaps the run, or null (then nothing
-  /// waits).
+  /// The env of `flusher`, which loaded the addon on this thread ([`enable`]), or null: only
+  /// its finalizers' ranges wait.
+  home: Cell<sys::napi_env>,
+  /// The env of the finalizer running now on this thread, or null outside finalizers.
+  finalizing: Cell<sys::napi_env>,
+  /// The flusher: a thread-safe function of `home` that unmaps the run, or null.
   flusher: Cell<sys::napi_threadsafe_function>,
+  /// Which flusher `flusher` is (see [`closed`]); 0 with none.
+  token: Cell<usize>,
   /// A call of the flusher is queued and has not run yet.
   asked: Cell<bool>,
-  /// A buffer or handle finalizer is running on this thread: the mappings it drops may wait.
-  finalizing: Cell<bool>,
 }
 
 impl Waiting {
   /// Takes `start..end` into the run; `false` if it cannot wait (the caller unmaps it).
   fn take(&self, start: usize, end: usize) -> bool {
-    let flusher = self.flusher.get();
-    if flusher.is_null() || !self.finalizing.get() {
+    let (env, flusher) = (self.finalizing.get(), self.flusher.get());
+    if env.is_null() || env != self.home.get() || flusher.is_null() {
       return false;
     }
     let run = self.run.get();
@@ -74,17 +82,26 @@ impl Waiting {
       self.run.set(joined);
       return true;
     }
-    self.run.set((0, 0, 0));
-    unmap_run(run);
-    if !self.asked.get() {
-      if !ask(flusher) {
-        // Closing (the env is being torn down): nothing would unmap a run later.
-        return false;
-      }
-      self.asked.set(true);
-    }
+    // The new run, and the call that will unmap it, are set before the call is queued (should a
+    // runtime ever run it at once, it finds them), and undone if Node refuses.
     self.run.set((start, end, 1));
+    unmap_run(run);
+    if !self.asked.replace(true) && !ask(flusher) {
+      // Closing (the env is being torn down): a flusher that refused once is never used again,
+      // and nothing waits on this thread any more.
+      self.forget_flusher();
+      self.run.set((0, 0, 0));
+      return false;
+    }
     true
+  }
+
+  /// From now on nothing waits on this thread.
+  fn forget_flusher(&self) {
+    self.flusher.set(ptr::null_mut());
+    self.home.set(ptr::null_mut());
+    self.token.set(0);
+    self.asked.set(false);
   }
 }
 
@@ -99,15 +116,113 @@ thread_local! {
   static WAITING: Waiting = const {
     Waiting {
       run: Cell::new((0, 0, 0)),
+      home: Cell::new(ptr::null_mut()),
+      finalizing: Cell::new(ptr::null_mut()),
       flusher: Cell::new(ptr::null_mut()),
+      token: Cell::new(0),
       asked: Cell::new(false),
-      finalizing: Cell::new(false),
     }
   };
 }
 
-/// Queues a call of `flusher`, a live thread-safe function of this thread's env (`closed` clears
-/// it before Node frees it); `false` if Node refused (the env is closing).
+/// The async resource of a flusher: an object whose `hasRef()` returns false, as a handle that
+/// does not keep the event loop alive says (`Timeout#hasRef`). Tools that list what is left
+/// open at the end of a test run from async_hooks (Jest's `--detectOpenHandles`) ask it.
+#[cfg(not(test))]
+fn unreferenced_resource(env: sys::napi_env) -> Option<sys::napi_value> {
+  unsafe extern "C" fn has_ref(env: sys::napi_env, _info: sys::napi_callback_info) -> sys::napi_value {
+    let mut result = ptr::null_mut();
+    // SAFETY: `env` is the env of this call; the out-pointer is valid. On failure `result`
+    // stays null, which Node-API reads as `undefined` (falsy too).
+    unsafe { sys::napi_get_boolean(env, false, &mut result) };
+    result
+  }
+  let mut resource = ptr::null_mut();
+  let mut function = ptr::null_mut();
+  let name = c"hasRef";
+  // SAFETY: `env` is the live env running the module's init on this thread; the out-pointers are
+  // valid, and `name` is valid for its length.
+  unsafe {
+    (sys::napi_create_object(env, &mut resource) == sys::Status::napi_ok
+      && sys::napi_create_function(
+        env,
+        name.as_ptr(),
+        name.to_bytes().len() as isize,
+        Some(has_ref),
+        ptr::null_mut(),
+        &mut function,
+      ) == sys::Status::napi_ok
+      && sys::napi_set_named_property(env, resource, name.as_ptr(), function) == sys::Status::napi_ok)
+      .then_some(resource)
+  }
+}
+
+/// Makes a flusher in `env`, which is loading the addon on this thread: the thread-safe function
+/// and its token; `None` if the runtime refused (then every range is unmapped at once).
+fn make_flusher(env: sys::napi_env) -> Option<(sys::napi_threadsafe_function, usize)> {
+  // Unit tests link no Node-API: there, no flusher can be made.
+  #[cfg(test)]
+  {
+    let _ = env;
+    None
+  }
+  #[cfg(not(test))]
+  {
+    let name = c"node-mmap unmap";
+    let mut resource_name = ptr::null_mut();
+    // SAFETY: `env` is the live env running the module's init on this thread; `name` is valid
+    // for its length; the out-pointer is valid.
+    let status = unsafe {
+      sys::napi_create_string_utf8(
+        env,
+        name.as_ptr(),
+        name.to_bytes().len() as isize,
+        &mut resource_name,
+      )
+    };
+    if status != sys::Status::napi_ok {
+      return None;
+    }
+    let resource = unreferenced_resource(env)?;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static TOKENS: AtomicUsize = AtomicUsize::new(1);
+    let token = TOKENS.fetch_add(1, Ordering::Relaxed);
+    let mut flusher = ptr::null_mut();
+    // SAFETY: as above. No JS function (Node-API 5: `call_js_cb` instead); `token` is handed to
+    // `closed` as its data. One hold, never released: it lives until its env is torn down.
+    let status = unsafe {
+      sys::napi_create_threadsafe_function(
+        env,
+        ptr::null_mut(),
+        resource,
+        resource_name,
+        0,
+        1,
+        token as *mut c_void,
+        Some(closed),
+        ptr::null_mut(),
+        Some(flush),
+        &mut flusher,
+      )
+    };
+    if status != sys::Status::napi_ok {
+      return None;
+    }
+    // SAFETY: `flusher` was just made in `env`, on its thread. Unreferenced, it never keeps the
+    // event loop alive: a run left when the program ends goes with the process.
+    if unsafe { sys::napi_unref_threadsafe_function(env, flusher) } != sys::Status::napi_ok {
+      // SAFETY: the one hold on `flusher`, given up: Node frees it (its `closed` call carries a
+      // token no thread holds, so it changes nothing).
+      unsafe { sys::napi_release_threadsafe_function(flusher, sys::ThreadsafeFunctionReleaseMode::release) };
+      return None;
+    }
+    Some((flusher, token))
+  }
+}
+
+/// Queues a call of `flusher`, a live thread-safe function of this thread's env (`closed`
+/// clears it before Node frees it, and a refusal clears it before Node may); `false` if Node
+/// refused (the env is closing).
 fn ask(flusher: sys::napi_threadsafe_function) -> bool {
   // Unit tests link no Node-API (and make no flusher): there, nothing can be queued.
   #[cfg(test)]
@@ -143,15 +258,16 @@ fn unmap_run((first, last, count): (usize, usize, usize)) {
 }
 
 /// Gives back the range `addr..addr + len` of a dropped mapping: at once, or with the run it
-/// joins (module docs).
+/// joins (module docs) if `batchable` (the mapping allows it: see `Mapping::batchable`).
 ///
 /// # Safety
 /// The range (rounded up to whole pages) is owned by this crate, and nothing refers to it any
 /// more: nothing else will unmap it or read or write it.
-pub unsafe fn release(addr: *mut u8, len: usize) {
+pub unsafe fn release(addr: *mut u8, len: usize, batchable: bool) {
   let start = addr as usize;
   let end = start + len.next_multiple_of(crate::sys::page_size());
-  let waits = len <= MAX_LEN
+  let waits = batchable
+    && len <= MAX_LEN
     && WAITING
       .try_with(|waiting| waiting.take(start, end))
       .unwrap_or(false);
@@ -164,18 +280,19 @@ pub unsafe fn release(addr: *mut u8, len: usize) {
   }
 }
 
-/// Runs `f` (a finalizer's work) with the mappings it drops allowed to wait.
-pub fn finalizing<R>(f: impl FnOnce() -> R) -> R {
-  let set = |on: bool| {
-    let _ = WAITING.try_with(|waiting| waiting.finalizing.set(on));
+/// Runs `f`, the work of a finalizer of `env`, with the mappings it drops allowed to wait.
+pub fn finalizing<R>(env: sys::napi_env, f: impl FnOnce() -> R) -> R {
+  let set = |env: sys::napi_env| {
+    let _ = WAITING.try_with(|waiting| waiting.finalizing.set(env));
   };
-  set(true);
+  set(env);
   let result = f();
-  set(false);
+  set(ptr::null_mut());
   result
 }
 
-/// The flusher's call: unmaps this thread's run.
+/// The flusher's call: unmaps this thread's run. (Node also calls it, with a null `env`, for a
+/// call still queued when the env is torn down: the run is unmapped then too.)
 unsafe extern "C" fn flush(
   _env: sys::napi_env,
   _callback: sys::napi_value,
@@ -188,69 +305,31 @@ unsafe extern "C" fn flush(
   });
 }
 
-/// The flusher is being freed (its env is torn down): unmaps the run, and from now on nothing
-/// waits on this thread.
-unsafe extern "C" fn closed(_env: sys::napi_env, _data: *mut c_void, _hint: *mut c_void) {
+/// A flusher is being freed (its env is torn down): if it is this thread's, the run is
+/// unmapped, and from now on nothing waits on this thread.
+unsafe extern "C" fn closed(_env: sys::napi_env, data: *mut c_void, _hint: *mut c_void) {
   let _ = WAITING.try_with(|waiting| {
-    waiting.flusher.set(ptr::null_mut());
-    waiting.asked.set(false);
+    if waiting.token.get() != data as usize {
+      return;
+    }
+    waiting.forget_flusher();
     unmap_run(waiting.run.take());
   });
 }
 
-/// Gives this thread's env a flusher, unless the thread has one. Without one (the runtime
-/// refused it) every range is unmapped at once, as before.
-pub fn start(env: &Env) {
-  let has_one = WAITING
-    .try_with(|waiting| !waiting.flusher.get().is_null())
-    .unwrap_or(true);
-  if has_one {
-    return;
-  }
-  let name = c"node-mmap unmap";
-  let mut resource_name = ptr::null_mut();
-  // SAFETY: `name` is valid for its length; `resource_name` is a valid out-pointer.
-  let status = unsafe {
-    sys::napi_create_string_utf8(
-      env.raw(),
-      name.as_ptr(),
-      name.to_bytes().len() as isize,
-      &mut resource_name,
-    )
-  };
-  if status != sys::Status::napi_ok {
-    return;
-  }
-  let mut flusher = ptr::null_mut();
-  // SAFETY: no JS function (Node-API 5: `call_js_cb` is given instead); one thread holds it and
-  // never releases it, so it lives until the env is torn down, when `closed` runs.
-  let status = unsafe {
-    sys::napi_create_threadsafe_function(
-      env.raw(),
-      ptr::null_mut(),
-      ptr::null_mut(),
-      resource_name,
-      0,
-      1,
-      ptr::null_mut(),
-      Some(closed),
-      ptr::null_mut(),
-      Some(flush),
-      &mut flusher,
-    )
-  };
-  if status != sys::Status::napi_ok {
-    return;
-  }
-  // SAFETY: `flusher` was just made in this env. Unreferenced, it never keeps the event loop
-  // alive: a run left when the program ends goes with the process.
-  if unsafe { sys::napi_unref_threadsafe_function(env.raw(), flusher) } != sys::Status::napi_ok {
-    // SAFETY: the one hold on `flusher`, given up: Node frees it (calling `closed`), so it can
-    // never keep the event loop alive.
-    unsafe { sys::napi_release_threadsafe_function(flusher, sys::ThreadsafeFunctionReleaseMode::release) };
-    return;
-  }
-  let _ = WAITING.try_with(|waiting| waiting.flusher.set(flusher));
+/// Gives this thread a flusher in `env`, which is loading the addon here, unless the thread
+/// has one (the addon loaded again): from now on `env`'s finalizers' ranges may wait.
+pub fn enable(env: sys::napi_env) {
+  let _ = WAITING.try_with(|waiting| {
+    if !waiting.flusher.get().is_null() {
+      return;
+    }
+    if let Some((flusher, token)) = make_flusher(env) {
+      waiting.flusher.set(flusher);
+      waiting.token.set(token);
+      waiting.home.set(env);
+    }
+  });
 }
 
 #[cfg(test)]
@@ -285,19 +364,149 @@ mod tests {
     assert_eq!(join(run, run.0 - PAGE, run.0), None);
   }
 
-  #[test]
-  fn nothing_waits_without_a_flusher_or_outside_a_finalizer() {
-    let waiting = Waiting {
-      run: Cell::new((0, 0, 0)),
-      flusher: Cell::new(ptr::null_mut()),
-      asked: Cell::new(false),
-      finalizing: Cell::new(true),
+  /// `n` pages mapped from a file of their own (a new one for each call), and its path: other
+  /// tests may map at an address these pages leave, but not that file.
+  fn pages(n: usize) -> (usize, String) {
+    static FILES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let serial = FILES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("node-mmap-reclaim-{}-{serial}", std::process::id()));
+    let len = n * crate::sys::page_size();
+    let file = std::fs::OpenOptions::new()
+      .read(true)
+      .write(true)
+      .create_new(true)
+      .open(&path)
+      .unwrap();
+    file.set_len(len as u64).unwrap();
+    use std::os::fd::AsRawFd;
+    // SAFETY: a new mapping of our own file at an address the kernel picks.
+    let addr = unsafe {
+      libc::mmap(
+        ptr::null_mut(),
+        len,
+        libc::PROT_READ,
+        libc::MAP_SHARED,
+        file.as_raw_fd(),
+        0,
+      )
     };
-    assert!(!waiting.take(BASE, BASE + PAGE), "no flusher");
-    waiting.flusher.set(ptr::NonNull::dangling().as_ptr());
-    waiting.finalizing.set(false);
-    assert!(!waiting.take(BASE, BASE + PAGE), "not in a finalizer");
-    assert_eq!(waiting.run.get(), (0, 0, 0));
-    waiting.flusher.set(ptr::null_mut());
+    assert_ne!(addr, libc::MAP_FAILED);
+    let path = path.to_str().unwrap().to_owned();
+    std::fs::remove_file(&path).unwrap();
+    (addr as usize, path)
+  }
+
+  /// Bytes of the file at `path` mapped in this process now (/proc/self/maps).
+  fn mapped(path: &str) -> usize {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    maps
+      .lines()
+      .filter(|line| line.contains(path))
+      .map(|line| {
+        let range = line.split(' ').next().unwrap();
+        let (start, end) = range.split_once('-').unwrap();
+        usize::from_str_radix(end, 16).unwrap() - usize::from_str_radix(start, 16).unwrap()
+      })
+      .sum()
+  }
+
+  fn waiting() -> Waiting {
+    Waiting {
+      run: Cell::new((0, 0, 0)),
+      home: Cell::new(ptr::null_mut()),
+      finalizing: Cell::new(ptr::null_mut()),
+      flusher: Cell::new(ptr::null_mut()),
+      token: Cell::new(0),
+      asked: Cell::new(false),
+    }
+  }
+
+  #[test]
+  fn only_a_finalizer_of_the_home_env_with_a_flusher_makes_ranges_wait() {
+    let (home, other) = (ptr::NonNull::dangling().as_ptr(), 8 as sys::napi_env);
+    let w = waiting();
+    // A flusher whose call is queued already (unit tests cannot queue one).
+    w.flusher.set(ptr::NonNull::dangling().as_ptr());
+    w.asked.set(true);
+    w.finalizing.set(home);
+    assert!(!w.take(BASE, BASE + PAGE), "no home env");
+    w.home.set(home);
+    w.finalizing.set(other);
+    assert!(!w.take(BASE, BASE + PAGE), "a finalizer of another env");
+    w.finalizing.set(ptr::null_mut());
+    assert!(!w.take(BASE, BASE + PAGE), "not in a finalizer");
+    w.finalizing.set(home);
+    w.flusher.set(ptr::null_mut());
+    assert!(!w.take(BASE, BASE + PAGE), "no flusher");
+    assert_eq!(w.run.get(), (0, 0, 0));
+    // All there: ranges start and join runs.
+    w.flusher.set(ptr::NonNull::dangling().as_ptr());
+    assert!(w.take(BASE, BASE + PAGE));
+    assert!(w.take(BASE - PAGE, BASE));
+    assert_eq!(w.run.get(), (BASE - PAGE, BASE + PAGE, 2));
+    w.run.set((0, 0, 0));
+  }
+
+  #[test]
+  fn a_flusher_that_refuses_unmaps_the_run_and_is_never_used_again() {
+    let page = crate::sys::page_size();
+    let (start, file) = pages(3);
+    let w = waiting();
+    let home = ptr::NonNull::dangling().as_ptr();
+    w.home.set(home);
+    w.finalizing.set(home);
+    // Unit tests have no Node: every call of a flusher is refused, as a closing env refuses.
+    w.flusher.set(ptr::NonNull::dangling().as_ptr());
+    w.run.set((start, start + 2 * page, 2));
+    // The middle page of three: never next to the run (a single page could be mapped right
+    // below it, and join it).
+    let (other, _) = pages(3);
+    let apart = other + page;
+    assert!(
+      !w.take(apart, apart + page),
+      "refused: the caller unmaps the range"
+    );
+    assert_eq!(mapped(&file), page, "the run was unmapped, and nothing past it");
+    assert_eq!(
+      (w.run.get(), w.flusher.get(), w.asked.get()),
+      ((0, 0, 0), ptr::null_mut(), false)
+    );
+    // SAFETY: our own pages, unmapped once.
+    unsafe {
+      libc::munmap(other as *mut c_void, 3 * page);
+      libc::munmap((start + 2 * page) as *mut c_void, page);
+    }
+  }
+
+  #[test]
+  fn closing_this_threads_flusher_unmaps_the_run_and_another_flusher_changes_nothing() {
+    std::thread::spawn(|| {
+      let page = crate::sys::page_size();
+      let (start, file) = pages(2);
+      WAITING.with(|w| {
+        w.flusher.set(ptr::NonNull::dangling().as_ptr());
+        w.token.set(7);
+        w.run.set((start, start + 2 * page, 2));
+      });
+      // SAFETY: `closed` only reads its data (a token) and this thread's state.
+      unsafe { closed(ptr::null_mut(), 8 as *mut c_void, ptr::null_mut()) };
+      assert_eq!(mapped(&file), 2 * page, "another flusher's close");
+      // SAFETY: as above.
+      unsafe { closed(ptr::null_mut(), 7 as *mut c_void, ptr::null_mut()) };
+      assert_eq!(mapped(&file), 0, "this thread's flusher closed: run unmapped");
+      WAITING.with(|w| assert_eq!((w.flusher.get(), w.run.get()), (ptr::null_mut(), (0, 0, 0))));
+    })
+    .join()
+    .unwrap();
+  }
+
+  #[test]
+  fn a_thread_that_exits_unmaps_its_run() {
+    let page = crate::sys::page_size();
+    let (start, file) = pages(2);
+    std::thread::spawn(move || WAITING.with(|w| w.run.set((start, start + 2 * page, 2))))
+      .join()
+      .unwrap();
+    assert_eq!(mapped(&file), 0);
   }
 }
