@@ -59,9 +59,19 @@ function floorPairs(bin, file, size, count) {
   return Number(run(bin, ['pairs', file, String(size), String(count)]))
 }
 
+/**
+ * `count` reads at random.js's record offsets of `file`, in place from a mapping and by pread:
+ * `{ inPlace, pread, sum }`, nanoseconds per read (each timed from open to close) and the sum
+ * of the bytes read.
+ */
+function floorRandom(bin, file, count) {
+  const [inPlace, pread, sum] = run(bin, ['random', file, String(count)]).split(' ').map(Number)
+  return { inPlace, pread, sum }
+}
+
 /** fdatasync + posix_fadvise(POSIX_FADV_DONTNEED) over `file`. */
 function dropPageCache(bin, file) {
   run(bin, ['drop', file])
 }
 
-module.exports = { buildFloor, buildNapiFloor, floorPairs, dropPageCache }
+module.exports = { buildFloor, buildNapiFloor, floorPairs, floorRandom, dropPageCache }

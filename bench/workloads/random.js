@@ -22,10 +22,14 @@
 //                  reads the file in 2 MiB folios, and a mapping maps each with one entry.
 // How much of the file a fresh mapping maps with 2 MiB entries (FilePmdMapped in
 // /proc/self/smaps) is printed in the notes for each.
+//
+// In each state the C floor (bench/floor.c `random`) also makes the same reads, in place from a
+// mapping and by pread, with nothing in between: a row compares our in-place reads with its,
+// and a note gives its pread / in-place ratio, the most this machine allows in that state.
 
 const fs = require('node:fs')
 const u = require('../lib/util')
-const { dropPageCache } = require('../lib/floor')
+const { dropPageCache, floorRandom } = require('../lib/floor')
 
 const RECORD = 64
 
@@ -195,7 +199,13 @@ async function main(config) {
     )
     u.progress(`random access${cache}: ${config.reps} runs of ${count} reads of ${RECORD} bytes`)
     const times = await measure(readers, config, count, sums)
-    raw[fill] = { times, pmd }
+    const floor = []
+    for (let rep = 0; config.floor.ok && rep < config.reps; rep++) {
+      const run = floorRandom(config.floor.bin, file, count)
+      sums.add(run.sum)
+      floor.push(run)
+    }
+    raw[fill] = { times, pmd, floor }
     const pread = u.median(times.pread)
     rows.push(
       { ...ROW, name: `${label}${cache}: mapped.copy`, ours: u.median(times.ours), base: pread },
@@ -208,6 +218,23 @@ async function main(config) {
         base: u.median(times.heap),
         target: null,
       },
+      {
+        ...ROW,
+        name: `${label}${cache}: in place, no copy`,
+        ours: u.median(times.inPlace),
+        baseline: 'C floor: the same reads in place (mmap)',
+        base: config.floor.ok ? u.median(floor.map((run) => run.inPlace)) : null,
+        error: config.floor.ok ? null : config.floor.reason,
+        target: null,
+      },
+    )
+    if (!config.floor.ok) continue
+    const floorInPlace = u.median(floor.map((run) => run.inPlace))
+    const floorPread = u.median(floor.map((run) => run.pread))
+    notes.push(
+      `random access, page cache ${fill}: the C floor read in place in ${floorInPlace.toFixed(1)} ns and by pread in ` +
+        `${floorPread.toFixed(0)} ns per read (medians of ${config.reps}): pread / in place = ${(floorPread / floorInPlace).toFixed(1)}x, ` +
+        `the most this machine gave in this state; ours in place took ${(u.median(times.inPlace) / floorInPlace).toFixed(2)}x its time`,
     )
   }
   if (sums.size !== 1)
