@@ -134,7 +134,7 @@ test('what a collection frees leaves in a few munmap calls, each over our ranges
     // A run may join ranges of different kinds that lay side by side: the call counts for each.
     for (const kind of new Set(covered.map((page) => ours.get(page)))) calls[kind].push({ start: BigInt(m[1]), length: Number(m[2]) })
   }
-  for (const [page, kind] of ours) { if (unmapped.get(page) !== 1) require('fs').writeFileSync('/tmp/trace-dbg.txt', page.toString(16) + '\n' + lines.join('\n')); assert.equal(unmapped.get(page), 1, `${kind} page ${page.toString(16)} unmapped once`) }
+  for (const [page, kind] of ours) assert.equal(unmapped.get(page), 1, `${kind} page ${page.toString(16)} unmapped once`)
   // Larger than 1 MiB: each alone, exactly its own range.
   assert.deepEqual(
     calls.big.map(({ start }) => start).sort(),

@@ -131,7 +131,8 @@ fn install(env: &Env, exports: &Object, name: &CStr, callback: sys::napi_callbac
   Ok(())
 }
 
-/// Runs once per env after napi-rs has set the exports.
+/// Runs once per env after napi-rs has set the exports: gives the env's thread its flusher of
+/// mappings that finalizers drop (`reclaim::enable`), then puts the fast entry points in place.
 #[napi(module_exports)]
 pub fn install_fast_entry_points(exports: Object, env: Env) -> napi::Result<()> {
   crate::reclaim::enable(env.raw());

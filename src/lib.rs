@@ -9,10 +9,12 @@
 //!   class), [`constants`].
 //! - [`mapping`]: [`mapping::Mapping`], the owner of one OS mapping, unmapped exactly once; and
 //!   the guard that keeps the process under `vm.max_map_count`.
-//! - [`fast`]: plain Node-API entry points for `map` and `unmap`, installed over napi-rs's glue.
+//! - [`fast`]: plain Node-API entry points for `map` and `unmap`, installed over napi-rs's glue
+//!   (the same hook gives each env its `reclaim` flusher).
 //! - [`registry`]: ArrayBuffer start -> mapping, to find the mapping behind any view; placeholder
 //!   runs.
 //! - [`faults`]: the lock-free table of live mappings that the signal handlers read.
+//! - [`reclaim`]: what finalizers drop, unmapped in runs of adjacent ranges (one munmap for many).
 //! - [`buffer`]: zero-copy Buffers via the raw `napi_create_external_buffer`, their finalizer,
 //!   and `retire` (what `unmap` does to an ArrayBuffer).
 //! - [`view`]: any view -> its mapping and range; the one bounds check.

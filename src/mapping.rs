@@ -89,15 +89,30 @@ struct Layout {
   batchable: bool,
 }
 
-/// The size of the pages a mapping made with `flags` gets: the system's page size, or with
-/// `MAP_HUGETLB` the size `MAP_HUGE_2MB`/`MAP_HUGE_1GB` ask for (log2 in the bits at
-/// `MAP_HUGE_SHIFT`), else the system's default huge page size.
-fn granule(flags: i32) -> usize {
+/// The size of the pages of a mapping made with `flags` and `fd` at `addr`.
+///
+/// A file's pages are its filesystem's: huge pages on hugetlbfs, where the kernel ignores the
+/// size bits of the flags (and refuses `MAP_HUGETLB` for any other file). The kernel aligns such
+/// a mapping to its pages, so only a mapping aligned to the smallest huge page size asks the
+/// filesystem (`fstatfs`); the others cost nothing more. Anonymous memory gets huge pages with
+/// `MAP_HUGETLB`: the size `MAP_HUGE_2MB`/`MAP_HUGE_1GB` ask for (log2 in the bits at
+/// `MAP_HUGE_SHIFT`), else the system's default huge page size. Where that default cannot be
+/// read, the system's page size: a granule too small only leaks the mapping (its munmap fails),
+/// one too large would unmap memory that is not ours.
+fn granule(flags: i32, fd: i32, addr: usize) -> usize {
   use crate::constants::{MAP_HUGETLB, MAP_HUGE_MASK, MAP_HUGE_SHIFT};
+  let page = sys::page_size();
+  if flags & libc::MAP_ANONYMOUS == 0 {
+    let aligned = sys::smallest_huge_page().is_some_and(|huge| addr.is_multiple_of(huge));
+    return match aligned {
+      true => sys::huge_page_size_of_file(fd).unwrap_or(page),
+      false => page,
+    };
+  }
   // MAP_HUGETLB is 0 where there are no huge pages (macOS): then no mapping has them.
   #[allow(clippy::bad_bit_mask)]
   if MAP_HUGETLB == 0 || flags & MAP_HUGETLB == 0 {
-    return sys::page_size();
+    return page;
   }
   #[allow(clippy::bad_bit_mask)]
   let log2 = (flags >> MAP_HUGE_SHIFT) & MAP_HUGE_MASK;
@@ -112,7 +127,7 @@ fn granule(flags: i32) -> usize {
       .lines()
       .find_map(|line| line.strip_prefix("Hugepagesize:"))
       .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<usize>().ok());
-    kib.map_or(2 << 20, |kib| kib * 1024)
+    kib.map_or(page, |kib| kib * 1024)
   })
 }
 
@@ -218,7 +233,7 @@ impl Mapping {
     registry::prefetch(addr as usize);
     let shared = flags & crate::constants::MAP_TYPE_MASK != libc::MAP_PRIVATE;
     let shared_anonymous = shared && flags & libc::MAP_ANONYMOUS != 0;
-    let granule = granule(flags);
+    let granule = granule(flags, fd, addr as usize);
     // MAP_LOCKED is 0 where mappings cannot be made locked (macOS): then none is.
     #[allow(clippy::bad_bit_mask)]
     let batchable = granule == sys::page_size() && flags & crate::constants::MAP_LOCKED == 0;
@@ -337,8 +352,13 @@ impl Mapping {
     self.len
   }
 
+  /// The size of the pages behind the mapping (see the field).
+  pub fn granule(&self) -> usize {
+    self.granule
+  }
+
   /// The length of the range the OS actually mapped: whole pages (whole huge pages with
-  /// `MAP_HUGETLB`).
+  /// `MAP_HUGETLB` or on hugetlbfs).
   pub fn extent(&self) -> usize {
     self.len.next_multiple_of(self.granule)
   }
@@ -537,6 +557,75 @@ impl Drop for Mapping {
 #[cfg(test)]
 mod tests {
   use super::*;
+
+  #[cfg(target_os = "linux")]
+  #[test]
+  fn anonymous_memory_gets_the_huge_page_size_its_flags_ask_for() {
+    let page = sys::page_size();
+    let anonymous = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
+    assert_eq!(granule(anonymous, -1, 2 << 20), page);
+    let huge = anonymous | libc::MAP_HUGETLB;
+    assert_eq!(granule(huge | libc::MAP_HUGE_2MB, -1, 0), 2 << 20);
+    assert_eq!(granule(huge | libc::MAP_HUGE_1GB, -1, 0), 1 << 30);
+    // An ordinary file, even at a 2 MiB-aligned address, has ordinary pages.
+    let file = std::fs::File::open("/proc/self/exe").unwrap();
+    use std::os::fd::AsRawFd;
+    assert_eq!(granule(libc::MAP_SHARED, file.as_raw_fd(), 2 << 20), page);
+  }
+
+  /// A file on hugetlbfs (here a memfd made with MFD_HUGETLB) is mapped in huge pages even
+  /// without MAP_HUGETLB: the mapping must know it, or its munmap (of less than a huge page)
+  /// fails and it leaks. Needs a free huge page (`.ci/run` reserves some); without one it says
+  /// so and checks nothing.
+  #[cfg(target_os = "linux")]
+  #[test]
+  fn a_hugetlbfs_file_is_mapped_and_given_back_in_whole_huge_pages() {
+    let free = || {
+      let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+      let line = meminfo.lines().find_map(|l| l.strip_prefix("HugePages_Free:"));
+      line
+        .and_then(|rest| rest.trim().parse::<usize>().ok())
+        .unwrap_or(0)
+    };
+    let name = c"node-mmap-granule-test";
+    // SAFETY: a new anonymous file; `name` is a valid C string.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_HUGETLB | libc::MFD_CLOEXEC) };
+    if fd < 0 || free() == 0 {
+      eprintln!("skipped: no hugetlbfs memfd or no free huge page here");
+      return;
+    }
+    let huge = sys::huge_page_size_of_file(fd).expect("a memfd made with MFD_HUGETLB is on hugetlbfs");
+    // SAFETY: our own new file descriptor.
+    assert_eq!(unsafe { libc::ftruncate(fd, huge as libc::off_t) }, 0);
+    let lines = || {
+      let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+      maps
+        .lines()
+        .filter(|l| l.contains("node-mmap-granule-test"))
+        .count()
+    };
+    let mapping = Mapping::new(
+      4096,
+      libc::PROT_READ | libc::PROT_WRITE,
+      libc::MAP_SHARED,
+      fd,
+      0,
+      None,
+    )
+    .unwrap();
+    assert_eq!((mapping.granule(), mapping.extent()), (huge, huge));
+    assert!(
+      !mapping.batchable.load(Ordering::Relaxed),
+      "huge pages never wait in a run"
+    );
+    // SAFETY: the first byte of our own live read-write mapping.
+    unsafe { *mapping.addr() = 1 };
+    assert_eq!(lines(), 1);
+    drop(mapping);
+    assert_eq!(lines(), 0, "the mapping is given back whole");
+    // SAFETY: our own descriptor, closed once.
+    unsafe { libc::close(fd) };
+  }
 
   fn anonymous(len: usize) -> Shared {
     let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;

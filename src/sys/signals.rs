@@ -76,9 +76,12 @@ extern "C" fn on_fault(signal: libc::c_int, info: *mut libc::siginfo_t, context:
     return chain(signal, info, context);
   }
   let outcome = faults::with_mapping_at(addr, |mapping, offset| {
-    if signal == libc::SIGBUS && cfg!(target_os = "linux") && RECOVER_SIGBUS.load(Ordering::SeqCst) {
-      // Cached by `install` before this handler was installed: an atomic load.
-      let page_size = super::page_size();
+    let recovering =
+      signal == libc::SIGBUS && cfg!(target_os = "linux") && RECOVER_SIGBUS.load(Ordering::SeqCst);
+    if recovering {
+      // The whole page the fault is in: a huge page in a huge-page mapping (the kernel replaces
+      // none of it less than whole). A plain field, and the mapping starts on such a page.
+      let page_size = mapping.granule();
       let page = addr & !(page_size - 1);
       let flags = libc::MAP_FIXED | libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | super::consts::MAP_NORESERVE;
       // The zero page gets the protection the page has now. Only after a `protect()` can that
@@ -88,15 +91,16 @@ extern "C" fn on_fault(signal: libc::c_int, info: *mut libc::siginfo_t, context:
         true => Region::at(addr).map_or(mapping.prot(), |region| region.prot),
         false => mapping.prot(),
       };
-      // SAFETY: `page` lies in a live mapping of ours (`with_mapping_at` keeps it registered
-      // while we run), so MAP_FIXED replaces only our own memory.
+      // SAFETY: `page..page + page_size` lies in a live mapping of ours (`with_mapping_at` keeps
+      // it registered while we run; it starts on a granule and spans whole granules), so
+      // MAP_FIXED replaces only our own memory.
       let got = unsafe { libc::mmap(page as *mut c_void, page_size, prot, flags, -1, 0) };
       if got != libc::MAP_FAILED {
         mapping.record_fault();
         return Outcome::Recovered;
       }
     }
-    diagnose(signal, mapping, offset, context);
+    diagnose(signal, mapping, offset, context, recovering);
     Outcome::Fatal
   });
   match outcome {
@@ -148,7 +152,8 @@ fn restore_default(signal: libc::c_int) {
 }
 
 /// Writes one line to stderr naming the signal, the mapping and the offset.
-fn diagnose(signal: libc::c_int, mapping: &Mapping, offset: usize, context: *mut c_void) {
+/// `recovering`: a lost page was to be replaced with zeros, and that failed.
+fn diagnose(signal: libc::c_int, mapping: &Mapping, offset: usize, context: *mut c_void, recovering: bool) {
   let mut line = Line::new();
   line.push(b"node-mmap: ");
   line.push(if signal == libc::SIGBUS {
@@ -177,7 +182,9 @@ fn diagnose(signal: libc::c_int, mapping: &Mapping, offset: usize, context: *mut
   line.push(b"): ");
   if signal == libc::SIGBUS {
     line.push(b"the page is gone: the file was truncated under the mapping, or reading it failed");
-    if cfg!(target_os = "linux") {
+    if recovering {
+      line.push(b"; replacing it with zeros failed");
+    } else if cfg!(target_os = "linux") {
       line.push(b"; recovery is off (setSigbusRecovery(false))");
     }
   } else {

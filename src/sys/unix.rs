@@ -93,6 +93,54 @@ pub fn page_size() -> usize {
   }
 }
 
+/// The size of the pages of `fd`'s filesystem if they are huge pages (Linux hugetlbfs: a file
+/// there, or a memfd made with `MFD_HUGETLB`), else `None`. A mapping of such a file is made of
+/// those pages, whatever the flags of `mmap` say.
+pub fn huge_page_size_of_file(fd: i32) -> Option<usize> {
+  #[cfg(target_os = "linux")]
+  {
+    const HUGETLBFS_MAGIC: u64 = 0x9584_58f6;
+    let mut stat = std::mem::MaybeUninit::<libc::statfs>::uninit();
+    // SAFETY: fstatfs writes a `statfs` into `stat` when it succeeds and reads nothing else.
+    if unsafe { libc::fstatfs(fd, stat.as_mut_ptr()) } != 0 {
+      return None;
+    }
+    // SAFETY: fstatfs succeeded, so it filled `stat`.
+    let stat = unsafe { stat.assume_init() };
+    // `f_type` is signed on some targets: compare its low 32 bits, where the magic number is.
+    let hugetlbfs = (stat.f_type as u64) & 0xffff_ffff == HUGETLBFS_MAGIC;
+    let size = usize::try_from(stat.f_bsize)
+      .ok()
+      .filter(|size| size.is_power_of_two());
+    size.filter(|_| hugetlbfs)
+  }
+  #[cfg(not(target_os = "linux"))]
+  {
+    let _ = fd;
+    None
+  }
+}
+
+/// The smallest huge page size the system offers (Linux: the `hugepages-<size>kB` entries of
+/// /sys/kernel/mm/hugepages), or `None` where it has none. Read once.
+pub fn smallest_huge_page() -> Option<usize> {
+  static SMALLEST: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+  *SMALLEST.get_or_init(|| {
+    let entries = std::fs::read_dir("/sys/kernel/mm/hugepages").ok()?;
+    entries
+      .filter_map(|entry| {
+        let name = entry.ok()?.file_name().into_string().ok()?;
+        let kib = name
+          .strip_prefix("hugepages-")?
+          .strip_suffix("kB")?
+          .parse::<usize>()
+          .ok()?;
+        Some(kib * 1024)
+      })
+      .min()
+  })
+}
+
 /// The alignment a file offset needs: the page size on POSIX.
 pub fn allocation_granularity() -> usize {
   page_size()
