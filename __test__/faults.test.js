@@ -316,6 +316,36 @@ report('survived the write')`,
   })
 })
 
+describe('huge pages (SIGBUS recovery)', () => {
+  const noHugeTlb = process.platform !== 'linux' || !fs.existsSync('/sys/kernel/mm/hugepages')
+    ? 'huge pages (MAP_HUGETLB) are Linux only, and need hugetlb support (/sys/kernel/mm/hugepages)'
+    : null
+  it('a huge page the pool cannot give (MAP_NORESERVE) reads as zeros, whole, and is counted', { skip: noHugeTlb ?? false }, () => {
+    // The child first takes every free huge page (the count is system-wide, so it maps and
+    // touches them all), then touches a MAP_NORESERVE huge-page mapping: the kernel has no page
+    // for it and raises SIGBUS, and the handler must replace the whole huge page (the kernel
+    // refuses to replace less).
+    const r = child(`
+      const mmap = require(PACKAGE)
+      const RW = mmap.PROT_READ | mmap.PROT_WRITE
+      const HUGE = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | mmap.MAP_HUGETLB
+      const free = () => Number(/^HugePages_Free:\\s+(\\d+)/m.exec(fs.readFileSync('/proc/meminfo', 'utf8'))[1])
+      const held = []
+      for (let n = free(); n > 0; n--) {
+        const page = mmap.map(mmap.PAGESIZE, RW, HUGE, -1)
+        page[0] = 1
+        held.push(page)
+      }
+      const buf = mmap.map(3 * mmap.PAGESIZE, RW, HUGE | mmap.MAP_NORESERVE, -1)
+      const before = free()
+      const read = buf[2 * mmap.PAGESIZE + 5]
+      buf[7] = 9
+      report({ before, read, written: buf[7], faults: mmap.faults(buf), length: buf.length })
+    `)
+    assert.deepEqual(survived(r), { before: 0, read: 0, written: 9, faults: 1, length: 3 * P })
+  })
+})
+
 // ---------------------------------------------------------------------------------------------
 // 2. setSigbusRecovery(false)
 // ---------------------------------------------------------------------------------------------
