@@ -64,8 +64,9 @@ pub struct Mapping {
   faults: AtomicUsize,
   /// Our slot in the fault table while live, or `NO_SLOT`.
   slot: AtomicUsize,
-  /// The size of the pages behind the range: the system's page size, or with `MAP_HUGETLB` the
-  /// huge page size. The kernel maps, unmaps and replaces such a range only in whole huge pages.
+  /// The size of the pages behind the range (see [`granule`]): the system's page size, or a huge
+  /// page size (`MAP_HUGETLB`, or a file on hugetlbfs). The kernel maps, unmaps and replaces
+  /// such a range only in whole huge pages.
   granule: usize,
   /// Whether the range may wait, once dropped, to be unmapped with its neighbours
   /// (`reclaim::release`): not for huge pages, nor for memory that was ever locked
