@@ -71,6 +71,18 @@ struct Waiting {
 }
 
 impl Waiting {
+  /// No run, no flusher, no finalizer running: a thread's state before `enable`.
+  const fn idle() -> Waiting {
+    Waiting {
+      run: Cell::new((0, 0, 0)),
+      home: Cell::new(ptr::null_mut()),
+      finalizing: Cell::new(ptr::null_mut()),
+      flusher: Cell::new(ptr::null_mut()),
+      token: Cell::new(0),
+      asked: Cell::new(false),
+    }
+  }
+
   /// Takes `start..end` into the run; `false` if it cannot wait (the caller unmaps it).
   fn take(&self, start: usize, end: usize) -> bool {
     let (env, flusher) = (self.finalizing.get(), self.flusher.get());
@@ -113,16 +125,7 @@ impl Drop for Waiting {
 }
 
 thread_local! {
-  static WAITING: Waiting = const {
-    Waiting {
-      run: Cell::new((0, 0, 0)),
-      home: Cell::new(ptr::null_mut()),
-      finalizing: Cell::new(ptr::null_mut()),
-      flusher: Cell::new(ptr::null_mut()),
-      token: Cell::new(0),
-      asked: Cell::new(false),
-    }
-  };
+  static WAITING: Waiting = const { Waiting::idle() };
 }
 
 /// The async resource of a flusher: an object whose `hasRef()` returns false, as a handle that
@@ -410,21 +413,10 @@ mod tests {
       .sum()
   }
 
-  fn waiting() -> Waiting {
-    Waiting {
-      run: Cell::new((0, 0, 0)),
-      home: Cell::new(ptr::null_mut()),
-      finalizing: Cell::new(ptr::null_mut()),
-      flusher: Cell::new(ptr::null_mut()),
-      token: Cell::new(0),
-      asked: Cell::new(false),
-    }
-  }
-
   #[test]
   fn only_a_finalizer_of_the_home_env_with_a_flusher_makes_ranges_wait() {
     let (home, other) = (ptr::NonNull::dangling().as_ptr(), 8 as sys::napi_env);
-    let w = waiting();
+    let w = Waiting::idle();
     // A flusher whose call is queued already (unit tests cannot queue one).
     w.flusher.set(ptr::NonNull::dangling().as_ptr());
     w.asked.set(true);
@@ -451,7 +443,7 @@ mod tests {
   fn a_flusher_that_refuses_unmaps_the_run_and_is_never_used_again() {
     let page = crate::sys::page_size();
     let (start, file) = pages(3);
-    let w = waiting();
+    let w = Waiting::idle();
     let home = ptr::NonNull::dangling().as_ptr();
     w.home.set(home);
     w.finalizing.set(home);
