@@ -70,7 +70,7 @@ export declare class Mapping {
   /**
    * A zero-copy Buffer over `length` bytes from `offset`. Throws `ERR_MMAP_NO_EXTERNAL_BUFFERS`
    * where the runtime forbids external buffers, and a RangeError above
-   * `buffer.constants.MAX_LENGTH`. `unmap()` detaches every view.
+   * `buffer.constants.MAX_LENGTH`. After `unmap()` a view keeps its length and reads zeros.
    *
    * @param offset - Default: `0`.
    * @param length - Default: to the end of the mapping.
@@ -89,8 +89,9 @@ export declare class Mapping {
   /** Like the module's `unlock`: `munlock` over a range (default: all of it). */
   unlock(offset?: number, length?: number): void
   /**
-   * Unmaps now: every `view()` Buffer becomes length 0, and later calls throw
-   * `ERR_MMAP_UNMAPPED` (except `unmap()` itself, which may be called again).
+   * Unmaps now: every `view()` Buffer keeps its length and reads zeros from then on (as after
+   * the module's `unmap()`), and later calls throw `ERR_MMAP_UNMAPPED` (except `unmap()`
+   * itself, which may be called again).
    */
   unmap(): void
 }
@@ -372,7 +373,7 @@ export declare function protect(buffer: ArrayBufferView | ArrayBuffer, offset: n
 
 /**
  * Resizes the mapping behind `buffer` to `newSize` bytes and returns a new Buffer over it; the
- * old Buffer and every view of it are detached (as by `unmap`). The contents are kept up to the
+ * old Buffer and every view of it read zeros from then on (as after `unmap`). The contents are kept up to the
  * smaller size; a file mapping goes on mapping the same file from the same offset (growing past
  * the end of the file needs the file to be grown first); the pages keep the rights `protect()`
  * gave them. Uses `mremap(2)`; Linux only (elsewhere it throws `ENOTSUP`).
@@ -419,11 +420,14 @@ export type SystemValue = number
 export declare function unlock(buffer: ArrayBufferView | ArrayBuffer, offset?: number, length?: number): void
 
 /**
- * Unmaps the mapping behind `buffer` now, instead of when it is garbage-collected. Every view of
- * the mapping becomes length 0 (its ArrayBuffer is detached), so reading it afterwards gives
- * `undefined` and never crashes. Calling it again, or on any detached view, does nothing.
- * Native work still running on the memory (a `zlib` or `fs.write` call) reads zeros and writes
- * nowhere instead of faulting; the address range is released when the last view is collected.
+ * Unmaps the mapping behind `buffer` now, instead of when it is garbage-collected: the file (or
+ * anonymous memory) is no longer mapped once it returns. Every view of the mapping keeps its
+ * length, and from then on reads zeros; what is written to it goes nowhere. Nothing is
+ * detached, so native work that still holds the memory (`zlib`, `crypto`, `fs.write`, a socket
+ * write), and Node's own JavaScript that re-reads a Buffer's length while it works, never
+ * fault and never see a Buffer shrink under them. The address range itself is released when
+ * the last view is collected. Calling it again, or on any view of an unmapped mapping, does
+ * nothing.
  *
  * @param buffer - A Buffer returned by `map()` or any view of the same memory.
  */

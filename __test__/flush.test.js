@@ -156,7 +156,7 @@ describe('flush', () => {
     })
   })
 
-  it('does nothing (resolves) for an unmapped Buffer or any detached view of it, as sync()', async (t) => {
+  it('does nothing (resolves) for an unmapped Buffer or any view of it, as sync()', async (t) => {
     const { buf } = sharedFile(t, 'flush-unmapped.bin', P)
     const sub = buf.subarray(1)
     mmap.unmap(buf)

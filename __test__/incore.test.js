@@ -40,7 +40,7 @@ describe('incore', () => {
     assertShape(mmap.incore(buf.buffer), 6)
     assert.deepEqual(mmap.incore(buf.subarray(0, 0)), [0, 0])
     mmap.unmap(buf)
-    assert.deepEqual(mmap.incore(buf), [0, 0], 'a detached view has no pages')
+    assert.deepEqual(mmap.incore(buf), [0, 0], 'an unmapped view has no pages')
   })
 
   it('agrees with smaps Rss for an anonymous mapping: none, some, all touched, then MADV_DONTNEED', () => {

@@ -107,7 +107,7 @@ describe('lock and unlock', () => {
     assert.equal(lockedPages(path), 0)
   })
 
-  it('does nothing on a detached view', (t) => {
+  it('does nothing on an unmapped view', (t) => {
     const { buf } = sharedFile(t, 'lock-detached.bin', 1)
     mmap.unmap(buf)
     mmap.lock(buf)

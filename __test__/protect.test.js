@@ -175,7 +175,7 @@ describe('protect', () => {
     assert.deepEqual(pagePerms(path), ['r--s'])
   })
 
-  it('does nothing on a detached view', (t) => {
+  it('does nothing on an unmapped view', (t) => {
     const { buf } = mappedFile(t, 'protect-detached.bin', 1)
     mmap.unmap(buf)
     mmap.protect(buf, 0, 0, mmap.PROT_NONE)

@@ -171,7 +171,7 @@ describe('sync', () => {
     }
   })
 
-  it('does nothing on a detached view', (t) => {
+  it('does nothing on an unmapped view', (t) => {
     const { buf } = sharedFile(t, 'sync-detached.bin', P)
     mmap.unmap(buf)
     mmap.sync(buf)

@@ -49,25 +49,15 @@ unsafe fn create_external_buffer(
 }
 
 /// The finalizer of the memory of every Buffer made by [`create`]: Node calls it (from an
-/// immediate) once V8 has freed the Buffer's memory, when its ArrayBuffer is garbage-collected
-/// or detached by `unmap()` (which first makes the ArrayBuffer object itself hold the mapping:
-/// see [`retire`]).
+/// immediate) once V8 has freed the Buffer's memory, when its ArrayBuffer is garbage-collected.
+/// Nothing detaches these ArrayBuffers (`unmap()` swaps the memory for zeros instead), so this is
+/// the first moment at which no JavaScript and no native work can reach the range any more.
 unsafe extern "C" fn finalize_memory(env: sys::napi_env, data: *mut c_void, hint: *mut c_void) {
   // The mappings it drops may wait to be unmapped with their neighbours (src/reclaim.rs).
   reclaim::finalizing(env, || {
     // SAFETY: `data` is the Buffer's first byte and `hint` the reference `create` recorded for
     // it (`registry::record_buffer`); Node calls a Buffer's finalizer once. The last one unmaps.
     unsafe { registry::forget_buffer(data as usize, hint.cast_const().cast::<Mapping>()) }
-  });
-}
-
-/// The finalizer [`retire`] puts on an ArrayBuffer object: releases the mapping (by then a
-/// placeholder) when the object itself is collected.
-unsafe extern "C" fn finalize_object(env: sys::napi_env, data: *mut c_void, _hint: *mut c_void) {
-  reclaim::finalizing(env, || {
-    // SAFETY: `data` is the `Shared::into_raw` made for exactly this object in `retire`, and
-    // Node calls an object's finalizer once.
-    drop(unsafe { Shared::from_raw(data.cast_const().cast::<Mapping>()) })
   });
 }
 
@@ -125,34 +115,6 @@ pub fn create(env: &Env, mapping: Shared, offset: usize, len: usize) -> napi::Re
     // refuses to run): then that one mapping stays until the process ends.
     _ => Err(errors::pending_or(env, "napi_create_external_buffer", status)),
   }
-}
-
-/// Detaches `arraybuffer` (every view of it becomes length 0) while keeping the mapping's range
-/// reserved until the ArrayBuffer object is collected. V8 frees a detached ArrayBuffer's memory
-/// at once, but native code that still reads or writes it (zlib, an `fs.write` in flight) keeps
-/// the JS object alive, as Node's APIs do: the object's finalizer is the first moment at which
-/// nothing can touch the range any more.
-pub fn retire(env: &Env, mapping: &Shared, arraybuffer: sys::napi_value) -> napi::Result<()> {
-  let owner = Shared::into_raw(Shared::clone(mapping))
-    .cast_mut()
-    .cast::<c_void>();
-  // SAFETY: `arraybuffer` is a live object of this env; `owner` is released by the finalizer.
-  let status = unsafe {
-    sys::napi_add_finalizer(
-      env.raw(),
-      arraybuffer,
-      owner,
-      Some(finalize_object),
-      ptr::null_mut(),
-      ptr::null_mut(),
-    )
-  };
-  if status != sys::Status::napi_ok {
-    // SAFETY: the finalizer was not attached, so `owner` is still ours.
-    drop(unsafe { Shared::from_raw(owner.cast_const().cast::<Mapping>()) });
-    return Err(errors::pending_or(env, "napi_add_finalizer", status));
-  }
-  crate::view::detach(env, arraybuffer)
 }
 
 const UNKNOWN: u8 = 0;

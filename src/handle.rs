@@ -5,7 +5,7 @@
 use std::cell::{Cell, RefCell};
 use std::ptr;
 
-use napi::bindgen_prelude::{AsyncTask, ObjectFinalize, Unknown};
+use napi::bindgen_prelude::{AsyncTask, Unknown};
 use napi::sys;
 use napi::Env;
 use napi_derive::napi;
@@ -27,7 +27,7 @@ use crate::view;
 /// for mappings larger than `buffer.constants.MAX_LENGTH`. Offsets and lengths are bytes from the
 /// start of the mapping. Call `unmap()` (or let `using` do it) when done; otherwise the mapping
 /// is unmapped when the handle and every view of it have been garbage-collected.
-#[napi(custom_finalize)]
+#[napi]
 pub struct Mapping {
   /// `None` for an empty mapping (an empty file), and after `unmap()`. Interior mutability:
   /// every method takes `&self`, so a getter of an options object that calls `unmap()` in the
@@ -37,15 +37,6 @@ pub struct Mapping {
   start: usize,
   len: usize,
   unmapped: Cell<bool>,
-}
-
-impl ObjectFinalize for Mapping {
-  fn finalize(self, env: Env) -> napi::Result<()> {
-    if let Some(mapping) = self.mapping.take() {
-      view::release_views(&env, &mapping, false);
-    }
-    Ok(())
-  }
 }
 
 #[napi]
@@ -186,7 +177,7 @@ impl Mapping {
 
   /// A zero-copy Buffer over `length` bytes from `offset`. Throws `ERR_MMAP_NO_EXTERNAL_BUFFERS`
   /// where the runtime forbids external buffers, and a RangeError above
-  /// `buffer.constants.MAX_LENGTH`. `unmap()` detaches every view.
+  /// `buffer.constants.MAX_LENGTH`. After `unmap()` a view keeps its length and reads zeros.
   ///
   /// @param offset - Default: `0`.
   /// @param length - Default: to the end of the mapping.
@@ -202,10 +193,7 @@ impl Mapping {
     let Some(mapping) = mapping.filter(|_| length > 0) else {
       return self.read(env, Optional(None), Optional(Some(zero(env))));
     };
-    let buffer = buffer::create(env, Shared::clone(&mapping), offset, length)?;
-    if let Some(arraybuffer) = view::arraybuffer_of(env, buffer) {
-      view::track_view(env, &mapping, arraybuffer);
-    }
+    let buffer = buffer::create(env, mapping, offset, length)?;
     // SAFETY: `buffer` was just created in this env's current scope.
     Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), buffer) })
   }
@@ -300,15 +288,15 @@ impl Mapping {
     self.lock_range(env, offset, length, false)
   }
 
-  /// Unmaps now: every `view()` Buffer becomes length 0, and later calls throw
-  /// `ERR_MMAP_UNMAPPED` (except `unmap()` itself, which may be called again).
+  /// Unmaps now: every `view()` Buffer keeps its length and reads zeros from then on (as after
+  /// the module's `unmap()`), and later calls throw `ERR_MMAP_UNMAPPED` (except `unmap()`
+  /// itself, which may be called again).
   #[napi]
   pub fn unmap(&self, env: &Env) -> napi::Result<()> {
     if let Some(mapping) = self.core() {
       mapping
         .unmap()
         .map_err(|err| errors::throw_system(env, &err, "mmap", None))?;
-      view::release_views(env, &mapping, true);
     }
     self.mapping.replace(None);
     self.unmapped.set(true);

@@ -15,8 +15,8 @@
 //!   runs.
 //! - [`faults`]: the lock-free table of live mappings that the signal handlers read.
 //! - [`reclaim`]: what finalizers drop, unmapped in runs of adjacent ranges (one munmap for many).
-//! - [`buffer`]: zero-copy Buffers via the raw `napi_create_external_buffer`, their finalizer,
-//!   and `retire` (what `unmap` does to an ArrayBuffer).
+//! - [`buffer`]: zero-copy Buffers via the raw `napi_create_external_buffer`, and their
+//!   finalizer (the last one releases the mapping; nothing is ever detached).
 //! - [`view`]: any view -> its mapping and range; the one bounds check.
 //! - [`args`], [`options`], [`errors`]: argument validation and Node-style errors.
 //! - [`sys`]: the only code that calls the OS (`sys::unix`, `sys::signals`).

@@ -11,10 +11,13 @@
 //! no part of it to anyone else while it is mapped. Every `unsafe` OS call on the range relies on
 //! this, and on callers passing offsets within `len` (checked by [`crate::view::bounds`]).
 //!
-//! `unmap()` cannot give the range back at once: V8 frees a detached ArrayBuffer's memory
-//! immediately, yet native code (zlib, an `fs.write` in flight) may still hold the pointer. So
-//! `unmap()` swaps the user's memory for a zero-filled placeholder over the same range, which
-//! stays reserved, and so cannot be handed to another mapping, until the last reference drops.
+//! `unmap()` cannot give the range back at once: the Buffers that show it live on, and native
+//! code (zlib, an `fs.write` in flight) may still hold the pointer. So `unmap()` swaps the
+//! user's memory for a zero-filled placeholder over the same range, which stays reserved, and so
+//! cannot be handed to another mapping, until the last reference drops (the last Buffer's
+//! finalizer). Nothing is detached: Node's own JavaScript re-reads a Buffer's length and offset
+//! while native work on it is under way (zlib between chunks), and aborts the process if they
+//! shrank.
 
 use std::cell::Cell;
 use std::io;
@@ -72,8 +75,6 @@ pub struct Mapping {
   /// (`reclaim::release`): not for huge pages, nor for memory that was ever locked
   /// (`MAP_LOCKED` or `lock()`), whose charge against `RLIMIT_MEMLOCK` would linger.
   batchable: AtomicBool,
-  /// `(env, napi_ref)` of extra ArrayBuffers showing this mapping (see `view::track_view`).
-  views: Mutex<Vec<(usize, usize)>>,
   /// 0 while live, 1 once unmapped: the futex word that wakes `waitAsync`s of the mapping.
   cancel: AtomicU32,
   /// How many threads may be sleeping on `cancel` now: `unmap()` wakes them only if any (a
@@ -271,7 +272,6 @@ impl Mapping {
       slot: AtomicUsize::new(NO_SLOT),
       granule,
       batchable: AtomicBool::new(batchable),
-      views: Mutex::new(Vec::new()),
       cancel: AtomicU32::new(0),
       cancel_waiters: AtomicU32::new(0),
     });
@@ -322,12 +322,6 @@ impl Mapping {
   /// How many lost pages (SIGBUS) were replaced with zeros.
   pub fn faults(&self) -> usize {
     self.faults.load(Ordering::Acquire)
-  }
-
-  /// Runs `f` on the list of extra views (kept here so any view's `unmap()` reaches them).
-  pub fn with_views<R>(&self, f: impl FnOnce(&mut Vec<(usize, usize)>) -> R) -> R {
-    // Each use leaves the list consistent, so a poisoned lock is still safe to use.
-    f(&mut self.views.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
   }
 
   /// Counts a recovered fault (from the signal handler: one atomic add).

@@ -28,11 +28,14 @@ pub fn placeholder_bytes() -> f64 {
   crate::registry::placeholder_bytes() as f64
 }
 
-/// Unmaps the mapping behind `buffer` now, instead of when it is garbage-collected. Every view of
-/// the mapping becomes length 0 (its ArrayBuffer is detached), so reading it afterwards gives
-/// `undefined` and never crashes. Calling it again, or on any detached view, does nothing.
-/// Native work still running on the memory (a `zlib` or `fs.write` call) reads zeros and writes
-/// nowhere instead of faulting; the address range is released when the last view is collected.
+/// Unmaps the mapping behind `buffer` now, instead of when it is garbage-collected: the file (or
+/// anonymous memory) is no longer mapped once it returns. Every view of the mapping keeps its
+/// length, and from then on reads zeros; what is written to it goes nowhere. Nothing is
+/// detached, so native work that still holds the memory (`zlib`, `crypto`, `fs.write`, a socket
+/// write), and Node's own JavaScript that re-reads a Buffer's length while it works, never
+/// fault and never see a Buffer shrink under them. The address range itself is released when
+/// the last view is collected. Calling it again, or on any view of an unmapped mapping, does
+/// nothing.
 ///
 /// @param buffer - A Buffer returned by `map()` or any view of the same memory.
 #[napi(ts_args_type = "buffer: ArrayBufferView | ArrayBuffer")]
@@ -45,12 +48,11 @@ pub fn unmap(env: &Env, buffer: Unknown) -> napi::Result<()> {
     .mapping
     .unmap()
     .map_err(|err| errors::throw_system(env, &err, "mmap", None))?;
-  view::release_views(env, &view.mapping, true);
-  buffer::retire(env, &view.mapping, view.arraybuffer)
+  Ok(())
 }
 
 /// Resizes the mapping behind `buffer` to `newSize` bytes and returns a new Buffer over it; the
-/// old Buffer and every view of it are detached (as by `unmap`). The contents are kept up to the
+/// old Buffer and every view of it read zeros from then on (as after `unmap`). The contents are kept up to the
 /// smaller size; a file mapping goes on mapping the same file from the same offset (growing past
 /// the end of the file needs the file to be grown first); the pages keep the rights `protect()`
 /// gave them. Uses `mremap(2)`; Linux only (elsewhere it throws `ENOTSUP`).
@@ -86,8 +88,6 @@ pub fn remap<'env>(env: &'env Env, buffer: Unknown, new_size: Unknown) -> napi::
     .mapping
     .remap(new_size)
     .map_err(|failure| view::failure(env, failure, "mremap"))?;
-  view::release_views(env, &view.mapping, true);
-  buffer::retire(env, &view.mapping, view.arraybuffer)?;
   let buffer = buffer::create(env, moved, 0, new_size)?;
   // SAFETY: `buffer` was just created in this env's current scope.
   Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), buffer) })

@@ -21,34 +21,15 @@ pub struct View {
   pub offset: usize,
   /// The view's length in bytes.
   pub len: usize,
-  /// The view's ArrayBuffer (what `unmap` detaches).
-  pub arraybuffer: sys::napi_value,
 }
 
 /// What a user's value turned out to be.
 pub enum Resolved {
   /// A view of a live mapping.
   View(View),
-  /// A view with no bytes: detached (after `unmap`) or empty. Every operation on it is a no-op.
+  /// A view with no bytes (empty, or detached by the user), or a view of a mapping that
+  /// `unmap()` took away. Every operation on it is a no-op.
   Empty,
-}
-
-/// The ArrayBuffer behind a typed array (a Buffer), or `None` if `value` is not one.
-pub fn arraybuffer_of(env: &Env, value: sys::napi_value) -> Option<sys::napi_value> {
-  let mut arraybuffer = ptr::null_mut();
-  // SAFETY: null out-pointers are allowed for the fields we skip; `arraybuffer` is valid.
-  let status = unsafe {
-    sys::napi_get_typedarray_info(
-      env.raw(),
-      value,
-      ptr::null_mut(),
-      ptr::null_mut(),
-      ptr::null_mut(),
-      &mut arraybuffer,
-      ptr::null_mut(),
-    )
-  };
-  (status == sys::Status::napi_ok).then_some(arraybuffer)
 }
 
 fn is(
@@ -226,81 +207,7 @@ pub fn resolve(env: &Env, value: &Unknown, name: &str) -> napi::Result<Resolved>
   if mapping.is_unmapped() || offset > mapping.len() || len > mapping.len() - offset {
     return Ok(Resolved::Empty);
   }
-  Ok(Resolved::View(View {
-    mapping,
-    offset,
-    len,
-    arraybuffer,
-  }))
-}
-
-/// Remembers (weakly) one more ArrayBuffer showing `mapping`, beyond the one `map()` made:
-/// `Mapping#view()` Buffers. `unmap()` through any view detaches them all.
-pub fn track_view(env: &Env, mapping: &Mapping, arraybuffer: sys::napi_value) {
-  let env_id = env.raw() as usize;
-  let mut reference = ptr::null_mut();
-  // SAFETY: `arraybuffer` is a live object of this env; refcount 0 makes the reference weak.
-  if unsafe { sys::napi_create_reference(env.raw(), arraybuffer, 0, &mut reference) } != sys::Status::napi_ok
-  {
-    return;
-  }
-  mapping.with_views(|views| {
-    // Drop references to collected views now and then, so the list stays as long as the views.
-    if views.len() >= 16 && views.len().is_power_of_two() {
-      views.retain(|&(owner, reference)| {
-        let alive = owner != env_id || !reference_value(env, reference as sys::napi_ref).is_null();
-        if !alive {
-          // SAFETY: a reference of this env, created here and deleted only once (now).
-          unsafe { sys::napi_delete_reference(env.raw(), reference as sys::napi_ref) };
-        }
-        alive
-      });
-    }
-    views.push((env_id, reference as usize));
-  });
-}
-
-/// Forgets this env's extra ArrayBuffers of `mapping`, detaching them first if `detach`.
-pub fn release_views(env: &Env, mapping: &Shared, detach: bool) {
-  let env_id = env.raw() as usize;
-  let mut mine = Vec::new();
-  mapping.with_views(|views| {
-    views.retain(|&(owner, reference)| {
-      if owner == env_id {
-        mine.push(reference as sys::napi_ref);
-      }
-      owner != env_id
-    })
-  });
-  for reference in mine {
-    let arraybuffer = reference_value(env, reference);
-    if detach && !arraybuffer.is_null() {
-      // Best effort: a view that cannot be retired keeps showing the placeholder's zeros.
-      let _ = crate::buffer::retire(env, mapping, arraybuffer);
-      args::clear_exception(env);
-    }
-    // SAFETY: a reference of this env, created by `track_view` and deleted only here.
-    unsafe { sys::napi_delete_reference(env.raw(), reference) };
-  }
-}
-
-fn reference_value(env: &Env, reference: sys::napi_ref) -> sys::napi_value {
-  let mut value = ptr::null_mut();
-  // SAFETY: `reference` is a live reference of this env; `value` a valid out-pointer.
-  unsafe { sys::napi_get_reference_value(env.raw(), reference, &mut value) };
-  value
-}
-
-/// Detaches an ArrayBuffer: every view of it becomes length 0. Use [`crate::buffer::retire`]
-/// for the ArrayBuffer of a mapping: it keeps the range reserved while the object lives.
-pub fn detach(env: &Env, arraybuffer: sys::napi_value) -> napi::Result<()> {
-  // SAFETY: `arraybuffer` is a live ArrayBuffer of this env.
-  let status = unsafe { sys::napi_detach_arraybuffer(env.raw(), arraybuffer) };
-  if status != sys::Status::napi_ok {
-    let message = format!("napi_detach_arraybuffer failed with status {status}");
-    return Err(errors::throw_coded(env, Class::Error, "ERR_MMAP_NAPI", &message));
-  }
-  Ok(())
+  Ok(Resolved::View(View { mapping, offset, len }))
 }
 
 /// The one overflow-safe bounds check every ranged operation goes through: `offset` and

@@ -571,9 +571,12 @@ class Pool {
       : undefined
   }
 
-  /** Whether the entry's mapping is still there (not unmapped, remapped or disposed). */
+  /**
+   * Whether the entry's mapping is still there (not unmapped, remapped or disposed). A Buffer
+   * keeps its length after unmap() (nothing is detached), so the model keeps count itself.
+   */
   live(entry) {
-    return entry.handle ? !entry.obj.unmapped : !detached(entry.obj)
+    return entry.handle ? !entry.obj.unmapped : !entry.gone
   }
 
   /** Unmaps an entry, through the library (teardown, protect(), eviction). */
@@ -583,6 +586,7 @@ class Pool {
       entry.disposed = true
     } else {
       mmap.unmap(entry.obj)
+      entry.gone = true
     }
   }
 
@@ -597,6 +601,7 @@ class Pool {
     if (target.handle) return this.retire(target)
     // Growing a locked mapping would lock (commit) the new pages too: 2 pages is harmless.
     const moved = mmap.remap(target.obj, 2 * P)
+    target.gone = true
     mmap.unmap(moved)
   }
 
@@ -794,11 +799,26 @@ function viewOwner(pool, value) {
   return entry && !(entry.handle && value === entry.obj) ? entry : undefined
 }
 
-/** After a successful unmap/remap of `entry`: every view it had is detached. */
+/**
+ * After a successful unmap/remap of `entry`: every view it had keeps its length and reads
+ * zeros (the placeholder unmap() leaves), and the library treats it as unmapped.
+ */
 function expectGone(pool, entry, what) {
+  if (!entry.handle) entry.gone = true
   expect(!pool.live(entry), `${what}: the mapping is still live`)
   for (const view of entry.views) {
-    expect(detached(view), `${what}: a view of the mapping is not detached: ${describeView(view)}`)
+    if (detached(view)) continue // empty from the start
+    const ab = bufferOf(view)
+    const bytes = types.isAnyArrayBuffer(view)
+      ? new Uint8Array(ab)
+      : new Uint8Array(ab, types.isTypedArray(view) ? TA_OFFSET.call(view) : view.byteOffset, byteLengthOf(view))
+    expect(bytes.length === byteLengthOf(view), `${what}: a view changed its length: ${describeView(view)}`)
+    const step = bytes.length > 65536 ? 4093 : 1
+    for (let i = 0; i < bytes.length; i += step) {
+      if (bytes[i] !== 0) fail(`${what}: a view of the mapping reads ${bytes[i]} at ${i}, not 0: ${describeView(view)}`)
+    }
+    const pages = mmap.incore(view)
+    expect(pages[0] === 0 && pages[1] === 0, `${what}: incore() of an unmapped view is ${pages}`)
   }
   if (entry.handle) {
     expect(entry.obj.unmapped === true, `${what}: the Mapping does not report it is unmapped`)
@@ -828,7 +848,8 @@ const isPlainNumber = (v) => typeof v === 'number'
 /** A view of a pool mapping made without `prot` (reading or writing it kills the process). */
 function lacks(pool, value, prot) {
   const entry = viewOwner(pool, value)
-  return entry !== undefined && (entry.prot & prot) === 0 && !detached(value)
+  // Once unmapped, the placeholder there is readable and writable.
+  return entry !== undefined && (entry.prot & prot) === 0 && !detached(value) && pool.live(entry)
 }
 
 /**
@@ -1068,9 +1089,12 @@ op('advise', 6, fc.oneof(argList(bufArg, typed(adviceArg)), argList(bufArg, rang
 
 op('incore', 3, argList(bufArg), {
   invoke: (args) => mmap.incore(...args),
-  check(result, args) {
+  check(result, args, pool) {
     const value = args[0]
-    if (detached(value)) expect(result[0] === 0 && result[1] === 0, `incore of an empty view: ${result}`)
+    const entry = viewOwner(pool, value)
+    if (detached(value) || (entry && !pool.live(entry))) {
+      expect(result[0] === 0 && result[1] === 0, `incore of an empty or unmapped view: ${result}`)
+    }
     checkIncore(result, pagesOf(byteLengthOf(value)))
   },
 })
