@@ -15,7 +15,12 @@
 //     the very error one of our own hostile values threw (a getter, a Proxy trap, or V8's
 //     TypeError for a revoked Proxy);
 //   * a call that succeeds returns what README documents (shape and, where the arguments pin it,
-//     length), and unmap/remap detach every view of the mapping they release.
+//     length), and unmap/remap leave every view of the mapping they release at its length,
+//     reading zeros;
+//   * Node's own consumers of Buffers (zlib one-shot and streams, crypto.randomFill, fs.write,
+//     fs.read), given pool memory and now and then left in flight while the next call unmaps,
+//     remaps, advises or locks it, finish with the view's full length.
+// The file the pool maps holds random bytes (from the seed), as users' data does.
 //
 // Before each call its description is written to FUZZ_LAST_FILE (at offset 0), so the parent
 // can name the call that was running when the process died. Environment:
@@ -55,6 +60,19 @@ const TRACE = process.env.FUZZ_TRACE === '1'
 // ---------------------------------------------------------------------------------------------
 // Files and descriptors
 
+/** `n` pseudo-random bytes from `seed` (xorshift32): random data that a replay sees again. */
+function seededBytes(n, seed) {
+  const out = Buffer.alloc(n)
+  let x = (seed >>> 0) || 0x9e3779b9
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13
+    x ^= x >>> 17
+    x ^= x << 5
+    out[i] = x & 0xff
+  }
+  return out
+}
+
 function scratchRoot() {
   if (process.env.FUZZ_TMPDIR) return process.env.FUZZ_TMPDIR
   // tmpfs: msync(MS_SYNC) there costs nothing, on a disk it waits for the write-back.
@@ -85,7 +103,8 @@ function note(text) {
 /** The pool's file. Never truncated and never opened 'w+' (guards below); grows to <= BIG. */
 const FILE = path.join(DIR, 'data.bin')
 const FILE_LEN = 3 * P + 123
-fs.writeFileSync(FILE, Buffer.from(Array.from({ length: FILE_LEN }, (_, i) => (i * 7 + 3) & 0xff)))
+// Random bytes, as users' data is (incompressible, every value), repeatable from the seed.
+fs.writeFileSync(FILE, seededBytes(FILE_LEN, SEED))
 /** Stays empty: writable modes on it are sent to SCRATCH. */
 const EMPTY = path.join(DIR, 'empty.bin')
 fs.writeFileSync(EMPTY, '')
@@ -803,10 +822,11 @@ function viewOwner(pool, value) {
  * After a successful unmap/remap of `entry`: every view it had keeps its length and reads
  * zeros (the placeholder unmap() leaves), and the library treats it as unmapped.
  */
-function expectGone(pool, entry, what) {
+function expectGone(pool, entry, what, wasLive = true) {
   if (!entry.handle) entry.gone = true
   expect(!pool.live(entry), `${what}: the mapping is still live`)
-  for (const view of entry.views) {
+  // Once unmapped before, the placeholder may hold what was written to it since.
+  for (const view of wasLive ? entry.views : []) {
     if (detached(view)) continue // empty from the start
     const ab = bufferOf(view)
     const bytes = types.isAnyArrayBuffer(view)
@@ -1170,6 +1190,15 @@ for (const name of ['lock', 'unlock']) {
 }
 
 op('protect', 3, argList(bufArg, rangeArg, rangeArg, typed(protArg)), {
+  guard(pool, args, notes) {
+    // Taking rights from memory a consumer left in flight still reads or writes kills the
+    // process by design (as for the fuzz's own reads): not that mapping, then.
+    const busy = pool.inFlight?.spec.name?.startsWith('node:') && viewOwner(pool, pool.inFlight.args[0])
+    if (busy && busy === viewOwner(pool, args[0])) {
+      args[0] = Buffer.alloc(8)
+      notes.push('buffer: a Node consumer is still working on this mapping: Buffer.alloc(8)')
+    }
+  },
   invoke: (args) => mmap.protect(...args),
   check: undef,
   // Touching memory that protect() took away kills the process by design, so the pool narrows
@@ -1182,6 +1211,50 @@ op('protect', 3, argList(bufArg, rangeArg, rangeArg, typed(protArg)), {
 function narrowFirst(pool, args) {
   const entry = viewOwner(pool, args[0])
   if (entry && Number.isInteger(args[3])) entry.prot &= args[3]
+}
+
+// Node's own consumers of Buffers on pool memory, now and then left in flight while the next
+// call unmaps, remaps, advises or locks that memory: they must finish (every callback comes),
+// with the view's full length (a Buffer that shrank under zlib used to abort the process).
+const zlib = require('node:zlib')
+const crypto = require('node:crypto')
+const SINK = fs.openSync(path.join(DIR, 'sink.bin'), 'w+')
+/** Consumers take views; others, and views without the rights they need, become a small Buffer. */
+function consumerGuard(prot) {
+  return (pool, args, notes) => {
+    const v = args[0]
+    const view = types.isTypedArray(v) || types.isDataView(v) || types.isArrayBuffer(v)
+    if (!view || detached(v) || lacks(pool, v, prot)) {
+      args[0] = Buffer.alloc(8)
+      notes.push('view: not a view, or one without the rights the consumer needs: Buffer.alloc(8)')
+    }
+  }
+}
+const callback = (start) => new Promise((resolve, reject) => start((err, value) => (err ? reject(err) : resolve(value))))
+const bytesOf = (v) => (types.isArrayBuffer(v) ? new Uint8Array(v) : new Uint8Array(bufferOf(v), v.byteOffset, v.byteLength))
+for (const [name, prot, invoke] of [
+  ['node:zlib.deflate', PROT_READ, (v) => callback((cb) => zlib.deflate(v, cb)).then((z) => zlib.inflateSync(z).length)],
+  ['node:zlib.createGzip', PROT_READ, (v) => new Promise((resolve, reject) => {
+    const chunks = []
+    const gzip = zlib.createGzip({ chunkSize: 1024 })
+    gzip.on('data', (c) => chunks.push(c)).on('end', () => resolve(zlib.gunzipSync(Buffer.concat(chunks)).length)).on('error', reject)
+    const bytes = bytesOf(v)
+    gzip.write(bytes.subarray(0, bytes.length >> 1))
+    gzip.end(bytes.subarray(bytes.length >> 1))
+  })],
+  ['node:crypto.randomFill', PROT_WRITE, (v) => callback((cb) => crypto.randomFill(v, cb)).then((x) => x.byteLength)],
+  ['node:fs.write', PROT_READ, (v) => callback((cb) => fs.write(SINK, bytesOf(v), 0, v.byteLength, 0, cb))],
+  ['node:fs.read', PROT_WRITE, (v) => callback((cb) => fs.read(fdRead, bytesOf(v), 0, v.byteLength, 0, cb)).then(() => v.byteLength)],
+]) {
+  op(name, 2, argList(bufArg), {
+    async: true,
+    guard: consumerGuard(prot),
+    invoke: (args) => invoke(args[0]),
+    check(result, args) {
+      // fs.write reports what it wrote (all of it); the others, the length they saw end to end.
+      expect(result === byteLengthOf(args[0]), `${name} saw ${safeString(result)} bytes of ${byteLengthOf(args[0])}`)
+    },
+  })
 }
 
 op('faults', 2, argList(bufArg), {
@@ -1289,7 +1362,7 @@ for (const [name, invoke] of [
     check(result, args, pool, before) {
       undef(result)
       pool.owner(before.recv).disposed = true
-      expectGone(pool, pool.owner(before.recv), name)
+      expectGone(pool, pool.owner(before.recv), name, before.recvLive)
     },
   })
 }
