@@ -30,7 +30,7 @@ pub fn placeholder_bytes() -> f64 {
 
 /// Unmaps the mapping behind `buffer` now, instead of when it is garbage-collected: the file (or
 /// anonymous memory) is no longer mapped once it returns. Every view of the mapping keeps its
-/// length, and from then on reads zeros; what is written to it goes nowhere. Nothing is
+/// length, and from then on reads zeros; what is written to it never reaches the file. Nothing is
 /// detached, so native work that still holds the memory (`zlib`, `crypto`, `fs.write`, a socket
 /// write), and Node's own JavaScript that re-reads a Buffer's length while it works, never
 /// fault and never see a Buffer shrink under them. The address range itself is released when
