@@ -213,6 +213,14 @@ pub fn reserve_vmas(extra: usize) -> io::Result<()> {
   Ok(())
 }
 
+/// The whole pages of `page` bytes that lie entirely inside `offset..offset + len`, as
+/// `(offset, len)`; `None` when not one does.
+fn whole_pages_inside(offset: usize, len: usize, page: usize) -> Option<(usize, usize)> {
+  let start = offset.checked_next_multiple_of(page)?;
+  let end = (offset + len) / page * page;
+  (end > start).then(|| (start, end - start))
+}
+
 impl Mapping {
   /// Maps `len` bytes (see [`sys::map`]) and enters the new mapping in the fault table (the
   /// registry learns of it when a Buffer shows it). Fails with `ENOMEM`
@@ -401,28 +409,20 @@ impl Mapping {
   }
 
   /// `madvise` over `offset..offset + len`. `advice` is from the exported set (none of it leaves
-  /// memory inaccessible). A hint is rounded out to whole pages; an advice that discards data
-  /// (`MADV_DONTNEED`, `MADV_FREE`, `MADV_REMOVE`) is rounded in, so that no byte outside the
-  /// range is lost, except the tail of the last page, which belongs to the mapping anyway.
+  /// memory inaccessible). A hint is rounded out to whole pages. An advice that discards data
+  /// (`MADV_DONTNEED`, `MADV_FREE`, `MADV_REMOVE`) is rounded in, to the whole pages (whole huge
+  /// pages, see [`Mapping::granule`]) that lie entirely inside the range, so that no byte outside
+  /// it is lost: the rest of a partial page is the user's file (or bytes of the mapping the range
+  /// did not name). When no whole page fits, nothing is discarded and the call succeeds.
   pub fn advise(&self, offset: usize, len: usize, advice: i32) -> Result<(), Failure> {
     let discarding =
       advice != crate::constants::MADV_NORMAL && crate::constants::DISCARDING_ADVICE.contains(&advice);
     let (offset, len) = if discarding {
-      let page = sys::page_size();
-      let start = offset.next_multiple_of(page);
-      let end = if offset + len == self.len {
-        self.len
-      } else {
-        (offset + len) / page * page
-      };
-      if end <= start {
-        return if self.is_unmapped() {
-          Err(Failure::Unmapped)
-        } else {
-          Ok(())
-        };
+      match whole_pages_inside(offset, len, self.granule) {
+        Some(range) => range,
+        None if self.is_unmapped() => return Err(Failure::Unmapped),
+        None => return Ok(()),
       }
-      (start, end - start)
     } else {
       (offset, len)
     };
@@ -715,6 +715,20 @@ mod tests {
     assert_eq!(addr as usize, mapping.addr() as usize + page);
     assert_eq!(len, 101);
     mapping.advise(1, 100, libc::MADV_RANDOM).unwrap();
+  }
+
+  #[test]
+  fn discarding_advice_rounds_in_to_whole_pages() {
+    let page = 4096;
+    assert_eq!(whole_pages_inside(0, 100, page), None);
+    assert_eq!(whole_pages_inside(100, 50, page), None);
+    assert_eq!(whole_pages_inside(0, page, page), Some((0, page)));
+    assert_eq!(whole_pages_inside(1, 2 * page, page), Some((page, page)));
+    assert_eq!(
+      whole_pages_inside(page - 1, 3 * page, page),
+      Some((page, 2 * page))
+    );
+    assert_eq!(whole_pages_inside(1, 2 * page - 2, page), None);
   }
 
   #[test]
