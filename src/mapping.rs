@@ -58,8 +58,10 @@ pub struct Mapping {
   reprotected: AtomicBool,
   /// The file's path, where known, for diagnostics.
   path: Option<Box<[u8]>>,
-  /// `MAP_SHARED | MAP_ANONYMOUS`: memory of a fixed-size object that `remap` cannot grow.
-  shared_anonymous: bool,
+  /// Shared memory with no regular file behind it (`MAP_SHARED | MAP_ANONYMOUS`, or a shared
+  /// mapping of `/dev/zero` or another device): an object of fixed size that `remap` cannot
+  /// grow (the grown pages would be private to this process, and lost).
+  fixed_size: bool,
   /// Pages lost under the mapping (SIGBUS) and replaced with zeros.
   faults: AtomicUsize,
   /// Our slot in the fault table while live, or `NO_SLOT`.
@@ -85,7 +87,7 @@ const NO_SLOT: usize = usize::MAX;
 
 /// What `adopt` needs to know of a range besides its address, length and rights.
 struct Layout {
-  shared_anonymous: bool,
+  fixed_size: bool,
   granule: usize,
   batchable: bool,
 }
@@ -241,7 +243,9 @@ impl Mapping {
     // A Buffer over it will be recorded at this address soon (`buffer::create`).
     registry::prefetch(addr as usize);
     let shared = flags & crate::constants::MAP_TYPE_MASK != libc::MAP_PRIVATE;
-    let shared_anonymous = shared && flags & libc::MAP_ANONYMOUS != 0;
+    // The kernel turns a shared mapping of /dev/zero into shared anonymous memory; other
+    // devices have no size to grow either. Only a regular file (memfd and shm files too) grows.
+    let fixed_size = shared && (flags & libc::MAP_ANONYMOUS != 0 || !sys::is_regular_file(fd));
     let granule = granule(flags, fd, addr as usize);
     // MAP_LOCKED is 0 where mappings cannot be made locked (macOS): then none is.
     #[allow(clippy::bad_bit_mask)]
@@ -252,7 +256,7 @@ impl Mapping {
       prot,
       path.map(Box::from),
       Layout {
-        shared_anonymous,
+        fixed_size,
         granule,
         batchable,
       },
@@ -262,7 +266,7 @@ impl Mapping {
   /// Takes ownership of a range just mapped for us.
   fn adopt(addr: *mut u8, len: usize, prot: i32, path: Option<Box<[u8]>>, layout: Layout) -> Shared {
     let Layout {
-      shared_anonymous,
+      fixed_size,
       granule,
       batchable,
     } = layout;
@@ -274,7 +278,7 @@ impl Mapping {
       guaranteed_prot: AtomicI32::new(prot),
       reprotected: AtomicBool::new(false),
       path,
-      shared_anonymous,
+      fixed_size,
       faults: AtomicUsize::new(0),
       slot: AtomicUsize::new(NO_SLOT),
       granule,
@@ -304,10 +308,10 @@ impl Mapping {
     self.guaranteed_prot.load(Ordering::Acquire)
   }
 
-  /// Whether `remap` may grow the mapping past its current length: not for shared anonymous
-  /// memory, whose object has a fixed size (the new pages would have nothing behind them).
+  /// Whether `remap` may grow the mapping past its current length: not for shared memory with
+  /// no regular file behind it, whose object has a fixed size (see the field).
   pub fn can_grow(&self) -> bool {
-    !self.shared_anonymous
+    !self.fixed_size
   }
 
   /// The mapped file's path, where known.
@@ -511,7 +515,7 @@ impl Mapping {
     // SAFETY: the whole range is ours (safety model) and both lengths are non-zero.
     let addr = unsafe { sys::remap(self.addr(), self.extent(), new_len.next_multiple_of(self.granule)) }?;
     let layout = Layout {
-      shared_anonymous: self.shared_anonymous,
+      fixed_size: self.fixed_size,
       granule: self.granule,
       batchable: self.batchable.load(Ordering::Relaxed),
     };

@@ -121,6 +121,19 @@ pub fn huge_page_size_of_file(fd: i32) -> Option<usize> {
   }
 }
 
+/// Whether `fd` is a regular file (memfd and shm files are): the only kind a shared mapping
+/// can grow with. `false` for devices (`/dev/zero`), and when `fstat` fails.
+pub fn is_regular_file(fd: i32) -> bool {
+  let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
+  // SAFETY: fstat writes a `stat` into `stat` when it succeeds and reads nothing else.
+  if unsafe { libc::fstat(fd, stat.as_mut_ptr()) } != 0 {
+    return false;
+  }
+  // SAFETY: fstat succeeded, so it filled `stat`.
+  let mode = unsafe { stat.assume_init() }.st_mode;
+  mode & libc::S_IFMT == libc::S_IFREG
+}
+
 /// The smallest huge page size the system offers (Linux: the `hugepages-<size>kB` entries of
 /// /sys/kernel/mm/hugepages), or `None` where it has none. Read once.
 pub fn smallest_huge_page() -> Option<usize> {
