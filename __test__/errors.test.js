@@ -440,3 +440,59 @@ test(
     }
   },
 )
+
+// Every export that takes a view of a mapping goes through one resolver: a view of a
+// SharedArrayBuffer is not a mapping (it was silently treated as empty by unmap, incore, sync,
+// faults, lock, protect, remap and flush, and wait/notify called it a view of length 0).
+test('views of a SharedArrayBuffer: ERR_MMAP_NOT_A_MAPPING from every export that takes a view', async () => {
+  const sab = new SharedArrayBuffer(16)
+  const views = [
+    [new Uint8Array(sab), 'Uint8Array'],
+    [new Int32Array(sab, 4, 2), 'Int32Array'],
+    [new DataView(sab), 'DataView'],
+    [new Uint8Array(new SharedArrayBuffer(0)), 'Uint8Array'],
+  ]
+  for (const [view, kind] of views) {
+    const notMapping = (name) => ({
+      name: 'TypeError',
+      code: 'ERR_MMAP_NOT_A_MAPPING',
+      message: `The "${name}" argument must be a view of memory mapped by node-mmap. Received an instance of ${kind}`,
+    })
+    const calls = {
+      unmap: () => mmap.unmap(view),
+      incore: () => mmap.incore(view),
+      sync: () => mmap.sync(view),
+      faults: () => mmap.faults(view),
+      lock: () => mmap.lock(view),
+      unlock: () => mmap.unlock(view),
+      protect: () => mmap.protect(view, 0, 0, PROT_READ),
+      remap: () => mmap.remap(view, 8),
+      advise: () => mmap.advise(view, mmap.MADV_NORMAL),
+    }
+    for (const [name, call] of Object.entries(calls)) {
+      assert.throws(call, (err) => {
+        assert.ok(err instanceof TypeError, `${name}(${kind}): a TypeError`)
+        assert.deepEqual({ name: err.name, code: err.code, message: err.message }, notMapping('buffer'))
+        return true
+      })
+    }
+    await assert.rejects(mmap.flush(view), (err) => {
+      assert.deepEqual({ name: err.name, code: err.code, message: err.message }, notMapping('buffer'))
+      return true
+    })
+    for (const [name, call] of [
+      ['wait', () => mmap.wait(view, 0, 1, 0)],
+      ['notify', () => mmap.notify(view, 0)],
+    ]) {
+      assert.throws(call, (err) => {
+        assert.ok(err instanceof TypeError, `${name}(${kind}): a TypeError`)
+        assert.deepEqual({ name: err.name, code: err.code, message: err.message }, notMapping('view'))
+        return true
+      })
+    }
+    await assert.rejects(mmap.waitAsync(view, 0, 1, 0), (err) => {
+      assert.deepEqual({ name: err.name, code: err.code, message: err.message }, notMapping('view'))
+      return true
+    })
+  }
+})

@@ -85,13 +85,14 @@ impl Mapping {
   }
 
   /// Opens and maps a file like `openSync` (same options, same checks) and returns a handle;
-  /// the range may exceed `buffer.constants.MAX_LENGTH`.
+  /// the range may exceed `buffer.constants.MAX_LENGTH`. A plain static function: it ignores
+  /// `this`, so `const { open } = Mapping; open(path)` works too.
   ///
   /// @param path - The file's path.
   /// @param options - As for `openSync`.
   #[napi(
-    factory,
-    ts_args_type = "path: string | Buffer | Uint8Array, options?: OpenOptions"
+    ts_args_type = "path: string | Buffer | Uint8Array, options?: OpenOptions",
+    ts_return_type = "Mapping"
   )]
   pub fn open(env: &Env, path: Unknown, options: Optional) -> napi::Result<Self> {
     let request = Request::parse(env, &path, options.as_ref(), MAX_SAFE_INTEGER as u64)?;
