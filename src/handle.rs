@@ -286,10 +286,7 @@ impl Mapping {
     let Some(mapping) = mapping else {
       return Ok(vec![0.0, 0.0]);
     };
-    let (resident, total) = mapping
-      .resident_pages(offset, length)
-      .map_err(|f| view::failure(env, f, "mincore"))?;
-    Ok(vec![(total - resident) as f64, resident as f64])
+    crate::ops::page_counts(env, &mapping, offset, length)
   }
 
   /// Like the module's `lock`: `mlock` over a range (default: all of it).

@@ -140,7 +140,8 @@ pub fn advise(env: &Env, buffer: Unknown, a: Optional, b: Optional, advice: Opti
 }
 
 /// Reports which pages of the view are resident in memory (`mincore(2)`), as mmap-io does:
-/// `[pagesNotResident, pagesResident]`.
+/// `[pagesNotResident, pagesResident]`. Any size works in bounded memory: the pages are asked
+/// about 65,536 at a time.
 ///
 /// @param buffer - A Buffer returned by `map()` or any view of the same memory.
 /// @returns `[unmappedPages, mappedPages]`.
@@ -148,15 +149,20 @@ pub fn advise(env: &Env, buffer: Unknown, a: Optional, b: Optional, advice: Opti
   ts_args_type = "buffer: ArrayBufferView | ArrayBuffer",
   ts_return_type = "[number, number]"
 )]
-pub fn incore(env: &Env, buffer: Unknown) -> napi::Result<Vec<u32>> {
+pub fn incore(env: &Env, buffer: Unknown) -> napi::Result<Vec<f64>> {
   let Resolved::View(view) = view::resolve(env, &buffer, "buffer")? else {
-    return Ok(vec![0, 0]);
+    return Ok(vec![0.0, 0.0]);
   };
-  let (resident, total) = view
-    .mapping
-    .resident_pages(view.offset, view.len)
+  page_counts(env, &view.mapping, view.offset, view.len)
+}
+
+/// `[pagesNotResident, pagesResident]` of a range of `mapping`, as numbers (a count of pages
+/// can pass 2^32): what `incore` and `Mapping#incore` return.
+pub fn page_counts(env: &Env, mapping: &Mapping, offset: usize, len: usize) -> napi::Result<Vec<f64>> {
+  let (resident, total) = mapping
+    .resident_pages(offset, len)
     .map_err(|f| view::failure(env, f, "mincore"))?;
-  Ok(vec![(total - resident) as u32, resident as u32])
+  Ok(vec![(total - resident) as f64, resident as f64])
 }
 
 /// Writes changed pages of the view back to the file (`msync(2)`), as mmap-io's `sync`:
