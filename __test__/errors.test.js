@@ -9,7 +9,7 @@ const fs = require('node:fs')
 const path = require('node:path')
 
 const mmap = require('..')
-const { tempDir, fileWith, mappingsOf } = require('./helpers.js')
+const { tempDir, fileWith, mappingsOf, runScript, assertCleanExit } = require('./helpers.js')
 
 const { PAGESIZE, PROT_READ, PROT_WRITE, MAP_SHARED, MAP_PRIVATE, MAP_ANONYMOUS } = mmap
 const RW = PROT_READ | PROT_WRITE
@@ -495,4 +495,41 @@ test('views of a SharedArrayBuffer: ERR_MMAP_NOT_A_MAPPING from every export tha
       return true
     })
   }
+})
+
+// An error message shows a value's first characters, as Node's do: describing a 128 MiB string
+// (or a function whose name is one) must not copy it. It did, and where that copy could not be
+// had the process aborted. In a child whose data limit leaves no room for a copy.
+test('describing a huge argument copies none of it: a coded TypeError under a small data limit (child)', () => {
+  const script = `
+    const mmap = require(MMAP)
+    const s = Buffer.alloc(2 ** 27, 0x78).toString('latin1')
+    const named = Object.defineProperty(function () {}, 'name', { value: s })
+    for (const call of [
+      () => mmap.map(s, 3, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1),
+      () => new mmap.Mapping(4096, s, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1),
+      () => mmap.incore(named),
+    ]) {
+      try {
+        call()
+        console.log('no error')
+      } catch (err) {
+        console.log(JSON.stringify([err.name, err.code, err.message]))
+      }
+    }
+  `
+  const result = runScript(script, { shell: 'ulimit -d 409600' })
+  assertCleanExit(result)
+  const shown = `type string ('${'x'.repeat(25)}...')`
+  const expected = [
+    ['TypeError', 'ERR_INVALID_ARG_TYPE', `The "size" argument must be of type number. Received ${shown}`],
+    ['TypeError', 'ERR_INVALID_ARG_TYPE', `The "protection" argument must be of type number. Received ${shown}`],
+    [
+      'TypeError',
+      'ERR_INVALID_ARG_TYPE',
+      'The "buffer" argument must be an instance of Buffer, TypedArray, DataView or ArrayBuffer. ' +
+        `Received function ${'x'.repeat(1024)}`,
+    ],
+  ]
+  assert.deepEqual(result.stdout.trim().split('\n').map((line) => JSON.parse(line)), expected)
 })

@@ -205,7 +205,13 @@ impl Mapping {
     };
     let buffer = buffer::create(env, Shared::clone(&mapping), offset, length)?;
     if let Some(arraybuffer) = view::arraybuffer_of(env, buffer) {
-      view::track_view(env, &mapping, arraybuffer);
+      if !view::track_view(env, &mapping, arraybuffer) {
+        // Untracked, `unmap()` could not reach it: take it away now (its finalizer frees it).
+        let _ = buffer::retire(env, &mapping, arraybuffer);
+        args::clear_exception(env);
+        let err = std::io::Error::from_raw_os_error(libc::ENOMEM);
+        return Err(errors::throw_system(env, &err, "view", None));
+      }
     }
     // SAFETY: `buffer` was just created in this env's current scope.
     Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), buffer) })

@@ -241,16 +241,22 @@ fn not_a_mapping(env: &Env, value: &Unknown, name: &str) -> napi::Error {
 }
 
 /// Remembers (weakly) one more ArrayBuffer showing `mapping`, beyond the one `map()` made:
-/// `Mapping#view()` Buffers. `unmap()` through any view detaches them all.
-pub fn track_view(env: &Env, mapping: &Mapping, arraybuffer: sys::napi_value) {
+/// `Mapping#view()` Buffers. `unmap()` through any view detaches them all. `false` when the list
+/// cannot grow (no memory): then the caller must not hand out the view.
+pub fn track_view(env: &Env, mapping: &Mapping, arraybuffer: sys::napi_value) -> bool {
   let env_id = env.raw() as usize;
   let mut reference = ptr::null_mut();
   // SAFETY: `arraybuffer` is a live object of this env; refcount 0 makes the reference weak.
   if unsafe { sys::napi_create_reference(env.raw(), arraybuffer, 0, &mut reference) } != sys::Status::napi_ok
   {
-    return;
+    return true;
   }
   mapping.with_views(|views| {
+    if views.try_reserve(1).is_err() {
+      // SAFETY: the reference was created above and is deleted once, here.
+      unsafe { sys::napi_delete_reference(env.raw(), reference) };
+      return false;
+    }
     // Drop references to collected views now and then, so the list stays as long as the views.
     if views.len() >= 16 && views.len().is_power_of_two() {
       views.retain(|&(owner, reference)| {
@@ -263,7 +269,8 @@ pub fn track_view(env: &Env, mapping: &Mapping, arraybuffer: sys::napi_value) {
       });
     }
     views.push((env_id, reference as usize));
-  });
+    true
+  })
 }
 
 /// Forgets this env's extra ArrayBuffers of `mapping`, detaching them first if `detach`.
