@@ -104,7 +104,9 @@ pub fn remap<'env>(env: &'env Env, buffer: Unknown, new_size: Unknown) -> napi::
 
 /// Gives the kernel advice about how a range of the mapping will be used (`madvise(2)`).
 /// Called as `advise(buffer, advice)` for the whole view, or `advise(buffer, offset, length,
-/// advice)` for a byte range of it; an unaligned start is rounded down to its page.
+/// advice)` for a byte range of it; an unaligned start is rounded down to its page. An advice
+/// that discards data (`MADV_DONTNEED`, `MADV_FREE`, `MADV_REMOVE`) changes no byte outside the
+/// range: it covers only the whole pages inside it, and does nothing when none fits.
 ///
 /// @param buffer - A Buffer returned by `map()` or any view of the same memory.
 /// @param offset - Start of the range within the view. Default: `0`.
