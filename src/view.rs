@@ -179,9 +179,8 @@ pub fn check_rights(env: &Env, mapping: &Mapping, write: bool, name: &str) -> na
   ))
 }
 
-/// `(data, byte length)` of an ArrayBuffer; `(null, 0)` once detached. `None` for a buffer that
-/// is no ArrayBuffer: a `SharedArrayBuffer` behind a TypedArray or DataView (never a mapping
-/// of ours; Node-API's ArrayBuffer functions refuse it).
+/// `(data, byte length)` of an ArrayBuffer; `(null, 0)` once detached. `None` when Node-API
+/// refuses the value (a `SharedArrayBuffer`, in Node versions that do).
 fn arraybuffer_len(env: &Env, arraybuffer: sys::napi_value) -> Option<(*mut c_void, usize)> {
   let mut data = ptr::null_mut();
   let mut len = 0usize;
@@ -209,8 +208,10 @@ pub fn resolve(env: &Env, value: &Unknown, name: &str) -> napi::Result<Resolved>
   else {
     return Err(args::invalid_type(env, name, expected, value));
   };
-  // A SharedArrayBuffer is never detached, so it is never "empty" here: it is not a mapping.
-  let Some((data, total)) = arraybuffer_len(env, arraybuffer) else {
+  // A SharedArrayBuffer is never detached, so it is never "empty" here: it is not a mapping,
+  // even with no bytes (some Node versions' napi_get_arraybuffer_info accept one).
+  let shared = !is(env, arraybuffer, sys::napi_is_arraybuffer);
+  let Some((data, total)) = arraybuffer_len(env, arraybuffer).filter(|_| !shared) else {
     return Err(not_a_mapping(env, value, name));
   };
   if data.is_null() || total == 0 {
