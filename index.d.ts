@@ -29,7 +29,8 @@ export declare class Mapping {
   constructor(size: number, protection: number, flags: number, fd: number, offset?: number)
   /**
    * Opens and maps a file like `openSync` (same options, same checks) and returns a handle;
-   * the range may exceed `buffer.constants.MAX_LENGTH`.
+   * the range may exceed `buffer.constants.MAX_LENGTH`. A plain static function: it ignores
+   * `this`, so `const { open } = Mapping; open(path)` works too.
    *
    * @param path - The file's path.
    * @param options - As for `openSync`.
@@ -76,8 +77,12 @@ export declare class Mapping {
    * @param length - Default: to the end of the mapping.
    */
   view(offset?: number, length?: number): Buffer
-  /** Like the module's `sync(buffer, offset, length, blocking, invalidate)`, on the mapping. */
-  sync(offset?: number, length?: number, blocking?: boolean, invalidate?: boolean): void
+  /**
+   * Like the module's `sync`, on the mapping, with the same forms and defaults:
+   * `sync([offset[, length[, blocking[, invalidate]]]])` or `sync(blocking[, invalidate])`; an
+   * `offset` or `length` of 0 or omitted means the whole mapping (its start; to its end).
+   */
+  sync(...args: [offset?: number, length?: number, blocking?: boolean, invalidate?: boolean] | [blocking: boolean, invalidate?: boolean]): void
   /** Like the module's `flush(buffer, options)`: `msync(MS_SYNC)` on the thread pool. */
   flush(options?: { offset?: number, length?: number, invalidate?: boolean }): Promise<void>
   /** Like the module's `advise`: `advise(advice)` or `advise(offset, length, advice)`. */
@@ -99,7 +104,9 @@ export declare class Mapping {
 /**
  * Gives the kernel advice about how a range of the mapping will be used (`madvise(2)`).
  * Called as `advise(buffer, advice)` for the whole view, or `advise(buffer, offset, length,
- * advice)` for a byte range of it; an unaligned start is rounded down to its page.
+ * advice)` for a byte range of it; an unaligned start is rounded down to its page. An advice
+ * that discards data (`MADV_DONTNEED`, `MADV_FREE`, `MADV_REMOVE`) changes no byte outside the
+ * range: it covers only the whole pages inside it, and does nothing when none fits.
  *
  * @param buffer - A Buffer returned by `map()` or any view of the same memory.
  * @param offset - Start of the range within the view. Default: `0`.
@@ -143,7 +150,8 @@ export declare function flush(buffer: ArrayBufferView | ArrayBuffer, options?: {
 
 /**
  * Reports which pages of the view are resident in memory (`mincore(2)`), as mmap-io does:
- * `[pagesNotResident, pagesResident]`.
+ * `[pagesNotResident, pagesResident]`. Any size works in bounded memory: the pages are asked
+ * about 65,536 at a time.
  *
  * @param buffer - A Buffer returned by `map()` or any view of the same memory.
  * @returns `[unmappedPages, mappedPages]`.
@@ -372,14 +380,21 @@ export declare const PROT_WRITE: number
 export declare function protect(buffer: ArrayBufferView | ArrayBuffer, offset: number, length: number, protection: number): void
 
 /**
- * Resizes the mapping behind `buffer` to `newSize` bytes and returns a new Buffer over it; the
- * old Buffer and every view of it read zeros from then on (as after `unmap`). The contents are kept up to the
- * smaller size; a file mapping goes on mapping the same file from the same offset (growing past
- * the end of the file needs the file to be grown first); the pages keep the rights `protect()`
- * gave them. Uses `mremap(2)`; Linux only (elsewhere it throws `ENOTSUP`).
+ * Resizes the mapping behind `buffer` so that it ends `newSize` bytes after the start of
+ * `buffer`, and returns a new Buffer of `newSize` bytes that starts at the same byte (the same
+ * byte of the file) as `buffer` did: for a Buffer from `openSync(path, { offset: 100 })`, file
+ * byte 100; for a `subarray` or a `Mapping#view()` Buffer, the first byte of that view (bytes
+ * of the mapping after the end of the new Buffer are let go; those before its start are kept,
+ * unseen). The old Buffer and every view of it keep their length and read zeros (as after
+ * `unmap`), and the `Mapping` handle a `view()` Buffer came from reports `unmapped`. The contents are kept
+ * up to the smaller size; a file mapping goes on mapping the same file from the same offset
+ * (growing past the end of the file needs the file to be grown first); the pages keep the
+ * rights `protect()` gave them. Shared memory with no regular file behind it (`MAP_SHARED |
+ * MAP_ANONYMOUS`, a `MAP_SHARED` mapping of `/dev/zero`) cannot grow: `ERR_OUT_OF_RANGE`. Uses
+ * `mremap(2)`; Linux only (elsewhere it throws `ENOTSUP`).
  *
  * @param buffer - A Buffer returned by `map()` or any view of the same memory.
- * @param newSize - The new size in bytes, from 1 to `buffer.constants.MAX_LENGTH`.
+ * @param newSize - The new Buffer's size in bytes, from 1 to `buffer.constants.MAX_LENGTH`.
  */
 export declare function remap(buffer: ArrayBufferView | ArrayBuffer, newSize: number): Buffer
 

@@ -111,6 +111,100 @@ describe('advise', () => {
     },
   )
 
+  // Destructive advice reaches no byte outside the range it was given: the range is rounded in
+  // to the whole pages inside it, and nothing is discarded when none fits. The rest of a page
+  // is the user's file (it was: advise(buf, MADV_REMOVE) on openSync(f, { length: 100 }) zeroed
+  // file bytes 100-4095; with { offset: 100, length: 50 } bytes 0-4095). Oracle: the file.
+  describe('destructive advice changes no byte outside its range (file oracle)', () => {
+    /** A file of 4 pages of a pattern, and `check(zeroed, what)`, which compares it with fs.readFileSync. */
+    function patternFile(t, name) {
+      const dir = tempDir(t)
+      const bytes = pattern(4 * P, 7)
+      const { path, fd } = tempFile(t, dir, name, bytes)
+      /** The file must be `bytes` with zeros in each `[from, to)` of `zeroed`. */
+      const check = (zeroed, what) => {
+        const expected = Buffer.from(bytes)
+        for (const [from, to] of zeroed) expected.fill(0, from, to)
+        const disk = fs.readFileSync(path)
+        const changed = []
+        for (let i = 0; i < disk.length; i++) if (disk[i] !== expected[i]) changed.push(i)
+        assert.deepEqual(
+          changed.length === 0 ? [] : [changed[0], changed.at(-1), changed.length],
+          [],
+          `${what}: file bytes that differ from the expected (first, last, count)`,
+        )
+      }
+      return { path, fd, bytes, check }
+    }
+
+    it('advise(buf, advice) and advise(buf, offset, length, advice) on openSync() Buffers', (t) => {
+      const { path, check } = patternFile(t, 'advise-remove-open.bin')
+      const head = mmap.openSync(path, { mode: 'r+', length: 100 })
+      mmap.advise(head, mmap.MADV_REMOVE)
+      check([], 'advise(openSync({ length: 100 }), MADV_REMOVE)')
+      mmap.advise(head, 0, 100, mmap.MADV_REMOVE)
+      mmap.advise(head, 10, 50, mmap.MADV_DONTNEED)
+      check([], 'advise(openSync({ length: 100 }), 0, 100, MADV_REMOVE)')
+      const inner = mmap.openSync(path, { mode: 'r+', offset: 100, length: 50 })
+      mmap.advise(inner, mmap.MADV_REMOVE)
+      mmap.advise(inner, 0, 50, mmap.MADV_REMOVE)
+      check([], 'advise(openSync({ offset: 100, length: 50 }), MADV_REMOVE)')
+      const unaligned = mmap.openSync(path, { mode: 'r+', offset: 100, length: 3 * P })
+      mmap.advise(unaligned.subarray(0, 2 * P), mmap.MADV_REMOVE)
+      check([[P, 2 * P]], 'advise(subarray over file bytes 100..2P+100, MADV_REMOVE): only page 1')
+      mmap.advise(unaligned, 10, 3 * P - 10, mmap.MADV_REMOVE)
+      check([[P, 3 * P]], 'advise(file bytes 110..3P+100, MADV_REMOVE): only pages 1 and 2')
+      for (const buf of [head, inner, unaligned]) mmap.unmap(buf)
+    })
+
+    it("the advise option of openSync(), open() and Mapping.open()", async (t) => {
+      const { path, check } = patternFile(t, 'advise-remove-option.bin')
+      const ranges = [{ length: 100 }, { offset: 100, length: 50 }, { offset: P - 1, length: P }, { offset: 3 * P + 1 }]
+      for (const range of ranges) {
+        const options = { mode: 'r+', ...range, advise: mmap.MADV_REMOVE }
+        mmap.unmap(mmap.openSync(path, options))
+        check([], `openSync(${JSON.stringify(range)})`)
+        mmap.unmap(await mmap.open(path, options))
+        check([], `open(${JSON.stringify(range)})`)
+        mmap.Mapping.open(path, options).unmap()
+        check([], `Mapping.open(${JSON.stringify(range)})`)
+      }
+      mmap.unmap(mmap.openSync(path, { mode: 'r+', offset: 100, length: 2 * P, advise: mmap.MADV_REMOVE }))
+      check([[P, 2 * P]], 'openSync({ offset: 100, length: 2P }): only page 1')
+    })
+
+    it("map()'s sixth argument and Mapping#advise", (t) => {
+      const { path, fd, check } = patternFile(t, 'advise-remove-map.bin')
+      mmap.unmap(mmap.map(100, RW, mmap.MAP_SHARED, fd, 0, mmap.MADV_REMOVE))
+      mmap.unmap(mmap.map(P + 100, RW, mmap.MAP_SHARED, fd, 2 * P, mmap.MADV_REMOVE))
+      check([[2 * P, 3 * P]], 'map(P + 100, ..., offset 2P, MADV_REMOVE): page 2 only')
+      const m = mmap.Mapping.open(path, { mode: 'r+', offset: 100, length: 50 })
+      m.advise(mmap.MADV_REMOVE)
+      m.advise(0, 50, mmap.MADV_REMOVE)
+      m.advise(10, 20, mmap.MADV_DONTNEED)
+      check([[2 * P, 3 * P]], 'Mapping#advise over file bytes 100..150')
+      m.unmap()
+      const whole = new mmap.Mapping(P + 1, RW, mmap.MAP_SHARED, fd, 0)
+      whole.advise(1, P, mmap.MADV_REMOVE)
+      whole.advise(mmap.MADV_REMOVE)
+      check([[0, P], [2 * P, 3 * P]], 'new Mapping(P + 1).advise(MADV_REMOVE): page 0 only')
+      whole.unmap()
+    })
+
+    it('MADV_DONTNEED keeps the private copies of the bytes outside the range (MAP_PRIVATE file)', (t) => {
+      const { fd, bytes } = patternFile(t, 'advise-dontneed-private.bin')
+      const buf = mmap.map(2 * P, RW, mmap.MAP_PRIVATE, fd, 0)
+      const written = pattern(2 * P, 99)
+      written.copy(buf)
+      mmap.advise(buf, 10, P + 20, mmap.MADV_DONTNEED)
+      assert.deepEqual(buf, written, 'no whole page inside 10..P+30: nothing discarded')
+      mmap.advise(buf, 10, 2 * P - 10, mmap.MADV_DONTNEED)
+      const expected = Buffer.concat([written.subarray(0, P), bytes.subarray(P, 2 * P)])
+      assert.deepEqual(buf, expected, 'page 1 reads the file again; page 0 keeps what was written')
+      mmap.unmap(buf)
+    })
+  })
+
   it('refuses advice values outside the exported MADV_* set before the call (MADV_HWPOISON)', () => {
     const { buf, bytes } = anonymous(1)
     const message = `The argument 'advice' must be one of the MADV_* constants. Received ${MADV_HWPOISON}`

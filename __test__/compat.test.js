@@ -358,7 +358,8 @@ test('strace: the 6th map argument, advise ranges and every sync form reach the 
     [0, size, 'MADV_RANDOM', 'advise(buf, advice)'],
     [1, 100, 'MADV_WILLNEED', 'advise(buf, 1, 100, advice)'],
     [PAGESIZE + 5, 10, 'MADV_NORMAL', 'advise(buf, PAGESIZE + 5, 10, advice)'],
-    [2 * PAGESIZE, size - 2 * PAGESIZE, 'MADV_DONTNEED', 'advise(subarray, advice)'],
+    // A destructive advice covers only the whole pages inside its range (not the last 100 bytes).
+    [2 * PAGESIZE, 2 * PAGESIZE, 'MADV_DONTNEED', 'advise(subarray, advice)'],
   ]
   assert.equal(advises.length, expectedAdvise.length, JSON.stringify(advises))
   expectedAdvise.forEach(([offset, length, flags, what], i) => covers(advises[i], offset, length, flags, what))

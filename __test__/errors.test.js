@@ -9,7 +9,7 @@ const fs = require('node:fs')
 const path = require('node:path')
 
 const mmap = require('..')
-const { tempDir, fileWith, mappingsOf } = require('./helpers.js')
+const { tempDir, fileWith, mappingsOf, runScript, assertCleanExit } = require('./helpers.js')
 
 const { PAGESIZE, PROT_READ, PROT_WRITE, MAP_SHARED, MAP_PRIVATE, MAP_ANONYMOUS } = mmap
 const RW = PROT_READ | PROT_WRITE
@@ -440,3 +440,96 @@ test(
     }
   },
 )
+
+// Every export that takes a view of a mapping goes through one resolver: a view of a
+// SharedArrayBuffer is not a mapping (it was silently treated as empty by unmap, incore, sync,
+// faults, lock, protect, remap and flush, and wait/notify called it a view of length 0).
+test('views of a SharedArrayBuffer: ERR_MMAP_NOT_A_MAPPING from every export that takes a view', async () => {
+  const sab = new SharedArrayBuffer(16)
+  const views = [
+    [new Uint8Array(sab), 'Uint8Array'],
+    [new Int32Array(sab, 4, 2), 'Int32Array'],
+    [new DataView(sab), 'DataView'],
+    [new Uint8Array(new SharedArrayBuffer(0)), 'Uint8Array'],
+  ]
+  for (const [view, kind] of views) {
+    const notMapping = (name) => ({
+      name: 'TypeError',
+      code: 'ERR_MMAP_NOT_A_MAPPING',
+      message: `The "${name}" argument must be a view of memory mapped by node-mmap. Received an instance of ${kind}`,
+    })
+    const calls = {
+      unmap: () => mmap.unmap(view),
+      incore: () => mmap.incore(view),
+      sync: () => mmap.sync(view),
+      faults: () => mmap.faults(view),
+      lock: () => mmap.lock(view),
+      unlock: () => mmap.unlock(view),
+      protect: () => mmap.protect(view, 0, 0, PROT_READ),
+      remap: () => mmap.remap(view, 8),
+      advise: () => mmap.advise(view, mmap.MADV_NORMAL),
+    }
+    for (const [name, call] of Object.entries(calls)) {
+      assert.throws(call, (err) => {
+        assert.ok(err instanceof TypeError, `${name}(${kind}): a TypeError`)
+        assert.deepEqual({ name: err.name, code: err.code, message: err.message }, notMapping('buffer'))
+        return true
+      })
+    }
+    await assert.rejects(mmap.flush(view), (err) => {
+      assert.deepEqual({ name: err.name, code: err.code, message: err.message }, notMapping('buffer'))
+      return true
+    })
+    for (const [name, call] of [
+      ['wait', () => mmap.wait(view, 0, 1, 0)],
+      ['notify', () => mmap.notify(view, 0)],
+    ]) {
+      assert.throws(call, (err) => {
+        assert.ok(err instanceof TypeError, `${name}(${kind}): a TypeError`)
+        assert.deepEqual({ name: err.name, code: err.code, message: err.message }, notMapping('view'))
+        return true
+      })
+    }
+    await assert.rejects(mmap.waitAsync(view, 0, 1, 0), (err) => {
+      assert.deepEqual({ name: err.name, code: err.code, message: err.message }, notMapping('view'))
+      return true
+    })
+  }
+})
+
+// An error message shows a value's first characters, as Node's do: describing a 128 MiB string
+// (or a function whose name is one) must not copy it. It did, and where that copy could not be
+// had the process aborted. In a child whose data limit leaves no room for a copy.
+test('describing a huge argument copies none of it: a coded TypeError under a small data limit (child)', () => {
+  const script = `
+    const mmap = require(MMAP)
+    const s = Buffer.alloc(2 ** 27, 0x78).toString('latin1')
+    const named = Object.defineProperty(function () {}, 'name', { value: s })
+    for (const call of [
+      () => mmap.map(s, 3, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1),
+      () => new mmap.Mapping(4096, s, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1),
+      () => mmap.incore(named),
+    ]) {
+      try {
+        call()
+        console.log('no error')
+      } catch (err) {
+        console.log(JSON.stringify([err.name, err.code, err.message]))
+      }
+    }
+  `
+  const result = runScript(script, { shell: 'ulimit -d 409600' })
+  assertCleanExit(result)
+  const shown = `type string ('${'x'.repeat(25)}...')`
+  const expected = [
+    ['TypeError', 'ERR_INVALID_ARG_TYPE', `The "size" argument must be of type number. Received ${shown}`],
+    ['TypeError', 'ERR_INVALID_ARG_TYPE', `The "protection" argument must be of type number. Received ${shown}`],
+    [
+      'TypeError',
+      'ERR_INVALID_ARG_TYPE',
+      'The "buffer" argument must be an instance of Buffer, TypedArray, DataView or ArrayBuffer. ' +
+        `Received function ${'x'.repeat(1024)}`,
+    ],
+  ]
+  assert.deepEqual(result.stdout.trim().split('\n').map((line) => JSON.parse(line)), expected)
+})

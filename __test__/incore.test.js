@@ -16,6 +16,8 @@ const {
   guardedAnonymous,
   guardedSmaps,
   assertThrowsExactly,
+  runScript,
+  assertCleanExit,
 } = require('./helpers.js')
 
 const P = mmap.PAGESIZE
@@ -96,5 +98,35 @@ describe('incore', () => {
       code: 'ERR_INVALID_ARG_TYPE',
       message: 'The "buffer" argument must be an instance of Buffer, TypedArray, DataView or ArrayBuffer. Received undefined',
     })
+  })
+
+  // incore() of a huge reservation allocated one byte per page (4 GiB for 16 TiB) and aborted
+  // when that failed; now it asks mincore about 65,536 pages at a time, in a fixed buffer. A
+  // child with a small data limit (RLIMIT_DATA counts private writable memory, not a PROT_NONE
+  // reservation) shows it; the counts pass 2^32 pages, so they are numbers, not uint32s.
+  it('counts the pages of a 16 TiB PROT_NONE reservation in bounded memory: Mapping#incore and incore (child)', () => {
+    const script = `
+      const mmap = require(MMAP)
+      const { constants } = require('node:buffer')
+      const P = mmap.PAGESIZE
+      const size = 2 ** 44 + P
+      const flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | mmap.MAP_NORESERVE
+      const m = new mmap.Mapping(size, mmap.PROT_NONE, flags, -1)
+      console.log('Mapping#incore ' + JSON.stringify(m.incore()))
+      m.unmap()
+      // The module function needs a Buffer that large: Node 22+ (buffer.constants.MAX_LENGTH).
+      if (constants.MAX_LENGTH >= size) {
+        const buf = mmap.map(size, mmap.PROT_NONE, flags, -1)
+        console.log('incore ' + JSON.stringify(mmap.incore(buf)))
+        mmap.unmap(buf)
+      } else {
+        console.log('incore ' + JSON.stringify([size / P, 0]))
+      }
+    `
+    const result = runScript(script, { shell: 'ulimit -d 262144' })
+    assertCleanExit(result)
+    const pages = (2 ** 44 + P) / P
+    assert.equal(result.stdout, `Mapping#incore [${pages},0]\nincore [${pages},0]\n`)
+    assert.ok(pages > 2 ** 32)
   })
 })

@@ -164,6 +164,54 @@ test('Mapping.open(path, options) maps like openSync, at any offset', () => {
   }
 })
 
+// A static method ignores its receiver, as Node's own do (Buffer.from, fs.Stats...): called
+// destructured or on another class it maps and returns a Mapping. (It threw napi-rs's uncoded
+// InvalidArg, or mapped the file and returned an Array.)
+test('Mapping.open ignores its receiver: destructured, .call(Array), .call({}), .call(null)', () => {
+  const { file, bytes } = randomFile(PAGESIZE + 3)
+  const { open } = Mapping
+  const calls = [
+    ['destructured', () => open(file)],
+    ['.call(Array)', () => Mapping.open.call(Array, file)],
+    ['.call({})', () => Mapping.open.call({}, file)],
+    ['.call(null)', () => Mapping.open.call(null, file)],
+    ['.call(Mapping)', () => Mapping.open.call(Mapping, file, { offset: 1 })],
+  ]
+  for (const [name, call] of calls) {
+    const m = call()
+    assert.ok(m instanceof Mapping, `${name}: a Mapping`)
+    assert.equal(Object.getPrototypeOf(m), Mapping.prototype, `${name}: a Mapping, not a foreign object`)
+    assert.ok(m.read().equals(bytes.subarray(m.length === bytes.length ? 0 : 1)), `${name}: the file's bytes`)
+    m.unmap()
+  }
+  const missing = path.join(dir, 'missing-destructured')
+  assertThrowsExactly(() => open(missing), Error, {
+    code: 'ENOENT',
+    errno: -2,
+    syscall: 'open',
+    path: missing,
+    message: `ENOENT: no such file or directory, open '${missing}'`,
+  })
+  assertThrowsExactly(() => open(1), TypeError, { code: 'ERR_INVALID_ARG_TYPE' })
+})
+
+// A SharedArrayBuffer is a fine source or target of a copy (as for fs.readSync): readInto and
+// write copy the bytes; nothing is treated as empty.
+test('readInto and write copy to and from views of a SharedArrayBuffer', () => {
+  const { file, bytes } = randomFile(PAGESIZE)
+  const m = Mapping.open(file, { mode: 'r+' })
+  const shared = new Uint8Array(new SharedArrayBuffer(64))
+  assert.equal(m.readInto(shared, 10), 64)
+  assert.deepEqual(Buffer.from(shared), bytes.subarray(10, 74))
+  shared.fill(0x5c)
+  assert.equal(m.write(new DataView(shared.buffer, 4, 8), 100), 8)
+  m.unmap()
+  const disk = fs.readFileSync(file)
+  assert.deepEqual(disk.subarray(100, 108), Buffer.alloc(8, 0x5c))
+  assert.deepEqual(disk.subarray(0, 100), bytes.subarray(0, 100))
+  assert.deepEqual(disk.subarray(108), bytes.subarray(108))
+})
+
 test('Mapping.open refuses what openSync refuses (errors with path)', () => {
   const missing = path.join(dir, 'missing')
   assertThrowsExactly(() => Mapping.open(missing), Error, {

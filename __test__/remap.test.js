@@ -103,14 +103,74 @@ describe('remap', () => {
     assert.equal(fs.readFileSync(path)[1], 7)
   })
 
-  it('resizes the whole mapping when given a subarray or a DataView; the result starts at the mapping', (t) => {
-    const { bytes, buf } = sharedFile(t, 'remap-via-view.bin', 2 * P)
-    const grown = mmap.remap(buf.subarray(100, 200), P)
-    assertZeroed(buf, 2 * P)
-    assert.deepEqual(grown, bytes.subarray(0, P))
-    const again = mmap.remap(new DataView(grown.buffer, 5, 10), 50)
-    assertZeroed(grown, P)
-    assert.deepEqual(again, bytes.subarray(0, 50))
+  // The new Buffer starts at the byte the given view started at (it did start at the page below
+  // an openSync offset, or at the mapping's start for a subarray: wrong data, silently), with
+  // the length asked for. Oracle: the file.
+  it('keeps the start of the view given: openSync at an offset, subarrays, DataViews (file oracle)', (t) => {
+    const { path, fd, bytes, buf } = sharedFile(t, 'remap-via-view.bin', 3 * P)
+    const sub = mmap.remap(buf.subarray(100, 200), P)
+    assertZeroed(buf, 3 * P)
+    assert.equal(sub.length, P)
+    assert.deepEqual(sub, bytes.subarray(100, 100 + P), 'a subarray: starts at its first byte')
+    const again = mmap.remap(new DataView(sub.buffer, sub.byteOffset + 5, 10), 50)
+    assertZeroed(sub, P, 'the remapped subarray')
+    assert.deepEqual(again, bytes.subarray(105, 155), 'a DataView: starts at its first byte')
+    mmap.unmap(again)
+
+    const opened = mmap.openSync(path, { mode: 'r+', offset: 100 })
+    assert.deepEqual(opened, bytes.subarray(100))
+    const shrunk = mmap.remap(opened, 50)
+    assert.deepEqual(shrunk, bytes.subarray(100, 150), 'openSync({ offset: 100 }): starts at file byte 100')
+    fs.ftruncateSync(fd, 4 * P)
+    const grown = mmap.remap(shrunk, 4 * P - 100)
+    const disk = fs.readFileSync(path)
+    assert.equal(grown.length, 4 * P - 100)
+    assert.deepEqual(grown, disk.subarray(100), 'grown: file bytes 100 to the new end')
+    grown.write('at 200', 100, 'latin1')
+    assert.equal(fs.readFileSync(path).toString('latin1', 200, 206), 'at 200', 'writes land at the same file bytes')
+    mmap.unmap(grown)
+  })
+
+  it("remap() of a Mapping#view() Buffer starts at the view's first byte and retires the Mapping", (t) => {
+    const { path, bytes } = sharedFile(t, 'remap-mapping-view.bin', 3 * P)
+    const m = mmap.Mapping.open(path, { mode: 'r+', offset: 10 })
+    const view = m.view(100, 50)
+    const moved = mmap.remap(view, 2 * P)
+    assert.deepEqual(moved, bytes.subarray(110, 110 + 2 * P))
+    assert.equal(m.unmapped, true, 'the Mapping no longer owns the memory')
+    assert.equal(m.length, 0)
+    mmap.unmap(moved)
+  })
+
+  // A MAP_SHARED mapping of /dev/zero is shared anonymous memory in the kernel's eyes: grown, its
+  // new pages were private to this process and lost at once. Refused as MAP_SHARED |
+  // MAP_ANONYMOUS is, with the same error; shrinking still works.
+  it('refuses to grow shared memory with no regular file behind it: MAP_ANONYMOUS and /dev/zero', (t) => {
+    const zero = fs.openSync('/dev/zero', 'r+')
+    t.after(() => fs.closeSync(zero))
+    for (const [name, flags, fd] of [
+      ['MAP_SHARED | MAP_ANONYMOUS', mmap.MAP_SHARED | mmap.MAP_ANONYMOUS, -1],
+      ['MAP_SHARED of /dev/zero', mmap.MAP_SHARED, zero],
+    ]) {
+      const buf = mmap.map(2 * P, RW, flags, fd)
+      buf.fill(9)
+      for (const [view, size, limit] of [
+        [buf, 2 * P + 1, 2 * P],
+        [buf.subarray(P), P + 1, P],
+      ]) {
+        assertThrowsExactly(() => mmap.remap(view, size), RangeError, {
+          code: 'ERR_OUT_OF_RANGE',
+          message:
+            `The value of "newSize" is out of range. It must be <= ${limit} (shared memory with no regular file ` +
+            `behind it cannot grow: its size is fixed). Received ${size}`,
+        })
+      }
+      assert.equal(buf.length, 2 * P, `${name}: still attached`)
+      const small = mmap.remap(buf, P)
+      assert.equal(small.length, P)
+      assert.ok(small.every((b) => b === 9), `${name}: shrinking keeps the bytes`)
+      mmap.unmap(small)
+    }
   })
 
   it('refuses a detached Buffer: ERR_MMAP_UNMAPPED', (t) => {

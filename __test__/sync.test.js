@@ -76,6 +76,60 @@ describe('sync', () => {
     },
   )
 
+  // Mapping#sync goes through the same implementation: every form makes the same msync call
+  // as the module's sync on a Buffer of the whole mapping. (`Mapping#sync(0, 0, true)` wrote
+  // back nothing: msync(addr, 0).)
+  it(
+    'Mapping#sync makes the msync calls of the module function, every form (strace)',
+    { skip: straceUnavailable() ?? false },
+    (t) => {
+      const dir = tempDir(t)
+      const L = 4 * P
+      const { path } = tempFile(t, dir, 'sync-mapping-strace.bin', L)
+      const forms = [
+        ['', 0, L, 'MS_ASYNC'],
+        ['0', 0, L, 'MS_ASYNC'],
+        ['0, 0', 0, L, 'MS_ASYNC'],
+        ['0, 0, true', 0, L, 'MS_SYNC'],
+        ['0, 0, true, true', 0, L, 'MS_INVALIDATE|MS_SYNC'],
+        ['undefined, undefined, true', 0, L, 'MS_SYNC'],
+        [`${P + 5}`, P, L - P, 'MS_ASYNC'],
+        [`${P + 5}, 100`, P, 105, 'MS_ASYNC'],
+        [`${2 * P}, 0, true`, 2 * P, L - 2 * P, 'MS_SYNC'],
+        ['0, 10', 0, 10, 'MS_ASYNC'],
+        ['true', 0, L, 'MS_SYNC'],
+        ['false', 0, L, 'MS_ASYNC'],
+        ['true, true', 0, L, 'MS_INVALIDATE|MS_SYNC'],
+      ]
+      const { calls } = traceCalls(
+        `
+        const m = mmap.Mapping.open(${JSON.stringify(path)}, { mode: 'r+' })
+        report(${JSON.stringify(path)})
+        ${forms.map(([args]) => `m.sync(${args})`).join('\n')}
+      `,
+        ['msync'],
+      )
+      assert.deepEqual(
+        calls.map((c) => [c.offset, c.length, c.arg, c.result]),
+        forms.map(([, offset, length, flags]) => [offset, length, flags, 0]),
+      )
+    },
+  )
+
+  it('Mapping#sync(0, 0, true) writes every dirty page back (smaps), as sync(buf, 0, 0, true) does', (t) => {
+    const dir = tempDir(t)
+    const { path } = tempFile(t, dir, 'sync-mapping-dirty.bin', pattern(4 * P, 3))
+    const m = mmap.Mapping.open(path, { mode: 'r+', offset: 10 })
+    const forms = [() => m.sync(0, 0, true), () => m.sync(true), () => m.sync(undefined, 0, true, false)]
+    for (const form of forms) {
+      for (let page = 0; page < 4; page++) m.write(Buffer.from([page]), page * P)
+      assert.equal(dirtyKB(path), 4 * (P / 1024), `4 dirty pages before ${form}`)
+      form()
+      assert.equal(dirtyKB(path), 0, `no dirty page after ${form}`)
+    }
+    m.unmap()
+  })
+
   it('a blocking sync writes every dirty page back (smaps), whatever the form', (t) => {
     const { path, buf } = sharedFile(t, 'sync-dirty.bin', 4 * P)
     const forms = [

@@ -216,28 +216,22 @@ pub fn describe(env: &Env, value: &Unknown) -> String {
   match type_of(value) {
     ValueType::Undefined => "undefined".to_owned(),
     ValueType::Null => "null".to_owned(),
-    ValueType::Boolean => format!(
-      "type boolean ({})",
-      coerce_to_string(env, handle).unwrap_or_default()
-    ),
-    ValueType::BigInt => format!(
-      "type bigint ({}n)",
-      coerce_to_string(env, handle).unwrap_or_default()
-    ),
+    ValueType::Boolean => format!("type boolean ({})", shown_string(env, handle).unwrap_or_default()),
+    ValueType::BigInt => format!("type bigint ({}n)", shown_string(env, handle).unwrap_or_default()),
     ValueType::Number => {
       let number = number_value(env, value).unwrap_or(f64::NAN);
       format!("type number ({})", number_text(env, value, number))
     }
     ValueType::String => {
-      let text = coerce_to_string(env, handle).unwrap_or_default();
+      let text = shown_string(env, handle).unwrap_or_default();
       format!("type string ({})", quote_string(&text))
     }
     ValueType::Symbol => {
-      let description = property_string(env, to_object(env, handle), c"description");
+      let description = shown_property(env, to_object(env, handle), c"description");
       format!("type symbol (Symbol({}))", description.unwrap_or_default())
     }
     ValueType::Function => {
-      let name = property_string(env, handle, c"name").unwrap_or_default();
+      let name = shown_property(env, handle, c"name").unwrap_or_default();
       if name.is_empty() {
         "function ".to_owned()
       } else {
@@ -251,7 +245,7 @@ pub fn describe(env: &Env, value: &Unknown) -> String {
         Some(constructor) => {
           format!(
             "an instance of {}",
-            property_string(env, constructor, c"name").unwrap_or_default()
+            shown_property(env, constructor, c"name").unwrap_or_default()
           )
         }
         None => "[Object: null prototype] {}".to_owned(),
@@ -291,7 +285,7 @@ fn number_text(env: &Env, value: &Unknown, number: f64) -> String {
   if number == 0.0 && number.is_sign_negative() {
     return "-0".to_owned();
   }
-  coerce_to_string(env, raw(value)).unwrap_or_else(|| number.to_string())
+  shown_string(env, raw(value)).unwrap_or_else(|| number.to_string())
 }
 
 /// Clears any exception a getter threw while we were only describing a value.
@@ -330,8 +324,9 @@ fn property(env: &Env, object: sys::napi_value, name: &CStr) -> Option<sys::napi
   Some(result)
 }
 
-fn property_string(env: &Env, object: sys::napi_value, name: &CStr) -> Option<String> {
-  string_contents(env, property(env, object, name)?)
+/// The first [`SHOWN_BYTES`] of a property that is a string (a name, a description).
+fn shown_property(env: &Env, object: sys::napi_value, name: &CStr) -> Option<String> {
+  string_prefix(env, property(env, object, name)?, SHOWN_BYTES)
 }
 
 /// A JS string's contents (any other value is converted with `String(value)`).
@@ -370,24 +365,51 @@ pub fn uint8_bytes(env: &Env, value: &Unknown, name: &str) -> napi::Result<Optio
   crate::view::check_access(env, &view, false, name)?;
   // SAFETY: Node-API reported `len` readable bytes at `data` (checked readable above), and no
   // JavaScript runs meanwhile.
-  Ok(Some(
-    unsafe { std::slice::from_raw_parts(view.data, view.len) }.to_vec(),
-  ))
+  let bytes = unsafe { std::slice::from_raw_parts(view.data, view.len) };
+  let mut copy = Vec::new();
+  if copy.try_reserve_exact(bytes.len()).is_err() {
+    // The copy is of a path to open (the only use): the failure is that open's.
+    let err = std::io::Error::from_raw_os_error(libc::ENOMEM);
+    return Err(crate::errors::throw_system(env, &err, "open", None));
+  }
+  copy.extend_from_slice(bytes);
+  Ok(Some(copy))
 }
 
 /// `String(value)` for primitives that convert without running user code.
 fn coerce_to_string(env: &Env, value: sys::napi_value) -> Option<String> {
+  coerce_to_string_prefix(env, value, usize::MAX)
+}
+
+/// What an error message shows of a value's text at most, in bytes: enough for Node's 28
+/// characters of a string and for any sensible name or number, and never a copy of a huge
+/// string, BigInt or name just to describe it.
+const SHOWN_BYTES: usize = 1024;
+
+/// The first [`SHOWN_BYTES`] of `String(value)` (see [`coerce_to_string`]).
+fn shown_string(env: &Env, value: sys::napi_value) -> Option<String> {
+  coerce_to_string_prefix(env, value, SHOWN_BYTES)
+}
+
+fn coerce_to_string_prefix(env: &Env, value: sys::napi_value, max: usize) -> Option<String> {
   let mut string = ptr::null_mut();
   // SAFETY: `value` is a live value of this env; `string` a valid out-pointer.
   if unsafe { sys::napi_coerce_to_string(env.raw(), value, &mut string) } != sys::Status::napi_ok {
     clear_exception(env);
     return None;
   }
-  string_contents(env, string)
+  string_prefix(env, string, max)
 }
 
-/// The contents of a JS string; `None` for any other value (nothing is converted).
+/// The contents of a JS string; `None` for any other value (nothing is converted), and when
+/// the memory for a copy cannot be had (a string can hold 1.5 GiB of UTF-8): never an abort.
 pub fn string_contents(env: &Env, string: sys::napi_value) -> Option<String> {
+  string_prefix(env, string, usize::MAX)
+}
+
+/// The first `max` bytes (or fewer: whole characters only) of a JS string's UTF-8, for text
+/// that only needs its start (what an error message shows of a value); see [`string_contents`].
+fn string_prefix(env: &Env, string: sys::napi_value, max: usize) -> Option<String> {
   let mut len = 0usize;
   // SAFETY: a null buffer asks only for the length; a non-string gives a status, not a read.
   if unsafe { sys::napi_get_value_string_utf8(env.raw(), string, ptr::null_mut(), 0, &mut len) }
@@ -395,7 +417,10 @@ pub fn string_contents(env: &Env, string: sys::napi_value) -> Option<String> {
   {
     return None;
   }
-  let mut bytes = vec![0u8; len + 1];
+  let mut len = len.min(max);
+  let mut bytes = Vec::new();
+  bytes.try_reserve_exact(len + 1).ok()?;
+  bytes.resize(len + 1, 0u8);
   // SAFETY: `bytes` has room for `len` bytes plus the NUL Node-API writes.
   unsafe {
     sys::napi_get_value_string_utf8(
@@ -407,7 +432,16 @@ pub fn string_contents(env: &Env, string: sys::napi_value) -> Option<String> {
     )
   };
   bytes.truncate(len);
-  String::from_utf8(bytes).ok()
+  match String::from_utf8(bytes) {
+    Ok(text) => Some(text),
+    // Cut inside a character: keep the whole ones.
+    Err(err) => {
+      let valid = err.utf8_error().valid_up_to();
+      let mut bytes = err.into_bytes();
+      bytes.truncate(valid);
+      String::from_utf8(bytes).ok()
+    }
+  }
 }
 
 #[cfg(test)]

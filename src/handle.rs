@@ -19,7 +19,7 @@ use crate::errors::{self, Class};
 use crate::map::{check_advice, map_checked, SizeLimit};
 use crate::mapping::Mapping as Core;
 use crate::open::Request;
-use crate::ops::{msync_flags, Flush, FlushOptions};
+use crate::ops::{Flush, FlushOptions, SyncRequest};
 use crate::view;
 
 /// A memory mapping owned by a handle. Unlike a Buffer from `map()`, it works in runtimes that
@@ -76,13 +76,14 @@ impl Mapping {
   }
 
   /// Opens and maps a file like `openSync` (same options, same checks) and returns a handle;
-  /// the range may exceed `buffer.constants.MAX_LENGTH`.
+  /// the range may exceed `buffer.constants.MAX_LENGTH`. A plain static function: it ignores
+  /// `this`, so `const { open } = Mapping; open(path)` works too.
   ///
   /// @param path - The file's path.
   /// @param options - As for `openSync`.
   #[napi(
-    factory,
-    ts_args_type = "path: string | Buffer | Uint8Array, options?: OpenOptions"
+    ts_args_type = "path: string | Buffer | Uint8Array, options?: OpenOptions",
+    ts_return_type = "Mapping"
   )]
   pub fn open(env: &Env, path: Unknown, options: Optional) -> napi::Result<Self> {
     let request = Request::parse(env, &path, options.as_ref(), MAX_SAFE_INTEGER as u64)?;
@@ -198,8 +199,12 @@ impl Mapping {
     Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), buffer) })
   }
 
-  /// Like the module's `sync(buffer, offset, length, blocking, invalidate)`, on the mapping.
-  #[napi(ts_args_type = "offset?: number, length?: number, blocking?: boolean, invalidate?: boolean")]
+  /// Like the module's `sync`, on the mapping, with the same forms and defaults:
+  /// `sync([offset[, length[, blocking[, invalidate]]]])` or `sync(blocking[, invalidate])`; an
+  /// `offset` or `length` of 0 or omitted means the whole mapping (its start; to its end).
+  #[napi(
+    ts_args_type = "...args: [offset?: number, length?: number, blocking?: boolean, invalidate?: boolean] | [blocking: boolean, invalidate?: boolean]"
+  )]
   pub fn sync(
     &self,
     env: &Env,
@@ -208,14 +213,13 @@ impl Mapping {
     blocking: Optional,
     invalidate: Optional,
   ) -> napi::Result<()> {
-    let blocking = args::optional_boolean(env, blocking.as_ref(), "blocking")?.unwrap_or(false);
-    let invalidate = args::optional_boolean(env, invalidate.as_ref(), "invalidate")?.unwrap_or(false);
-    let (mapping, offset, length) = self.range(env, offset.as_ref(), length.as_ref())?;
-    let Some(mapping) = mapping else { return Ok(()) };
-    let flags = msync_flags(blocking, invalidate);
-    mapping
-      .sync(offset, length, flags)
-      .map_err(|f| view::failure(env, f, "msync"))
+    let request = SyncRequest::parse(env, offset, length, blocking, invalidate)?;
+    if self.unmapped() {
+      return Err(view::unmapped(env));
+    }
+    let (offset, length) = request.range(env, self.len)?;
+    let Some(mapping) = self.core() else { return Ok(()) };
+    request.run(env, &mapping, self.start + offset, length)
   }
 
   /// Like the module's `flush(buffer, options)`: `msync(MS_SYNC)` on the thread pool.
@@ -270,10 +274,7 @@ impl Mapping {
     let Some(mapping) = mapping else {
       return Ok(vec![0.0, 0.0]);
     };
-    let (resident, total) = mapping
-      .resident_pages(offset, length)
-      .map_err(|f| view::failure(env, f, "mincore"))?;
-    Ok(vec![(total - resident) as f64, resident as f64])
+    crate::ops::page_counts(env, &mapping, offset, length)
   }
 
   /// Like the module's `lock`: `mlock` over a range (default: all of it).

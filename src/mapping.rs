@@ -61,8 +61,10 @@ pub struct Mapping {
   reprotected: AtomicBool,
   /// The file's path, where known, for diagnostics.
   path: Option<Box<[u8]>>,
-  /// `MAP_SHARED | MAP_ANONYMOUS`: memory of a fixed-size object that `remap` cannot grow.
-  shared_anonymous: bool,
+  /// Shared memory with no regular file behind it (`MAP_SHARED | MAP_ANONYMOUS`, or a shared
+  /// mapping of `/dev/zero` or another device): an object of fixed size that `remap` cannot
+  /// grow (the grown pages would be private to this process, and lost).
+  fixed_size: bool,
   /// Pages lost under the mapping (SIGBUS) and replaced with zeros.
   faults: AtomicUsize,
   /// Our slot in the fault table while live, or `NO_SLOT`.
@@ -86,7 +88,7 @@ const NO_SLOT: usize = usize::MAX;
 
 /// What `adopt` needs to know of a range besides its address, length and rights.
 struct Layout {
-  shared_anonymous: bool,
+  fixed_size: bool,
   granule: usize,
   batchable: bool,
 }
@@ -214,6 +216,14 @@ pub fn reserve_vmas(extra: usize) -> io::Result<()> {
   Ok(())
 }
 
+/// The whole pages of `page` bytes that lie entirely inside `offset..offset + len`, as
+/// `(offset, len)`; `None` when not one does.
+fn whole_pages_inside(offset: usize, len: usize, page: usize) -> Option<(usize, usize)> {
+  let start = offset.checked_next_multiple_of(page)?;
+  let end = (offset + len) / page * page;
+  (end > start).then(|| (start, end - start))
+}
+
 impl Mapping {
   /// Maps `len` bytes (see [`sys::map`]) and enters the new mapping in the fault table (the
   /// registry learns of it when a Buffer shows it). Fails with `ENOMEM`
@@ -234,7 +244,9 @@ impl Mapping {
     // A Buffer over it will be recorded at this address soon (`buffer::create`).
     registry::prefetch(addr as usize);
     let shared = flags & crate::constants::MAP_TYPE_MASK != libc::MAP_PRIVATE;
-    let shared_anonymous = shared && flags & libc::MAP_ANONYMOUS != 0;
+    // The kernel turns a shared mapping of /dev/zero into shared anonymous memory; other
+    // devices have no size to grow either. Only a regular file (memfd and shm files too) grows.
+    let fixed_size = shared && (flags & libc::MAP_ANONYMOUS != 0 || !sys::is_regular_file(fd));
     let granule = granule(flags, fd, addr as usize);
     // MAP_LOCKED is 0 where mappings cannot be made locked (macOS): then none is.
     #[allow(clippy::bad_bit_mask)]
@@ -245,7 +257,7 @@ impl Mapping {
       prot,
       path.map(Box::from),
       Layout {
-        shared_anonymous,
+        fixed_size,
         granule,
         batchable,
       },
@@ -255,7 +267,7 @@ impl Mapping {
   /// Takes ownership of a range just mapped for us.
   fn adopt(addr: *mut u8, len: usize, prot: i32, path: Option<Box<[u8]>>, layout: Layout) -> Shared {
     let Layout {
-      shared_anonymous,
+      fixed_size,
       granule,
       batchable,
     } = layout;
@@ -267,7 +279,7 @@ impl Mapping {
       guaranteed_prot: AtomicI32::new(prot),
       reprotected: AtomicBool::new(false),
       path,
-      shared_anonymous,
+      fixed_size,
       faults: AtomicUsize::new(0),
       slot: AtomicUsize::new(NO_SLOT),
       granule,
@@ -296,10 +308,10 @@ impl Mapping {
     self.guaranteed_prot.load(Ordering::Acquire)
   }
 
-  /// Whether `remap` may grow the mapping past its current length: not for shared anonymous
-  /// memory, whose object has a fixed size (the new pages would have nothing behind them).
+  /// Whether `remap` may grow the mapping past its current length: not for shared memory with
+  /// no regular file behind it, whose object has a fixed size (see the field).
   pub fn can_grow(&self) -> bool {
-    !self.shared_anonymous
+    !self.fixed_size
   }
 
   /// The mapped file's path, where known.
@@ -395,28 +407,20 @@ impl Mapping {
   }
 
   /// `madvise` over `offset..offset + len`. `advice` is from the exported set (none of it leaves
-  /// memory inaccessible). A hint is rounded out to whole pages; an advice that discards data
-  /// (`MADV_DONTNEED`, `MADV_FREE`, `MADV_REMOVE`) is rounded in, so that no byte outside the
-  /// range is lost, except the tail of the last page, which belongs to the mapping anyway.
+  /// memory inaccessible). A hint is rounded out to whole pages. An advice that discards data
+  /// (`MADV_DONTNEED`, `MADV_FREE`, `MADV_REMOVE`) is rounded in, to the whole pages (whole huge
+  /// pages, see [`Mapping::granule`]) that lie entirely inside the range, so that no byte outside
+  /// it is lost: the rest of a partial page is the user's file (or bytes of the mapping the range
+  /// did not name). When no whole page fits, nothing is discarded and the call succeeds.
   pub fn advise(&self, offset: usize, len: usize, advice: i32) -> Result<(), Failure> {
     let discarding =
       advice != crate::constants::MADV_NORMAL && crate::constants::DISCARDING_ADVICE.contains(&advice);
     let (offset, len) = if discarding {
-      let page = sys::page_size();
-      let start = offset.next_multiple_of(page);
-      let end = if offset + len == self.len {
-        self.len
-      } else {
-        (offset + len) / page * page
-      };
-      if end <= start {
-        return if self.is_unmapped() {
-          Err(Failure::Unmapped)
-        } else {
-          Ok(())
-        };
+      match whole_pages_inside(offset, len, self.granule) {
+        Some(range) => range,
+        None if self.is_unmapped() => return Err(Failure::Unmapped),
+        None => return Ok(()),
       }
-      (start, end - start)
     } else {
       (offset, len)
     };
@@ -505,7 +509,7 @@ impl Mapping {
     // SAFETY: the whole range is ours (safety model) and both lengths are non-zero.
     let addr = unsafe { sys::remap(self.addr(), self.extent(), new_len.next_multiple_of(self.granule)) }?;
     let layout = Layout {
-      shared_anonymous: self.shared_anonymous,
+      fixed_size: self.fixed_size,
       granule: self.granule,
       batchable: self.batchable.load(Ordering::Relaxed),
     };
@@ -709,6 +713,20 @@ mod tests {
     assert_eq!(addr as usize, mapping.addr() as usize + page);
     assert_eq!(len, 101);
     mapping.advise(1, 100, libc::MADV_RANDOM).unwrap();
+  }
+
+  #[test]
+  fn discarding_advice_rounds_in_to_whole_pages() {
+    let page = 4096;
+    assert_eq!(whole_pages_inside(0, 100, page), None);
+    assert_eq!(whole_pages_inside(100, 50, page), None);
+    assert_eq!(whole_pages_inside(0, page, page), Some((0, page)));
+    assert_eq!(whole_pages_inside(1, 2 * page, page), Some((page, page)));
+    assert_eq!(
+      whole_pages_inside(page - 1, 3 * page, page),
+      Some((page, 2 * page))
+    );
+    assert_eq!(whole_pages_inside(1, 2 * page - 2, page), None);
   }
 
   #[test]

@@ -205,7 +205,9 @@ impl Request {
       mapping.advise(0, map_len, c::MADV_WILLNEED).map_err(failed)?;
     }
     if let Some(advice) = self.advice {
-      mapping.advise(0, map_len, advice).map_err(failed)?;
+      // The user's range only: the bytes before `offset` on its first page are not theirs to
+      // discard (a destructive advice is rounded in to whole pages of this range).
+      mapping.advise(start, map_len - start, advice).map_err(failed)?;
     }
     Ok(Opened {
       mapping: Some(mapping),

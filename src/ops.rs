@@ -16,7 +16,7 @@ use crate::args;
 use crate::constants::{self as c};
 use crate::errors;
 use crate::map::{buffer_max_length, check_advice};
-use crate::mapping::Failure;
+use crate::mapping::{Failure, Mapping};
 use crate::view::{self, Resolved};
 use crate::{buffer, options};
 
@@ -51,14 +51,21 @@ pub fn unmap(env: &Env, buffer: Unknown) -> napi::Result<()> {
   Ok(())
 }
 
-/// Resizes the mapping behind `buffer` to `newSize` bytes and returns a new Buffer over it; the
-/// old Buffer and every view of it read zeros from then on (as after `unmap`). The contents are kept up to the
-/// smaller size; a file mapping goes on mapping the same file from the same offset (growing past
-/// the end of the file needs the file to be grown first); the pages keep the rights `protect()`
-/// gave them. Uses `mremap(2)`; Linux only (elsewhere it throws `ENOTSUP`).
+/// Resizes the mapping behind `buffer` so that it ends `newSize` bytes after the start of
+/// `buffer`, and returns a new Buffer of `newSize` bytes that starts at the same byte (the same
+/// byte of the file) as `buffer` did: for a Buffer from `openSync(path, { offset: 100 })`, file
+/// byte 100; for a `subarray` or a `Mapping#view()` Buffer, the first byte of that view (bytes
+/// of the mapping after the end of the new Buffer are let go; those before its start are kept,
+/// unseen). The old Buffer and every view of it keep their length and read zeros (as after
+/// `unmap`), and the `Mapping` handle a `view()` Buffer came from reports `unmapped`. The contents are kept
+/// up to the smaller size; a file mapping goes on mapping the same file from the same offset
+/// (growing past the end of the file needs the file to be grown first); the pages keep the
+/// rights `protect()` gave them. Shared memory with no regular file behind it (`MAP_SHARED |
+/// MAP_ANONYMOUS`, a `MAP_SHARED` mapping of `/dev/zero`) cannot grow: `ERR_OUT_OF_RANGE`. Uses
+/// `mremap(2)`; Linux only (elsewhere it throws `ENOTSUP`).
 ///
 /// @param buffer - A Buffer returned by `map()` or any view of the same memory.
-/// @param newSize - The new size in bytes, from 1 to `buffer.constants.MAX_LENGTH`.
+/// @param newSize - The new Buffer's size in bytes, from 1 to `buffer.constants.MAX_LENGTH`.
 #[napi(
   ts_args_type = "buffer: ArrayBufferView | ArrayBuffer, newSize: number",
   ts_return_type = "Buffer"
@@ -77,25 +84,29 @@ pub fn remap<'env>(env: &'env Env, buffer: Unknown, new_size: Unknown) -> napi::
       message,
     ));
   };
-  if new_size > view.mapping.len() && !view.mapping.can_grow() {
+  // The view's place in the mapping is kept: the mapping ends `new_size` bytes after it.
+  let new_len = view.offset + new_size;
+  if new_len > view.mapping.len() && !view.mapping.can_grow() {
     let range = format!(
-      "<= {} (shared anonymous memory cannot grow: its pages have a fixed size)",
-      view.mapping.len()
+      "<= {} (shared memory with no regular file behind it cannot grow: its size is fixed)",
+      view.mapping.len() - view.offset
     );
     return Err(args::out_of_range(env, "newSize", &range, &new_size_value));
   }
   let moved = view
     .mapping
-    .remap(new_size)
+    .remap(new_len)
     .map_err(|failure| view::failure(env, failure, "mremap"))?;
-  let buffer = buffer::create(env, moved, 0, new_size)?;
+  let buffer = buffer::create(env, moved, view.offset, new_size)?;
   // SAFETY: `buffer` was just created in this env's current scope.
   Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), buffer) })
 }
 
 /// Gives the kernel advice about how a range of the mapping will be used (`madvise(2)`).
 /// Called as `advise(buffer, advice)` for the whole view, or `advise(buffer, offset, length,
-/// advice)` for a byte range of it; an unaligned start is rounded down to its page.
+/// advice)` for a byte range of it; an unaligned start is rounded down to its page. An advice
+/// that discards data (`MADV_DONTNEED`, `MADV_FREE`, `MADV_REMOVE`) changes no byte outside the
+/// range: it covers only the whole pages inside it, and does nothing when none fits.
 ///
 /// @param buffer - A Buffer returned by `map()` or any view of the same memory.
 /// @param offset - Start of the range within the view. Default: `0`.
@@ -131,7 +142,8 @@ pub fn advise(env: &Env, buffer: Unknown, a: Optional, b: Optional, advice: Opti
 }
 
 /// Reports which pages of the view are resident in memory (`mincore(2)`), as mmap-io does:
-/// `[pagesNotResident, pagesResident]`.
+/// `[pagesNotResident, pagesResident]`. Any size works in bounded memory: the pages are asked
+/// about 65,536 at a time.
 ///
 /// @param buffer - A Buffer returned by `map()` or any view of the same memory.
 /// @returns `[unmappedPages, mappedPages]`.
@@ -139,15 +151,20 @@ pub fn advise(env: &Env, buffer: Unknown, a: Optional, b: Optional, advice: Opti
   ts_args_type = "buffer: ArrayBufferView | ArrayBuffer",
   ts_return_type = "[number, number]"
 )]
-pub fn incore(env: &Env, buffer: Unknown) -> napi::Result<Vec<u32>> {
+pub fn incore(env: &Env, buffer: Unknown) -> napi::Result<Vec<f64>> {
   let Resolved::View(view) = view::resolve(env, &buffer, "buffer")? else {
-    return Ok(vec![0, 0]);
+    return Ok(vec![0.0, 0.0]);
   };
-  let (resident, total) = view
-    .mapping
-    .resident_pages(view.offset, view.len)
+  page_counts(env, &view.mapping, view.offset, view.len)
+}
+
+/// `[pagesNotResident, pagesResident]` of a range of `mapping`, as numbers (a count of pages
+/// can pass 2^32): what `incore` and `Mapping#incore` return.
+pub fn page_counts(env: &Env, mapping: &Mapping, offset: usize, len: usize) -> napi::Result<Vec<f64>> {
+  let (resident, total) = mapping
+    .resident_pages(offset, len)
     .map_err(|f| view::failure(env, f, "mincore"))?;
-  Ok(vec![(total - resident) as u32, resident as u32])
+  Ok(vec![(total - resident) as f64, resident as f64])
 }
 
 /// Writes changed pages of the view back to the file (`msync(2)`), as mmap-io's `sync`:
@@ -173,25 +190,60 @@ pub fn sync(
   d: Optional,
 ) -> napi::Result<()> {
   let resolved = view::resolve(env, &buffer, "buffer")?;
-  let boolean_form = a.as_ref().is_some_and(|a| args::type_of(a) == ValueType::Boolean);
-  let (offset, length, blocking, invalidate) = if boolean_form {
-    (None, None, a.into_inner(), b.into_inner())
-  } else {
-    (a.into_inner(), b.into_inner(), c.into_inner(), d.into_inner())
-  };
-  let blocking = args::optional_boolean(env, blocking.as_ref(), "blocking")?.unwrap_or(false);
-  let invalidate = args::optional_boolean(env, invalidate.as_ref(), "invalidate")?.unwrap_or(false);
+  let request = SyncRequest::parse(env, a, b, c, d)?;
   let Resolved::View(view) = resolved else {
     return Ok(());
   };
-  let offset = offset.filter(|v| args::number_value(env, v) != Some(0.0));
-  let length = length.filter(|v| args::number_value(env, v) != Some(0.0));
-  let (offset, length) = view::bounds(env, view.len, offset.as_ref(), length.as_ref())?;
-  let flags = msync_flags(blocking, invalidate);
-  view
-    .mapping
-    .sync(view.offset + offset, length, flags)
-    .map_err(|f| view::failure(env, f, "msync"))
+  let (offset, length) = request.range(env, view.len)?;
+  request.run(env, &view.mapping, view.offset + offset, length)
+}
+
+/// The arguments of `sync` (the module function and `Mapping#sync`), read and checked: the one
+/// implementation both go through. Forms: `(offset, length, blocking, invalidate)`, each
+/// optional, or `(blocking, invalidate)`; an `offset` or `length` of 0 means the default (the
+/// start; to the end), as mmap-io's.
+pub struct SyncRequest<'env> {
+  offset: Option<Unknown<'env>>,
+  length: Option<Unknown<'env>>,
+  /// `msync` flags.
+  flags: i32,
+}
+
+impl<'env> SyncRequest<'env> {
+  pub fn parse(
+    env: &'env Env,
+    a: Optional<'env>,
+    b: Optional<'env>,
+    c: Optional<'env>,
+    d: Optional<'env>,
+  ) -> napi::Result<Self> {
+    let boolean_form = a.as_ref().is_some_and(|a| args::type_of(a) == ValueType::Boolean);
+    let (offset, length, blocking, invalidate) = if boolean_form {
+      (None, None, a.into_inner(), b.into_inner())
+    } else {
+      (a.into_inner(), b.into_inner(), c.into_inner(), d.into_inner())
+    };
+    let blocking = args::optional_boolean(env, blocking.as_ref(), "blocking")?.unwrap_or(false);
+    let invalidate = args::optional_boolean(env, invalidate.as_ref(), "invalidate")?.unwrap_or(false);
+    let zero = |v: &Unknown| args::number_value(env, v) == Some(0.0);
+    Ok(SyncRequest {
+      offset: offset.filter(|v| !zero(v)),
+      length: length.filter(|v| !zero(v)),
+      flags: msync_flags(blocking, invalidate),
+    })
+  }
+
+  /// The range within a view (or `Mapping`) of `len` bytes: the one bounds check.
+  pub fn range(&self, env: &Env, len: usize) -> napi::Result<(usize, usize)> {
+    view::bounds(env, len, self.offset.as_ref(), self.length.as_ref())
+  }
+
+  /// `msync` over `offset..offset + length` of `mapping` (bytes from its start).
+  pub fn run(&self, env: &Env, mapping: &Mapping, offset: usize, length: usize) -> napi::Result<()> {
+    mapping
+      .sync(offset, length, self.flags)
+      .map_err(|f| view::failure(env, f, "msync"))
+  }
 }
 
 pub fn msync_flags(blocking: bool, invalidate: bool) -> i32 {

@@ -99,7 +99,7 @@ pub fn raw_view(env: &Env, value: sys::napi_value) -> Option<RawView> {
     }
   } else if is(env, value, sys::napi_is_arraybuffer) {
     view.arraybuffer = value;
-    (data, view.len) = arraybuffer_len(env, value);
+    (data, view.len) = arraybuffer_len(env, value)?;
   } else {
     return None;
   }
@@ -160,19 +160,21 @@ pub fn check_rights(env: &Env, mapping: &Mapping, write: bool, name: &str) -> na
   ))
 }
 
-/// `(data, byte length)` of an ArrayBuffer; `(null, 0)` once detached.
-fn arraybuffer_len(env: &Env, arraybuffer: sys::napi_value) -> (*mut c_void, usize) {
+/// `(data, byte length)` of an ArrayBuffer; `(null, 0)` once detached. `None` when Node-API
+/// refuses the value (a `SharedArrayBuffer`, in Node versions that do).
+fn arraybuffer_len(env: &Env, arraybuffer: sys::napi_value) -> Option<(*mut c_void, usize)> {
   let mut data = ptr::null_mut();
   let mut len = 0usize;
-  // SAFETY: `arraybuffer` is an ArrayBuffer of this env; both out-pointers are valid.
+  // SAFETY: `arraybuffer` is a live value of this env (Node-API checks that it is an
+  // ArrayBuffer, with a status); both out-pointers are valid.
   let status = unsafe { sys::napi_get_arraybuffer_info(env.raw(), arraybuffer, &mut data, &mut len) };
-  if status != sys::Status::napi_ok {
-    return (ptr::null_mut(), 0);
-  }
-  (data, len)
+  (status == sys::Status::napi_ok).then_some((data, len))
 }
 
-/// Resolves `value` (the argument `name`) to the mapping behind it.
+/// Resolves `value` (the argument `name`) to the mapping behind it: the one resolver every
+/// operation on a view goes through. An empty or detached view is `Empty` (a no-op); any view
+/// of memory node-mmap did not map, a `SharedArrayBuffer`'s included, is
+/// `ERR_MMAP_NOT_A_MAPPING`.
 pub fn resolve(env: &Env, value: &Unknown, name: &str) -> napi::Result<Resolved> {
   let expected = "an instance of Buffer, TypedArray, DataView or ArrayBuffer";
   if args::type_of(value) != ValueType::Object {
@@ -187,27 +189,32 @@ pub fn resolve(env: &Env, value: &Unknown, name: &str) -> napi::Result<Resolved>
   else {
     return Err(args::invalid_type(env, name, expected, value));
   };
-  let (data, total) = arraybuffer_len(env, arraybuffer);
+  // A SharedArrayBuffer is never detached, so it is never "empty" here: it is not a mapping,
+  // even with no bytes (some Node versions' napi_get_arraybuffer_info accept one).
+  let shared = !is(env, arraybuffer, sys::napi_is_arraybuffer);
+  let Some((data, total)) = arraybuffer_len(env, arraybuffer).filter(|_| !shared) else {
+    return Err(not_a_mapping(env, value, name));
+  };
   if data.is_null() || total == 0 {
     return Ok(Resolved::Empty);
   }
   let Some(mapping) = registry::find(data as usize) else {
-    let message = format!(
-      "The \"{name}\" argument must be a view of memory mapped by node-mmap. Received {}",
-      args::describe(env, value)
-    );
-    return Err(errors::throw_coded(
-      env,
-      Class::TypeError,
-      "ERR_MMAP_NOT_A_MAPPING",
-      &message,
-    ));
+    return Err(not_a_mapping(env, value, name));
   };
   let offset = data as usize - mapping.addr() as usize + byte_offset;
   if mapping.is_unmapped() || offset > mapping.len() || len > mapping.len() - offset {
     return Ok(Resolved::Empty);
   }
   Ok(Resolved::View(View { mapping, offset, len }))
+}
+
+/// `ERR_MMAP_NOT_A_MAPPING` for the argument `name`.
+fn not_a_mapping(env: &Env, value: &Unknown, name: &str) -> napi::Error {
+  let message = format!(
+    "The \"{name}\" argument must be a view of memory mapped by node-mmap. Received {}",
+    args::describe(env, value)
+  );
+  errors::throw_coded(env, Class::TypeError, "ERR_MMAP_NOT_A_MAPPING", &message)
 }
 
 /// The one overflow-safe bounds check every ranged operation goes through: `offset` and

@@ -121,6 +121,19 @@ pub fn huge_page_size_of_file(fd: i32) -> Option<usize> {
   }
 }
 
+/// Whether `fd` is a regular file (memfd and shm files are): the only kind a shared mapping
+/// can grow with. `false` for devices (`/dev/zero`), and when `fstat` fails.
+pub fn is_regular_file(fd: i32) -> bool {
+  let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
+  // SAFETY: fstat writes a `stat` into `stat` when it succeeds and reads nothing else.
+  if unsafe { libc::fstat(fd, stat.as_mut_ptr()) } != 0 {
+    return false;
+  }
+  // SAFETY: fstat succeeded, so it filled `stat`.
+  let mode = unsafe { stat.assume_init() }.st_mode;
+  mode & libc::S_IFMT == libc::S_IFREG
+}
+
 /// The smallest huge page size the system offers (Linux: the `hugepages-<size>kB` entries of
 /// /sys/kernel/mm/hugepages), or `None` where it has none. Read once.
 pub fn smallest_huge_page() -> Option<usize> {
@@ -217,18 +230,56 @@ pub unsafe fn sync(addr: *mut u8, len: usize, flags: i32) -> io::Result<()> {
   Ok(())
 }
 
-/// `mincore` over the range: how many of its pages are resident, and how many it spans.
+/// Pages `mincore` reports on at a time: its vector is a fixed buffer of this many bytes, so
+/// that a huge range (a 40 TiB reservation has 10^10 pages) needs no memory in proportion.
+const MINCORE_CHUNK_PAGES: usize = 64 * 1024;
+
+/// `mincore` over the range: how many of its pages are resident, and how many it spans. Works
+/// through the range [`MINCORE_CHUNK_PAGES`] pages at a time; fails with `ENOMEM` (errno) only
+/// if even that buffer cannot be had.
 ///
 /// # Safety
 /// `addr..addr + len` lies within a mapping this crate owns and `addr` is page-aligned.
 pub unsafe fn resident_pages(addr: *mut u8, len: usize) -> io::Result<(usize, usize)> {
-  let pages = len.div_ceil(page_size());
-  let mut vec = vec![0 as libc::c_uchar; pages];
-  // SAFETY: the caller owns the range; `vec` has one byte per page of it, as mincore needs.
-  if unsafe { libc::mincore(addr.cast(), len, vec.as_mut_ptr().cast()) } != 0 {
-    return Err(io::Error::last_os_error());
+  let page = page_size();
+  let pages = len.div_ceil(page);
+  let mut vec: Vec<libc::c_uchar> = Vec::new();
+  vec
+    .try_reserve_exact(pages.min(MINCORE_CHUNK_PAGES))
+    .map_err(|_| io::Error::from_raw_os_error(libc::ENOMEM))?;
+  vec.resize(pages.min(MINCORE_CHUNK_PAGES), 0);
+  let mut resident = 0;
+  let mut done = 0;
+  while done < pages {
+    let count = (pages - done).min(MINCORE_CHUNK_PAGES);
+    let bytes = if done + count == pages {
+      len - done * page
+    } else {
+      count * page
+    };
+    // SAFETY: `done * page < len`, so the chunk starts inside the caller's range.
+    let chunk = unsafe { addr.add(done * page) };
+    // SAFETY: the chunk lies in the caller's range (page-aligned: `addr` is, and so is
+    // `done * page`); `vec` has a byte for each of its `count` pages, as mincore needs.
+    if unsafe { libc::mincore(chunk.cast(), bytes, vec.as_mut_ptr().cast()) } != 0 {
+      return Err(io::Error::last_os_error());
+    }
+    resident += resident_in(&vec[..count]);
+    done += count;
   }
-  Ok((vec.iter().filter(|&&b| b & 1 != 0).count(), pages))
+  Ok((resident, pages))
+}
+
+/// How many of mincore's bytes say "resident" (bit 0), eight at a time.
+fn resident_in(vec: &[u8]) -> usize {
+  const LOW_BITS: u64 = 0x0101_0101_0101_0101;
+  let words = vec.chunks_exact(8);
+  let rest = words.remainder().iter().filter(|&&b| b & 1 != 0).count();
+  let counted = words.map(|word| {
+    let word = u64::from_ne_bytes(word.try_into().unwrap_or([0; 8]));
+    (word & LOW_BITS).count_ones() as usize
+  });
+  counted.sum::<usize>() + rest
 }
 
 /// `mlock` (`lock == true`) or `munlock` over the range.
@@ -615,6 +666,27 @@ mod tests {
     assert_eq!(on_disk[0], 7);
     // SAFETY: still owned by this test; `view` is not used again.
     unsafe { unmap(addr, len) }.unwrap();
+  }
+
+  #[cfg(target_os = "linux")]
+  #[test]
+  fn resident_pages_works_through_a_range_of_many_chunks() {
+    let page = page_size();
+    let pages = 2 * MINCORE_CHUNK_PAGES + 3;
+    let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | consts::MAP_NORESERVE;
+    let addr = map(pages * page, libc::PROT_READ | libc::PROT_WRITE, flags, -1, 0).unwrap();
+    // SAFETY: our own new mapping; no huge pages, so each touch makes exactly one page resident.
+    unsafe { advise(addr, pages * page, libc::MADV_NOHUGEPAGE) }.unwrap();
+    for index in [0, MINCORE_CHUNK_PAGES - 1, MINCORE_CHUNK_PAGES, pages - 1] {
+      // SAFETY: inside the mapping, which is writable.
+      unsafe { addr.add(index * page).write(1) };
+    }
+    // SAFETY: our own mapping, short of the end of its last page.
+    let counts = unsafe { resident_pages(addr, pages * page - 10) }.unwrap();
+    assert_eq!(counts, (4, pages));
+    // SAFETY: our own mapping, given back once.
+    unsafe { unmap(addr, pages * page) }.unwrap();
+    assert_eq!(resident_in(&[1, 0, 3, 2, 1, 1, 1, 1, 1, 0, 5]), 8);
   }
 
   #[test]
