@@ -62,6 +62,9 @@ pub struct Mapping {
   shared_anonymous: bool,
   /// Pages lost under the mapping (SIGBUS) and replaced with zeros.
   faults: AtomicUsize,
+  /// The offset from which SIGBUS recovery replaced the rest of the mapping with zeros (a lost
+  /// tail), or `usize::MAX`: a later recovery below it replaces only up to it.
+  lost_from: AtomicUsize,
   /// Our slot in the fault table while live, or `NO_SLOT`.
   slot: AtomicUsize,
   /// The size of the pages behind the range (see [`granule`]): the system's page size, or a huge
@@ -139,15 +142,43 @@ fn granule(flags: i32, fd: i32, addr: usize) -> usize {
 /// any call that could leave fewer than this many.
 const RUNTIME_HEADROOM: usize = 4096;
 
+/// `vm.max_map_count` less [`RUNTIME_HEADROOM`], once read (no limit where the kernel tells none).
+static LIMIT: OnceLock<usize> = OnceLock::new();
+
 /// The most kernel mappings node-mmap lets the process reach: `vm.max_map_count` less
 /// [`RUNTIME_HEADROOM`] (no limit where the kernel tells none).
 fn vma_limit() -> usize {
-  static LIMIT: OnceLock<usize> = OnceLock::new();
   *LIMIT.get_or_init(|| {
     let max = std::fs::read_to_string("/proc/sys/vm/max_map_count").ok();
     let max = max.and_then(|text| text.trim().parse::<usize>().ok());
     max.map_or(usize::MAX, |max| max.saturating_sub(RUNTIME_HEADROOM).max(1))
   })
+}
+
+/// Reads the limit now, so that [`reserve_vmas_in_handler`] finds it without reading a file
+/// (`signals::install` calls this before installing the handlers).
+pub fn prepare_handler_reservations() {
+  vma_limit();
+}
+
+/// [`reserve_vmas`] for a signal handler (SIGBUS recovery): atomics only, no lock, no
+/// allocation. Where the bound says the mappings may not fit, `count` (which must be
+/// async-signal-safe: it reads `/proc/self/maps` into a small buffer) gives the real number. A
+/// handler may go half way into [`RUNTIME_HEADROOM`]: refusing ends the process, so it gets
+/// what V8 can spare, and V8 keeps the other half. Returns whether the mappings may be added.
+pub fn reserve_vmas_in_handler(extra: usize, count: impl FnOnce() -> Option<usize>) -> bool {
+  let Some(&limit) = LIMIT.get() else {
+    return true; // never read: there is no limit to keep
+  };
+  let limit = limit.saturating_add(RUNTIME_HEADROOM / 2);
+  let added = ADDED.fetch_add(extra, Ordering::Relaxed).saturating_add(extra);
+  if COUNTED.load(Ordering::Relaxed).saturating_add(added) <= limit {
+    return true;
+  }
+  // Counted here without storing the count: the mutex that keeps `COUNTED`, `ADDED` and
+  // `GENERATION` consistent cannot be taken in a handler. What was added to `ADDED` stays: the
+  // bound only grows until the next count.
+  count().is_some_and(|counted| counted.saturating_add(extra) <= limit)
 }
 
 /// The process's kernel mappings at the last count (lines of `/proc/self/maps`).
@@ -160,6 +191,23 @@ static ADDED: AtomicUsize = AtomicUsize::new(0);
 /// Bumped by every count: allowances taken before it are void.
 static GENERATION: AtomicUsize = AtomicUsize::new(0);
 static RECOUNT: Mutex<()> = Mutex::new(());
+
+/// How many more kernel mappings replacing `addr..addr + len` (page-aligned) with a new mapping
+/// could make: 1 for each end that falls inside a kernel mapping (which the replacement cuts in
+/// two). `None` if `/proc/self/maps` cannot be read.
+fn vmas_split_by(addr: usize, len: usize) -> Option<usize> {
+  let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+  let end = addr + len;
+  let inside = |at: usize| {
+    maps.lines().any(|line| {
+      let range = line.split(' ').next().unwrap_or("");
+      let (start, stop) = range.split_once('-').unwrap_or(("", ""));
+      let parse = |hex: &str| usize::from_str_radix(hex, 16).ok();
+      matches!((parse(start), parse(stop)), (Some(start), Some(stop)) if start < at && at < stop)
+    })
+  };
+  Some(usize::from(inside(addr)) + usize::from(inside(end)))
+}
 
 /// Kernel mappings a thread reserves at once, so that most calls touch no shared counter.
 const ALLOWANCE: usize = 64;
@@ -238,7 +286,7 @@ impl Mapping {
     // MAP_LOCKED is 0 where mappings cannot be made locked (macOS): then none is.
     #[allow(clippy::bad_bit_mask)]
     let batchable = granule == sys::page_size() && flags & crate::constants::MAP_LOCKED == 0;
-    Ok(Self::adopt(
+    Self::adopt(
       addr,
       len,
       prot,
@@ -248,11 +296,18 @@ impl Mapping {
         granule,
         batchable,
       },
-    ))
+    )
   }
 
-  /// Takes ownership of a range just mapped for us.
-  fn adopt(addr: *mut u8, len: usize, prot: i32, path: Option<Box<[u8]>>, layout: Layout) -> Shared {
+  /// Takes ownership of a range just mapped for us and enters it in the fault table. Fails with
+  /// `ENOMEM` (the range given back) if the table cannot grow.
+  fn adopt(
+    addr: *mut u8,
+    len: usize,
+    prot: i32,
+    path: Option<Box<[u8]>>,
+    layout: Layout,
+  ) -> io::Result<Shared> {
     let Layout {
       shared_anonymous,
       granule,
@@ -268,6 +323,7 @@ impl Mapping {
       path,
       shared_anonymous,
       faults: AtomicUsize::new(0),
+      lost_from: AtomicUsize::new(usize::MAX),
       slot: AtomicUsize::new(NO_SLOT),
       granule,
       batchable: AtomicBool::new(batchable),
@@ -275,10 +331,10 @@ impl Mapping {
       cancel: AtomicU32::new(0),
       cancel_waiters: AtomicU32::new(0),
     });
-    if let Some(slot) = faults::register(&mapping) {
-      mapping.slot.store(slot, Ordering::Release);
-    }
-    mapping
+    // Dropped on failure: unmapped at once (it holds no slot).
+    let slot = faults::register(&mapping)?;
+    mapping.slot.store(slot, Ordering::Release);
+    Ok(mapping)
   }
 
   /// The protection the mapping was made with.
@@ -330,9 +386,19 @@ impl Mapping {
     f(&mut self.views.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
   }
 
-  /// Counts a recovered fault (from the signal handler: one atomic add).
-  pub fn record_fault(&self) {
-    self.faults.fetch_add(1, Ordering::AcqRel);
+  /// Counts `pages` lost pages replaced with zeros (from the signal handler: one atomic add).
+  pub fn record_fault(&self, pages: usize) {
+    self.faults.fetch_add(pages, Ordering::AcqRel);
+  }
+
+  /// Where the lost tail replaced by SIGBUS recovery starts (see the field).
+  pub fn lost_from(&self) -> usize {
+    self.lost_from.load(Ordering::Acquire)
+  }
+
+  /// Records that everything from `offset` to the end was replaced (from the signal handler).
+  pub fn lose_from(&self, offset: usize) {
+    self.lost_from.fetch_min(offset, Ordering::AcqRel);
   }
 
   /// Leaves the fault table: afterwards no signal handler looks at this mapping.
@@ -479,7 +545,19 @@ impl Mapping {
 
   /// Takes the user's memory away: the range becomes a zero-filled placeholder that stays
   /// reserved until the last reference drops. Returns `false` if it was already unmapped.
+  ///
+  /// The placeholder splits the kernel mapping it is cut from when the kernel had merged this
+  /// mapping with its neighbours (consecutive pages of one file): near the limit this fails with
+  /// `ENOMEM` (see [`reserve_vmas`]), and the mapping stays as it was.
   pub fn unmap(&self) -> io::Result<bool> {
+    if self.is_unmapped() {
+      return Ok(false);
+    }
+    reserve_vmas(2).or_else(|err| match vmas_split_by(self.addr, self.extent()) {
+      Some(0) => Ok(()),
+      Some(splits) => reserve_vmas(splits),
+      None => Err(err),
+    })?;
     if self.state.swap(UNMAPPED, Ordering::AcqRel) != LIVE {
       return Ok(false);
     }
@@ -508,6 +586,9 @@ impl Mapping {
     if self.is_unmapped() {
       return Err(Failure::Unmapped);
     }
+    // The moved range is a new kernel mapping, and moving part of a mapping the kernel had
+    // merged with its neighbours splits that one in three.
+    reserve_vmas(3)?;
     // SAFETY: the whole range is ours (safety model) and both lengths are non-zero.
     let addr = unsafe { sys::remap(self.addr(), self.extent(), new_len.next_multiple_of(self.granule)) }?;
     let layout = Layout {
@@ -515,7 +596,7 @@ impl Mapping {
       granule: self.granule,
       batchable: self.batchable.load(Ordering::Relaxed),
     };
-    let moved = Self::adopt(addr, new_len, self.prot, self.path.clone(), layout);
+    let moved = Self::adopt(addr, new_len, self.prot, self.path.clone(), layout)?;
     // mremap keeps the pages' rights, and a grown tail takes those of the pages before it: so
     // what `protect()` left guaranteed here holds there too. Starting over from `prot` would let
     // native copies write into pages `protect()` made read-only (a SIGSEGV, not an error).
