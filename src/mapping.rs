@@ -196,17 +196,35 @@ static RECOUNT: Mutex<()> = Mutex::new(());
 /// could make: 1 for each end that falls inside a kernel mapping (which the replacement cuts in
 /// two). `None` if `/proc/self/maps` cannot be read.
 fn vmas_split_by(addr: usize, len: usize) -> Option<usize> {
-  let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+  let maps = std::fs::read("/proc/self/maps").ok()?;
   let end = addr + len;
-  let inside = |at: usize| {
-    maps.lines().any(|line| {
-      let range = line.split(' ').next().unwrap_or("");
-      let (start, stop) = range.split_once('-').unwrap_or(("", ""));
-      let parse = |hex: &str| usize::from_str_radix(hex, 16).ok();
-      matches!((parse(start), parse(stop)), (Some(start), Some(stop)) if start < at && at < stop)
+  let hex = |digits: &[u8]| {
+    digits.iter().try_fold(0usize, |value, &digit| {
+      let nibble = (digit as char).to_digit(16)? as usize;
+      value.checked_mul(16)?.checked_add(nibble)
     })
   };
-  Some(usize::from(inside(addr)) + usize::from(inside(end)))
+  let (mut start_inside, mut end_inside) = (false, false);
+  for line in maps.split(|&b| b == b'\n') {
+    let range = line.split(|&b| b == b' ').next().unwrap_or(&[]);
+    let Some(dash) = range.iter().position(|&b| b == b'-') else {
+      continue;
+    };
+    if let (Some(from), Some(to)) = (hex(&range[..dash]), hex(&range[dash + 1..])) {
+      start_inside |= from < addr && addr < to;
+      end_inside |= from < end && end < to;
+    }
+  }
+  Some(usize::from(start_inside) + usize::from(end_inside))
+}
+
+/// Whether `extra` more kernel mappings might not fit `grace` past [`vma_limit`] by the bound
+/// (no reservation is made).
+fn near_limit(extra: usize, grace: usize) -> bool {
+  let bound = COUNTED
+    .load(Ordering::Relaxed)
+    .saturating_add(ADDED.load(Ordering::Relaxed));
+  bound.saturating_add(extra) > vma_limit().saturating_add(grace)
 }
 
 /// Kernel mappings a thread reserves at once, so that most calls touch no shared counter.
@@ -224,6 +242,16 @@ thread_local! {
 /// took one just as another counted: it may add that many uncounted, far inside
 /// [`RUNTIME_HEADROOM`].
 pub fn reserve_vmas(extra: usize) -> io::Result<()> {
+  reserve_vmas_beyond(extra, 0)
+}
+
+/// What `unmap()` may take of [`RUNTIME_HEADROOM`]: a program at the limit frees memory by
+/// unmapping, and a placeholder cut out of a mapping the kernel had merged with its neighbours
+/// adds one. A quarter: SIGBUS recovery may use half, and V8 keeps the rest.
+const UNMAP_GRACE: usize = RUNTIME_HEADROOM / 4;
+
+/// [`reserve_vmas`] that may go `grace` kernel mappings past [`vma_limit`].
+fn reserve_vmas_beyond(extra: usize, grace: usize) -> io::Result<()> {
   let generation = GENERATION.load(Ordering::Relaxed);
   let from_allowance = LEFT
     .try_with(|left| match left.get() {
@@ -237,7 +265,7 @@ pub fn reserve_vmas(extra: usize) -> io::Result<()> {
   if from_allowance {
     return Ok(());
   }
-  let limit = vma_limit();
+  let limit = vma_limit().saturating_add(grace);
   let fits = |added: usize| COUNTED.load(Ordering::Relaxed).saturating_add(added) <= limit;
   let added = ADDED.fetch_add(extra, Ordering::Relaxed) + extra;
   if fits(added) {
@@ -547,17 +575,22 @@ impl Mapping {
   /// reserved until the last reference drops. Returns `false` if it was already unmapped.
   ///
   /// The placeholder splits the kernel mapping it is cut from when the kernel had merged this
-  /// mapping with its neighbours (consecutive pages of one file): near the limit this fails with
-  /// `ENOMEM` (see [`reserve_vmas`]), and the mapping stays as it was.
+  /// mapping with its neighbours (consecutive pages of one file): that may go [`UNMAP_GRACE`]
+  /// past the limit of [`reserve_vmas`], and fails with `ENOMEM` beyond (the mapping stays as
+  /// it was). A mapping that is a kernel mapping of its own never fails so.
   pub fn unmap(&self) -> io::Result<bool> {
     if self.is_unmapped() {
       return Ok(false);
     }
-    reserve_vmas(2).or_else(|err| match vmas_split_by(self.addr, self.extent()) {
-      Some(0) => Ok(()),
-      Some(splits) => reserve_vmas(splits),
-      None => Err(err),
-    })?;
+    // Near the limit, the kernel's list tells whether the placeholder splits anything (most
+    // mappings are kernel mappings of their own: then it adds none).
+    let splits = match near_limit(2, UNMAP_GRACE) {
+      true => vmas_split_by(self.addr, self.extent()).unwrap_or(2),
+      false => 2,
+    };
+    if splits > 0 {
+      reserve_vmas_beyond(splits, UNMAP_GRACE)?;
+    }
     if self.state.swap(UNMAPPED, Ordering::AcqRel) != LIVE {
       return Ok(false);
     }

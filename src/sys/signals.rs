@@ -79,8 +79,10 @@ pub fn install() {
   });
   let small = SMALL_STACK.load(Ordering::Relaxed);
   if small != 0 {
-    // A test switch: a thread whose stack cannot be had runs the handlers where it did.
-    let _ = use_small_stack(small);
+    if let Err(err) = use_small_stack(small) {
+      // A test switch that cannot take effect must not pass for one that did.
+      eprintln!("node-mmap: {TEST_SMALL_SIGSTACK}={small}: no alternate signal stack: {err}");
+    }
   }
 }
 
@@ -134,14 +136,16 @@ fn signal_frame_size() -> usize {
 }
 
 /// Gives this thread an alternate signal stack that leaves a handler `bytes` besides the
-/// kernel's signal frame, with an inaccessible page below it (see [`TEST_SMALL_SIGSTACK`]).
+/// kernel's signal frame (or more, where the kernel asks for a larger stack), with an
+/// inaccessible page below it (see [`TEST_SMALL_SIGSTACK`]).
 /// Once per thread; the stack is given back when the thread ends.
 pub fn use_small_stack(bytes: usize) -> io::Result<()> {
   if ALT_STACK.with(|stack| stack.borrow().is_some()) {
     return Ok(());
   }
   let page = super::page_size();
-  let size = signal_frame_size() + bytes;
+  // The kernel refuses stacks below MINSIGSTKSZ (2048 bytes on x86-64).
+  let size = (signal_frame_size() + bytes).max(libc::MINSIGSTKSZ);
   let len = page + size.next_multiple_of(page);
   let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
   let prot = libc::PROT_READ | libc::PROT_WRITE;
