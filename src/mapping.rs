@@ -60,6 +60,10 @@ pub struct Mapping {
   path: Option<Box<[u8]>>,
   /// `MAP_SHARED | MAP_ANONYMOUS`: memory of a fixed-size object that `remap` cannot grow.
   shared_anonymous: bool,
+  /// A file in ordinary pages: a lost page there is past the end of a truncated file, and so
+  /// are the lost pages after it, which SIGBUS recovery may replace at once (not for anonymous
+  /// or huge pages, which a huge page pool that runs dry loses one by one).
+  file_pages: bool,
   /// Pages lost under the mapping (SIGBUS) and replaced with zeros.
   faults: AtomicUsize,
   /// The offset from which SIGBUS recovery replaced the rest of the mapping with zeros (a lost
@@ -89,6 +93,7 @@ const NO_SLOT: usize = usize::MAX;
 /// What `adopt` needs to know of a range besides its address, length and rights.
 struct Layout {
   shared_anonymous: bool,
+  file_pages: bool,
   granule: usize,
   batchable: bool,
 }
@@ -314,6 +319,7 @@ impl Mapping {
     // MAP_LOCKED is 0 where mappings cannot be made locked (macOS): then none is.
     #[allow(clippy::bad_bit_mask)]
     let batchable = granule == sys::page_size() && flags & crate::constants::MAP_LOCKED == 0;
+    let file_pages = flags & libc::MAP_ANONYMOUS == 0 && granule == sys::page_size();
     Self::adopt(
       addr,
       len,
@@ -321,6 +327,7 @@ impl Mapping {
       path.map(Box::from),
       Layout {
         shared_anonymous,
+        file_pages,
         granule,
         batchable,
       },
@@ -338,6 +345,7 @@ impl Mapping {
   ) -> io::Result<Shared> {
     let Layout {
       shared_anonymous,
+      file_pages,
       granule,
       batchable,
     } = layout;
@@ -350,6 +358,7 @@ impl Mapping {
       reprotected: AtomicBool::new(false),
       path,
       shared_anonymous,
+      file_pages,
       faults: AtomicUsize::new(0),
       lost_from: AtomicUsize::new(usize::MAX),
       slot: AtomicUsize::new(NO_SLOT),
@@ -384,6 +393,11 @@ impl Mapping {
   /// memory, whose object has a fixed size (the new pages would have nothing behind them).
   pub fn can_grow(&self) -> bool {
     !self.shared_anonymous
+  }
+
+  /// Whether a lost page's lost successors may be replaced with it (see the field).
+  pub fn file_pages(&self) -> bool {
+    self.file_pages
   }
 
   /// The mapped file's path, where known.
@@ -626,6 +640,7 @@ impl Mapping {
     let addr = unsafe { sys::remap(self.addr(), self.extent(), new_len.next_multiple_of(self.granule)) }?;
     let layout = Layout {
       shared_anonymous: self.shared_anonymous,
+      file_pages: self.file_pages,
       granule: self.granule,
       batchable: self.batchable.load(Ordering::Relaxed),
     };

@@ -252,30 +252,49 @@ fn handle(signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut c_void)
   }
 }
 
-/// Held by the handler that is replacing pages: two threads faulting in the same lost range
-/// must not both replace it (the second would wipe what the first thread wrote since). Only
-/// handlers take it, and nothing in it can fault, so it cannot deadlock.
-static RECOVERING: AtomicBool = AtomicBool::new(false);
+/// The thread (its id) whose handler is replacing pages, or 0: two threads faulting in the same
+/// lost range must not both replace it (the second would wipe what the first thread wrote
+/// since). Only handlers take it, and nothing they do while holding it faults; a handler that
+/// interrupted the holder on its own thread (a fault in another signal's handler) goes on
+/// without it rather than wait for itself.
+static RECOVERING: AtomicUsize = AtomicUsize::new(0);
 
-struct RecoveryLock;
+struct RecoveryLock {
+  taken: bool,
+}
 
 impl RecoveryLock {
   fn take() -> RecoveryLock {
-    while RECOVERING
-      .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-      .is_err()
-    {
-      std::hint::spin_loop();
+    // SAFETY: gettid(2) has no arguments and cannot fail; async-signal-safe.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let me = unsafe { libc::syscall(libc::SYS_gettid) } as usize;
+    // Elsewhere (no recovery happens there) any non-zero value per thread will do.
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let me = {
+      let local = 0u8;
+      std::ptr::addr_of!(local) as usize | 1
+    };
+    loop {
+      match RECOVERING.compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed) {
+        Ok(_) => return RecoveryLock { taken: true },
+        Err(holder) if holder == me => return RecoveryLock { taken: false },
+        Err(_) => std::hint::spin_loop(),
+      }
     }
-    RecoveryLock
   }
 }
 
 impl Drop for RecoveryLock {
   fn drop(&mut self) {
-    RECOVERING.store(false, Ordering::Release);
+    if self.taken {
+      RECOVERING.store(0, Ordering::Release);
+    }
   }
 }
+
+/// The most one recovery replaces at once: a lost tail longer than this is replaced a piece at
+/// a time (each piece merges with the one before), so that checking it stays quick.
+const MAX_TAIL: usize = 1 << 28;
 
 /// Replaces the lost page holding `addr` with zeros, and with it the lost pages after it (see
 /// the module docs).
@@ -303,7 +322,8 @@ fn recover(mapping: &Mapping, addr: usize) -> Result<(), Refusal> {
       None => (mapping.prot(), page + granule),
     },
   };
-  let end = match lost_through(page, end, granule) {
+  let end = end.min(page + MAX_TAIL);
+  let end = match mapping.file_pages() && lost_through(page, end, granule) {
     true => end,
     false => page + granule,
   };
@@ -326,11 +346,12 @@ fn recover(mapping: &Mapping, addr: usize) -> Result<(), Refusal> {
   Ok(())
 }
 
-/// Whether every page from `page` (lost) to `end` is lost too, as past the end of a truncated
-/// file: the last one is, and a binary search between finds no readable page (a readable page
-/// in between means an isolated lost page, an I/O error, which alone is replaced). Pages are
-/// read with `process_vm_readv`, which fails with EFAULT where an access would raise SIGBUS; if
-/// the system refuses the call, only the page is replaced.
+/// Whether every page from `page` (lost) to `end` of a file mapping is lost too, as past the
+/// end of a truncated file (where the kernel drops the pages of `MAP_PRIVATE` mappings too,
+/// also those the program wrote): the last one is, and a binary search between finds no
+/// readable page (a readable page in between means an isolated lost page, an I/O error, which
+/// alone is replaced). Pages are read with `process_vm_readv`, which fails with EFAULT where an
+/// access would raise SIGBUS; if the system refuses the call, only the page is replaced.
 fn lost_through(page: usize, end: usize, granule: usize) -> bool {
   if end - page <= granule {
     return true;
