@@ -859,6 +859,34 @@ mod tests {
   }
 
   #[test]
+  fn a_handler_reservation_counts_the_maps_and_keeps_the_runtime_half_its_headroom() {
+    prepare_handler_reservations();
+    let limit = vma_limit();
+    if limit == usize::MAX {
+      eprintln!("skipped: no vm.max_map_count here");
+      return;
+    }
+    // Far more than the bound allows: the handler's count decides.
+    let beyond = 1usize << 40;
+    assert!(
+      !reserve_vmas_in_handler(beyond, || Some(0)),
+      "more than the limit"
+    );
+    let grace = RUNTIME_HEADROOM / 2;
+    assert!(
+      reserve_vmas_in_handler(2, || Some(limit + grace - 2)),
+      "the last two of the grace"
+    );
+    assert!(
+      !reserve_vmas_in_handler(2, || Some(limit + grace - 1)),
+      "one past the grace"
+    );
+    assert!(!reserve_vmas_in_handler(2, || None), "maps that cannot be read");
+    // Put the bound back for the other tests (a count resets it).
+    reserve_vmas(1).unwrap();
+  }
+
+  #[test]
   fn fault_table_slots_are_reused_from_the_bottom() {
     let slot = |mapping: &Shared| mapping.slot.load(Ordering::Relaxed);
     let batch = || (0..1000).map(|_| anonymous(4096)).collect::<Vec<_>>();

@@ -81,7 +81,9 @@ pub fn install() {
   if small != 0 {
     if let Err(err) = use_small_stack(small) {
       // A test switch that cannot take effect must not pass for one that did.
-      eprintln!("node-mmap: {TEST_SMALL_SIGSTACK}={small}: no alternate signal stack: {err}");
+      use std::io::Write;
+      let message = format!("node-mmap: {TEST_SMALL_SIGSTACK}={small}: no alternate signal stack: {err}\n");
+      let _ = std::io::stderr().write_all(message.as_bytes());
     }
   }
 }
@@ -140,7 +142,11 @@ fn signal_frame_size() -> usize {
 /// inaccessible page below it (see [`TEST_SMALL_SIGSTACK`]).
 /// Once per thread; the stack is given back when the thread ends.
 pub fn use_small_stack(bytes: usize) -> io::Result<()> {
-  if ALT_STACK.with(|stack| stack.borrow().is_some()) {
+  // A thread that is ending (its thread-locals gone) keeps the stack it has.
+  if ALT_STACK
+    .try_with(|stack| stack.borrow().is_some())
+    .unwrap_or(true)
+  {
     return Ok(());
   }
   let page = super::page_size();
@@ -170,7 +176,8 @@ pub fn use_small_stack(bytes: usize) -> io::Result<()> {
   if unsafe { libc::sigaltstack(&new, std::ptr::null_mut()) } != 0 {
     return Err(io::Error::last_os_error());
   }
-  ALT_STACK.with(|slot| *slot.borrow_mut() = Some(stack));
+  // If the thread-local is gone meanwhile, `stack` is dropped: disabled and given back.
+  let _ = ALT_STACK.try_with(|slot| *slot.borrow_mut() = Some(stack));
   Ok(())
 }
 
