@@ -144,7 +144,9 @@ fn granule(flags: i32, fd: i32, addr: usize) -> usize {
 /// (65530 by default) per process; when node-mmap's mappings, or the pieces `protect()` and
 /// `lock()` split them into, take the last ones, V8's next allocation fails and it aborts the
 /// process ("Zone Allocation failed", `std::bad_alloc`). So node-mmap refuses, with `ENOMEM`,
-/// any call that could leave fewer than this many.
+/// any call that could leave fewer than this many; only `unmap()` (a quarter of them, see
+/// [`UNMAP_GRACE`]) and SIGBUS recovery (half, see [`reserve_vmas_in_handler`]) may use some,
+/// as refusing there would keep a program at the limit from freeing memory, or end it.
 const RUNTIME_HEADROOM: usize = 4096;
 
 /// `vm.max_map_count` less [`RUNTIME_HEADROOM`], once read (no limit where the kernel tells none).
