@@ -52,6 +52,116 @@ test('mapping until the kernel limit throws ENOMEM, leaves the process alive, an
   assert.equal(result.againLength, 4096)
 })
 
+/** Runs `script` in a child node; returns its one JSON line, asserting it exited 0. */
+function runChild(script, timeout = 120000) {
+  const child = spawnSync('/bin/sh', ['-c', 'ulimit -c 0 2>/dev/null; exec "$0" -e "$1"', process.execPath, script], {
+    encoding: 'utf8',
+    timeout,
+  })
+  assert.equal(child.signal, null, `child died by ${child.signal}: ${child.stderr}`)
+  assert.equal(child.status, 0, child.stderr)
+  return JSON.parse(child.stdout)
+}
+
+const PRELUDE = `
+  const mmap = require(${JSON.stringify(path.join(__dirname, '..'))})
+  const fs = require('fs'), os = require('os'), path = require('path')
+  const P = mmap.PAGESIZE
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'node-mmap-limits-'))
+  process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }))
+  const vmas = () => fs.readFileSync('/proc/self/maps', 'utf8').split(String.fromCharCode(10)).length - 1
+  const linesOf = (file) => fs.readFileSync('/proc/self/maps', 'utf8').split(String.fromCharCode(10)).filter((l) => l.endsWith(' ' + file)).length
+  const shape = (err) => err && { name: err.name, code: err.code, errno: err.errno, syscall: err.syscall, message: err.message }
+`
+
+test('reading every other page of a truncated 256 MiB file survives, with the lost tail replaced by one kernel mapping', () => {
+  // Replacing each lost page on its own took 2 kernel mappings per isolated page: 32768 pages
+  // read here, and the process died by SIGBUS once the kernel refused the next one.
+  const result = runChild(`${PRELUDE}
+    const size = 256 * 2 ** 20
+    const file = path.join(dir, 'big')
+    const fd = fs.openSync(file, 'w+')
+    fs.writeSync(fd, Buffer.alloc(P, 7), 0, P, 0)
+    fs.ftruncateSync(fd, size)
+    const buf = mmap.map(size, mmap.PROT_READ, mmap.MAP_SHARED, fd)
+    const lines = () => fs.readFileSync('/proc/self/maps', 'utf8').split(String.fromCharCode(10)).filter(Boolean)
+    const [start, end] = lines().find((l) => l.endsWith(' ' + file)).split(' ')[0].split('-').map((x) => parseInt(x, 16))
+    // The kernel mappings inside the mapping's range (the oracle: /proc/self/maps).
+    const inside = () => lines().filter((l) => { const [s, e] = l.split(' ')[0].split('-').map((x) => parseInt(x, 16)); return s >= start && e <= end }).length
+    const before = inside()
+    fs.ftruncateSync(fd, P)
+    let nonZero = 0, read = 0
+    for (let at = P; at < size; at += 2 * P) { read++; if (buf[at] !== 0) nonZero++ }
+    console.log(JSON.stringify({ read, nonZero, first: buf[0], faults: mmap.faults(buf), before, after: inside(), size: fs.fstatSync(fd).size }))
+  `)
+  // The file's first page, then one zero-filled mapping for everything past the new end.
+  assert.deepEqual(result, { read: 32768, nonZero: 0, first: 7, faults: 65535, before: 1, after: 2, size: 4096 })
+})
+
+test('at the limit, remap() and unmap() that need kernel mappings throw ENOMEM; SIGBUS recovery still works and V8 keeps room', () => {
+  const result = runChild(`${PRELUDE}
+    const K = 3000
+    // K consecutive pages of one file, each its own mapping, mapped from the last page down:
+    // the kernel places each new mapping just below the previous one and merges them all into
+    // one kernel mapping (checked below). Unmapping one in the middle cuts that in three.
+    const mergedFile = path.join(dir, 'merged')
+    fs.writeFileSync(mergedFile, Buffer.alloc(K * P, 5))
+    const mfd = fs.openSync(mergedFile, 'r+')
+    const merged = []
+    for (let i = K - 1; i >= 0; i--) merged[i] = mmap.map(P, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED, mfd, i * P)
+    const mergedLines = linesOf(mergedFile)
+    // Fill up to node-mmap's limit with mappings that do not merge (offsets 0 and 2 pages).
+    const fillFile = path.join(dir, 'fill')
+    fs.writeFileSync(fillFile, Buffer.alloc(3 * P, 1))
+    const ffd = fs.openSync(fillFile, 'r')
+    const held = []
+    let mapError
+    try {
+      for (let i = 0; i < 200000; i++) held.push(mmap.map(P, mmap.PROT_READ, mmap.MAP_SHARED, ffd, (i % 2) * 2 * P))
+    } catch (err) { mapError = shape(err) }
+    const limit = Number(fs.readFileSync('/proc/sys/vm/max_map_count', 'utf8'))
+    const atLimit = vmas()
+    // remap() needs a new kernel mapping.
+    let remapError
+    try { mmap.remap(held[1], 2 * P) } catch (err) { remapError = shape(err) }
+    const remappedStillThere = held[1].length === P && held[1][0] === 1
+    // unmap() of mappings in the middle of the merged one: each adds 2 until the grace runs out.
+    let unmapped = 0, unmapError, failedIndex = -1
+    for (let i = 1; i < K - 1; i += 2) {
+      try { mmap.unmap(merged[i]); unmapped++ } catch (err) { unmapError = shape(err); failedIndex = i; break }
+    }
+    const failedStillMapped = failedIndex > 0 && merged[failedIndex].length === P && merged[failedIndex].every((b) => b === 5)
+    // A mapping that is a kernel mapping of its own is still unmapped (no new kernel mapping).
+    let loneError
+    try { mmap.unmap(held[2]) } catch (err) { loneError = shape(err) }
+    const afterUnmaps = vmas()
+    // SIGBUS recovery in the merged mapping still works: a lost page replaced in the middle.
+    fs.ftruncateSync(mfd, 0)
+    const lost = [merged[failedIndex][0], merged[failedIndex + 2][9]]
+    const faults = [mmap.faults(merged[failedIndex]), mmap.faults(merged[failedIndex + 2])]
+    // V8 can still allocate.
+    const junk = Array.from({ length: 200000 }, (_, i) => ({ i, s: String(i) }))
+    console.log(JSON.stringify({
+      mergedLines, mapError, limit, atLimit, remapError, remappedStillThere, unmapped, unmapError, failedStillMapped,
+      loneError, afterUnmaps, lost, faults, junk: junk.length,
+    }))
+  `)
+  assert.ok(result.mergedLines <= 10, `precondition: the ${3000} mappings merged into ${result.mergedLines} kernel mappings`)
+  const enomem = (syscall) => ({ name: 'Error', code: 'ENOMEM', errno: -12, syscall, message: `ENOMEM: not enough memory, ${syscall}` })
+  assert.deepEqual(result.mapError, enomem('mmap'))
+  assert.deepEqual(result.remapError, enomem('mremap'), 'remap() at the limit')
+  assert.equal(result.remappedStillThere, true, 'a remap() that failed leaves the Buffer as it was')
+  assert.deepEqual(result.unmapError, enomem('mmap'), 'unmap() that would split a kernel mapping, past the grace')
+  // unmap() may go a quarter of the runtime's 4096 kernel mappings past the limit: 2 each.
+  assert.ok(result.unmapped >= 400 && result.unmapped <= 520, `unmapped ${result.unmapped} before ENOMEM`)
+  assert.equal(result.failedStillMapped, true, 'an unmap() that failed leaves the mapping and its bytes')
+  assert.equal(result.loneError, undefined, 'unmap() of a mapping that splits nothing works at the limit')
+  assert.ok(result.afterUnmaps <= result.limit - 4096 + 1024 + 64, `${result.afterUnmaps} of ${result.limit}: V8 keeps room`)
+  assert.deepEqual(result.lost, [0, 0])
+  assert.deepEqual(result.faults, [1, 1])
+  assert.equal(result.junk, 200000)
+})
+
 test('Mapping#read of more than can be allocated throws ERR_MEMORY_ALLOCATION_FAILED instead of aborting', () => {
   // Address space capped at ~6 GiB: a 3.5 GiB copy cannot be had. Node-API's own Buffer
   // constructors abort the process there (V8's fatal OOM handler) on Node 18-22.

@@ -65,8 +65,15 @@ pub struct Mapping {
   /// mapping of `/dev/zero` or another device): an object of fixed size that `remap` cannot
   /// grow (the grown pages would be private to this process, and lost).
   fixed_size: bool,
+  /// A file in ordinary pages: a lost page there is past the end of a truncated file, and so
+  /// are the lost pages after it, which SIGBUS recovery may replace at once (not for anonymous
+  /// or huge pages, which a huge page pool that runs dry loses one by one).
+  file_pages: bool,
   /// Pages lost under the mapping (SIGBUS) and replaced with zeros.
   faults: AtomicUsize,
+  /// The offset from which SIGBUS recovery replaced the rest of the mapping with zeros (a lost
+  /// tail), or `usize::MAX`: a later recovery below it replaces only up to it.
+  lost_from: AtomicUsize,
   /// Our slot in the fault table while live, or `NO_SLOT`.
   slot: AtomicUsize,
   /// The size of the pages behind the range (see [`granule`]): the system's page size, or a huge
@@ -89,6 +96,7 @@ const NO_SLOT: usize = usize::MAX;
 /// What `adopt` needs to know of a range besides its address, length and rights.
 struct Layout {
   fixed_size: bool,
+  file_pages: bool,
   granule: usize,
   batchable: bool,
 }
@@ -139,18 +147,48 @@ fn granule(flags: i32, fd: i32, addr: usize) -> usize {
 /// (65530 by default) per process; when node-mmap's mappings, or the pieces `protect()` and
 /// `lock()` split them into, take the last ones, V8's next allocation fails and it aborts the
 /// process ("Zone Allocation failed", `std::bad_alloc`). So node-mmap refuses, with `ENOMEM`,
-/// any call that could leave fewer than this many.
+/// any call that could leave fewer than this many; only `unmap()` (a quarter of them, see
+/// [`UNMAP_GRACE`]) and SIGBUS recovery (half, see [`reserve_vmas_in_handler`]) may use some,
+/// as refusing there would keep a program at the limit from freeing memory, or end it.
 const RUNTIME_HEADROOM: usize = 4096;
+
+/// `vm.max_map_count` less [`RUNTIME_HEADROOM`], once read (no limit where the kernel tells none).
+static LIMIT: OnceLock<usize> = OnceLock::new();
 
 /// The most kernel mappings node-mmap lets the process reach: `vm.max_map_count` less
 /// [`RUNTIME_HEADROOM`] (no limit where the kernel tells none).
 fn vma_limit() -> usize {
-  static LIMIT: OnceLock<usize> = OnceLock::new();
   *LIMIT.get_or_init(|| {
     let max = std::fs::read_to_string("/proc/sys/vm/max_map_count").ok();
     let max = max.and_then(|text| text.trim().parse::<usize>().ok());
     max.map_or(usize::MAX, |max| max.saturating_sub(RUNTIME_HEADROOM).max(1))
   })
+}
+
+/// Reads the limit now, so that [`reserve_vmas_in_handler`] finds it without reading a file
+/// (`signals::install` calls this before installing the handlers).
+pub fn prepare_handler_reservations() {
+  vma_limit();
+}
+
+/// [`reserve_vmas`] for a signal handler (SIGBUS recovery): atomics only, no lock, no
+/// allocation. Where the bound says the mappings may not fit, `count` (which must be
+/// async-signal-safe: it reads `/proc/self/maps` into a small buffer) gives the real number. A
+/// handler may go half way into [`RUNTIME_HEADROOM`]: refusing ends the process, so it gets
+/// what V8 can spare, and V8 keeps the other half. Returns whether the mappings may be added.
+pub fn reserve_vmas_in_handler(extra: usize, count: impl FnOnce() -> Option<usize>) -> bool {
+  let Some(&limit) = LIMIT.get() else {
+    return true; // never read: there is no limit to keep
+  };
+  let limit = limit.saturating_add(RUNTIME_HEADROOM / 2);
+  let added = ADDED.fetch_add(extra, Ordering::Relaxed).saturating_add(extra);
+  if COUNTED.load(Ordering::Relaxed).saturating_add(added) <= limit {
+    return true;
+  }
+  // Counted here without storing the count: the mutex that keeps `COUNTED`, `ADDED` and
+  // `GENERATION` consistent cannot be taken in a handler. What was added to `ADDED` stays: the
+  // bound only grows until the next count.
+  count().is_some_and(|counted| counted.saturating_add(extra) <= limit)
 }
 
 /// The process's kernel mappings at the last count (lines of `/proc/self/maps`).
@@ -163,6 +201,41 @@ static ADDED: AtomicUsize = AtomicUsize::new(0);
 /// Bumped by every count: allowances taken before it are void.
 static GENERATION: AtomicUsize = AtomicUsize::new(0);
 static RECOUNT: Mutex<()> = Mutex::new(());
+
+/// How many more kernel mappings replacing `addr..addr + len` (page-aligned) with a new mapping
+/// could make: 1 for each end that falls inside a kernel mapping (which the replacement cuts in
+/// two). `None` if `/proc/self/maps` cannot be read.
+fn vmas_split_by(addr: usize, len: usize) -> Option<usize> {
+  let maps = std::fs::read("/proc/self/maps").ok()?;
+  let end = addr + len;
+  let hex = |digits: &[u8]| {
+    digits.iter().try_fold(0usize, |value, &digit| {
+      let nibble = (digit as char).to_digit(16)? as usize;
+      value.checked_mul(16)?.checked_add(nibble)
+    })
+  };
+  let (mut start_inside, mut end_inside) = (false, false);
+  for line in maps.split(|&b| b == b'\n') {
+    let range = line.split(|&b| b == b' ').next().unwrap_or(&[]);
+    let Some(dash) = range.iter().position(|&b| b == b'-') else {
+      continue;
+    };
+    if let (Some(from), Some(to)) = (hex(&range[..dash]), hex(&range[dash + 1..])) {
+      start_inside |= from < addr && addr < to;
+      end_inside |= from < end && end < to;
+    }
+  }
+  Some(usize::from(start_inside) + usize::from(end_inside))
+}
+
+/// Whether `extra` more kernel mappings might not fit `grace` past [`vma_limit`] by the bound
+/// (no reservation is made).
+fn near_limit(extra: usize, grace: usize) -> bool {
+  let bound = COUNTED
+    .load(Ordering::Relaxed)
+    .saturating_add(ADDED.load(Ordering::Relaxed));
+  bound.saturating_add(extra) > vma_limit().saturating_add(grace)
+}
 
 /// Kernel mappings a thread reserves at once, so that most calls touch no shared counter.
 const ALLOWANCE: usize = 64;
@@ -179,6 +252,16 @@ thread_local! {
 /// took one just as another counted: it may add that many uncounted, far inside
 /// [`RUNTIME_HEADROOM`].
 pub fn reserve_vmas(extra: usize) -> io::Result<()> {
+  reserve_vmas_beyond(extra, 0)
+}
+
+/// What `unmap()` may take of [`RUNTIME_HEADROOM`]: a program at the limit frees memory by
+/// unmapping, and a placeholder cut out of a mapping the kernel had merged with its neighbours
+/// adds one. A quarter: SIGBUS recovery may use half, and V8 keeps the rest.
+const UNMAP_GRACE: usize = RUNTIME_HEADROOM / 4;
+
+/// [`reserve_vmas`] that may go `grace` kernel mappings past [`vma_limit`].
+fn reserve_vmas_beyond(extra: usize, grace: usize) -> io::Result<()> {
   let generation = GENERATION.load(Ordering::Relaxed);
   let from_allowance = LEFT
     .try_with(|left| match left.get() {
@@ -192,7 +275,7 @@ pub fn reserve_vmas(extra: usize) -> io::Result<()> {
   if from_allowance {
     return Ok(());
   }
-  let limit = vma_limit();
+  let limit = vma_limit().saturating_add(grace);
   let fits = |added: usize| COUNTED.load(Ordering::Relaxed).saturating_add(added) <= limit;
   let added = ADDED.fetch_add(extra, Ordering::Relaxed) + extra;
   if fits(added) {
@@ -251,23 +334,33 @@ impl Mapping {
     // MAP_LOCKED is 0 where mappings cannot be made locked (macOS): then none is.
     #[allow(clippy::bad_bit_mask)]
     let batchable = granule == sys::page_size() && flags & crate::constants::MAP_LOCKED == 0;
-    Ok(Self::adopt(
+    let file_pages = flags & libc::MAP_ANONYMOUS == 0 && granule == sys::page_size();
+    Self::adopt(
       addr,
       len,
       prot,
       path.map(Box::from),
       Layout {
         fixed_size,
+        file_pages,
         granule,
         batchable,
       },
-    ))
+    )
   }
 
-  /// Takes ownership of a range just mapped for us.
-  fn adopt(addr: *mut u8, len: usize, prot: i32, path: Option<Box<[u8]>>, layout: Layout) -> Shared {
+  /// Takes ownership of a range just mapped for us and enters it in the fault table. Fails with
+  /// `ENOMEM` (the range given back) if the table cannot grow.
+  fn adopt(
+    addr: *mut u8,
+    len: usize,
+    prot: i32,
+    path: Option<Box<[u8]>>,
+    layout: Layout,
+  ) -> io::Result<Shared> {
     let Layout {
       fixed_size,
+      file_pages,
       granule,
       batchable,
     } = layout;
@@ -280,17 +373,19 @@ impl Mapping {
       reprotected: AtomicBool::new(false),
       path,
       fixed_size,
+      file_pages,
       faults: AtomicUsize::new(0),
+      lost_from: AtomicUsize::new(usize::MAX),
       slot: AtomicUsize::new(NO_SLOT),
       granule,
       batchable: AtomicBool::new(batchable),
       cancel: AtomicU32::new(0),
       cancel_waiters: AtomicU32::new(0),
     });
-    if let Some(slot) = faults::register(&mapping) {
-      mapping.slot.store(slot, Ordering::Release);
-    }
-    mapping
+    // Dropped on failure: unmapped at once (it holds no slot).
+    let slot = faults::register(&mapping)?;
+    mapping.slot.store(slot, Ordering::Release);
+    Ok(mapping)
   }
 
   /// The protection the mapping was made with.
@@ -312,6 +407,11 @@ impl Mapping {
   /// no regular file behind it, whose object has a fixed size (see the field).
   pub fn can_grow(&self) -> bool {
     !self.fixed_size
+  }
+
+  /// Whether a lost page's lost successors may be replaced with it (see the field).
+  pub fn file_pages(&self) -> bool {
+    self.file_pages
   }
 
   /// The mapped file's path, where known.
@@ -336,9 +436,19 @@ impl Mapping {
     self.faults.load(Ordering::Acquire)
   }
 
-  /// Counts a recovered fault (from the signal handler: one atomic add).
-  pub fn record_fault(&self) {
-    self.faults.fetch_add(1, Ordering::AcqRel);
+  /// Counts `pages` lost pages replaced with zeros (from the signal handler: one atomic add).
+  pub fn record_fault(&self, pages: usize) {
+    self.faults.fetch_add(pages, Ordering::AcqRel);
+  }
+
+  /// Where the lost tail replaced by SIGBUS recovery starts (see the field).
+  pub fn lost_from(&self) -> usize {
+    self.lost_from.load(Ordering::Acquire)
+  }
+
+  /// Records that everything from `offset` to the end was replaced (from the signal handler).
+  pub fn lose_from(&self, offset: usize) {
+    self.lost_from.fetch_min(offset, Ordering::AcqRel);
   }
 
   /// Leaves the fault table: afterwards no signal handler looks at this mapping.
@@ -477,7 +587,24 @@ impl Mapping {
 
   /// Takes the user's memory away: the range becomes a zero-filled placeholder that stays
   /// reserved until the last reference drops. Returns `false` if it was already unmapped.
+  ///
+  /// The placeholder splits the kernel mapping it is cut from when the kernel had merged this
+  /// mapping with its neighbours (consecutive pages of one file): that may go [`UNMAP_GRACE`]
+  /// past the limit of [`reserve_vmas`], and fails with `ENOMEM` beyond (the mapping stays as
+  /// it was). A mapping that is a kernel mapping of its own never fails so.
   pub fn unmap(&self) -> io::Result<bool> {
+    if self.is_unmapped() {
+      return Ok(false);
+    }
+    // Near the limit, the kernel's list tells whether the placeholder splits anything (most
+    // mappings are kernel mappings of their own: then it adds none).
+    let splits = match near_limit(2, UNMAP_GRACE) {
+      true => vmas_split_by(self.addr, self.extent()).unwrap_or(2),
+      false => 2,
+    };
+    if splits > 0 {
+      reserve_vmas_beyond(splits, UNMAP_GRACE)?;
+    }
     if self.state.swap(UNMAPPED, Ordering::AcqRel) != LIVE {
       return Ok(false);
     }
@@ -506,14 +633,18 @@ impl Mapping {
     if self.is_unmapped() {
       return Err(Failure::Unmapped);
     }
+    // The moved range is a new kernel mapping, and moving part of a mapping the kernel had
+    // merged with its neighbours splits that one in three.
+    reserve_vmas(3)?;
     // SAFETY: the whole range is ours (safety model) and both lengths are non-zero.
     let addr = unsafe { sys::remap(self.addr(), self.extent(), new_len.next_multiple_of(self.granule)) }?;
     let layout = Layout {
       fixed_size: self.fixed_size,
+      file_pages: self.file_pages,
       granule: self.granule,
       batchable: self.batchable.load(Ordering::Relaxed),
     };
-    let moved = Self::adopt(addr, new_len, self.prot, self.path.clone(), layout);
+    let moved = Self::adopt(addr, new_len, self.prot, self.path.clone(), layout)?;
     // mremap keeps the pages' rights, and a grown tail takes those of the pages before it: so
     // what `protect()` left guaranteed here holds there too. Starting over from `prot` would let
     // native copies write into pages `protect()` made read-only (a SIGSEGV, not an error).
@@ -739,6 +870,34 @@ mod tests {
     // SAFETY: the grown mapping is 3 pages long and readable.
     assert_eq!(unsafe { grown.addr().add(10).read() }, 42);
     assert_eq!(grown.len(), 3 * 4096);
+  }
+
+  #[test]
+  fn a_handler_reservation_counts_the_maps_and_keeps_the_runtime_half_its_headroom() {
+    prepare_handler_reservations();
+    let limit = vma_limit();
+    if limit == usize::MAX {
+      eprintln!("skipped: no vm.max_map_count here");
+      return;
+    }
+    // Far more than the bound allows: the handler's count decides.
+    let beyond = 1usize << 40;
+    assert!(
+      !reserve_vmas_in_handler(beyond, || Some(0)),
+      "more than the limit"
+    );
+    let grace = RUNTIME_HEADROOM / 2;
+    assert!(
+      reserve_vmas_in_handler(2, || Some(limit + grace - 2)),
+      "the last two of the grace"
+    );
+    assert!(
+      !reserve_vmas_in_handler(2, || Some(limit + grace - 1)),
+      "one past the grace"
+    );
+    assert!(!reserve_vmas_in_handler(2, || None), "maps that cannot be read");
+    // Put the bound back for the other tests (a count resets it).
+    reserve_vmas(1).unwrap();
   }
 
   #[test]

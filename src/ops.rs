@@ -436,8 +436,10 @@ fn undefined<'env>(env: &'env Env) -> Unknown<'env> {
 /// How many pages of the mapping behind `buffer` were lost under it and replaced with zeros:
 /// when another process truncates a mapped file, touching the pages past its new end raises
 /// SIGBUS, which kills the process with every other mmap binding. node-mmap (on Linux) replaces
-/// each such page with zero-filled memory, lets the access complete, and counts it here, so a
-/// program can tell that what it read is no longer the file. 0 for a healthy mapping.
+/// such a page with zero-filled memory, lets the access complete, and counts it here, so a
+/// program can tell that what it read is no longer the file. The lost pages after it, to the end
+/// of the mapping, are replaced (and counted) with it, at the first fault: a file grown again
+/// later does not show there. 0 for a healthy mapping.
 ///
 /// @param buffer - A Buffer returned by `map()` or any view of the same memory.
 #[napi(ts_args_type = "buffer: ArrayBufferView | ArrayBuffer")]
