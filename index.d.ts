@@ -320,9 +320,16 @@ export interface OpenOptions {
   offset?: number
   /** Bytes to map. Default: from `offset` to the end of the file. */
   length?: number
-  /** `true`: writes reach the file (`MAP_SHARED`); `false`: private copy-on-write. Default: `true`. */
+  /**
+   * `true`: writes reach the file (`MAP_SHARED`); `false`: private copy-on-write, writable only
+   * in mode `'r+'`/`'w+'`. Default: `true`.
+   */
   shared?: boolean
-  /** Read the whole range into memory now (`MAP_POPULATE`). Default: `false`. */
+  /**
+   * Read the whole range into memory now, without writing to it (`MADV_POPULATE_READ` on Linux
+   * 5.14+, else `MADV_WILLNEED`): a private mapping stays copy-on-write. A hint: failures are
+   * ignored. Default: `false`.
+   */
   populate?: boolean
   /** A `MADV_*` value applied right after mapping. Default: none. */
   advise?: number
@@ -330,16 +337,24 @@ export interface OpenOptions {
 
 /**
  * Opens the file at `path`, maps the part of it that `options` picks, closes the file and
- * returns a Buffer that is the mapping. An empty range gives an empty Buffer.
+ * returns a Buffer that is the mapping. An empty range gives an empty Buffer. Only regular
+ * files are mapped. A call that fails leaves the file as it was (not created, not resized,
+ * not truncated).
  *
  * @param path - The file's path.
- * @param options - `mode`: `'r'` (read-only, the default), `'r+'` (read-write) or `'w+'`
- *   (read-write, created or truncated). `size`: grow the file to at least this many bytes first
- *   (`'r+'`/`'w+'` only). `offset`: the byte where the Buffer starts, any value (default `0`).
- *   `length`: bytes to map (default: to the end of the file). `shared`: `MAP_SHARED` (default
- *   `true`); with `false` writes stay private (copy-on-write, also allowed in mode `'r'`).
- *   `populate`: read the whole range in now (default `false`). `advise`: a `MADV_*` value.
- * @throws {RangeError} `ERR_OUT_OF_RANGE` when the range reaches past the end of the file.
+ * @param options - A plain object, `null` or `undefined`. `mode`: `'r'` (read-only, the
+ *   default), `'r+'` (read-write) or `'w+'` (read-write, created or truncated). `size`: grow the
+ *   file to at least this many bytes (`'r+'`/`'w+'` only). `offset`: the byte where the Buffer
+ *   starts, any value (default `0`). `length`: bytes to map (default: to the end of the file).
+ *   `shared`: `MAP_SHARED` (default `true`); with `false` a private copy-on-write mapping,
+ *   writable only in mode `'r+'`/`'w+'`. `populate`: read the whole range in now, without
+ *   writing to it (default `false`). `advise`: a `MADV_*` value.
+ * @throws {TypeError} `ERR_INVALID_ARG_TYPE` when `options` is an array, a boxed primitive, an
+ *   ArrayBuffer or a view of one, or a function.
+ * @throws {RangeError} `ERR_OUT_OF_RANGE` when the range reaches past the end of the file (the
+ *   size it would have after `size`, or after `'w+'`).
+ * @throws {Error} `EISDIR` (`syscall: 'mmap'`) for a directory; `ENODEV` for a FIFO, socket or
+ *   device, or a file the kernel cannot map (procfs): never a hang, never an empty Buffer.
  */
 export declare function openSync(path: string | Buffer | Uint8Array, options?: OpenOptions): Buffer
 
