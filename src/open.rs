@@ -452,7 +452,7 @@ fn take_exception(env: &Env) -> napi::sys::napi_value {
 /// @throws {Error} `EISDIR` (`syscall: 'mmap'`) for a directory; `ENODEV` for a FIFO, socket or
 ///   device, or a file the kernel cannot map (procfs): never a hang, never an empty Buffer.
 #[napi(
-  ts_args_type = "path: string | Buffer | Uint8Array, options?: OpenOptions",
+  ts_args_type = "path: string | Buffer | Uint8Array, options?: OpenOptions | null",
   ts_return_type = "Buffer"
 )]
 pub fn open_sync<'env>(env: &'env Env, path: Unknown, options: Optional) -> napi::Result<Unknown<'env>> {
@@ -490,7 +490,7 @@ impl<'env> ScopedTask<'env> for Open {
 /// @param options - As for `openSync`.
 /// @returns A Promise that fulfills with the Buffer, or rejects with a Node-style error.
 #[napi(
-  ts_args_type = "path: string | Buffer | Uint8Array, options?: OpenOptions",
+  ts_args_type = "path: string | Buffer | Uint8Array, options?: OpenOptions | null",
   ts_return_type = "Promise<Buffer>"
 )]
 pub fn open<'env>(env: &'env Env, path: Unknown, options: Optional) -> napi::Result<Unknown<'env>> {
