@@ -833,6 +833,24 @@ allForms("'w+' of a missing file that fails leaves no file behind", async (openF
   }
 })
 
+allForms("'w+' through a symlink to a missing file creates the target (as fs does), and removes it again on failure", async (openFn) => {
+  const target = freshPath('link-target')
+  const link = freshPath('link')
+  fs.symlinkSync(target, link)
+  await assertFailsUntouched(openFn, link, { mode: 'w+', size: 100, advise: mmap.MADV_WIPEONFORK }, Error, {
+    code: 'EINVAL',
+    syscall: 'madvise',
+    path: link,
+  })
+  assert.ok(!fs.existsSync(target), 'the target was removed again')
+  assert.ok(fs.lstatSync(link).isSymbolicLink(), 'the link itself stays')
+  const result = await openFn(link, { mode: 'w+', size: 100 })
+  assert.equal(result.length, 100)
+  assert.deepEqual(fs.readFileSync(target), Buffer.alloc(100), 'created where the link points')
+  if (Buffer.isBuffer(result)) mmap.unmap(result)
+  else result.unmap()
+})
+
 allForms('after a failed call the same file still opens, and a good call still resizes', async (openFn) => {
   const { file, bytes } = randomFile(5000)
   await assertFailsUntouched(openFn, file, { mode: 'r+', size: 20000, offset: 20000, length: 1 }, RangeError, {})

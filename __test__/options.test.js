@@ -59,6 +59,8 @@ const NOT_OPTIONS = [
   [() => new DataView(new ArrayBuffer(8)), 'an instance of DataView'],
   [() => new ArrayBuffer(8), 'an instance of ArrayBuffer'],
   [() => new SharedArrayBuffer(8), 'an instance of SharedArrayBuffer'],
+  [() => Object.create(Array.prototype), 'an instance of Array'],
+  [() => Object.create(DataView.prototype), 'an instance of DataView'],
   [() => function options() {}, 'function options'],
   [() => () => {}, 'function '],
 ]

@@ -202,24 +202,39 @@ impl Request {
   pub fn run(&self) -> Result<Opened, OpenFailure> {
     let (file, created) = self.open_file()?;
     let result = self.map_file(&file);
-    if result.is_err() && created {
-      remove_created(&self.path, &file);
+    if let (Err(_), Some(created)) = (&result, created) {
+      remove_created(&created, &file);
     }
     result
   }
 
-  /// The file, and whether this call created it.
-  fn open_file(&self) -> Result<(std::fs::File, bool), OpenFailure> {
+  /// The file, and the path of the file when this call created it.
+  fn open_file(&self) -> Result<(std::fs::File, Option<PathBuf>), OpenFailure> {
+    let mut path = self.path.clone();
     // Another process may create the file between the two opens, or remove it: then try again.
-    for _ in 0..16 {
-      match sys::open(&self.path, self.write, false) {
-        Ok(file) => return Ok((file, false)),
+    // A symlink to a missing file fails `O_EXCL` (which never follows symlinks): then the file
+    // is created where the link points, as `O_CREAT` alone would, by following it here (at most
+    // 40 links, the kernel's own limit).
+    let mut links = 0;
+    for _ in 0..16 + 40 {
+      match sys::open(&path, self.write, false) {
+        Ok(file) => return Ok((file, None)),
         Err(err) if self.create && err.kind() == io::ErrorKind::NotFound => {}
         Err(err) => return Err(os("open")(err)),
       }
-      match sys::open(&self.path, true, true) {
-        Ok(file) => return Ok((file, true)),
-        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
+      match sys::open(&path, true, true) {
+        Ok(file) => return Ok((file, Some(path))),
+        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
+          if let Ok(target) = std::fs::read_link(&path) {
+            links += 1;
+            if links > 40 {
+              return Err(os("open")(io::Error::from_raw_os_error(libc::ELOOP)));
+            }
+            path = path
+              .parent()
+              .map_or_else(|| target.clone(), |dir| dir.join(&target));
+          }
+        }
         Err(err) => return Err(os("open")(err)),
       }
     }
@@ -403,8 +418,8 @@ fn populate(mapping: &Mapping, len: usize) {
   let _ = mapping.advise(0, len, c::MADV_WILLNEED);
 }
 
-/// Removes the file this call created (and is about to fail), unless the path names another
-/// file by now.
+/// Removes the file this call created at `path` (and is about to fail), unless the path names
+/// another file by now.
 fn remove_created(path: &std::path::Path, file: &std::fs::File) {
   use std::os::unix::fs::MetadataExt;
   let same = match (std::fs::metadata(path), file.metadata()) {

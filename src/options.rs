@@ -68,9 +68,12 @@ impl Options {
   }
 }
 
-/// The built-in constructors whose instances are refused as options (besides arrays and
-/// ArrayBuffer views, which Node-API recognises itself): boxed primitives and raw memory.
+/// The built-in constructors whose instances are refused as options, besides what Node-API
+/// recognises itself (arrays, ArrayBuffer views): boxed primitives, raw memory, and objects that
+/// inherit from `Array.prototype` (whose inherited `length` would read as `options.length`).
 const REFUSED: &[&std::ffi::CStr] = &[
+  c"Array",
+  c"DataView",
   c"String",
   c"Number",
   c"Boolean",
