@@ -877,7 +877,7 @@ allForms('a directory is EISDIR, whatever the options (never an empty Buffer)', 
   }
 })
 
-allForms('procfs files and /dev/zero are ENODEV (syscall mmap, path), never an empty Buffer', async (openFn) => {
+allForms('procfs and sysfs files and /dev/zero are ENODEV (syscall mmap, path), never an empty Buffer', async (openFn) => {
   const cases = [
     ['/proc/self/status', undefined],
     ['/proc/self/maps', undefined],
@@ -888,6 +888,9 @@ allForms('procfs files and /dev/zero are ENODEV (syscall mmap, path), never an e
     ['/dev/zero', { length: 4096 }],
     ['/dev/null', undefined],
   ]
+  // sysfs says 4096 bytes: mmap itself refuses it, and an empty range of it too.
+  const sysfs = '/sys/kernel/mm/transparent_hugepage/enabled'
+  if (fs.existsSync(sysfs)) cases.push([sysfs, undefined], [sysfs, { length: 0 }], [sysfs, { offset: 4096 }])
   for (const [file, options] of cases) {
     let failure = null
     try {

@@ -253,14 +253,24 @@ impl Request {
     }
     let current = metadata.len();
     let fd = std::os::fd::AsRawFd::as_raw_fd(file);
-    if current == 0 {
-      // procfs and other pseudo-files say 0 bytes whatever they hold: the kernel tells whether
-      // the file can be mapped at all (ENODEV), instead of an empty Buffer.
+    // Where nothing will be mapped, a one-page mapping (no reservation, unmapped at once) asks
+    // the kernel whether the file can be mapped at all: procfs files say 0 bytes whatever they
+    // hold, sysfs files 4096, and both are ENODEV instead of an empty Buffer. First for an
+    // empty file, so that its ENODEV comes before a range error.
+    let probe = || {
       let flags = self.map_flags() | c::MAP_NORESERVE;
-      drop(Mapping::new(sys::page_size(), self.protection(), flags, fd, 0, None).map_err(os("mmap"))?);
+      Mapping::new(sys::page_size(), self.protection(), flags, fd, 0, None)
+        .map(drop)
+        .map_err(os("mmap"))
+    };
+    if current == 0 {
+      probe()?;
     }
     let target = self.target_size(current);
     let len = self.check_range(target)?;
+    if len == 0 && current != 0 {
+      probe()?;
+    }
     let granularity = sys::allocation_granularity() as u64;
     let start = (self.offset % granularity) as usize;
     let mapping = if len == 0 {
