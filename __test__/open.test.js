@@ -813,6 +813,27 @@ allForms('a failing madvise after the file grew puts the old size back; w+ trunc
   }
 })
 
+allForms('a resize the file system refuses (EFBIG at ftruncate, after mmap) leaves the file as it was', async (openFn, form, t) => {
+  const { file } = randomFile(5000)
+  const options = { mode: 'r+', size: 2 ** 50, offset: 2 ** 50 - 10, length: 10 }
+  let failure = null
+  const before = fileState(file)
+  try {
+    const result = await openFn(file, options)
+    if (Buffer.isBuffer(result)) mmap.unmap(result)
+    else result.unmap()
+  } catch (err) {
+    failure = err
+  }
+  if (!failure) {
+    fs.rmSync(file)
+    return t.skip('this file system takes 1 PiB files')
+  }
+  assertErrorShapeLike(failure, { code: 'EFBIG', errno: -27, syscall: 'ftruncate', path: file })
+  assert.deepEqual(fileState(file), before)
+  assert.deepEqual(mappingsOf(file), [], 'the mapping made before the resize is gone')
+})
+
 allForms("'w+' of a missing file that fails leaves no file behind", async (openFn) => {
   const cases = [
     [{ mode: 'w+', offset: 1, length: 1 }, RangeError, { code: 'ERR_OUT_OF_RANGE' }],
