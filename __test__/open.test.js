@@ -264,17 +264,31 @@ bothForms('size with offset and length: the window lies in the grown part', asyn
 // ---------------------------------------------------------------------------------------------
 // shared, populate, advise
 
-bothForms('shared:false: private copy-on-write (rw-p); writes never reach the file', async (openFn) => {
-  for (const mode of ['r', 'r+']) {
+bothForms("shared:false with 'r+'/'w+': private copy-on-write (rw-p); writes never reach the file", async (openFn) => {
+  for (const mode of ['r+', 'w+']) {
     const { file, bytes } = randomFile(2 * PAGESIZE + 10)
-    const buf = await openFn(file, { mode, shared: false })
+    const buf = await openFn(file, { mode, shared: false, size: mode === 'w+' ? bytes.length : undefined })
+    const expected = mode === 'w+' ? Buffer.alloc(bytes.length) : bytes
     assert.equal(mappingsOf(file)[0].perms, 'rw-p', `mode ${mode}`)
-    assert.ok(buf.equals(bytes))
+    assert.ok(buf.equals(expected))
     buf.fill(0x5a)
     assert.ok(buf.equals(Buffer.alloc(bytes.length, 0x5a)), 'the Buffer shows its own writes')
-    assert.ok(fs.readFileSync(file).equals(bytes), `mode ${mode}: the file is unchanged`)
+    assert.ok(fs.readFileSync(file).equals(expected), `mode ${mode}: the file is unchanged`)
     mmap.sync(buf, true)
-    assert.ok(fs.readFileSync(file).equals(bytes), `mode ${mode}: unchanged even after sync`)
+    assert.ok(fs.readFileSync(file).equals(expected), `mode ${mode}: unchanged even after sync`)
+    mmap.unmap(buf)
+  }
+})
+
+bothForms("shared:false with mode 'r' is a writable private copy (rw-p) of a file opened read-only", async (openFn) => {
+  const { file, bytes } = randomFile(2 * PAGESIZE + 10)
+  fs.chmodSync(file, 0o444)
+  for (const populate of [false, true]) {
+    const buf = await openFn(file, { shared: false, populate })
+    assert.equal(mappingsOf(file)[0].perms, 'rw-p')
+    assert.ok(buf.equals(bytes))
+    buf.fill(7, PAGESIZE)
+    assert.ok(fs.readFileSync(file).equals(bytes), 'writes never reach the file')
     mmap.unmap(buf)
   }
 })
@@ -375,7 +389,7 @@ test('a child spawned after openSync inherits no descriptor of the file', () => 
   mmap.unmap(buf)
 })
 
-test('open(2) is called with O_CLOEXEC, and w+ creates with 0666 (strace)', (t) => {
+test('open(2): O_CLOEXEC, O_NONBLOCK and O_NOCTTY, never O_TRUNC; w+ creates with O_EXCL and 0666 (strace)', (t) => {
   const unavailable = straceUnavailable()
   if (unavailable) return t.skip(unavailable)
   const read = randomFile(100).file
@@ -404,10 +418,16 @@ test('open(2) is called with O_CLOEXEC, and w+ creates with 0666 (strace)', (t) 
       })
   const reads = callsOn(read)
   assert.equal(reads.length, 2, 'openSync and open each opened the file once')
-  for (const call of reads) assert.deepEqual(call.flags, new Set(['O_RDONLY', 'O_CLOEXEC']))
-  assert.deepEqual(callsOn(write), [{ flags: new Set(['O_RDWR', 'O_CLOEXEC']), mode: undefined }])
+  // O_NONBLOCK: a FIFO is refused instead of waiting for a writer; O_NOCTTY: a terminal never
+  // becomes the controlling one. Neither changes anything for a regular file.
+  const flags = (...names) => new Set([...names, 'O_NONBLOCK', 'O_NOCTTY', 'O_CLOEXEC'])
+  for (const call of reads) assert.deepEqual(call.flags, flags('O_RDONLY'))
+  assert.deepEqual(callsOn(write), [{ flags: flags('O_RDWR'), mode: undefined }])
+  // A missing file: opened as it is (ENOENT), then created exclusively, so that a failing call
+  // knows the file is its own to remove.
   assert.deepEqual(callsOn(created), [
-    { flags: new Set(['O_RDWR', 'O_CREAT', 'O_TRUNC', 'O_CLOEXEC']), mode: '0666' },
+    { flags: flags('O_RDWR'), mode: undefined },
+    { flags: flags('O_RDWR', 'O_CREAT', 'O_EXCL'), mode: '0666' },
   ])
 })
 
@@ -448,16 +468,6 @@ bothForms("EISDIR: a directory opened 'r+' (the permission-error stand-in when r
     syscall: 'open',
     path: dir,
     message: oracle.message,
-  })
-})
-
-bothForms("a directory opened 'r' fails at mmap (ENODEV) with path", async (openFn, form) => {
-  await assertOpenFails(form, [dir], Error, {
-    code: 'ENODEV',
-    errno: -19,
-    syscall: 'mmap',
-    path: dir,
-    message: `ENODEV: no such device, mmap '${dir}'`,
   })
 })
 
@@ -712,3 +722,300 @@ test(
     await assert.rejects(promise, { name: 'TypeError', code: 'ERR_INVALID_ARG_VALUE' })
   },
 )
+
+// ---------------------------------------------------------------------------------------------
+// A call that fails leaves the file exactly as it was (issue 12, point 10)
+
+/** The three entry points that open a path, each returning a Promise (a throw rejects it). */
+const ALL_FORMS = [
+  ...FORMS,
+  ['Mapping.open', (file, options) => Promise.resolve().then(() => mmap.Mapping.open(file, options))],
+]
+
+/** Registers `body(openFn, form, t)` once per entry point, Mapping.open included. */
+function allForms(title, body) {
+  for (const [form, openFn] of ALL_FORMS) {
+    test(`${form}: ${title}`, (t) => body(openFn, form, t))
+  }
+}
+
+/** What a file is, for comparison: { exists, size, sha256 } from fs itself. */
+function fileState(file) {
+  if (!fs.existsSync(file)) return { exists: false }
+  const stat = fs.statSync(file)
+  if (!stat.isFile()) return { exists: true, mode: stat.mode, mtimeMs: stat.mtimeMs }
+  const bytes = fs.readFileSync(file)
+  return { exists: true, size: fs.statSync(file).size, sha256: require('node:crypto').createHash('sha256').update(bytes).digest('hex') }
+}
+
+/** Asserts that `openFn(file, options)` fails with `fields` and leaves `file` as it was. */
+async function assertFailsUntouched(openFn, file, options, Class, fields) {
+  const before = fileState(file)
+  const fdsBefore = fs.readdirSync('/proc/self/fd').length
+  let failure = null
+  try {
+    await openFn(file, options)
+  } catch (err) {
+    failure = err
+  }
+  assert.ok(failure, `${JSON.stringify(options)} must fail`)
+  assert.ok(failure instanceof Class, `${JSON.stringify(options)}: ${failure}`)
+  for (const [key, value] of Object.entries(fields)) assert.equal(failure[key], value, `${key} of ${failure}`)
+  assert.deepEqual(fileState(file), before, `${JSON.stringify(options)}: the file changed`)
+  assert.deepEqual(mappingsOf(file), [], 'nothing stays mapped')
+  assert.equal(fs.readdirSync('/proc/self/fd').length, fdsBefore, 'no descriptor stays open')
+}
+
+allForms('a range past the end that only options.size would explain: nothing is resized first', async (openFn) => {
+  const { file } = randomFile(5000)
+  const cases = [
+    { mode: 'r+', size: 20000, offset: 20000, length: 1 },
+    { mode: 'r+', size: 20000, length: 20001 },
+    { mode: 'r+', size: 2 ** 40, offset: 2 ** 40, length: 1 },
+    { mode: 'w+', offset: 1, length: 1 },
+    { mode: 'w+', offset: 1 },
+    { mode: 'w+', size: 100, offset: 50, length: 51 },
+    { mode: 'w+', size: 10, length: 4000 },
+  ]
+  for (const options of cases) {
+    await assertFailsUntouched(openFn, file, options, RangeError, { code: 'ERR_OUT_OF_RANGE' })
+  }
+})
+
+bothForms("a size above buffer.constants.MAX_LENGTH is refused before the file grows (no 1 TiB file left)", async (openFn) => {
+  const { file } = randomFile(5000)
+  await assertFailsUntouched(openFn, file, { mode: 'r+', size: 2 ** 40 }, RangeError, {
+    code: 'ERR_OUT_OF_RANGE',
+    message: `The value of "options.length" is out of range. It must be <= ${require('node:buffer').constants.MAX_LENGTH} (buffer.constants.MAX_LENGTH, the largest Buffer this runtime can make); map the file in windows with options.offset and options.length. Received 1099511627776`,
+  })
+})
+
+allForms('the messages name the size the file would have had', async (openFn) => {
+  const { file } = randomFile(5000)
+  await assertFailsUntouched(openFn, file, { mode: 'r+', size: 20000, offset: 20000, length: 1 }, RangeError, {
+    message: `The value of "options.offset + options.length" is out of range. It must be <= 20000 (the size of '${file}' after options.size). Received 20001`,
+  })
+  await assertFailsUntouched(openFn, file, { mode: 'w+', offset: 1, length: 1 }, RangeError, {
+    message: `The value of "options.offset + options.length" is out of range. It must be <= 0 (the size mode 'w+' gives '${file}': options.size, default 0). Received 2`,
+  })
+})
+
+allForms('a failing madvise after the file grew puts the old size back; w+ truncates only after it', async (openFn) => {
+  // MADV_WIPEONFORK is refused (EINVAL) on anything but private anonymous memory: only the
+  // kernel can say so, after the mapping was made.
+  const { file } = randomFile(5000)
+  const fields = { code: 'EINVAL', errno: -22, syscall: 'madvise', path: file }
+  for (const options of [
+    { mode: 'r+', size: 3 * PAGESIZE, advise: mmap.MADV_WIPEONFORK },
+    { mode: 'r+', size: 3 * PAGESIZE, offset: 5000, length: 10, advise: mmap.MADV_WIPEONFORK },
+    { mode: 'w+', size: 100, advise: mmap.MADV_WIPEONFORK },
+    { mode: 'w+', size: 3 * PAGESIZE, advise: mmap.MADV_WIPEONFORK },
+    { mode: 'w+', size: 5000, shared: false, advise: mmap.MADV_WIPEONFORK },
+  ]) {
+    await assertFailsUntouched(openFn, file, options, Error, fields)
+  }
+})
+
+allForms('a resize the file system refuses (EFBIG at ftruncate, after mmap) leaves the file as it was', async (openFn, form, t) => {
+  const { file } = randomFile(5000)
+  const options = { mode: 'r+', size: 2 ** 50, offset: 2 ** 50 - 10, length: 10 }
+  let failure = null
+  const before = fileState(file)
+  try {
+    const result = await openFn(file, options)
+    if (Buffer.isBuffer(result)) mmap.unmap(result)
+    else result.unmap()
+  } catch (err) {
+    failure = err
+  }
+  if (!failure) {
+    fs.rmSync(file)
+    return t.skip('this file system takes 1 PiB files')
+  }
+  assertErrorShapeLike(failure, { code: 'EFBIG', errno: -27, syscall: 'ftruncate', path: file })
+  assert.deepEqual(fileState(file), before)
+  assert.deepEqual(mappingsOf(file), [], 'the mapping made before the resize is gone')
+})
+
+allForms("'w+' of a missing file that fails leaves no file behind", async (openFn) => {
+  const cases = [
+    [{ mode: 'w+', offset: 1, length: 1 }, RangeError, { code: 'ERR_OUT_OF_RANGE' }],
+    [{ mode: 'w+', size: 100, advise: mmap.MADV_WIPEONFORK }, Error, { code: 'EINVAL', syscall: 'madvise' }],
+    [{ mode: 'w+', size: 0, advise: mmap.MADV_WIPEONFORK, length: 0 }, null, null],
+  ]
+  for (const [options, Class, fields] of cases) {
+    const file = freshPath('never')
+    if (!Class) {
+      // Nothing to advise in an empty range: this one succeeds and creates the file.
+      const buf = await openFn(file, options)
+      assert.equal(buf.length, 0)
+      assert.equal(fs.statSync(file).size, 0, 'created, empty')
+      continue
+    }
+    await assertFailsUntouched(openFn, file, options, Class, fields)
+    assert.ok(!fs.existsSync(file), `${JSON.stringify(options)}: the file was left behind`)
+  }
+})
+
+allForms("'w+' through a symlink to a missing file creates the target (as fs does), and removes it again on failure", async (openFn) => {
+  const target = freshPath('link-target')
+  const link = freshPath('link')
+  fs.symlinkSync(target, link)
+  await assertFailsUntouched(openFn, link, { mode: 'w+', size: 100, advise: mmap.MADV_WIPEONFORK }, Error, {
+    code: 'EINVAL',
+    syscall: 'madvise',
+    path: link,
+  })
+  assert.ok(!fs.existsSync(target), 'the target was removed again')
+  assert.ok(fs.lstatSync(link).isSymbolicLink(), 'the link itself stays')
+  const result = await openFn(link, { mode: 'w+', size: 100 })
+  assert.equal(result.length, 100)
+  assert.deepEqual(fs.readFileSync(target), Buffer.alloc(100), 'created where the link points')
+  if (Buffer.isBuffer(result)) mmap.unmap(result)
+  else result.unmap()
+})
+
+allForms('after a failed call the same file still opens, and a good call still resizes', async (openFn) => {
+  const { file, bytes } = randomFile(5000)
+  await assertFailsUntouched(openFn, file, { mode: 'r+', size: 20000, offset: 20000, length: 1 }, RangeError, {})
+  const result = await openFn(file, { mode: 'r+', size: 20000, offset: 4990, length: 20 })
+  const view = Buffer.isBuffer(result) ? result : result.read()
+  assert.ok(view.equals(Buffer.concat([bytes.subarray(4990), Buffer.alloc(10)])))
+  assert.equal(fs.statSync(file).size, 20000)
+  if (Buffer.isBuffer(result)) mmap.unmap(result)
+  else result.unmap()
+})
+
+// ---------------------------------------------------------------------------------------------
+// Files that are not regular files (issue 12, point 11)
+
+allForms('a directory is EISDIR, whatever the options (never an empty Buffer)', async (openFn) => {
+  for (const options of [undefined, { length: 0 }, { offset: 0, length: 0 }]) {
+    await assertFailsUntouched(openFn, dir, options, Error, {
+      code: 'EISDIR',
+      errno: -21,
+      syscall: 'mmap',
+      path: dir,
+      message: `EISDIR: illegal operation on a directory, mmap '${dir}'`,
+    })
+  }
+})
+
+allForms('procfs and sysfs files and /dev/zero are ENODEV (syscall mmap, path), never an empty Buffer', async (openFn) => {
+  const cases = [
+    ['/proc/self/status', undefined],
+    ['/proc/self/maps', undefined],
+    ['/proc/self/status', { length: 10 }],
+    ['/proc/self/maps', { offset: 0, length: 0 }],
+    ['/proc/self/status', { shared: false }],
+    ['/dev/zero', undefined],
+    ['/dev/zero', { length: 4096 }],
+    ['/dev/null', undefined],
+  ]
+  // sysfs says 4096 bytes: mmap itself refuses it, and an empty range of it too.
+  const sysfs = '/sys/kernel/mm/transparent_hugepage/enabled'
+  if (fs.existsSync(sysfs)) cases.push([sysfs, undefined], [sysfs, { length: 0 }], [sysfs, { offset: 4096 }])
+  for (const [file, options] of cases) {
+    let failure = null
+    try {
+      const result = await openFn(file, options)
+      assert.fail(`${file} ${JSON.stringify(options)} gave ${result && result.length} bytes`)
+    } catch (err) {
+      failure = err
+    }
+    assertErrorShapeLike(failure, {
+      code: 'ENODEV',
+      errno: -19,
+      syscall: 'mmap',
+      path: file,
+      message: `ENODEV: no such device, mmap '${file}'`,
+    })
+  }
+})
+
+function assertErrorShapeLike(err, fields) {
+  assert.ok(err instanceof Error, String(err))
+  for (const [key, value] of Object.entries(fields)) assert.equal(err[key], value, `${key} of ${err}`)
+}
+
+test('a FIFO is ENODEV at once from openSync, open and Mapping.open, and the process exits by itself', (t) => {
+  const fifo = path.join(dir, `fifo-${++serial}`)
+  const made = require('node:child_process').spawnSync('mkfifo', [fifo])
+  if (made.error || made.status !== 0) return t.skip('mkfifo is not available')
+  // In a child: the old code blocked forever in openSync (no writer ever comes), and open()
+  // held a pool thread that kept the process alive. The child's timeout fails the test.
+  const result = runScript(
+    `const mmap = require(MMAP)
+     const fifo = process.argv[1]
+     const out = {}
+     const shape = (e) => ({ code: e.code, errno: e.errno, syscall: e.syscall, path: e.path, message: e.message })
+     for (const [name, options] of [['r', undefined], ['r+', { mode: 'r+' }], ['w+', { mode: 'w+' }], ['len', { length: 0 }]]) {
+       try { mmap.openSync(fifo, options); out['openSync ' + name] = 'opened' } catch (e) { out['openSync ' + name] = shape(e) }
+       try { mmap.Mapping.open(fifo, options); out['Mapping.open ' + name] = 'opened' } catch (e) { out['Mapping.open ' + name] = shape(e) }
+     }
+     mmap.open(fifo).then(() => { out.open = 'opened' }, (e) => { out.open = shape(e) })
+     process.on('exit', () => process.stdout.write(JSON.stringify(out)))`,
+    { args: [fifo], timeout: 30_000 },
+  )
+  assertCleanExit(result)
+  const out = JSON.parse(result.stdout)
+  const expected = { code: 'ENODEV', errno: -19, syscall: 'mmap', path: fifo, message: `ENODEV: no such device, mmap '${fifo}'` }
+  assert.deepEqual(Object.keys(out).sort(), [
+    'Mapping.open len', 'Mapping.open r', 'Mapping.open r+', 'Mapping.open w+', 'open',
+    'openSync len', 'openSync r', 'openSync r+', 'openSync w+',
+  ])
+  for (const [name, error] of Object.entries(out)) assert.deepEqual(error, expected, name)
+  assert.ok(fs.statSync(fifo).isFIFO(), "'w+' did not replace the FIFO")
+})
+
+// ---------------------------------------------------------------------------------------------
+// populate keeps a private mapping copy-on-write (issue 12, point 12)
+
+test('shared:false + populate copies nothing into anonymous memory (RssAnon), and does populate', (t) => {
+  const SIZE = 64 * 1024 * 1024
+  const file = path.join(dir, `populate-${++serial}.bin`)
+  fs.writeFileSync(file, Buffer.alloc(SIZE, 0x33))
+  t.after(() => fs.rmSync(file, { force: true }))
+  const result = runScript(
+    `const mmap = require(MMAP)
+     const fs = require('node:fs')
+     const file = process.argv[1]
+     const anonKB = () => Number(/RssAnon:\\s+(\\d+)/.exec(fs.readFileSync('/proc/self/status', 'utf8'))[1])
+     /** Rss (kB) of the mappings of the file, from /proc/self/smaps: the kernel says it was read in. */
+     const rssOfFile = () => {
+       let inFile = false, sum = 0
+       for (const line of fs.readFileSync('/proc/self/smaps', 'utf8').split('\\n')) {
+         if (/^[0-9a-f]+-[0-9a-f]+ /.test(line)) inFile = line.endsWith(' ' + file)
+         else if (inFile && line.startsWith('Rss:')) sum += Number(line.split(/\\s+/)[1])
+       }
+       return sum
+     }
+     const out = {}
+     const forms = [
+       ['openSync r', () => mmap.openSync(file, { shared: false, populate: true })],
+       ['openSync r+', () => mmap.openSync(file, { mode: 'r+', shared: false, populate: true })],
+       ['Mapping.open r', () => mmap.Mapping.open(file, { shared: false, populate: true })],
+       ['Mapping.open r+', () => mmap.Mapping.open(file, { mode: 'r+', shared: false, populate: true })],
+       ['open r+', () => mmap.open(file, { mode: 'r+', shared: false, populate: true })],
+     ]
+     ;(async () => {
+       for (const [name, make] of forms) {
+         const before = anonKB()
+         const result = await make()
+         out[name] = { anonKB: anonKB() - before, fileKB: rssOfFile() }
+         if (Buffer.isBuffer(result)) mmap.unmap(result)
+         else result.unmap()
+       }
+       process.stdout.write(JSON.stringify(out))
+     })()`,
+    { args: [file], timeout: 60_000 },
+  )
+  assertCleanExit(result)
+  const out = JSON.parse(result.stdout)
+  assert.equal(Object.keys(out).length, 5)
+  for (const [name, { anonKB, fileKB }] of Object.entries(out)) {
+    // The old code grew RssAnon by the whole file (65536 kB) here.
+    assert.ok(anonKB < 8 * 1024, `${name}: RssAnon grew by ${anonKB} kB for a ${SIZE / 1024} kB file`)
+    assert.ok(fileKB >= (SIZE / 1024) * 0.9, `${name}: only ${fileKB} kB of the file were populated`)
+  }
+})

@@ -92,3 +92,89 @@ test("index.d.ts declares exactly the values require('node-mmap') exports", () =
   const declared = [...dts.matchAll(/^export declare (?:function|const|class) (\w+)/gm)].map((m) => m[1])
   assert.deepEqual([...new Set(declared)].sort(), Object.keys(require('node-mmap')).sort())
 })
+
+/**
+ * A consumer project that has never heard of @types/node: the package as npm installs it
+ * (package.json and index.d.ts in node_modules/node-mmap), no @types anywhere up the tree.
+ * Returns tsc's result for `source` checked with `lib`.
+ */
+function checkWithoutNodeTypes(t, source, lib, dts = fs.readFileSync(path.join(PACKAGE, 'index.d.ts'), 'utf8')) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'node-mmap-consumer-'))
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const pkg = path.join(dir, 'node_modules', 'node-mmap')
+  fs.mkdirSync(pkg, { recursive: true })
+  fs.copyFileSync(path.join(PACKAGE, 'package.json'), path.join(pkg, 'package.json'))
+  fs.writeFileSync(path.join(pkg, 'index.d.ts'), dts)
+  fs.writeFileSync(path.join(dir, 'consumer.ts'), source)
+  fs.writeFileSync(
+    path.join(dir, 'tsconfig.json'),
+    JSON.stringify({
+      compilerOptions: {
+        strict: true,
+        noEmit: true,
+        target: 'es2022',
+        module: 'node16',
+        moduleResolution: 'node16',
+        lib,
+        skipLibCheck: false,
+      },
+      files: ['consumer.ts'],
+    }),
+  )
+  const result = tsc(['--noEmit', '--pretty', 'false', '--listFiles', '-p', dir])
+  // The check really ran without Node's types.
+  assert.ok(!result.lines.some((line) => line.includes('/node_modules/@types/')), result.output)
+  return result
+}
+
+const CONSUMER = `import { openSync, open, map, flush, advise, Mapping, PROT_READ, MAP_SHARED, MADV_RANDOM } from 'node-mmap'
+
+const buf = openSync('/tmp/x', null)
+const bytes: Uint8Array = buf
+const first: number | undefined = buf[0]
+const later: Promise<Uint8Array> = open(new Uint8Array([47]), { mode: 'r', offset: 1 })
+const mapped: Uint8Array = map(4096, PROT_READ, MAP_SHARED, 3, 0, MADV_RANDOM)
+void flush(buf, null)
+void flush(buf, { offset: 0, length: 1 })
+advise(buf, undefined, undefined, MADV_RANDOM)
+const handle = new Mapping(4096, PROT_READ, MAP_SHARED, 3, 0, MADV_RANDOM)
+const copy: Uint8Array = handle.read(0, 1)
+handle[Symbol.dispose]()
+const opened: Mapping = Mapping.open('/tmp/x', null)
+// @ts-expect-error mode is 'r', 'r+' or 'w+'
+openSync('/tmp/x', { mode: 'w' })
+export { bytes, first, later, mapped, copy, opened }
+`
+
+test('index.d.ts type-checks in a project without @types/node (lib es2022 only)', (t) => {
+  const { status, output, lines } = checkWithoutNodeTypes(t, CONSUMER, ['es2022'])
+  assert.equal(status, 0, output)
+  assert.deepEqual(diagnostics(lines), [])
+})
+
+test('... and with `using` where the lib has explicit resource management', (t) => {
+  const source = `${CONSUMER}
+export function scoped(): number {
+  using m = Mapping.open('/tmp/x')
+  return m.length
+}
+`
+  const { status, output } = checkWithoutNodeTypes(t, source, ['es2022', 'esnext.disposable'])
+  assert.equal(status, 0, output)
+})
+
+test('the check without @types/node can fail: an index.d.ts that needs them does (TS2688)', (t) => {
+  const needsNode = `/// <reference types="node" />\nexport declare function f(): Buffer\n`
+  const source = `import { f } from 'node-mmap'\nexport const b = f()\n`
+  const { status, output, lines } = checkWithoutNodeTypes(t, source, ['es2022'], needsNode)
+  assert.notEqual(status, 0, output)
+  // TS2688: Cannot find type definition file for 'node'; TS2591: Cannot find name 'Buffer'.
+  assert.deepEqual(diagnostics(lines).map((d) => d.code), ['TS2688', 'TS2591'], output)
+})
+
+test("index.d.ts exports no type of its own named Buffer (the global one stays the user's)", (t) => {
+  const source = `import type { Buffer as B } from 'node-mmap'\nexport type X = B\n`
+  const { status, output, lines } = checkWithoutNodeTypes(t, source, ['es2022'])
+  assert.notEqual(status, 0, output)
+  assert.deepEqual(diagnostics(lines).map((d) => d.code), ['TS2459'], output)
+})

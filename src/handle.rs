@@ -49,9 +49,11 @@ impl Mapping {
   /// @param flags - `MAP_SHARED` or `MAP_PRIVATE`, OR'ed with optional `MAP_*` flags.
   /// @param fd - An open file descriptor, or -1 with `MAP_ANONYMOUS`.
   /// @param offset - A multiple of `ALLOCATION_GRANULARITY`. Default: `0`.
+  /// @param advise - A `MADV_*` value applied with `madvise` right after mapping, checked and
+  ///   applied exactly as by `map()`. Default: none.
   #[napi(
     constructor,
-    ts_args_type = "size: number, protection: number, flags: number, fd: number, offset?: number"
+    ts_args_type = "size: number, protection: number, flags: number, fd: number, offset?: number, advise?: number"
   )]
   pub fn new(
     env: &Env,
@@ -60,6 +62,7 @@ impl Mapping {
     flags: Unknown,
     fd: Unknown,
     offset: Optional,
+    advise: Optional,
   ) -> napi::Result<Self> {
     let mapping = map_checked(
       env,
@@ -68,7 +71,7 @@ impl Mapping {
       &flags,
       &fd,
       offset.as_ref(),
-      None,
+      advise.as_ref(),
       SizeLimit::SafeInteger,
     )?;
     let len = mapping.len();
@@ -82,7 +85,7 @@ impl Mapping {
   /// @param path - The file's path.
   /// @param options - As for `openSync`.
   #[napi(
-    ts_args_type = "path: string | Buffer | Uint8Array, options?: OpenOptions",
+    ts_args_type = "path: string | Buffer | Uint8Array, options?: OpenOptions | null",
     ts_return_type = "Mapping"
   )]
   pub fn open(env: &Env, path: Unknown, options: Optional) -> napi::Result<Self> {
@@ -224,7 +227,7 @@ impl Mapping {
 
   /// Like the module's `flush(buffer, options)`: `msync(MS_SYNC)` on the thread pool.
   #[napi(
-    ts_args_type = "options?: { offset?: number, length?: number, invalidate?: boolean }",
+    ts_args_type = "options?: { offset?: number, length?: number, invalidate?: boolean } | null",
     ts_return_type = "Promise<void>"
   )]
   pub fn flush<'env>(&self, env: &'env Env, options: Optional) -> napi::Result<Unknown<'env>> {
@@ -251,7 +254,9 @@ impl Mapping {
 #[napi]
 impl Mapping {
   /// Like the module's `advise`: `advise(advice)` or `advise(offset, length, advice)`.
-  #[napi(ts_args_type = "...args: [advice: number] | [offset: number, length: number, advice: number]")]
+  #[napi(
+    ts_args_type = "...args: [advice: number] | [offset: number | undefined, length: number | undefined, advice: number]"
+  )]
   pub fn advise(&self, env: &Env, a: Unknown, b: Optional, advice: Optional) -> napi::Result<()> {
     let (offset, length, advice) = match advice.into_inner() {
       Some(advice) => (Some(a), b.into_inner(), advice),

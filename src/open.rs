@@ -124,7 +124,7 @@ impl Request {
     let shared = args::optional_boolean(env, options.get(env, "shared")?.as_ref(), "options.shared")?;
     let populate = args::optional_boolean(env, options.get(env, "populate")?.as_ref(), "options.populate")?;
     let advice = check_advice(env, options.get(env, "advise")?.as_ref(), "options.advise")?;
-    Ok(Request {
+    let request = Request {
       path,
       shown,
       write,
@@ -136,10 +136,24 @@ impl Request {
       populate: populate.unwrap_or(false),
       advice,
       max_length,
-    })
+    };
+    if request.create {
+      // 'w+' gives the file exactly `size` bytes (default 0): the range can be checked now,
+      // before the file is opened, let alone created or truncated.
+      let target = request.target_size(0);
+      if let Err(failure) = request.check_range(target) {
+        return Err(errors::throw(env, request.error(env, &failure)));
+      }
+    }
+    Ok(request)
   }
 
-  /// The protection the mapping gets: writable unless opened read-only and shared.
+  /// The protection the mapping gets: writable only when the mode asks to write (`'r+'`,
+  /// `'w+'`). A private mapping of a file opened `'r'` is read-only too: a writable private
+  /// mapping is charged in full to the commit limit, and populating it would copy every page.
+  /// A private mapping is writable in every mode: a copy-on-write copy of the file that is the
+  /// caller's to change (writes never reach the file). Writable costs nothing until written:
+  /// `populate` reads the pages in without write-faulting them (see [`populate`]).
   fn protection(&self) -> i32 {
     if self.write || !self.shared {
       c::PROT_READ | c::PROT_WRITE
@@ -148,16 +162,25 @@ impl Request {
     }
   }
 
-  /// The system calls: open, grow, stat, map, advise. The file is closed on return.
-  pub fn run(&self) -> Result<Opened, OpenFailure> {
-    let file = sys::open(&self.path, self.write, self.create, self.create).map_err(os("open"))?;
-    if let Some(size) = self.size {
-      let current = file.metadata().map_err(os("fstat"))?.len();
-      if current < size {
-        file.set_len(size).map_err(os("ftruncate"))?;
-      }
+  fn map_flags(&self) -> i32 {
+    if self.shared {
+      c::MAP_SHARED
+    } else {
+      c::MAP_PRIVATE
     }
-    let file_len = file.metadata().map_err(os("fstat"))?.len();
+  }
+
+  /// The size the file has once the call succeeds, from its size `current` now.
+  fn target_size(&self, current: u64) -> u64 {
+    match (self.create, self.size) {
+      (true, size) => size.unwrap_or(0),
+      (false, Some(size)) => current.max(size),
+      (false, None) => current,
+    }
+  }
+
+  /// The number of bytes to map from `offset` in a file of `file_len` bytes.
+  fn check_range(&self, file_len: u64) -> Result<u64, OpenFailure> {
     let available = file_len
       .checked_sub(self.offset)
       .ok_or(OpenFailure::PastEnd { file_len })?;
@@ -168,49 +191,137 @@ impl Request {
     if len > self.max_length {
       return Err(OpenFailure::TooLong { len });
     }
-    if len == 0 {
-      return Ok(Opened {
-        mapping: None,
-        start: 0,
-        len: 0,
-      });
+    Ok(len)
+  }
+
+  /// The system calls: open, fstat, mmap, ftruncate, madvise. The file is closed on return.
+  ///
+  /// A call that fails leaves the file as it was: it is opened without `O_TRUNC`, created only
+  /// when missing (`O_EXCL`) and then removed again on failure; its kind and size are checked
+  /// and the range is checked against the size it will have before anything changes; the
+  /// mapping is made before the file is resized (a mapping may reach past the end of a file);
+  /// a failing `madvise` after a resize puts the old size back; and `'w+'` empties an existing
+  /// file last, once nothing else can fail.
+  pub fn run(&self) -> Result<Opened, OpenFailure> {
+    let (file, created) = self.open_file()?;
+    let result = self.map_file(&file);
+    if let (Err(_), Some(created)) = (&result, created) {
+      remove_created(&created, &file);
+    }
+    result
+  }
+
+  /// The file, and the path of the file when this call created it.
+  fn open_file(&self) -> Result<(std::fs::File, Option<PathBuf>), OpenFailure> {
+    let mut path = self.path.clone();
+    // Another process may create the file between the two opens, or remove it: then try again.
+    // A symlink to a missing file fails `O_EXCL` (which never follows symlinks): then the file
+    // is created where the link points, as `O_CREAT` alone would, by following it here (at most
+    // 40 links, the kernel's own limit).
+    let mut links = 0;
+    for _ in 0..16 + 40 {
+      match sys::open(&path, self.write, false) {
+        Ok(file) => return Ok((file, None)),
+        Err(err) if self.create && err.kind() == io::ErrorKind::NotFound => {}
+        Err(err) => return Err(os("open")(err)),
+      }
+      match sys::open(&path, true, true) {
+        Ok(file) => return Ok((file, Some(path))),
+        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
+          if let Ok(target) = std::fs::read_link(&path) {
+            links += 1;
+            if links > 40 {
+              return Err(os("open")(io::Error::from_raw_os_error(libc::ELOOP)));
+            }
+            path = path
+              .parent()
+              .map_or_else(|| target.clone(), |dir| dir.join(&target));
+          }
+        }
+        Err(err) => return Err(os("open")(err)),
+      }
+    }
+    Err(os("open")(io::Error::from_raw_os_error(libc::EEXIST)))
+  }
+
+  fn map_file(&self, file: &std::fs::File) -> Result<Opened, OpenFailure> {
+    let metadata = file.metadata().map_err(os("fstat"))?;
+    let kind = metadata.file_type();
+    // Only regular files: a directory is EISDIR (as `fs.readFileSync` says), and FIFOs,
+    // sockets and devices are ENODEV (what mmap(2) answers for a file it cannot map) rather
+    // than a hang or an empty Buffer (their size is 0). Map a device with `map()` and an fd.
+    if !kind.is_file() {
+      let errno = if kind.is_dir() { libc::EISDIR } else { libc::ENODEV };
+      return Err(os("mmap")(io::Error::from_raw_os_error(errno)));
+    }
+    let current = metadata.len();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(file);
+    // Where nothing will be mapped, a one-page mapping (no reservation, unmapped at once) asks
+    // the kernel whether the file can be mapped at all: procfs files say 0 bytes whatever they
+    // hold, sysfs files 4096, and both are ENODEV instead of an empty Buffer. First for an
+    // empty file, so that its ENODEV comes before a range error.
+    let probe = || {
+      let flags = self.map_flags() | c::MAP_NORESERVE;
+      Mapping::new(sys::page_size(), self.protection(), flags, fd, 0, None)
+        .map(drop)
+        .map_err(os("mmap"))
+    };
+    if current == 0 {
+      probe()?;
+    }
+    let target = self.target_size(current);
+    let len = self.check_range(target)?;
+    if len == 0 && current != 0 {
+      probe()?;
     }
     let granularity = sys::allocation_granularity() as u64;
     let start = (self.offset % granularity) as usize;
-    let map_len = usize::try_from(len).map_err(|_| OpenFailure::TooLong { len })? + start;
-    let prot = self.protection();
-    let mut flags = if self.shared {
-      c::MAP_SHARED
+    let mapping = if len == 0 {
+      None
     } else {
-      c::MAP_PRIVATE
+      let map_len = usize::try_from(len).map_err(|_| OpenFailure::TooLong { len })? + start;
+      let path = std::os::unix::ffi::OsStrExt::as_bytes(self.path.as_os_str());
+      let offset = self.offset - start as u64;
+      let mapping = Mapping::new(
+        map_len,
+        self.protection(),
+        self.map_flags(),
+        fd,
+        offset,
+        Some(path),
+      );
+      Some((mapping.map_err(os("mmap"))?, map_len))
     };
-    if self.populate {
-      flags |= c::MAP_POPULATE;
+    // From here on the file changes; `mapping` unmaps itself if we return early.
+    let grown = target > current;
+    if grown {
+      file.set_len(target).map_err(os("ftruncate"))?;
     }
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
-    let path = std::os::unix::ffi::OsStrExt::as_bytes(self.path.as_os_str());
-    let mapping =
-      Mapping::new(map_len, prot, flags, fd, self.offset - start as u64, Some(path)).map_err(os("mmap"))?;
-    let failed = |failure| match failure {
-      Failure::Os(err) => OpenFailure::Os {
-        err,
-        syscall: "madvise",
-      },
-      Failure::Unmapped => OpenFailure::Os {
-        err: io::Error::from_raw_os_error(libc::EINVAL),
-        syscall: "madvise",
-      },
-    };
-    if self.populate && c::MAP_POPULATE == 0 {
-      mapping.advise(0, map_len, c::MADV_WILLNEED).map_err(failed)?;
-    }
-    if let Some(advice) = self.advice {
+    if let (Some((mapping, map_len)), Some(advice)) = (&mapping, self.advice) {
       // The user's range only: the bytes before `offset` on its first page are not theirs to
       // discard (a destructive advice is rounded in to whole pages of this range).
-      mapping.advise(start, map_len - start, advice).map_err(failed)?;
+      if let Err(failure) = mapping.advise(start, *map_len - start, advice) {
+        if grown {
+          // The grown part held only zeros: the old size is the old file.
+          let _ = file.set_len(current);
+        }
+        return Err(match failure {
+          Failure::Os(err) => os("madvise")(err),
+          Failure::Unmapped => os("madvise")(io::Error::from_raw_os_error(libc::EINVAL)),
+        });
+      }
+    }
+    if self.create && current > 0 {
+      file
+        .set_len(0)
+        .and_then(|()| file.set_len(target))
+        .map_err(os("ftruncate"))?;
+    }
+    if let (Some((mapping, map_len)), true) = (&mapping, self.populate) {
+      populate(mapping, *map_len);
     }
     Ok(Opened {
-      mapping: Some(mapping),
+      mapping: mapping.map(|(mapping, _)| mapping),
       start,
       len: len as usize,
     })
@@ -221,11 +332,20 @@ impl Request {
     match failure {
       OpenFailure::Os { err, syscall } => errors::system(env, err, syscall, Some(&self.shown)),
       OpenFailure::PastEnd { file_len } => {
+        let what = match (self.create, self.size) {
+          (true, _) => format!(
+            "the size mode 'w+' gives '{}': options.size, default 0",
+            self.shown
+          ),
+          (false, Some(_)) => format!("the size of '{}' after options.size", self.shown),
+          (false, None) => format!(
+            "the size of '{}'; pass options.size with mode 'r+' or 'w+' to grow the file",
+            self.shown
+          ),
+        };
         let message = format!(
-          "The value of \"options.offset + options.length\" is out of range. It must be <= {} (the size of \
-           '{}'; pass options.size with mode 'r+' or 'w+' to grow the file). Received {}",
-          file_len,
-          self.shown,
+          "The value of \"options.offset + options.length\" is out of range. It must be <= {file_len} ({what}). \
+           Received {}",
           self.offset.saturating_add(self.length.unwrap_or(0)),
         );
         errors::create(env, Class::RangeError, "ERR_OUT_OF_RANGE", &message)
@@ -300,6 +420,32 @@ fn parse_path(env: &Env, value: &Unknown) -> napi::Result<(PathBuf, String)> {
   Ok((PathBuf::from(path), shown))
 }
 
+/// Reads the whole range in now without writing to it: `MADV_POPULATE_READ` (Linux 5.14+) maps
+/// every page readable, so a private mapping stays copy-on-write (`MAP_POPULATE` write-faults a
+/// writable private mapping, copying the whole file into anonymous memory); elsewhere, and on
+/// older kernels, `MADV_WILLNEED` reads it into the page cache. A hint, as `MAP_POPULATE` is:
+/// failures are ignored.
+fn populate(mapping: &Mapping, len: usize) {
+  #[cfg(any(target_os = "linux", target_os = "android"))]
+  if mapping.advise(0, len, libc::MADV_POPULATE_READ).is_ok() {
+    return;
+  }
+  let _ = mapping.advise(0, len, c::MADV_WILLNEED);
+}
+
+/// Removes the file this call created at `path` (and is about to fail), unless the path names
+/// another file by now.
+fn remove_created(path: &std::path::Path, file: &std::fs::File) {
+  use std::os::unix::fs::MetadataExt;
+  let same = match (std::fs::metadata(path), file.metadata()) {
+    (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+    _ => false,
+  };
+  if same {
+    let _ = std::fs::remove_file(path);
+  }
+}
+
 fn empty_buffer(env: &Env) -> Option<napi::sys::napi_value> {
   let mut data = std::ptr::null_mut();
   let mut buffer = std::ptr::null_mut();
@@ -317,18 +463,26 @@ fn take_exception(env: &Env) -> napi::sys::napi_value {
 }
 
 /// Opens the file at `path`, maps the part of it that `options` picks, closes the file and
-/// returns a Buffer that is the mapping. An empty range gives an empty Buffer.
+/// returns a Buffer that is the mapping. An empty range gives an empty Buffer. Only regular
+/// files are mapped. A call that fails leaves the file as it was (not created, not resized,
+/// not truncated).
 ///
 /// @param path - The file's path.
-/// @param options - `mode`: `'r'` (read-only, the default), `'r+'` (read-write) or `'w+'`
-///   (read-write, created or truncated). `size`: grow the file to at least this many bytes first
-///   (`'r+'`/`'w+'` only). `offset`: the byte where the Buffer starts, any value (default `0`).
-///   `length`: bytes to map (default: to the end of the file). `shared`: `MAP_SHARED` (default
-///   `true`); with `false` writes stay private (copy-on-write, also allowed in mode `'r'`).
-///   `populate`: read the whole range in now (default `false`). `advise`: a `MADV_*` value.
-/// @throws {RangeError} `ERR_OUT_OF_RANGE` when the range reaches past the end of the file.
+/// @param options - A plain object, `null` or `undefined`. `mode`: `'r'` (read-only, the
+///   default), `'r+'` (read-write) or `'w+'` (read-write, created or truncated). `size`: grow the
+///   file to at least this many bytes (`'r+'`/`'w+'` only). `offset`: the byte where the Buffer
+///   starts, any value (default `0`). `length`: bytes to map (default: to the end of the file).
+///   `shared`: `MAP_SHARED` (default `true`); with `false` a private copy-on-write mapping,
+///   writable in every mode (writes never reach the file). `populate`: read the whole range in now, without
+///   writing to it (default `false`). `advise`: a `MADV_*` value.
+/// @throws {TypeError} `ERR_INVALID_ARG_TYPE` when `options` is an array, a boxed primitive, an
+///   ArrayBuffer or a view of one, or a function.
+/// @throws {RangeError} `ERR_OUT_OF_RANGE` when the range reaches past the end of the file (the
+///   size it would have after `size`, or after `'w+'`).
+/// @throws {Error} `EISDIR` (`syscall: 'mmap'`) for a directory; `ENODEV` for a FIFO, socket or
+///   device, or a file the kernel cannot map (procfs): never a hang, never an empty Buffer.
 #[napi(
-  ts_args_type = "path: string | Buffer | Uint8Array, options?: OpenOptions",
+  ts_args_type = "path: string | Buffer | Uint8Array, options?: OpenOptions | null",
   ts_return_type = "Buffer"
 )]
 pub fn open_sync<'env>(env: &'env Env, path: Unknown, options: Optional) -> napi::Result<Unknown<'env>> {
@@ -366,7 +520,7 @@ impl<'env> ScopedTask<'env> for Open {
 /// @param options - As for `openSync`.
 /// @returns A Promise that fulfills with the Buffer, or rejects with a Node-style error.
 #[napi(
-  ts_args_type = "path: string | Buffer | Uint8Array, options?: OpenOptions",
+  ts_args_type = "path: string | Buffer | Uint8Array, options?: OpenOptions | null",
   ts_return_type = "Promise<Buffer>"
 )]
 pub fn open<'env>(env: &'env Env, path: Unknown, options: Optional) -> napi::Result<Unknown<'env>> {
@@ -389,9 +543,12 @@ pub struct OpenOptions {
   pub offset: Option<f64>,
   /// Bytes to map. Default: from `offset` to the end of the file.
   pub length: Option<f64>,
-  /// `true`: writes reach the file (`MAP_SHARED`); `false`: private copy-on-write. Default: `true`.
+  /// `true`: writes reach the file (`MAP_SHARED`); `false`: private copy-on-write, writable only
+  /// in mode `'r+'`/`'w+'`. Default: `true`.
   pub shared: Option<bool>,
-  /// Read the whole range into memory now (`MAP_POPULATE`). Default: `false`.
+  /// Read the whole range into memory now, without writing to it (`MADV_POPULATE_READ` on Linux
+  /// 5.14+, else `MADV_WILLNEED`): a private mapping stays copy-on-write. A hint: failures are
+  /// ignored. Default: `false`.
   pub populate: Option<bool>,
   /// A `MADV_*` value applied right after mapping. Default: none.
   pub advise: Option<i32>,

@@ -113,7 +113,7 @@ pub fn remap<'env>(env: &'env Env, buffer: Unknown, new_size: Unknown) -> napi::
 /// @param length - Bytes in the range. Default: to the end of the view.
 /// @param advice - One of the `MADV_*` constants.
 #[napi(
-  ts_args_type = "buffer: ArrayBufferView | ArrayBuffer, ...args: [advice: number] | [offset: number, length: number, advice: number]"
+  ts_args_type = "buffer: ArrayBufferView | ArrayBuffer, ...args: [advice: number] | [offset: number | undefined, length: number | undefined, advice: number]"
 )]
 pub fn advise(env: &Env, buffer: Unknown, a: Optional, b: Optional, advice: Optional) -> napi::Result<()> {
   let resolved = view::resolve(env, &buffer, "buffer")?;
@@ -299,7 +299,7 @@ impl<'env> ScopedTask<'env> for Flush {
 ///   byte range of the view; `invalidate` (default `false`) adds `MS_INVALIDATE`.
 /// @returns A Promise that fulfills with `undefined`, or rejects with a Node-style system error.
 #[napi(
-  ts_args_type = "buffer: ArrayBufferView | ArrayBuffer, options?: { offset?: number, length?: number, invalidate?: boolean }",
+  ts_args_type = "buffer: ArrayBufferView | ArrayBuffer, options?: { offset?: number, length?: number, invalidate?: boolean } | null",
   ts_return_type = "Promise<void>"
 )]
 pub fn flush<'env>(env: &'env Env, buffer: Unknown, options: Optional) -> napi::Result<Unknown<'env>> {

@@ -1,4 +1,11 @@
 //! Options objects (`{ offset, length, ... }`): read without coercion, unknown names refused.
+//!
+//! An options argument is `undefined`, `null` or an ordinary object: an object literal, a
+//! null-prototype object, an instance of a class. Objects that hold something else than
+//! properties are refused with `ERR_INVALID_ARG_TYPE` as Node's `validateObject` refuses them:
+//! functions and arrays (as Node does), and also typed arrays, `DataView`s, `ArrayBuffer`s and
+//! boxed primitives (`new String('r+')`), which Node's `fs` would read as empty options: an
+//! array or a boxed string passed where options belong is a mistake, never "all defaults".
 
 use std::ptr;
 
@@ -22,7 +29,7 @@ impl Options {
     let Some(value) = value.filter(|v| !absent(v)) else {
       return Ok(Options { object: None });
     };
-    if args::type_of(value) != ValueType::Object {
+    if args::type_of(value) != ValueType::Object || !ordinary(env, args::raw(value)) {
       return Err(args::invalid_type(env, "options", "of type object", value));
     }
     let object = args::raw(value);
@@ -59,6 +66,65 @@ impl Options {
     let value = unsafe { Unknown::from_raw_unchecked(env.raw(), value) };
     Ok((args::type_of(&value) != ValueType::Undefined).then_some(value))
   }
+}
+
+/// The built-in constructors whose instances are refused as options, besides what Node-API
+/// recognises itself (arrays, ArrayBuffer views): boxed primitives, raw memory, and objects that
+/// inherit from `Array.prototype` (whose inherited `length` would read as `options.length`).
+const REFUSED: &[&std::ffi::CStr] = &[
+  c"Array",
+  c"DataView",
+  c"String",
+  c"Number",
+  c"Boolean",
+  c"Symbol",
+  c"BigInt",
+  c"ArrayBuffer",
+  c"SharedArrayBuffer",
+];
+
+/// Whether `object` (of type object) is an ordinary object: not an array, not an ArrayBuffer
+/// view, not an instance of one of the [`REFUSED`] built-ins.
+fn ordinary(env: &Env, object: sys::napi_value) -> bool {
+  type Is = unsafe extern "C" fn(sys::napi_env, sys::napi_value, *mut bool) -> sys::napi_status;
+  let checks: [Is; 3] = [sys::napi_is_array, sys::napi_is_typedarray, sys::napi_is_dataview];
+  for check in checks {
+    let mut yes = false;
+    // SAFETY: `object` is a live value of this env and `yes` a valid out-pointer.
+    unsafe { check(env.raw(), object, &mut yes) };
+    if yes {
+      return false;
+    }
+  }
+  let mut global = ptr::null_mut();
+  // SAFETY: `global` is a valid out-pointer.
+  if unsafe { sys::napi_get_global(env.raw(), &mut global) } != sys::Status::napi_ok {
+    return true;
+  }
+  for name in REFUSED {
+    let mut constructor = ptr::null_mut();
+    // SAFETY: `global` is this env's global object; `name` is NUL-terminated.
+    let status = unsafe { sys::napi_get_named_property(env.raw(), global, name.as_ptr(), &mut constructor) };
+    if status != sys::Status::napi_ok {
+      args::clear_exception(env);
+      continue;
+    }
+    let mut kind = sys::ValueType::napi_undefined;
+    // SAFETY: `constructor` was just returned by Node-API for this env; `kind` is valid.
+    unsafe { sys::napi_typeof(env.raw(), constructor, &mut kind) };
+    if kind != sys::ValueType::napi_function {
+      continue;
+    }
+    let mut instance = false;
+    // SAFETY: `constructor` is a function of this env, `object` an object of it.
+    let status = unsafe { sys::napi_instanceof(env.raw(), object, constructor, &mut instance) };
+    if status != sys::Status::napi_ok {
+      args::clear_exception(env);
+    } else if instance {
+      return false;
+    }
+  }
+  true
 }
 
 /// The object's own enumerable string keys.

@@ -126,6 +126,8 @@ remap(d)
 advise(grown, MADV_RANDOM)
 advise(grown, 1, 100, MADV_RANDOM)
 advise(grown.subarray(10), 0, 10, MADV_WILLNEED)
+advise(grown, undefined, undefined, MADV_WILLNEED) // the defaults, as the runtime takes them
+advise(grown, 4096, undefined, MADV_WILLNEED)
 // @ts-expect-error three numbers are neither form
 advise(grown, 0, 100)
 // @ts-expect-error advice is a number
@@ -156,6 +158,7 @@ sync(grown, 0, 4096, 'yes')
 const flushed: Promise<void> = flush(grown)
 void flush(grown, { offset: 0, length: 4096, invalidate: true })
 void flush(grown, {})
+void flush(grown, null)
 // @ts-expect-error unknown option
 void flush(grown, { blocking: true })
 
@@ -196,6 +199,8 @@ const byUint8: Buffer = openSync(new Uint8Array(4), { shared: false })
 const created: Buffer = openSync('/tmp/node-mmap-types-2', { mode: 'w+', size: 4096 })
 const later: Promise<Buffer> = open('/tmp/node-mmap-types')
 const laterWith: Promise<Buffer> = open('/tmp/node-mmap-types', { offset: 1, length: 2 })
+const withNull: Buffer = openSync('/tmp/node-mmap-types', null)
+const laterNull: Promise<Buffer> = open('/tmp/node-mmap-types', null)
 async function useOpen(): Promise<number> {
   const buf = await open('/tmp/node-mmap-types', { mode: 'r' })
   return buf.length
@@ -215,6 +220,8 @@ const allowed: boolean = externalBuffersAllowed()
 // --- Mapping
 const m1 = new Mapping(4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd)
 const m2 = new Mapping(8 * 2 ** 30, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+const m5 = new Mapping(4096, PROT_READ, MAP_SHARED, fd, 0, MADV_RANDOM)
+const m6: Mapping = Mapping.open('/tmp/node-mmap-types', null)
 const m3: Mapping = Mapping.open('/tmp/node-mmap-types', { mode: 'r+', offset: 5 })
 const m4: Mapping = mmap.Mapping.open(Buffer.from('/tmp/node-mmap-types'))
 const len: number = m1.length
@@ -234,8 +241,10 @@ m3.sync(0, 10)
 m3.sync(0, 10, true, false)
 const mf: Promise<void> = m3.flush()
 void m3.flush({ offset: 0, length: 4096, invalidate: false })
+void m3.flush(null)
 m3.advise(MADV_RANDOM)
 m3.advise(0, 4096, MADV_WILLNEED)
+m3.advise(undefined, undefined, MADV_WILLNEED)
 const mi: [number, number] = m3.incore()
 m3.lock()
 m3.lock(0, 4096)
@@ -258,9 +267,14 @@ m1.write('text')
 new Mapping(4096)
 // @ts-expect-error advise with two numbers is neither form
 m1.advise(0, 4096)
+// @ts-expect-error the advice itself cannot be left out
+m1.advise(0, 4096, undefined)
+// @ts-expect-error advise (the constructor's 6th argument) is a number
+new Mapping(4096, PROT_READ, MAP_SHARED, fd, 0, 'random')
 
 export {
   allConstants, pageSize, e, grown, pages, flushed, whole, part, byBytes, byUint8, created, later, laterWith,
+  withNull, laterNull, m5, m6,
   useOpen, allowed, len, gone, copy, copy2, copy3, n1, n2, n3, w1, w2, v1, v2, mf, mi, disposable, scoped,
   wrongRead, waited, waitedAsync, woken, waitedBool,
 }

@@ -579,13 +579,18 @@ pub fn deadline_after(_millis: f64) -> libc::timespec {
   }
 }
 
-/// Opens `path` for mapping: close-on-exec (as std always does), created `0o666 & ~umask`.
-pub fn open(path: &std::path::Path, write: bool, create: bool, truncate: bool) -> io::Result<std::fs::File> {
+/// Opens `path` for mapping: close-on-exec (as std always does), never truncated, and
+/// `O_NONBLOCK | O_NOCTTY`, so that opening a FIFO or a terminal neither waits for a peer nor
+/// changes the controlling terminal (the caller then refuses anything not a regular file; on a
+/// regular file neither flag changes anything). `create_new`: `O_CREAT | O_EXCL`, created
+/// `0o666 & ~umask`.
+pub fn open(path: &std::path::Path, write: bool, create_new: bool) -> io::Result<std::fs::File> {
+  use std::os::unix::fs::OpenOptionsExt;
   std::fs::OpenOptions::new()
     .read(true)
     .write(write)
-    .create(create)
-    .truncate(truncate)
+    .create_new(create_new)
+    .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
     .open(path)
 }
 
