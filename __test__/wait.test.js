@@ -239,3 +239,108 @@ test('on kernels without futex_waitv (simulated), waitAsync waits in slices: not
   assertCleanExit(result)
   assert.equal(result.stdout.trim(), 'ok ERR_MMAP_UNMAPPED true')
 })
+
+test('worker.terminate() and process.exit() end a wait() or waitAsync() at once, as they end Atomics.wait()', { skip: !linux && 'futex(2) is Linux only', timeout: 120_000 }, async (t) => {
+  const { runScript, assertExited } = require('./helpers.js')
+  const file = path.join(dir, 'terminate-word.bin')
+  fs.writeFileSync(file, Buffer.alloc(4096))
+  // The child's worker maps the file and sleeps on a word nobody changes, with no timeout; then
+  // the child ends it one way or another and says how long that took, and how many mappings of
+  // the file are left once the worker is gone. It used to hang there for ever.
+  const sleepers = {
+    'wait()': `mmap.wait(buf, 0, 0)`,
+    'waitAsync()': `mmap.waitAsync(buf, 0, 0).then((outcome) => console.log('settled', outcome))`,
+    'Atomics.wait()': `Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0)`, // the yardstick
+  }
+  const endings = {
+    'worker.terminate()': `
+      const t0 = Date.now()
+      await worker.terminate()
+      const ms = Date.now() - t0
+      let left = mappings()
+      for (const deadline = Date.now() + 5000; left > 0 && Date.now() < deadline; left = mappings()) await sleep(10)
+      console.log('terminated', ms < 5000, left)`,
+    'process.exit() in the main thread': `console.log('exiting'); process.exit(7)`,
+  }
+  for (const [sleeperName, sleeper] of Object.entries(sleepers)) {
+    for (const [endingName, ending] of Object.entries(endings)) {
+      await t.test(`${sleeperName} in a worker, ${endingName}`, () => {
+        const started = Date.now()
+        const result = runScript(
+          `
+          const fs = require('node:fs')
+          const { Worker } = require('node:worker_threads')
+          const { setTimeout: sleep } = require('node:timers/promises')
+          const file = ${JSON.stringify(file)}
+          const mappings = () => fs.readFileSync('/proc/self/maps', 'utf8').split('\\n').filter((l) => l.endsWith(' ' + file)).length
+          const worker = new Worker(\`
+            const mmap = require(\${JSON.stringify(MMAP)})
+            const buf = mmap.openSync(\${JSON.stringify(file)}, { mode: 'r+' })
+            require('node:worker_threads').parentPort.postMessage('sleeping')
+            ${sleeper}
+          \`, { eval: true })
+          worker.once('message', async () => {
+            await sleep(100) // well inside the sleep
+            ${ending}
+          })
+          `,
+          { timeout: 15_000 },
+        )
+        const exited = `${endingName} took ${Date.now() - started} ms in all; stdout: ${result.stdout}`
+        if (endingName === 'worker.terminate()') {
+          assertExited(result, 0)
+          assert.equal(result.stdout.trim(), 'terminated true 0', exited)
+        } else {
+          assertExited(result, 7)
+          assert.equal(result.stdout.trim(), 'exiting', exited)
+        }
+      })
+    }
+  }
+  await t.test('waitAsync() in a worker, worker.terminate(), on kernels without futex_waitv (simulated)', () => {
+    const result = runScript(
+      `
+      const { Worker } = require('node:worker_threads')
+      const worker = new Worker(\`
+        const mmap = require(\${JSON.stringify(MMAP)})
+        const buf = mmap.map(4096, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED | mmap.MAP_ANONYMOUS, -1)
+        require('node:worker_threads').parentPort.postMessage('sleeping')
+        mmap.waitAsync(buf, 0, 0)
+      \`, { eval: true })
+      worker.once('message', () => setTimeout(async () => {
+        const t0 = Date.now()
+        await worker.terminate()
+        console.log('terminated', Date.now() - t0 < 5000)
+      }, 100))
+      `,
+      { timeout: 15_000, env: { NODE_MMAP_SIMULATE_NO_FUTEX_WAITV: '1' } },
+    )
+    assertExited(result, 0)
+    assert.equal(result.stdout.trim(), 'terminated true')
+  })
+  await t.test('waitAsync() pending in the main thread, process.exit()', () => {
+    const result = runScript(
+      `
+      const mmap = require(MMAP)
+      const buf = mmap.map(4096, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED | mmap.MAP_ANONYMOUS, -1)
+      mmap.waitAsync(buf, 0, 0).then((outcome) => console.log('settled', outcome))
+      setTimeout(() => { console.log('exiting'); process.exit(7) }, 100)
+      `,
+      { timeout: 15_000 },
+    )
+    assertExited(result, 7)
+    assert.equal(result.stdout.trim(), 'exiting')
+  })
+  await t.test('a pending waitAsync() keeps the event loop alive until it settles', () => {
+    const result = runScript(
+      `
+      const mmap = require(MMAP)
+      const buf = mmap.map(4096, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED | mmap.MAP_ANONYMOUS, -1)
+      mmap.waitAsync(buf, 0, 0, 300).then((outcome) => console.log('settled', outcome))
+      `,
+      { timeout: 15_000 },
+    )
+    assertExited(result, 0)
+    assert.equal(result.stdout.trim(), 'settled timed-out')
+  })
+})

@@ -372,55 +372,63 @@ struct FutexWaitv {
   reserved: u32,
 }
 
-/// As [`wait`], but also ends, with [`Wait::Cancelled`], once the process-private word at
-/// `cancel` is not 0: when the wait begins, or when [`wake_private`] wakes it after it was set.
-/// Uses futex_waitv(2) (Linux 5.16); before that kernel it fails with `ENOSYS`.
+/// As [`wait`], but also ends, with [`Wait::Cancelled`], once one of the process-private words
+/// at `cancels` (at most 2) is not 0: when the wait begins, or when [`wake_private`] wakes it
+/// after it was set. Uses futex_waitv(2) (Linux 5.16); before that kernel it fails with `ENOSYS`.
 ///
 /// # Safety
-/// As [`wait`] for `addr`; `cancel` is an aligned word that stays valid during the call.
+/// As [`wait`] for `addr`; each of `cancels` is an aligned word that stays valid during the call.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub unsafe fn wait_or_cancel(
   addr: *const u32,
   expected: u32,
-  cancel: *const u32,
+  cancels: &[*const u32],
   deadline: Option<libc::timespec>,
 ) -> io::Result<Wait> {
   const FUTEX2_SIZE_U32: u32 = 0x02;
   const FUTEX2_PRIVATE: u32 = 128;
-  let waiters = [
-    FutexWaitv {
-      val: u64::from(expected),
-      uaddr: addr as u64,
-      flags: FUTEX2_SIZE_U32,
-      reserved: 0,
-    },
-    FutexWaitv {
-      val: 0,
-      uaddr: cancel as u64,
-      flags: FUTEX2_SIZE_U32 | FUTEX2_PRIVATE,
-      reserved: 0,
-    },
+  assert!(cancels.len() <= 2, "at most 2 cancel words");
+  let entry = |addr: *const u32, val: u32, flags: u32| FutexWaitv {
+    val: u64::from(val),
+    uaddr: addr as u64,
+    flags,
+    reserved: 0,
+  };
+  let mut waiters = [
+    entry(addr, expected, FUTEX2_SIZE_U32),
+    entry(addr, expected, FUTEX2_SIZE_U32),
+    entry(addr, expected, FUTEX2_SIZE_U32),
   ];
+  for (slot, &cancel) in waiters[1..].iter_mut().zip(cancels) {
+    *slot = entry(cancel, 0, FUTEX2_SIZE_U32 | FUTEX2_PRIVATE);
+  }
+  let count = 1 + cancels.len();
   let timeout = deadline.as_ref().map_or(std::ptr::null(), std::ptr::from_ref);
+  let cancelled = || {
+    cancels.iter().any(|&cancel| {
+      // SAFETY: each of `cancels` is valid and aligned (the caller's contract), and read as the
+      // atomic its owner writes.
+      let word = unsafe { &*cancel.cast::<std::sync::atomic::AtomicU32>() };
+      word.load(std::sync::atomic::Ordering::Acquire) != 0
+    })
+  };
   loop {
-    // SAFETY: futex_waitv reads the two aligned words (the caller's contract), the array of
-    // two entries and `timeout` (absolute CLOCK_MONOTONIC, or null); it writes nothing.
+    // SAFETY: futex_waitv reads the `count` aligned words (the caller's contract), the first
+    // `count` entries of the array and `timeout` (absolute CLOCK_MONOTONIC, or null); it writes
+    // nothing.
     let result = unsafe {
       libc::syscall(
         libc::SYS_futex_waitv,
         waiters.as_ptr(),
-        waiters.len() as u32,
+        count as u32,
         0u32,
         timeout,
         libc::CLOCK_MONOTONIC,
       )
     };
-    // SAFETY: `cancel` is valid and aligned (the caller's contract), and read as the atomic
-    // its owner writes.
-    let cancelled = || unsafe { (*cancel.cast::<std::sync::atomic::AtomicU32>()).load(std::sync::atomic::Ordering::Acquire) } != 0;
     match result {
       0 => return Ok(Wait::Woken),
-      1 => return Ok(Wait::Cancelled),
+      n if n > 0 => return Ok(Wait::Cancelled),
       _ => {}
     }
     let err = io::Error::last_os_error();
@@ -503,7 +511,7 @@ pub unsafe fn wait(_addr: *const u32, _expected: u32, _deadline: Option<libc::ti
 pub unsafe fn wait_or_cancel(
   _addr: *const u32,
   _expected: u32,
-  _cancel: *const u32,
+  _cancels: &[*const u32],
   _deadline: Option<libc::timespec>,
 ) -> io::Result<Wait> {
   Err(io::Error::from_raw_os_error(libc::ENOTSUP))
