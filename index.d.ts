@@ -435,7 +435,9 @@ export declare function unmap(buffer: ArrayBufferView | ArrayBuffer): void
  * milliseconds pass; blocks the calling thread meanwhile, as `Atomics.wait` does. Linux only
  * (futex(2)); elsewhere it throws `ENOTSUP`. `Atomics.wait`/`Atomics.notify` do not see these
  * waits: use `wait`/`notify` on both sides. As with futexes, `'ok'` may come without a notify:
- * check the word again in a loop. `worker.terminate()` and `process.exit()` end the wait within
+ * check the word again in a loop. Read-only memory works too (on pages that are this process's
+ * alone, with its private futex, which every thread shares); a word on a page lost to truncation
+ * reads as 0, as in JavaScript. `worker.terminate()` and `process.exit()` end the wait within
  * a tenth of a second, as they end `Atomics.wait`: it sleeps in slices and looks in between,
  * so a `notify` that lands between two slices without changing the word is missed (change the
  * word, then notify).

@@ -344,3 +344,91 @@ test('worker.terminate() and process.exit() end a wait() or waitAsync() at once,
     assert.equal(result.stdout.trim(), 'settled timed-out')
   })
 })
+
+test('wait and waitAsync work on read-only memory of this process alone, and notify wakes them', { skip: !linux && 'futex(2) is Linux only' }, async () => {
+  // The kernel refuses the shared futex key of a read-only anonymous page (EFAULT): a PROT_READ
+  // MAP_PRIVATE | MAP_ANONYMOUS mapping, or a MAP_PRIVATE page that was written and then made
+  // read-only. Such pages belong to this process alone, and the waits used to fail with EFAULT.
+  const { PROT_READ, MAP_PRIVATE } = mmap
+  const file = path.join(dir, 'private-word.bin')
+  fs.writeFileSync(file, Buffer.alloc(8192))
+  const fd = fs.openSync(file, 'r+')
+  const kinds = {
+    'PROT_READ MAP_PRIVATE | MAP_ANONYMOUS': () => mmap.map(4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1),
+    'MAP_PRIVATE | MAP_ANONYMOUS written, then protect()ed PROT_READ': () => {
+      const buf = mmap.map(4096, RW, MAP_PRIVATE | MAP_ANONYMOUS, -1)
+      buf[100] = 1
+      mmap.protect(buf, 0, 4096, PROT_READ)
+      return buf
+    },
+    'a MAP_PRIVATE file page written, then protect()ed PROT_READ': () => {
+      const buf = mmap.map(4096, RW, MAP_PRIVATE, fd)
+      buf[100] = 1
+      mmap.protect(buf, 0, 4096, PROT_READ)
+      return buf
+    },
+    'PROT_READ MAP_SHARED | MAP_ANONYMOUS': () => mmap.map(4096, PROT_READ, MAP_SHARED | MAP_ANONYMOUS, -1),
+    'PROT_READ MAP_PRIVATE of a file': () => mmap.map(4096, PROT_READ, MAP_PRIVATE, fd),
+  }
+  try {
+    for (const [name, make] of Object.entries(kinds)) {
+      const buf = make()
+      assert.equal(mmap.wait(buf, 8, 0, 0), 'timed-out', name)
+      assert.equal(mmap.wait(buf, 8, 1, 0), 'not-equal', name)
+      assert.equal(await mmap.waitAsync(buf, 8, 0, 0), 'timed-out', name)
+      assert.equal(await mmap.waitAsync(buf, 8, 1), 'not-equal', name)
+      const pending = mmap.waitAsync(buf, 8, 0, 10_000)
+      assert.equal(await notifyUntilWoken(buf, 8), 1, name)
+      assert.equal(await pending, 'ok', name)
+      assert.equal(mmap.notify(buf, 8), 0, `${name}: nobody waits any more`)
+      mmap.unmap(buf)
+    }
+  } finally {
+    fs.closeSync(fd)
+  }
+})
+
+test("a read-only MAP_PRIVATE mapping of a file still shares the file's futex with other mappings", { skip: !linux && 'futex(2) is Linux only' }, async () => {
+  // Its pages are the file's until written: a reader in a worker waits on one, and a writer's
+  // MAP_SHARED mapping of the same file wakes it (the private key would not reach it).
+  const file = path.join(dir, 'private-reader.bin')
+  fs.writeFileSync(file, Buffer.alloc(4096))
+  const worker = new Worker(
+    `
+    const { parentPort, workerData } = require('node:worker_threads')
+    const mmap = require(workerData.root)
+    const fd = require('node:fs').openSync(workerData.file, 'r')
+    const buf = mmap.map(4096, mmap.PROT_READ, mmap.MAP_PRIVATE, fd)
+    parentPort.postMessage('waiting')
+    const outcome = mmap.wait(buf, 12, 0, 10_000)
+    parentPort.postMessage([outcome, buf.readInt32LE(12)])
+    `,
+    { eval: true, workerData: { root: ROOT, file } },
+  )
+  const messages = []
+  worker.on('message', (m) => messages.push(m))
+  while (messages.length === 0) await sleep(5)
+  const buf = mmap.openSync(file, { mode: 'r+' })
+  buf.writeInt32LE(5, 12)
+  const woken = mmap.notify(buf, 12)
+  await once(worker, 'exit')
+  assert.deepEqual(messages[1], [woken === 1 ? 'ok' : 'not-equal', 5])
+  mmap.unmap(buf)
+})
+
+test('a word on a page lost to truncation reads as 0, as it does in JavaScript (SIGBUS recovery)', { skip: !linux && 'futex(2) is Linux only' }, async () => {
+  // The kernel's own read of the word fails there (EFAULT); JavaScript's is answered with zeros.
+  const file = path.join(dir, 'truncated-word.bin')
+  fs.writeFileSync(file, Buffer.alloc(3 * 4096, 7))
+  const fd = fs.openSync(file, 'r+')
+  const buf = mmap.map(3 * 4096, RW, MAP_SHARED, fd)
+  fs.ftruncateSync(fd, 0)
+  fs.closeSync(fd)
+  assert.equal(mmap.wait(buf, 4, 0x07070707, 0), 'not-equal')
+  assert.equal(mmap.wait(buf, 4, 0, 0), 'timed-out')
+  assert.equal(await mmap.waitAsync(buf, 4096, 0, 0), 'timed-out')
+  assert.equal(await mmap.waitAsync(buf, 2 * 4096, 0x07070707), 'not-equal')
+  assert.equal(mmap.faults(buf), 3, 'each lost page was replaced once')
+  assert.equal(buf.readInt32LE(2 * 4096), 0)
+  mmap.unmap(buf)
+})

@@ -5,7 +5,7 @@
 
 use std::ffi::c_void;
 use std::ptr;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -57,8 +57,13 @@ impl Word {
     if self.mapping.is_unmapped() {
       return Err(Failure::Unmapped);
     }
-    // SAFETY: the word is aligned and inside the mapping, which `self.mapping` keeps reserved.
-    Ok(unsafe { sys::wait(self.addr(), expected, deadline) }?)
+    let sleep = |private| {
+      // SAFETY: the word is aligned and inside the mapping, which `self.mapping` keeps reserved.
+      unsafe { sys::wait(self.addr(), expected, deadline, private) }
+    };
+    // SAFETY: the word is aligned, inside the mapping `self.mapping` keeps reserved, and
+    // readable: `word()` checked the mapping's rights.
+    Ok(unsafe { with_key(self.addr(), sleep) }?)
   }
 
   /// As [`Word::wait`], but an `unmap()` meanwhile ends it (`Unmapped`): unmapping swaps the
@@ -84,10 +89,15 @@ impl Word {
       return sliced();
     }
     let waited = self.mapping.with_cancel_word(|cancel| {
-      // SAFETY: the word is aligned and inside the mapping, which `self.mapping` keeps
-      // reserved; the cancel word is an aligned field of the same mapping, and `abandon` an
-      // aligned atomic the caller keeps alive during the call.
-      unsafe { sys::wait_or_cancel(self.addr(), expected, &[cancel, abandon.as_ptr()], deadline) }
+      let sleep = |private| {
+        let cancels = [cancel, abandon.as_ptr()];
+        // SAFETY: the word is aligned and inside the mapping, which `self.mapping` keeps
+        // reserved; the cancel word is an aligned field of the same mapping, and `abandon` an
+        // aligned atomic the caller keeps alive during the call.
+        unsafe { sys::wait_or_cancel(self.addr(), expected, private, &cancels, deadline) }
+      };
+      // SAFETY: as in `Word::wait`.
+      unsafe { with_key(self.addr(), sleep) }
     });
     match waited {
       Ok(Wait::Cancelled) => Err(Failure::Unmapped),
@@ -120,6 +130,50 @@ impl Word {
       }
     }
   }
+}
+
+/// How many waits sleep now with the process-private futex key ([`with_key`]): while there are
+/// any, `notify` wakes that key too.
+static PRIVATE_SLEEPERS: AtomicUsize = AtomicUsize::new(0);
+
+/// Runs `sleep` with the shared futex key, the one every process that maps the page uses; if
+/// the kernel refuses it with `EFAULT`, with this process's private key instead. The kernel
+/// refuses the shared key of a read-only page of anonymous memory (a `PROT_READ` mapping of
+/// `MAP_PRIVATE | MAP_ANONYMOUS`, or a `MAP_PRIVATE` page that was written, then `protect()`ed
+/// read-only): such a page belongs to this process alone, so the private key loses nothing.
+///
+/// Both keys fail on a page lost to truncation (past the end of the file), where the kernel's
+/// read of the word fails and a JavaScript read would be answered by SIGBUS recovery: then the
+/// word is read here as JavaScript would read it (recovery puts zeros there, or, turned off,
+/// ends the process with its diagnostic), and the wait tried again.
+///
+/// # Safety
+/// `addr` is the word `sleep` sleeps on: aligned, inside a mapping the caller keeps reserved,
+/// and readable (`view::check_rights`).
+unsafe fn with_key(addr: *const u32, sleep: impl Fn(bool) -> std::io::Result<Wait>) -> std::io::Result<Wait> {
+  let efault =
+    |result: &std::io::Result<Wait>| matches!(result, Err(err) if err.raw_os_error() == Some(libc::EFAULT));
+  let keyed = || {
+    let shared = sleep(false);
+    if !efault(&shared) {
+      return shared;
+    }
+    // Counted before the kernel looks at the word: a `notify` after the word changed either
+    // sees the count or finds the word changed (the kernel compares it in the futex call).
+    PRIVATE_SLEEPERS.fetch_add(1, Ordering::SeqCst);
+    std::sync::atomic::fence(Ordering::SeqCst);
+    let private = sleep(true);
+    PRIVATE_SLEEPERS.fetch_sub(1, Ordering::SeqCst);
+    private
+  };
+  let result = keyed();
+  if !efault(&result) {
+    return result;
+  }
+  // SAFETY: the word is aligned, reserved and readable (this function's contract); a lost page
+  // raises SIGBUS, which the handler answers as for any read of the mapping.
+  unsafe { ptr::read_volatile(addr) };
+  keyed()
 }
 
 /// Whether `a` is after `b`.
@@ -202,7 +256,9 @@ fn outcome(wait: Wait) -> String {
 /// milliseconds pass; blocks the calling thread meanwhile, as `Atomics.wait` does. Linux only
 /// (futex(2)); elsewhere it throws `ENOTSUP`. `Atomics.wait`/`Atomics.notify` do not see these
 /// waits: use `wait`/`notify` on both sides. As with futexes, `'ok'` may come without a notify:
-/// check the word again in a loop. `worker.terminate()` and `process.exit()` end the wait within
+/// check the word again in a loop. Read-only memory works too (on pages that are this process's
+/// alone, with its private futex, which every thread shares); a word on a page lost to truncation
+/// reads as 0, as in JavaScript. `worker.terminate()` and `process.exit()` end the wait within
 /// a tenth of a second, as they end `Atomics.wait`: it sleeps in slices and looks in between,
 /// so a `notify` that lands between two slices without changing the word is missed (change the
 /// word, then notify).
@@ -504,8 +560,19 @@ pub fn notify(env: &Env, view: Unknown, byte_offset: Unknown, count: Optional) -
   if count == 0 {
     return Ok(0); // FUTEX_WAKE with 0 wakes one waiter all the same
   }
-  // SAFETY: the word is aligned and inside the mapping, which `word.mapping` keeps reserved.
-  let woken =
-    unsafe { sys::wake(word.addr(), count) }.map_err(|err| errors::throw_system(env, &err, "futex", None))?;
+  let wake = |count: i32, private| {
+    // SAFETY: the word is aligned and inside the mapping, which `word.mapping` keeps reserved.
+    match unsafe { sys::wake(word.addr(), count, private) } {
+      // The shared key of a word whose page refuses it (see `with_key`): nobody waits with it.
+      Err(err) if err.raw_os_error() == Some(libc::EFAULT) && !private => Ok(0),
+      woken => woken,
+    }
+    .map_err(|err| errors::throw_system(env, &err, "futex", None))
+  };
+  let mut woken = wake(count, false)?;
+  std::sync::atomic::fence(Ordering::SeqCst);
+  if woken < count as usize && PRIVATE_SLEEPERS.load(Ordering::SeqCst) != 0 {
+    woken += wake(count - woken as i32, true)?;
+  }
   Ok(woken.min(u32::MAX as usize) as u32)
 }
