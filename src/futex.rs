@@ -15,7 +15,7 @@ use napi_derive::napi;
 
 use crate::args::{self, Optional};
 use crate::errors;
-use crate::mapping::Failure;
+use crate::mapping::{self, Failure};
 use crate::shared::Shared;
 use crate::sys::{self, Wait};
 use crate::view::{self, Resolved};
@@ -405,8 +405,9 @@ unsafe extern "C" fn settle(
 
 /// Like `wait`, without blocking: the wait sleeps in a thread of its own, and the Promise settles
 /// with its outcome. The thread is not one of the libuv pool's, which `fs`, `zlib` and `flush`
-/// need; a pending `waitAsync` keeps the event loop alive, as pending I/O does, and
-/// `worker.terminate()` and `process.exit()` end it at once. An `unmap()` of the mapping
+/// need; each pending wait holds one (128 KiB of stack, two kernel mappings), and a word that
+/// already differs settles at once without one. A pending `waitAsync` keeps the event loop
+/// alive, as pending I/O does, and `worker.terminate()` and `process.exit()` end it at once. An `unmap()` of the mapping
 /// meanwhile rejects the Promise with `ERR_MMAP_UNMAPPED` at once (before Linux 5.16, within a
 /// tenth of a second, and there a `notify()` that does not change the word may be missed).
 ///
@@ -435,6 +436,19 @@ pub fn wait_async<'env>(
     Ok(checked) => checked,
     Err(err) => return errors::promise::<()>(env, Err(err)),
   };
+  // What the kernel would answer at once needs no thread: a word that differs, or no time left.
+  // SAFETY: the word is aligned, inside the mapping `word` keeps reserved, and readable (`word()`
+  // checked the rights); read as the atomic other threads and processes write.
+  let now = unsafe { &*word.addr().cast::<AtomicU32>() }.load(Ordering::SeqCst);
+  let expired = deadline.is_some_and(|deadline| !later(&deadline, &sys::deadline_after(0.0)));
+  if now != expected || expired {
+    let wait = if now != expected {
+      Wait::NotEqual
+    } else {
+      Wait::TimedOut
+    };
+    return errors::promise(env, Ok(outcome(wait)));
+  }
   let (mut deferred, mut promise) = (ptr::null_mut(), ptr::null_mut());
   // SAFETY: both out-pointers are valid.
   let status = unsafe { napi_sys::napi_create_promise(env.raw(), &mut deferred, &mut promise) };
@@ -480,35 +494,38 @@ pub fn wait_async<'env>(
   });
   let handles = Handles { tsfn, deferred };
   let theirs = Arc::clone(&sleeper);
-  let spawned = std::thread::Builder::new()
-    .name("node-mmap waitAsync".into())
-    .stack_size(SLEEPER_STACK)
-    .spawn(move || {
-      let handles = handles;
-      let outcome = word.wait_or_unmap(expected, deadline, &theirs.abandon);
-      drop(word); // the mapping may go before the env's thread looks at the outcome
-      let data = Box::into_raw(Box::new(Settle {
-        outcome,
-        deferred: handles.deferred,
-        sleeper: theirs,
-      }));
-      // SAFETY: the thread holds the thread-safe function until the release below; `data` is
-      // handed over to `settle` unless Node refuses the call (the env is closing).
-      unsafe {
-        let status = napi_sys::napi_call_threadsafe_function(
-          handles.tsfn,
-          data.cast(),
-          napi_sys::ThreadsafeFunctionCallMode::nonblocking,
-        );
-        if status != napi_sys::Status::napi_ok {
-          drop(Box::from_raw(data));
+  // A thread's stack and its guard page are two more kernel mappings, counted as ours are.
+  let spawned = mapping::reserve_vmas(2).and_then(|()| {
+    std::thread::Builder::new()
+      .name("node-mmap waitAsync".into())
+      .stack_size(SLEEPER_STACK)
+      .spawn(move || {
+        let handles = handles;
+        let outcome = word.wait_or_unmap(expected, deadline, &theirs.abandon);
+        drop(word); // the mapping may go before the env's thread looks at the outcome
+        let data = Box::into_raw(Box::new(Settle {
+          outcome,
+          deferred: handles.deferred,
+          sleeper: theirs,
+        }));
+        // SAFETY: the thread holds the thread-safe function until the release below; `data` is
+        // handed over to `settle` unless Node refuses the call (the env is closing).
+        unsafe {
+          let status = napi_sys::napi_call_threadsafe_function(
+            handles.tsfn,
+            data.cast(),
+            napi_sys::ThreadsafeFunctionCallMode::nonblocking,
+          );
+          if status != napi_sys::Status::napi_ok {
+            drop(Box::from_raw(data));
+          }
+          napi_sys::napi_release_threadsafe_function(
+            handles.tsfn,
+            napi_sys::ThreadsafeFunctionReleaseMode::release,
+          );
         }
-        napi_sys::napi_release_threadsafe_function(
-          handles.tsfn,
-          napi_sys::ThreadsafeFunctionReleaseMode::release,
-        );
-      }
-    });
+      })
+  });
   let thread = match spawned {
     Ok(thread) => thread,
     Err(err) => {
