@@ -441,19 +441,22 @@ pub fn wait_async<'env>(
   // checked the rights); read as the atomic other threads and processes write.
   let now = unsafe { &*word.addr().cast::<AtomicU32>() }.load(Ordering::SeqCst);
   let expired = deadline.is_some_and(|deadline| !later(&deadline, &sys::deadline_after(0.0)));
+  let (mut deferred, mut promise) = (ptr::null_mut(), ptr::null_mut());
+  // SAFETY: both out-pointers are valid.
+  let status = unsafe { napi_sys::napi_create_promise(env.raw(), &mut deferred, &mut promise) };
+  if status != napi_sys::Status::napi_ok {
+    return Err(errors::pending_or(env, "napi_create_promise", status));
+  }
   if now != expected || expired {
     let wait = if now != expected {
       Wait::NotEqual
     } else {
       Wait::TimedOut
     };
-    return errors::promise(env, Ok(outcome(wait)));
-  }
-  let (mut deferred, mut promise) = (ptr::null_mut(), ptr::null_mut());
-  // SAFETY: both out-pointers are valid.
-  let status = unsafe { napi_sys::napi_create_promise(env.raw(), &mut deferred, &mut promise) };
-  if status != napi_sys::Status::napi_ok {
-    return Err(errors::pending_or(env, "napi_create_promise", status));
+    // SAFETY: `deferred` was just made and is settled once, here.
+    unsafe { napi_sys::napi_resolve_deferred(env.raw(), deferred, errors::js_string(env, &outcome(wait))) };
+    // SAFETY: `promise` is a live value of this env.
+    return Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), promise) });
   }
   let reject = |error: napi_sys::napi_value| {
     // SAFETY: `deferred` was just made and is settled once, here, as nothing else got it.
