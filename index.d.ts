@@ -455,9 +455,10 @@ export declare function wait(view: ArrayBufferView | ArrayBuffer, byteOffset: nu
  * with its outcome. The thread is not one of the libuv pool's, which `fs`, `zlib` and `flush`
  * need; each pending wait holds one (128 KiB of stack, two kernel mappings), and a word that
  * already differs settles at once without one. A pending `waitAsync` keeps the event loop
- * alive, as pending I/O does, and `worker.terminate()` and `process.exit()` end it at once. An `unmap()` of the mapping
- * meanwhile rejects the Promise with `ERR_MMAP_UNMAPPED` at once (before Linux 5.16, within a
- * tenth of a second, and there a `notify()` that does not change the word may be missed).
+ * alive, as pending I/O does, and `worker.terminate()` and `process.exit()` end it at once.
+ * An `unmap()` of the mapping meanwhile rejects the Promise with `ERR_MMAP_UNMAPPED` at once
+ * (before Linux 5.16, within a tenth of a second, and there a `notify()` that does not change
+ * the word may be missed).
  *
  * @param view - A Buffer returned by `map()` or any view of the same memory.
  * @param byteOffset - Where the word is in the view: it must be 4-byte aligned in the mapping.
