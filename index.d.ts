@@ -486,7 +486,12 @@ export declare function unmap(buffer: ArrayBufferView | ArrayBuffer): void
  * milliseconds pass; blocks the calling thread meanwhile, as `Atomics.wait` does. Linux only
  * (futex(2)); elsewhere it throws `ENOTSUP`. `Atomics.wait`/`Atomics.notify` do not see these
  * waits: use `wait`/`notify` on both sides. As with futexes, `'ok'` may come without a notify:
- * check the word again in a loop.
+ * check the word again in a loop. Read-only memory works too (on pages that are this process's
+ * alone, with its private futex, which every thread shares); a word on a page lost to truncation
+ * reads as 0, as in JavaScript. `worker.terminate()` and `process.exit()` end the wait within
+ * a tenth of a second, as they end `Atomics.wait`: it sleeps in slices and looks in between,
+ * so a `notify` that lands between two slices without changing the word is missed (change the
+ * word, then notify).
  *
  * @param view - A Buffer returned by `map()` or any view of the same memory.
  * @param byteOffset - Where the word is in the view: it must be 4-byte aligned in the mapping.
@@ -497,12 +502,14 @@ export declare function unmap(buffer: ArrayBufferView | ArrayBuffer): void
 export declare function wait(view: ArrayBufferView | ArrayBuffer, byteOffset: number, expected: number, timeout?: number): 'ok' | 'not-equal' | 'timed-out'
 
 /**
- * Like `wait`, without blocking: the wait runs on the libuv thread pool, and the Promise settles
- * with its outcome. Each pending `waitAsync` holds one of the pool's threads (4 unless
- * `UV_THREADPOOL_SIZE` says otherwise), which `fs`, `zlib` and `flush` also use: give long
- * waits a `timeout`, or wait with `wait` in a worker thread. An `unmap()` of the mapping meanwhile
- * rejects the Promise with `ERR_MMAP_UNMAPPED` at once (before Linux 5.16, within a tenth of a
- * second, and there a `notify()` that does not change the word may be missed).
+ * Like `wait`, without blocking: the wait sleeps in a thread of its own, and the Promise settles
+ * with its outcome. The thread is not one of the libuv pool's, which `fs`, `zlib` and `flush`
+ * need; each pending wait holds one (128 KiB of stack, two kernel mappings), and a word that
+ * already differs settles at once without one. A pending `waitAsync` keeps the event loop
+ * alive, as pending I/O does, and `worker.terminate()` and `process.exit()` end it at once.
+ * An `unmap()` of the mapping meanwhile rejects the Promise with `ERR_MMAP_UNMAPPED` at once
+ * (before Linux 5.16, within a tenth of a second, and there a `notify()` that does not change
+ * the word may be missed).
  *
  * @param view - A Buffer returned by `map()` or any view of the same memory.
  * @param byteOffset - Where the word is in the view: it must be 4-byte aligned in the mapping.

@@ -410,6 +410,26 @@ check('WebAssembly (child): an out-of-bounds access still throws a RuntimeError 
   assert.deepEqual(JSON.parse(result.stdout), { inBounds: 0, outOfBounds: 'RuntimeError', stillMapped: 0 }, describe(result))
 })
 
+// Errors that reject a Promise are made when the work ends, with no JavaScript running: Bun
+// gave them no `stack` at all.
+check('errors that reject open() and waitAsync() have a stack, as every Error does', async () => {
+  const missing = path.join(dir, 'no-such-file')
+  const opened = await mmap.open(missing).then(() => null, (err) => err)
+  assert.ok(opened instanceof Error, 'open() of a missing file rejects')
+  assert.equal(opened.code, 'ENOENT')
+  assert.equal(typeof opened.stack, 'string', `open() error stack: ${opened.stack}`)
+  assert.ok(opened.stack.startsWith(`Error: ENOENT: no such file or directory, open '${missing}'`), opened.stack)
+  const buf = mmap.map(PAGESIZE, RW(), mmap.MAP_SHARED | mmap.MAP_ANONYMOUS, -1)
+  const pending = mmap.waitAsync(buf, 0, 0).then(() => null, (err) => err)
+  await new Promise((resolve) => setTimeout(resolve, 20))
+  mmap.unmap(buf)
+  const waited = await pending
+  assert.ok(waited instanceof Error, 'waitAsync() rejects when its mapping is unmapped')
+  assert.equal(waited.code, 'ERR_MMAP_UNMAPPED')
+  assert.equal(typeof waited.stack, 'string', `waitAsync() error stack: ${waited.stack}`)
+  assert.ok(waited.stack.startsWith('Error [ERR_MMAP_UNMAPPED]: '), waited.stack)
+})
+
 let passed = 0
 let failed = 0
 const smallStack = process.env.NODE_MMAP_TEST_SMALL_SIGSTACK

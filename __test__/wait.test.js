@@ -239,3 +239,199 @@ test('on kernels without futex_waitv (simulated), waitAsync waits in slices: not
   assertCleanExit(result)
   assert.equal(result.stdout.trim(), 'ok ERR_MMAP_UNMAPPED true')
 })
+
+test('worker.terminate() and process.exit() end a wait() or waitAsync() at once, as they end Atomics.wait()', { skip: !linux && 'futex(2) is Linux only', timeout: 120_000 }, async (t) => {
+  const { runScript, assertExited } = require('./helpers.js')
+  const file = path.join(dir, 'terminate-word.bin')
+  fs.writeFileSync(file, Buffer.alloc(4096))
+  // The child's worker maps the file and sleeps on a word nobody changes, with no timeout; then
+  // the child ends it one way or another and says how long that took, and how many mappings of
+  // the file are left once the worker is gone. It used to hang there for ever.
+  const sleepers = {
+    'wait()': `mmap.wait(buf, 0, 0)`,
+    'waitAsync()': `mmap.waitAsync(buf, 0, 0).then((outcome) => console.log('settled', outcome))`,
+    'Atomics.wait()': `Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0)`, // the yardstick
+  }
+  const endings = {
+    'worker.terminate()': `
+      const t0 = Date.now()
+      await worker.terminate()
+      const ms = Date.now() - t0
+      let left = mappings()
+      for (const deadline = Date.now() + 5000; left > 0 && Date.now() < deadline; left = mappings()) await sleep(10)
+      console.log('terminated', ms < 5000, left)`,
+    'process.exit() in the main thread': `console.log('exiting'); process.exit(7)`,
+  }
+  for (const [sleeperName, sleeper] of Object.entries(sleepers)) {
+    for (const [endingName, ending] of Object.entries(endings)) {
+      await t.test(`${sleeperName} in a worker, ${endingName}`, () => {
+        const started = Date.now()
+        const result = runScript(
+          `
+          const fs = require('node:fs')
+          const { Worker } = require('node:worker_threads')
+          const { setTimeout: sleep } = require('node:timers/promises')
+          const file = ${JSON.stringify(file)}
+          const mappings = () => fs.readFileSync('/proc/self/maps', 'utf8').split('\\n').filter((l) => l.endsWith(' ' + file)).length
+          const worker = new Worker(\`
+            const mmap = require(\${JSON.stringify(MMAP)})
+            const buf = mmap.openSync(\${JSON.stringify(file)}, { mode: 'r+' })
+            require('node:worker_threads').parentPort.postMessage('sleeping')
+            ${sleeper}
+          \`, { eval: true })
+          worker.once('message', async () => {
+            await sleep(100) // well inside the sleep
+            ${ending}
+          })
+          `,
+          { timeout: 15_000 },
+        )
+        const exited = `${endingName} took ${Date.now() - started} ms in all; stdout: ${result.stdout}`
+        if (endingName === 'worker.terminate()') {
+          assertExited(result, 0)
+          assert.equal(result.stdout.trim(), 'terminated true 0', exited)
+        } else {
+          assertExited(result, 7)
+          assert.equal(result.stdout.trim(), 'exiting', exited)
+        }
+      })
+    }
+  }
+  await t.test('waitAsync() in a worker, worker.terminate(), on kernels without futex_waitv (simulated)', () => {
+    const result = runScript(
+      `
+      const { Worker } = require('node:worker_threads')
+      const worker = new Worker(\`
+        const mmap = require(\${JSON.stringify(MMAP)})
+        const buf = mmap.map(4096, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED | mmap.MAP_ANONYMOUS, -1)
+        require('node:worker_threads').parentPort.postMessage('sleeping')
+        mmap.waitAsync(buf, 0, 0)
+      \`, { eval: true })
+      worker.once('message', () => setTimeout(async () => {
+        const t0 = Date.now()
+        await worker.terminate()
+        console.log('terminated', Date.now() - t0 < 5000)
+      }, 100))
+      `,
+      { timeout: 15_000, env: { NODE_MMAP_SIMULATE_NO_FUTEX_WAITV: '1' } },
+    )
+    assertExited(result, 0)
+    assert.equal(result.stdout.trim(), 'terminated true')
+  })
+  await t.test('waitAsync() pending in the main thread, process.exit()', () => {
+    const result = runScript(
+      `
+      const mmap = require(MMAP)
+      const buf = mmap.map(4096, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED | mmap.MAP_ANONYMOUS, -1)
+      mmap.waitAsync(buf, 0, 0).then((outcome) => console.log('settled', outcome))
+      setTimeout(() => { console.log('exiting'); process.exit(7) }, 100)
+      `,
+      { timeout: 15_000 },
+    )
+    assertExited(result, 7)
+    assert.equal(result.stdout.trim(), 'exiting')
+  })
+  await t.test('a pending waitAsync() keeps the event loop alive until it settles', () => {
+    const result = runScript(
+      `
+      const mmap = require(MMAP)
+      const buf = mmap.map(4096, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED | mmap.MAP_ANONYMOUS, -1)
+      mmap.waitAsync(buf, 0, 0, 300).then((outcome) => console.log('settled', outcome))
+      `,
+      { timeout: 15_000 },
+    )
+    assertExited(result, 0)
+    assert.equal(result.stdout.trim(), 'settled timed-out')
+  })
+})
+
+test('wait and waitAsync work on read-only memory of this process alone, and notify wakes them', { skip: !linux && 'futex(2) is Linux only' }, async () => {
+  // The kernel refuses the shared futex key of a read-only anonymous page (EFAULT): a PROT_READ
+  // MAP_PRIVATE | MAP_ANONYMOUS mapping, or a MAP_PRIVATE page that was written and then made
+  // read-only. Such pages belong to this process alone, and the waits used to fail with EFAULT.
+  const { PROT_READ, MAP_PRIVATE } = mmap
+  const file = path.join(dir, 'private-word.bin')
+  fs.writeFileSync(file, Buffer.alloc(8192))
+  const fd = fs.openSync(file, 'r+')
+  const kinds = {
+    'PROT_READ MAP_PRIVATE | MAP_ANONYMOUS': () => mmap.map(4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1),
+    'MAP_PRIVATE | MAP_ANONYMOUS written, then protect()ed PROT_READ': () => {
+      const buf = mmap.map(4096, RW, MAP_PRIVATE | MAP_ANONYMOUS, -1)
+      buf[100] = 1
+      mmap.protect(buf, 0, 4096, PROT_READ)
+      return buf
+    },
+    'a MAP_PRIVATE file page written, then protect()ed PROT_READ': () => {
+      const buf = mmap.map(4096, RW, MAP_PRIVATE, fd)
+      buf[100] = 1
+      mmap.protect(buf, 0, 4096, PROT_READ)
+      return buf
+    },
+    'PROT_READ MAP_SHARED | MAP_ANONYMOUS': () => mmap.map(4096, PROT_READ, MAP_SHARED | MAP_ANONYMOUS, -1),
+    'PROT_READ MAP_PRIVATE of a file': () => mmap.map(4096, PROT_READ, MAP_PRIVATE, fd),
+  }
+  try {
+    for (const [name, make] of Object.entries(kinds)) {
+      const buf = make()
+      assert.equal(mmap.wait(buf, 8, 0, 0), 'timed-out', name)
+      assert.equal(mmap.wait(buf, 8, 1, 0), 'not-equal', name)
+      // Settled at once (no thread needed), and still a Promise.
+      const [timedOut, notEqual] = [mmap.waitAsync(buf, 8, 0, 0), mmap.waitAsync(buf, 8, 1)]
+      assert.ok(timedOut instanceof Promise && notEqual instanceof Promise, name)
+      assert.equal(await timedOut, 'timed-out', name)
+      assert.equal(await notEqual, 'not-equal', name)
+      const pending = mmap.waitAsync(buf, 8, 0, 10_000)
+      assert.equal(await notifyUntilWoken(buf, 8), 1, name)
+      assert.equal(await pending, 'ok', name)
+      assert.equal(mmap.notify(buf, 8), 0, `${name}: nobody waits any more`)
+      mmap.unmap(buf)
+    }
+  } finally {
+    fs.closeSync(fd)
+  }
+})
+
+test("a read-only MAP_PRIVATE mapping of a file still shares the file's futex with other mappings", { skip: !linux && 'futex(2) is Linux only' }, async () => {
+  // Its pages are the file's until written: a reader in a worker waits on one, and a writer's
+  // MAP_SHARED mapping of the same file wakes it (the private key would not reach it).
+  const file = path.join(dir, 'private-reader.bin')
+  fs.writeFileSync(file, Buffer.alloc(4096))
+  const worker = new Worker(
+    `
+    const { parentPort, workerData } = require('node:worker_threads')
+    const mmap = require(workerData.root)
+    const fd = require('node:fs').openSync(workerData.file, 'r')
+    const buf = mmap.map(4096, mmap.PROT_READ, mmap.MAP_PRIVATE, fd)
+    parentPort.postMessage('waiting')
+    const outcome = mmap.wait(buf, 12, 0, 10_000)
+    parentPort.postMessage([outcome, buf.readInt32LE(12)])
+    `,
+    { eval: true, workerData: { root: ROOT, file } },
+  )
+  const messages = []
+  worker.on('message', (m) => messages.push(m))
+  while (messages.length === 0) await sleep(5)
+  const buf = mmap.openSync(file, { mode: 'r+' })
+  buf.writeInt32LE(5, 12)
+  const woken = mmap.notify(buf, 12)
+  await once(worker, 'exit')
+  assert.deepEqual(messages[1], [woken === 1 ? 'ok' : 'not-equal', 5])
+  mmap.unmap(buf)
+})
+
+test('a word on a page lost to truncation reads as 0, as it does in JavaScript (SIGBUS recovery)', { skip: !linux && 'futex(2) is Linux only' }, async () => {
+  // The kernel's own read of the word fails there (EFAULT); JavaScript's is answered with zeros.
+  const file = path.join(dir, 'truncated-word.bin')
+  fs.writeFileSync(file, Buffer.alloc(3 * 4096, 7))
+  const fd = fs.openSync(file, 'r+')
+  const buf = mmap.map(3 * 4096, RW, MAP_SHARED, fd)
+  fs.ftruncateSync(fd, 0)
+  fs.closeSync(fd)
+  assert.equal(mmap.wait(buf, 4, 0x07070707, 0), 'not-equal')
+  assert.equal(mmap.wait(buf, 4, 0, 0), 'timed-out')
+  assert.equal(await mmap.waitAsync(buf, 4096, 0, 0), 'timed-out')
+  assert.equal(await mmap.waitAsync(buf, 2 * 4096, 0x07070707), 'not-equal')
+  assert.equal(mmap.faults(buf), 3, 'each lost page was replaced once')
+  assert.equal(buf.readInt32LE(2 * 4096), 0)
+  mmap.unmap(buf)
+})

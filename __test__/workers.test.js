@@ -147,3 +147,40 @@ test('a worker that exits while holding live mappings does not crash the process
     })
   }
 })
+
+test('workers terminated at random points while they map leave no mapping behind', { timeout: 120_000 }, async () => {
+  // Each worker maps the file in a loop every way there is, and is terminated a random time
+  // after it starts: sometimes inside map(), openSync(), remap(), a Mapping or open()'s
+  // completion, where the env already refuses to make the Buffer. Whatever the worker held, its
+  // mappings must all go (they used to stay for the life of the process: ~0.4 per termination).
+  const file = fileWith(dir, `terminated-${++serial}.bin`, randomBytes(4 * PAGESIZE))
+  const loop = `
+    const fd = fs.openSync(data.file, 'r+')
+    const RW = mmap.PROT_READ | mmap.PROT_WRITE
+    const pause = new Int32Array(new SharedArrayBuffer(4))
+    parentPort.postMessage('started')
+    ;(async () => {
+      for (let i = 0; ; i++) {
+        mmap.unmap(mmap.map(4 * mmap.PAGESIZE, RW, mmap.MAP_SHARED, fd))
+        mmap.unmap(mmap.openSync(data.file, { mode: 'r+', offset: 100 }))
+        mmap.unmap(mmap.remap(mmap.map(mmap.PAGESIZE, RW, mmap.MAP_SHARED, fd), 2 * mmap.PAGESIZE))
+        const handle = mmap.Mapping.open(data.file)
+        handle.view(1, 10)
+        handle.unmap()
+        globalThis.kept = mmap.map(mmap.PAGESIZE, mmap.PROT_READ, mmap.MAP_PRIVATE, fd) // left to GC
+        if (i % 16 === 0) mmap.unmap(await mmap.open(data.file))
+        if (i % 64 === 0) Atomics.wait(pause, 0, 0, 1) // lets open()'s pool work finish meanwhile
+      }
+    })()
+  `
+  for (let round = 0; round < 40; round++) {
+    const worker = startWorker(loop, { file })
+    const done = finished(worker)
+    await new Promise((resolve) => worker.once('message', resolve))
+    await new Promise((resolve) => setTimeout(resolve, Math.random() * 30))
+    await worker.terminate()
+    await done
+  }
+  const gone = await pollUntil(() => mappingsOf(file).length === 0)
+  assert.ok(gone, `${mappingsOf(file).length} mappings of the file outlived 40 terminated workers`)
+})

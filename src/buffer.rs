@@ -108,11 +108,23 @@ pub fn create(env: &Env, mapping: Shared, offset: usize, len: usize) -> napi::Re
       unsafe { registry::forget_buffer(data as usize, hold.cast_const()) };
       Err(no_external_buffers(env))
     }
-    // Other failures may or may not have run the finalizer already (Node runs it on some):
-    // leaking `hold` (and its record, which stays true: the mapping lives on) is the only
-    // choice that cannot free twice. Lengths are checked against buffer.constants.MAX_LENGTH
-    // before, so arguments cannot lead here; a worker terminated during the call can (the env
-    // refuses to run): then that one mapping stays until the process ends.
+    // The env refuses to run JavaScript (a worker being terminated, `process.exit()`: Node
+    // returns napi_pending_exception, or napi_cannot_run_js to addons built for a newer
+    // Node-API), or an exception is pending, or an argument is null: Node returns these from
+    // its first checks, before it takes the finalizer (node_api.cc: NAPI_PREAMBLE and
+    // CHECK_ARG come before `BufferFinalizer::New`), and Bun returns them, and any failure,
+    // without calling it. `hold` is still ours: releasing it unmaps the mapping, which
+    // nothing else refers to, so a worker terminated in the middle of `map()` leaks nothing.
+    sys::Status::napi_pending_exception | sys::Status::napi_cannot_run_js | sys::Status::napi_invalid_arg => {
+      // SAFETY: as for napi_no_external_buffers_allowed above: Node did not take the
+      // finalizer, so `hold` is still ours, recorded for `data`.
+      unsafe { registry::forget_buffer(data as usize, hold.cast_const()) };
+      Err(errors::pending_or(env, "napi_create_external_buffer", status))
+    }
+    // Past those checks Node owns the finalizer: on napi_generic_failure (the Buffer could not
+    // be made, e.g. above buffer.constants.MAX_LENGTH, which is checked before) it has called
+    // it already or will when the ArrayBuffer it made goes; releasing `hold` here too would
+    // free it twice.
     _ => Err(errors::pending_or(env, "napi_create_external_buffer", status)),
   }
 }

@@ -61,9 +61,9 @@ pub fn js_string(env: &Env, text: &str) -> sys::napi_value {
 }
 
 /// Builds an error object of `class` with `code` and `message`, without throwing it.
-pub fn create(env: &Env, class: Class, code_text: &str, message: &str) -> sys::napi_value {
+pub fn create(env: &Env, class: Class, code_text: &str, message_text: &str) -> sys::napi_value {
   let code = js_string(env, code_text);
-  let message = js_string(env, message);
+  let message = js_string(env, message_text);
   let mut error = ptr::null_mut();
   let create = match class {
     Class::Error => sys::napi_create_error,
@@ -73,14 +73,15 @@ pub fn create(env: &Env, class: Class, code_text: &str, message: &str) -> sys::n
   // SAFETY: `code` and `message` are JS strings of this env (or null, which Node-API rejects
   // with a status instead of reading), and `error` is a valid out-pointer.
   unsafe { create(env.raw(), code, message, &mut error) };
-  if code_text.starts_with("ERR_") {
-    tag_stack(env, error, class, code_text);
-  }
+  tag_stack(env, error, class, code_text, message_text);
   error
 }
 
-/// Node prints its own coded errors as `TypeError [ERR_X]: message`; so do ours.
-fn tag_stack(env: &Env, error: sys::napi_value, class: Class, code: &str) {
+/// Node prints its own coded errors as `TypeError [ERR_X]: message`; so do ours. And every error
+/// has a `stack`: Bun gives none to an error made while no JavaScript runs (the ones that reject
+/// `open()`'s and `waitAsync()`'s Promises, made when the work ends): there it is the first line
+/// that Node prints for such an error, which has no frames either.
+fn tag_stack(env: &Env, error: sys::napi_value, class: Class, code: &str, message: &str) {
   let name = match class {
     Class::Error => "Error",
     Class::TypeError => "TypeError",
@@ -95,16 +96,31 @@ fn tag_stack(env: &Env, error: sys::napi_value, class: Class, code: &str) {
   if status != sys::Status::napi_ok {
     return;
   }
-  let Some(text) = crate::args::string_contents(env, stack) else {
-    return;
+  let tag = if code.starts_with("ERR_") {
+    format!(" [{code}]")
+  } else {
+    String::new()
   };
-  if let Some(rest) = text.strip_prefix(name).and_then(|rest| rest.strip_prefix(": ")) {
-    set(
+  match crate::args::string_contents(env, stack) {
+    Some(text) if !text.is_empty() => {
+      if tag.is_empty() {
+        return;
+      }
+      if let Some(rest) = text.strip_prefix(name).and_then(|rest| rest.strip_prefix(": ")) {
+        set(
+          env,
+          error,
+          c"stack",
+          js_string(env, &format!("{name}{tag}: {rest}")),
+        );
+      }
+    }
+    _ => set(
       env,
       error,
       c"stack",
-      js_string(env, &format!("{name} [{code}]: {rest}")),
-    );
+      js_string(env, &format!("{name}{tag}: {message}")),
+    ),
   }
 }
 

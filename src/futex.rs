@@ -3,20 +3,30 @@
 //! word is the file's, so a process waits until another one that maps the same file notifies.
 //! Linux only (futex(2)); elsewhere the calls throw `ENOTSUP`.
 
-use napi::bindgen_prelude::{AsyncTask, Unknown};
-use napi::{Env, ScopedTask};
+use std::ffi::c_void;
+use std::ptr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use napi::bindgen_prelude::Unknown;
+use napi::{sys as napi_sys, Env};
 use napi_derive::napi;
 
 use crate::args::{self, Optional};
 use crate::errors;
-use crate::mapping::Failure;
+use crate::mapping::{self, Failure};
 use crate::shared::Shared;
 use crate::sys::{self, Wait};
 use crate::view::{self, Resolved};
 
-/// How long `waitAsync` sleeps at a time before it looks whether its mapping was unmapped, on
-/// kernels without futex_waitv(2).
-const ASYNC_SLICE_MS: f64 = 100.0;
+/// How long a wait sleeps at a time before it looks whether it should stop: `wait` whether its
+/// env is being torn down (`worker.terminate()`, `process.exit()`), and, on kernels without
+/// futex_waitv(2), `waitAsync` whether its mapping was unmapped or its env torn down.
+const SLICE_MS: f64 = 100.0;
+
+/// The stack of a `waitAsync` thread, which only sleeps in the kernel and hands the outcome on.
+const SLEEPER_STACK: usize = 128 * 1024;
 
 /// The environment variable that makes `waitAsync` act as on a kernel without futex_waitv
 /// (before Linux 5.16): the switch that tests the sliced wait here.
@@ -47,43 +57,72 @@ impl Word {
     if self.mapping.is_unmapped() {
       return Err(Failure::Unmapped);
     }
-    // SAFETY: the word is aligned and inside the mapping, which `self.mapping` keeps reserved.
-    Ok(unsafe { sys::wait(self.addr(), expected, deadline) }?)
+    let sleep = |private| {
+      // SAFETY: the word is aligned and inside the mapping, which `self.mapping` keeps reserved.
+      unsafe { sys::wait(self.addr(), expected, deadline, private) }
+    };
+    // SAFETY: the word is aligned, inside the mapping `self.mapping` keeps reserved, and
+    // readable: `word()` checked the mapping's rights.
+    Ok(unsafe { with_key(self.addr(), sleep) }?)
   }
 
   /// As [`Word::wait`], but an `unmap()` meanwhile ends it (`Unmapped`): unmapping swaps the
-  /// page the futex sleeps on, and no notify could reach it any more. The wait also sleeps on
-  /// the mapping's cancel word, which `unmap()` sets and wakes (futex_waitv, Linux 5.16);
-  /// before that kernel it waits in slices and looks in between.
-  fn wait_or_unmap(&self, expected: u32, deadline: Option<libc::timespec>) -> Result<Wait, Failure> {
+  /// page the futex sleeps on, and no notify could reach it any more. So does `abandon` set to
+  /// 1 and woken (`Unmapped` too: nobody is left to see the outcome). The wait also sleeps on
+  /// the mapping's cancel word, which `unmap()` sets and wakes, and on `abandon`
+  /// (futex_waitv, Linux 5.16); before that kernel it waits in slices and looks in between.
+  fn wait_or_unmap(
+    &self,
+    expected: u32,
+    deadline: Option<libc::timespec>,
+    abandon: &AtomicU32,
+  ) -> Result<Wait, Failure> {
+    let abandoned = || abandon.load(Ordering::Acquire) != 0;
     if self.mapping.is_unmapped() {
       return Err(Failure::Unmapped);
     }
+    let sliced = || match self.wait_in_slices(expected, deadline, abandoned)? {
+      Wait::Cancelled => Err(Failure::Unmapped),
+      wait => Ok(wait),
+    };
     if simulate_no_futex_waitv() {
-      return self.wait_in_slices(expected, deadline);
+      return sliced();
     }
     let waited = self.mapping.with_cancel_word(|cancel| {
-      // SAFETY: the word is aligned and inside the mapping, which `self.mapping` keeps
-      // reserved; the cancel word is an aligned field of the same mapping.
-      unsafe { sys::wait_or_cancel(self.addr(), expected, cancel, deadline) }
+      let sleep = |private| {
+        let cancels = [cancel, abandon.as_ptr()];
+        // SAFETY: the word is aligned and inside the mapping, which `self.mapping` keeps
+        // reserved; the cancel word is an aligned field of the same mapping, and `abandon` an
+        // aligned atomic the caller keeps alive during the call.
+        unsafe { sys::wait_or_cancel(self.addr(), expected, private, &cancels, deadline) }
+      };
+      // SAFETY: as in `Word::wait`.
+      unsafe { with_key(self.addr(), sleep) }
     });
     match waited {
       Ok(Wait::Cancelled) => Err(Failure::Unmapped),
       Ok(wait) => Ok(wait),
-      Err(err) if err.raw_os_error() == Some(libc::ENOSYS) => self.wait_in_slices(expected, deadline),
+      Err(err) if err.raw_os_error() == Some(libc::ENOSYS) => sliced(),
       Err(err) => Err(Failure::Os(err)),
     }
   }
 
-  /// As [`Word::wait`], in slices, so that an `unmap()` meanwhile ends it within a slice. A
-  /// notify that lands between two slices without changing the word is missed: notifiers that
-  /// change the word first, as they should, are never missed.
-  fn wait_in_slices(&self, expected: u32, deadline: Option<libc::timespec>) -> Result<Wait, Failure> {
+  /// As [`Word::wait`], in slices, so that an `unmap()` meanwhile ends it within a slice
+  /// (`Unmapped`), and `stop()` true between two slices ends it with `Cancelled`. A notify that
+  /// lands between two slices without changing the word is missed: notifiers that change the
+  /// word first, as they should, are never missed.
+  fn wait_in_slices(
+    &self,
+    expected: u32,
+    deadline: Option<libc::timespec>,
+    stop: impl Fn() -> bool,
+  ) -> Result<Wait, Failure> {
     let mut first = true;
     loop {
-      let slice = sys::deadline_after(ASYNC_SLICE_MS);
+      let slice = sys::deadline_after(SLICE_MS);
       let last = deadline.is_some_and(|deadline| !later(&deadline, &slice));
       match self.wait(expected, if last { deadline } else { Some(slice) })? {
+        Wait::TimedOut if !last && stop() => return Ok(Wait::Cancelled),
         Wait::TimedOut if !last => first = false,
         // After a slice, a changed word means a notifier changed it: as good as a wake.
         Wait::NotEqual if !first => return Ok(Wait::Woken),
@@ -91,6 +130,50 @@ impl Word {
       }
     }
   }
+}
+
+/// How many waits sleep now with the process-private futex key ([`with_key`]): while there are
+/// any, `notify` wakes that key too.
+static PRIVATE_SLEEPERS: AtomicUsize = AtomicUsize::new(0);
+
+/// Runs `sleep` with the shared futex key, the one every process that maps the page uses; if
+/// the kernel refuses it with `EFAULT`, with this process's private key instead. The kernel
+/// refuses the shared key of a read-only page of anonymous memory (a `PROT_READ` mapping of
+/// `MAP_PRIVATE | MAP_ANONYMOUS`, or a `MAP_PRIVATE` page that was written, then `protect()`ed
+/// read-only): such a page belongs to this process alone, so the private key loses nothing.
+///
+/// Both keys fail on a page lost to truncation (past the end of the file), where the kernel's
+/// read of the word fails and a JavaScript read would be answered by SIGBUS recovery: then the
+/// word is read here as JavaScript would read it (recovery puts zeros there, or, turned off,
+/// ends the process with its diagnostic), and the wait tried again.
+///
+/// # Safety
+/// `addr` is the word `sleep` sleeps on: aligned, inside a mapping the caller keeps reserved,
+/// and readable (`view::check_rights`).
+unsafe fn with_key(addr: *const u32, sleep: impl Fn(bool) -> std::io::Result<Wait>) -> std::io::Result<Wait> {
+  let efault =
+    |result: &std::io::Result<Wait>| matches!(result, Err(err) if err.raw_os_error() == Some(libc::EFAULT));
+  let keyed = || {
+    let shared = sleep(false);
+    if !efault(&shared) {
+      return shared;
+    }
+    // Counted before the kernel looks at the word: a `notify` after the word changed either
+    // sees the count or finds the word changed (the kernel compares it in the futex call).
+    PRIVATE_SLEEPERS.fetch_add(1, Ordering::SeqCst);
+    std::sync::atomic::fence(Ordering::SeqCst);
+    let private = sleep(true);
+    PRIVATE_SLEEPERS.fetch_sub(1, Ordering::SeqCst);
+    private
+  };
+  let result = keyed();
+  if !efault(&result) {
+    return result;
+  }
+  // SAFETY: the word is aligned, reserved and readable (this function's contract); a lost page
+  // raises SIGBUS, which the handler answers as for any read of the mapping.
+  unsafe { ptr::read_volatile(addr) };
+  keyed()
 }
 
 /// Whether `a` is after `b`.
@@ -173,7 +256,12 @@ fn outcome(wait: Wait) -> String {
 /// milliseconds pass; blocks the calling thread meanwhile, as `Atomics.wait` does. Linux only
 /// (futex(2)); elsewhere it throws `ENOTSUP`. `Atomics.wait`/`Atomics.notify` do not see these
 /// waits: use `wait`/`notify` on both sides. As with futexes, `'ok'` may come without a notify:
-/// check the word again in a loop.
+/// check the word again in a loop. Read-only memory works too (on pages that are this process's
+/// alone, with its private futex, which every thread shares); a word on a page lost to truncation
+/// reads as 0, as in JavaScript. `worker.terminate()` and `process.exit()` end the wait within
+/// a tenth of a second, as they end `Atomics.wait`: it sleeps in slices and looks in between,
+/// so a `notify` that lands between two slices without changing the word is missed (change the
+/// word, then notify).
 ///
 /// @param view - A Buffer returned by `map()` or any view of the same memory.
 /// @param byteOffset - Where the word is in the view: it must be 4-byte aligned in the mapping.
@@ -194,42 +282,135 @@ pub fn wait(
   let word = word(env, &view, &byte_offset)?;
   let expected = expected(env, &expected_value)?;
   let deadline = deadline(env, timeout.as_ref())?;
-  word
-    .wait(expected, deadline)
-    .map(outcome)
-    .map_err(|failure| view::failure(env, failure, "futex"))
-}
-
-/// `waitAsync` on the libuv thread pool.
-pub struct WaitAsync {
-  word: Word,
-  expected: u32,
-  deadline: Option<libc::timespec>,
-}
-
-impl<'env> ScopedTask<'env> for WaitAsync {
-  type Output = Result<Wait, Failure>;
-  type JsValue = String;
-
-  fn compute(&mut self) -> napi::Result<Self::Output> {
-    Ok(self.word.wait_or_unmap(self.expected, self.deadline))
+  match word.wait_in_slices(expected, deadline, || env_stopping(env)) {
+    // The env is being torn down: nothing will see a result, and JavaScript cannot resume.
+    Ok(Wait::Cancelled) => Err(errors::pending()),
+    Ok(wait) => Ok(outcome(wait)),
+    Err(failure) => Err(view::failure(env, failure, "futex")),
   }
+}
 
-  fn resolve(&mut self, env: &'env Env, output: Self::Output) -> napi::Result<String> {
-    match output {
-      Ok(wait) => Ok(outcome(wait)),
-      Err(Failure::Unmapped) => Err(errors::reject_with(env, view::unmapped_error(env))),
-      Err(Failure::Os(err)) => Err(errors::reject_with(env, errors::system(env, &err, "futex", None))),
+/// Whether `env` is being torn down (`worker.terminate()`, `process.exit()`, the end of a
+/// worker): Node-API calls that may run JavaScript are refused from then on (Node returns
+/// `napi_pending_exception`, Bun too). Neither V8's termination nor Node's stop reaches native
+/// code asleep in the kernel, as they reach `Atomics.wait`: `wait` asks between slices.
+fn env_stopping(env: &Env) -> bool {
+  let (mut undefined, mut result) = (ptr::null_mut(), ptr::null_mut());
+  // SAFETY: `env` is the env of the running call, on its own thread; both out-pointers are
+  // valid. Coercing `undefined` to a boolean runs no JavaScript and changes nothing.
+  unsafe {
+    napi_sys::napi_get_undefined(env.raw(), &mut undefined);
+    napi_sys::napi_coerce_to_bool(env.raw(), undefined, &mut result) != napi_sys::Status::napi_ok
+  }
+}
+
+/// What a `waitAsync` thread shares with its env's cleanup hook.
+struct Sleeper {
+  /// 0 while the env lives; 1 once its cleanup hook asked the thread to stop (a process-private
+  /// futex word: the hook sets it and wakes it).
+  abandon: AtomicU32,
+  /// The cleanup hook is registered (with a reference to this), and has neither run nor been
+  /// removed. Read and written on the env's thread only.
+  hooked: AtomicBool,
+  /// The thread, joined by whichever of the hook and [`settle`] runs.
+  thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Sleeper {
+  fn join(&self) {
+    let thread = self
+      .thread
+      .lock()
+      .unwrap_or_else(|poisoned| poisoned.into_inner())
+      .take();
+    if let Some(thread) = thread {
+      let _ = thread.join();
     }
   }
 }
 
-/// Like `wait`, without blocking: the wait runs on the libuv thread pool, and the Promise settles
-/// with its outcome. Each pending `waitAsync` holds one of the pool's threads (4 unless
-/// `UV_THREADPOOL_SIZE` says otherwise), which `fs`, `zlib` and `flush` also use: give long
-/// waits a `timeout`, or wait with `wait` in a worker thread. An `unmap()` of the mapping meanwhile
-/// rejects the Promise with `ERR_MMAP_UNMAPPED` at once (before Linux 5.16, within a tenth of a
-/// second, and there a `notify()` that does not change the word may be missed).
+/// A `waitAsync` outcome on its way to the env's thread.
+struct Settle {
+  outcome: Result<Wait, Failure>,
+  deferred: napi_sys::napi_deferred,
+  sleeper: Arc<Sleeper>,
+}
+
+/// The raw Node-API handles a `waitAsync` thread carries: the thread-safe function is made to be
+/// called from any thread, and the deferred is only passed back through it.
+struct Handles {
+  tsfn: napi_sys::napi_threadsafe_function,
+  deferred: napi_sys::napi_deferred,
+}
+
+// SAFETY: see the type: neither handle is used on the thread but to be handed back.
+unsafe impl Send for Handles {}
+
+/// The env's cleanup hook of one pending `waitAsync` (its env is being torn down: a worker
+/// terminated or ending, `process.exit()` in a worker): stops the thread and waits for it, so
+/// that nothing of the env outlives it (the thread holds the mapping).
+unsafe extern "C" fn abandon(arg: *mut c_void) {
+  // SAFETY: `arg` is the `Arc::into_raw` that `wait_async` registered with this hook, which
+  // Node calls once, unless `settle` removed it first (then `hooked` is false and this never
+  // runs).
+  let sleeper = unsafe { Arc::from_raw(arg.cast_const().cast::<Sleeper>()) };
+  sleeper.hooked.store(false, Ordering::Relaxed);
+  sleeper.abandon.store(1, Ordering::SeqCst);
+  // SAFETY: `abandon` is an aligned word of `sleeper`, alive for the call.
+  unsafe { sys::wake_private(sleeper.abandon.as_ptr()) };
+  sleeper.join();
+}
+
+/// The thread-safe function's call, on the env's thread: settles the Promise. With a null `env`
+/// (Node empties the queue with such calls while it tears the env down) nothing is settled.
+unsafe extern "C" fn settle(
+  env: napi_sys::napi_env,
+  _callback: napi_sys::napi_value,
+  _context: *mut c_void,
+  data: *mut c_void,
+) {
+  // SAFETY: `data` is the `Box::into_raw` the thread queued, handed over once.
+  let Settle {
+    outcome: result,
+    deferred,
+    sleeper,
+  } = *unsafe { Box::from_raw(data.cast::<Settle>()) };
+  if env.is_null() {
+    return;
+  }
+  if sleeper.hooked.swap(false, Ordering::Relaxed) {
+    let arg = Arc::as_ptr(&sleeper).cast_mut().cast::<c_void>();
+    // SAFETY: the hook is registered with exactly this function and argument, and has not run.
+    unsafe { napi_sys::napi_remove_env_cleanup_hook(env, Some(abandon), arg) };
+    // SAFETY: the reference the hook held, now that it cannot run.
+    drop(unsafe { Arc::from_raw(Arc::as_ptr(&sleeper)) });
+  }
+  // The thread queued this as its last act but for returning.
+  sleeper.join();
+  let env = Env::from_raw(env);
+  let (settle, value): (unsafe extern "C" fn(_, _, _) -> _, _) = match result {
+    Ok(wait) => (
+      napi_sys::napi_resolve_deferred,
+      errors::js_string(&env, &outcome(wait)),
+    ),
+    Err(Failure::Unmapped) => (napi_sys::napi_reject_deferred, view::unmapped_error(&env)),
+    Err(Failure::Os(err)) => (
+      napi_sys::napi_reject_deferred,
+      errors::system(&env, &err, "futex", None),
+    ),
+  };
+  // SAFETY: `deferred` was made in this env by `wait_async` and is settled once, here.
+  unsafe { settle(env.raw(), deferred, value) };
+}
+
+/// Like `wait`, without blocking: the wait sleeps in a thread of its own, and the Promise settles
+/// with its outcome. The thread is not one of the libuv pool's, which `fs`, `zlib` and `flush`
+/// need; each pending wait holds one (128 KiB of stack, two kernel mappings), and a word that
+/// already differs settles at once without one. A pending `waitAsync` keeps the event loop
+/// alive, as pending I/O does, and `worker.terminate()` and `process.exit()` end it at once.
+/// An `unmap()` of the mapping meanwhile rejects the Promise with `ERR_MMAP_UNMAPPED` at once
+/// (before Linux 5.16, within a tenth of a second, and there a `notify()` that does not change
+/// the word may be missed).
 ///
 /// @param view - A Buffer returned by `map()` or any view of the same memory.
 /// @param byteOffset - Where the word is in the view: it must be 4-byte aligned in the mapping.
@@ -247,14 +428,135 @@ pub fn wait_async<'env>(
   expected_value: Unknown,
   timeout: Optional,
 ) -> napi::Result<Unknown<'env>> {
-  let task = (|| {
-    Ok(AsyncTask::new(WaitAsync {
-      word: word(env, &view, &byte_offset)?,
-      expected: expected(env, &expected_value)?,
-      deadline: deadline(env, timeout.as_ref())?,
-    }))
+  let checked = (|| {
+    let word = word(env, &view, &byte_offset)?;
+    let expected = expected(env, &expected_value)?;
+    Ok((word, expected, deadline(env, timeout.as_ref())?))
   })();
-  errors::promise(env, task)
+  let (word, expected, deadline) = match checked {
+    Ok(checked) => checked,
+    Err(err) => return errors::promise::<()>(env, Err(err)),
+  };
+  // What the kernel would answer at once needs no thread: a word that differs, or no time left.
+  // SAFETY: the word is aligned, inside the mapping `word` keeps reserved, and readable (`word()`
+  // checked the rights); read as the atomic other threads and processes write.
+  let now = unsafe { &*word.addr().cast::<AtomicU32>() }.load(Ordering::SeqCst);
+  let expired = deadline.is_some_and(|deadline| !later(&deadline, &sys::deadline_after(0.0)));
+  let (mut deferred, mut promise) = (ptr::null_mut(), ptr::null_mut());
+  // SAFETY: both out-pointers are valid.
+  let status = unsafe { napi_sys::napi_create_promise(env.raw(), &mut deferred, &mut promise) };
+  if status != napi_sys::Status::napi_ok {
+    return Err(errors::pending_or(env, "napi_create_promise", status));
+  }
+  if now != expected || expired {
+    let wait = if now != expected {
+      Wait::NotEqual
+    } else {
+      Wait::TimedOut
+    };
+    // SAFETY: `deferred` was just made and is settled once, here.
+    unsafe { napi_sys::napi_resolve_deferred(env.raw(), deferred, errors::js_string(env, &outcome(wait))) };
+    // SAFETY: `promise` is a live value of this env.
+    return Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), promise) });
+  }
+  let reject = |error: napi_sys::napi_value| {
+    // SAFETY: `deferred` was just made and is settled once, here, as nothing else got it.
+    unsafe { napi_sys::napi_reject_deferred(env.raw(), deferred, error) };
+    // SAFETY: `promise` is a live value of this env.
+    Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), promise) })
+  };
+  let name = errors::js_string(env, "node-mmap waitAsync");
+  let mut tsfn = ptr::null_mut();
+  // SAFETY: no JS function (Node-API 5: `settle` instead), no finalizer, no context; one hold,
+  // the thread's, released by it. Referenced: the event loop lives while the wait is pending.
+  let status = unsafe {
+    napi_sys::napi_create_threadsafe_function(
+      env.raw(),
+      ptr::null_mut(),
+      ptr::null_mut(),
+      name,
+      0,
+      1,
+      ptr::null_mut(),
+      None,
+      ptr::null_mut(),
+      Some(settle),
+      &mut tsfn,
+    )
+  };
+  if status != napi_sys::Status::napi_ok {
+    let _thrown = errors::pending_or(env, "napi_create_threadsafe_function", status);
+    let mut error = ptr::null_mut();
+    // SAFETY: a valid out-pointer; the exception just thrown is taken back to reject with it.
+    unsafe { napi_sys::napi_get_and_clear_last_exception(env.raw(), &mut error) };
+    return reject(error);
+  }
+  let sleeper = Arc::new(Sleeper {
+    abandon: AtomicU32::new(0),
+    hooked: AtomicBool::new(false),
+    thread: Mutex::new(None),
+  });
+  let handles = Handles { tsfn, deferred };
+  let theirs = Arc::clone(&sleeper);
+  // A thread's stack and its guard page are two more kernel mappings, counted as ours are.
+  let spawned = mapping::reserve_vmas(2).and_then(|()| {
+    std::thread::Builder::new()
+      .name("node-mmap waitAsync".into())
+      .stack_size(SLEEPER_STACK)
+      .spawn(move || {
+        let handles = handles;
+        let outcome = word.wait_or_unmap(expected, deadline, &theirs.abandon);
+        drop(word); // the mapping may go before the env's thread looks at the outcome
+        let data = Box::into_raw(Box::new(Settle {
+          outcome,
+          deferred: handles.deferred,
+          sleeper: theirs,
+        }));
+        // SAFETY: the thread holds the thread-safe function until the release below; `data` is
+        // handed over to `settle` unless Node refuses the call (the env is closing).
+        unsafe {
+          let status = napi_sys::napi_call_threadsafe_function(
+            handles.tsfn,
+            data.cast(),
+            napi_sys::ThreadsafeFunctionCallMode::nonblocking,
+          );
+          if status != napi_sys::Status::napi_ok {
+            drop(Box::from_raw(data));
+          }
+          napi_sys::napi_release_threadsafe_function(
+            handles.tsfn,
+            napi_sys::ThreadsafeFunctionReleaseMode::release,
+          );
+        }
+      })
+  });
+  let thread = match spawned {
+    Ok(thread) => thread,
+    Err(err) => {
+      // SAFETY: the hold the thread would have had: nothing calls the function.
+      unsafe {
+        napi_sys::napi_release_threadsafe_function(tsfn, napi_sys::ThreadsafeFunctionReleaseMode::release)
+      };
+      return reject(errors::system(env, &err, "pthread_create", None));
+    }
+  };
+  *sleeper
+    .thread
+    .lock()
+    .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(thread);
+  // The outcome is settled on this thread, later than now: the hook is in place before it.
+  let arg = Arc::into_raw(Arc::clone(&sleeper)).cast_mut().cast::<c_void>();
+  // SAFETY: `abandon` takes `arg`, a reference released by whichever of it and `settle` runs.
+  let status = unsafe { napi_sys::napi_add_env_cleanup_hook(env.raw(), Some(abandon), arg) };
+  if status == napi_sys::Status::napi_ok {
+    sleeper.hooked.store(true, Ordering::Relaxed);
+  } else {
+    // The env is already being torn down: stop the thread now.
+    // SAFETY: not registered, so `arg` is still ours, and `abandon` is called once.
+    unsafe { abandon(arg) };
+  }
+  // SAFETY: `promise` is a live value of this env.
+  Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), promise) })
 }
 
 /// Wakes up to `count` waiters (`wait`, `waitAsync`, in any process) of the 32-bit word at
@@ -279,8 +581,19 @@ pub fn notify(env: &Env, view: Unknown, byte_offset: Unknown, count: Optional) -
   if count == 0 {
     return Ok(0); // FUTEX_WAKE with 0 wakes one waiter all the same
   }
-  // SAFETY: the word is aligned and inside the mapping, which `word.mapping` keeps reserved.
-  let woken =
-    unsafe { sys::wake(word.addr(), count) }.map_err(|err| errors::throw_system(env, &err, "futex", None))?;
+  let wake = |count: i32, private| {
+    // SAFETY: the word is aligned and inside the mapping, which `word.mapping` keeps reserved.
+    match unsafe { sys::wake(word.addr(), count, private) } {
+      // The shared key of a word whose page refuses it (see `with_key`): nobody waits with it.
+      Err(err) if err.raw_os_error() == Some(libc::EFAULT) && !private => Ok(0),
+      woken => woken,
+    }
+    .map_err(|err| errors::throw_system(env, &err, "futex", None))
+  };
+  let mut woken = wake(count, false)?;
+  std::sync::atomic::fence(Ordering::SeqCst);
+  if woken < count as usize && PRIVATE_SLEEPERS.load(Ordering::SeqCst) != 0 {
+    woken += wake(count - woken as i32, true)?;
+  }
   Ok(woken.min(u32::MAX as usize) as u32)
 }

@@ -379,21 +379,31 @@ pub enum Wait {
 /// (from any process that maps the same file page, for shared mappings) or `deadline`
 /// (`CLOCK_MONOTONIC`; `None`: no limit). A signal does not end the wait early.
 ///
+/// `private` picks the futex key: `false`, the page's (shared with every process that maps it);
+/// `true`, this process's address (`FUTEX_PRIVATE_FLAG`), which only a `wake` with `private`
+/// reaches. The kernel refuses the shared key of a read-only page of anonymous memory (private
+/// to this process: a `MAP_PRIVATE` page that is not the file's) with `EFAULT`.
+///
 /// # Safety
 /// `addr` is 4-byte aligned and lies in a range the caller owns (the kernel reads it; a page
 /// without read rights makes the call fail with `EFAULT`, never fault).
 #[cfg(any(target_os = "linux", target_os = "android"))]
-pub unsafe fn wait(addr: *const u32, expected: u32, deadline: Option<libc::timespec>) -> io::Result<Wait> {
+pub unsafe fn wait(
+  addr: *const u32,
+  expected: u32,
+  deadline: Option<libc::timespec>,
+  private: bool,
+) -> io::Result<Wait> {
   let timeout = deadline.as_ref().map_or(std::ptr::null(), std::ptr::from_ref);
+  let op = libc::FUTEX_WAIT_BITSET | if private { libc::FUTEX_PRIVATE_FLAG } else { 0 };
   loop {
     // SAFETY: FUTEX_WAIT_BITSET only reads the aligned word at `addr` (caller's contract) and
-    // `timeout`, an absolute CLOCK_MONOTONIC time or null; it writes nothing. No
-    // FUTEX_PRIVATE_FLAG: waiters in other processes that map the same page share the futex.
+    // `timeout`, an absolute CLOCK_MONOTONIC time or null; it writes nothing.
     let result = unsafe {
       libc::syscall(
         libc::SYS_futex,
         addr,
-        libc::FUTEX_WAIT_BITSET,
+        op,
         expected,
         timeout,
         std::ptr::null::<u32>(),
@@ -423,55 +433,66 @@ struct FutexWaitv {
   reserved: u32,
 }
 
-/// As [`wait`], but also ends, with [`Wait::Cancelled`], once the process-private word at
-/// `cancel` is not 0: when the wait begins, or when [`wake_private`] wakes it after it was set.
-/// Uses futex_waitv(2) (Linux 5.16); before that kernel it fails with `ENOSYS`.
+/// As [`wait`] (with the same `private`), but also ends, with [`Wait::Cancelled`], once one of
+/// the process-private words at `cancels` (at most 2) is not 0: when the wait begins, or when
+/// [`wake_private`] wakes it after it was set. Uses futex_waitv(2) (Linux 5.16); before that
+/// kernel it fails with `ENOSYS`.
 ///
 /// # Safety
-/// As [`wait`] for `addr`; `cancel` is an aligned word that stays valid during the call.
+/// As [`wait`] for `addr`; each of `cancels` is an aligned word that stays valid during the call.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub unsafe fn wait_or_cancel(
   addr: *const u32,
   expected: u32,
-  cancel: *const u32,
+  private: bool,
+  cancels: &[*const u32],
   deadline: Option<libc::timespec>,
 ) -> io::Result<Wait> {
   const FUTEX2_SIZE_U32: u32 = 0x02;
   const FUTEX2_PRIVATE: u32 = 128;
-  let waiters = [
-    FutexWaitv {
-      val: u64::from(expected),
-      uaddr: addr as u64,
-      flags: FUTEX2_SIZE_U32,
-      reserved: 0,
-    },
-    FutexWaitv {
-      val: 0,
-      uaddr: cancel as u64,
-      flags: FUTEX2_SIZE_U32 | FUTEX2_PRIVATE,
-      reserved: 0,
-    },
+  assert!(cancels.len() <= 2, "at most 2 cancel words");
+  let entry = |addr: *const u32, val: u32, flags: u32| FutexWaitv {
+    val: u64::from(val),
+    uaddr: addr as u64,
+    flags,
+    reserved: 0,
+  };
+  let flags = FUTEX2_SIZE_U32 | if private { FUTEX2_PRIVATE } else { 0 };
+  let mut waiters = [
+    entry(addr, expected, flags),
+    entry(addr, expected, flags),
+    entry(addr, expected, flags),
   ];
+  for (slot, &cancel) in waiters[1..].iter_mut().zip(cancels) {
+    *slot = entry(cancel, 0, FUTEX2_SIZE_U32 | FUTEX2_PRIVATE);
+  }
+  let count = 1 + cancels.len();
   let timeout = deadline.as_ref().map_or(std::ptr::null(), std::ptr::from_ref);
+  let cancelled = || {
+    cancels.iter().any(|&cancel| {
+      // SAFETY: each of `cancels` is valid and aligned (the caller's contract), and read as the
+      // atomic its owner writes.
+      let word = unsafe { &*cancel.cast::<std::sync::atomic::AtomicU32>() };
+      word.load(std::sync::atomic::Ordering::Acquire) != 0
+    })
+  };
   loop {
-    // SAFETY: futex_waitv reads the two aligned words (the caller's contract), the array of
-    // two entries and `timeout` (absolute CLOCK_MONOTONIC, or null); it writes nothing.
+    // SAFETY: futex_waitv reads the `count` aligned words (the caller's contract), the first
+    // `count` entries of the array and `timeout` (absolute CLOCK_MONOTONIC, or null); it writes
+    // nothing.
     let result = unsafe {
       libc::syscall(
         libc::SYS_futex_waitv,
         waiters.as_ptr(),
-        waiters.len() as u32,
+        count as u32,
         0u32,
         timeout,
         libc::CLOCK_MONOTONIC,
       )
     };
-    // SAFETY: `cancel` is valid and aligned (the caller's contract), and read as the atomic
-    // its owner writes.
-    let cancelled = || unsafe { (*cancel.cast::<std::sync::atomic::AtomicU32>()).load(std::sync::atomic::Ordering::Acquire) } != 0;
     match result {
       0 => return Ok(Wait::Woken),
-      1 => return Ok(Wait::Cancelled),
+      n if n > 0 => return Ok(Wait::Cancelled),
       _ => {}
     }
     let err = io::Error::last_os_error();
@@ -503,16 +524,18 @@ pub unsafe fn wake_private(addr: *const u32) {
   };
 }
 
-/// Wakes up to `count` waiters of the word at `addr`; returns how many woke.
+/// Wakes up to `count` waiters of the word at `addr` that wait with the same `private` (see
+/// [`wait`]); returns how many woke.
 ///
 /// # Safety
 /// As [`wait`]: `addr` is aligned and in a range the caller owns (the kernel does not even read
 /// it).
 #[cfg(any(target_os = "linux", target_os = "android"))]
-pub unsafe fn wake(addr: *const u32, count: i32) -> io::Result<usize> {
+pub unsafe fn wake(addr: *const u32, count: i32, private: bool) -> io::Result<usize> {
+  let op = libc::FUTEX_WAKE | if private { libc::FUTEX_PRIVATE_FLAG } else { 0 };
   // SAFETY: FUTEX_WAKE only looks up waiters by the address's futex key; it reads and writes
   // no memory of ours.
-  let woken = unsafe { libc::syscall(libc::SYS_futex, addr, libc::FUTEX_WAKE, count) };
+  let woken = unsafe { libc::syscall(libc::SYS_futex, addr, op, count) };
   if woken < 0 {
     return Err(io::Error::last_os_error());
   }
@@ -545,7 +568,12 @@ pub fn deadline_after(millis: f64) -> libc::timespec {
 
 /// Futex-style waiting is Linux's; elsewhere it is refused.
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
-pub unsafe fn wait(_addr: *const u32, _expected: u32, _deadline: Option<libc::timespec>) -> io::Result<Wait> {
+pub unsafe fn wait(
+  _addr: *const u32,
+  _expected: u32,
+  _deadline: Option<libc::timespec>,
+  _private: bool,
+) -> io::Result<Wait> {
   Err(io::Error::from_raw_os_error(libc::ENOTSUP))
 }
 
@@ -554,7 +582,8 @@ pub unsafe fn wait(_addr: *const u32, _expected: u32, _deadline: Option<libc::ti
 pub unsafe fn wait_or_cancel(
   _addr: *const u32,
   _expected: u32,
-  _cancel: *const u32,
+  _private: bool,
+  _cancels: &[*const u32],
   _deadline: Option<libc::timespec>,
 ) -> io::Result<Wait> {
   Err(io::Error::from_raw_os_error(libc::ENOTSUP))
@@ -566,7 +595,7 @@ pub unsafe fn wake_private(_addr: *const u32) {}
 
 /// Futex-style waking is Linux's; elsewhere it is refused.
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
-pub unsafe fn wake(_addr: *const u32, _count: i32) -> io::Result<usize> {
+pub unsafe fn wake(_addr: *const u32, _count: i32, _private: bool) -> io::Result<usize> {
   Err(io::Error::from_raw_os_error(libc::ENOTSUP))
 }
 
