@@ -52,13 +52,54 @@ unsafe fn create_external_buffer(
 /// immediate) once V8 has freed the Buffer's memory, when its ArrayBuffer is garbage-collected.
 /// Nothing detaches these ArrayBuffers (`unmap()` swaps the memory for zeros instead), so this is
 /// the first moment at which no JavaScript and no native work can reach the range any more.
+///
+/// Except at the end of a worker thread. A Buffer's memory can move to another ArrayBuffer
+/// without a copy (`ArrayBuffer.prototype.transfer()`, a byte stream's `enqueue()` or BYOB
+/// `read()`), which `postMessage` can hand to another thread. When the worker that made the
+/// Buffer ends, Node calls this finalizer from its env cleanup (node_buffer.cc,
+/// `CallbackInfo::CleanupHook`) whether or not the memory lives on elsewhere, and tells nobody
+/// when the last holder lets go; by then it has detached the worker's own ArrayBuffer, so whether
+/// the memory had moved before can no longer be told. Unmapping would leave the other thread a
+/// pointer into unmapped memory (SIGSEGV), or into whatever the kernel maps there next (silent
+/// corruption). So a finalizer that runs while a worker's env is being torn down takes the
+/// user's memory away (the zero-filled placeholder of `unmap()`: the file is no longer mapped)
+/// and keeps the range, with its registry record, for the life of the process. That costs
+/// address space, not memory (the placeholder's pages are never touched unless written), and
+/// only for Buffers a worker still held when it ended: `unmap()` them, or let them be collected,
+/// to give the range back. The main thread needs none of this: Node stops every worker before
+/// it tears down the main thread's env.
 unsafe extern "C" fn finalize_memory(env: sys::napi_env, data: *mut c_void, hint: *mut c_void) {
+  if worker_env_ending(env) {
+    // SAFETY: `hint` is the registry's reference for this Buffer (`create`); it stays alive,
+    // with its record, since the record is never forgotten from here on.
+    let mapping = unsafe { &*hint.cast_const().cast::<Mapping>() };
+    // Best effort: without the placeholder (ENOMEM) the user's memory stays mapped for good,
+    // which is as safe.
+    let _ = mapping.unmap();
+    return;
+  }
   // The mappings it drops may wait to be unmapped with their neighbours (src/reclaim.rs).
   reclaim::finalizing(env, || {
     // SAFETY: `data` is the Buffer's first byte and `hint` the reference `create` recorded for
     // it (`registry::record_buffer`); Node calls a Buffer's finalizer once. The last one unmaps.
     unsafe { registry::forget_buffer(data as usize, hint.cast_const().cast::<Mapping>()) }
   });
+}
+
+/// Whether `env` is a worker's env being torn down, asked on its own thread (see
+/// [`finalize_memory`]). Node-API calls that may run JavaScript are refused once an env stops
+/// (`napi_pending_exception`); coercing `undefined` runs none and changes nothing.
+fn worker_env_ending(env: sys::napi_env) -> bool {
+  if crate::sys::is_main_thread() || !reclaim::is_home(env) {
+    return false;
+  }
+  let (mut undefined, mut result) = (ptr::null_mut(), ptr::null_mut());
+  // SAFETY: `env` is the env of this thread (`is_home`), alive while its finalizers run; both
+  // out-pointers are valid.
+  unsafe {
+    sys::napi_get_undefined(env, &mut undefined);
+    sys::napi_coerce_to_bool(env, undefined, &mut result) != sys::Status::napi_ok
+  }
 }
 
 fn no_external_buffers(env: &Env) -> napi::Error {

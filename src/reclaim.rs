@@ -294,6 +294,15 @@ pub fn finalizing<R>(env: sys::napi_env, f: impl FnOnce() -> R) -> R {
   result
 }
 
+/// Whether this thread runs `env`'s JavaScript (the env that loaded the addon here): Node-API
+/// calls on `env` are allowed from this thread.
+pub fn is_home(env: sys::napi_env) -> bool {
+  !env.is_null()
+    && WAITING
+      .try_with(|waiting| waiting.home.get() == env)
+      .unwrap_or(false)
+}
+
 /// The flusher's call: unmaps this thread's run. (Node also calls it, with a null `env`, for a
 /// call still queued when the env is torn down: the run is unmapped then too.)
 unsafe extern "C" fn flush(

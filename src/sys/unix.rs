@@ -121,6 +121,37 @@ pub fn huge_page_size_of_file(fd: i32) -> Option<usize> {
   }
 }
 
+/// Whether the calling thread is the process's main thread (where Node runs its main
+/// JavaScript environment; worker threads are others). `false` where that cannot be told.
+pub fn is_main_thread() -> bool {
+  #[cfg(any(target_os = "linux", target_os = "android"))]
+  {
+    // SAFETY: neither call takes arguments or touches memory; both always succeed.
+    unsafe { libc::gettid() == libc::getpid() }
+  }
+  #[cfg(any(
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "freebsd",
+    target_os = "openbsd"
+  ))]
+  {
+    // SAFETY: takes no arguments and touches no memory.
+    unsafe { libc::pthread_main_np() != 0 }
+  }
+  #[cfg(not(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "freebsd",
+    target_os = "openbsd"
+  )))]
+  {
+    false
+  }
+}
+
 /// Whether `fd` is a regular file (memfd and shm files are): the only kind a shared mapping
 /// can grow with. `false` for devices (`/dev/zero`), and when `fstat` fails.
 pub fn is_regular_file(fd: i32) -> bool {
