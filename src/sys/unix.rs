@@ -123,7 +123,15 @@ pub fn huge_page_size_of_file(fd: i32) -> Option<usize> {
 
 /// Whether the calling thread is the process's main thread (where Node runs its main
 /// JavaScript environment; worker threads are others). `false` where that cannot be told.
+/// Asked of the system once per thread (on Linux that is two system calls).
 pub fn is_main_thread() -> bool {
+  thread_local! {
+    static MAIN: bool = ask_main_thread();
+  }
+  MAIN.try_with(|main| *main).unwrap_or(false)
+}
+
+fn ask_main_thread() -> bool {
   #[cfg(any(target_os = "linux", target_os = "android"))]
   {
     // SAFETY: neither call takes arguments or touches memory; both always succeed.
