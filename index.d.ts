@@ -100,7 +100,11 @@ export declare class Mapping {
   sync(...args: [offset?: number, length?: number, blocking?: boolean, invalidate?: boolean] | [blocking: boolean, invalidate?: boolean]): void
   /** Like the module's `flush(buffer, options)`: `msync(MS_SYNC)` on the thread pool. */
   flush(options?: { offset?: number, length?: number, invalidate?: boolean } | null): Promise<void>
-  /** Like the module's `advise`: `advise(advice)` or `advise(offset, length, advice)`. */
+  /**
+   * Like the module's `advise`, with the same two forms and checks: exactly `advise(advice)`
+   * or `advise(offset, length, advice)` (`offset` and `length` may be `undefined`); anything
+   * else throws `ERR_INVALID_ARG_TYPE` naming the missing `advice`.
+   */
   advise(...args: [advice: number] | [offset: number | undefined, length: number | undefined, advice: number]): void
   /** Like the module's `incore`: `[pagesNotResident, pagesResident]`. */
   incore(): [number, number]
@@ -118,10 +122,14 @@ export declare class Mapping {
 
 /**
  * Gives the kernel advice about how a range of the mapping will be used (`madvise(2)`).
- * Called as `advise(buffer, advice)` for the whole view, or `advise(buffer, offset, length,
- * advice)` for a byte range of it; an unaligned start is rounded down to its page. An advice
- * that discards data (`MADV_DONTNEED`, `MADV_FREE`, `MADV_REMOVE`) changes no byte outside the
- * range: it covers only the whole pages inside it, and does nothing when none fits.
+ * Called exactly as `advise(buffer, advice)` for the whole view, or `advise(buffer, offset,
+ * length, advice)` for a byte range of it (`offset` and `length` may be `undefined`: their
+ * defaults); an unaligned start is rounded down to its page. Any other form is refused before
+ * any system call: `advise(buffer, offset, advice)` throws `ERR_INVALID_ARG_TYPE` for the
+ * missing `advice` (it is never read as an advice). An advice that discards data
+ * (`MADV_DONTNEED`, `MADV_FREE`, `MADV_REMOVE`) changes no byte outside the range: it covers
+ * only the whole pages inside it, and does nothing when none fits. An empty range makes no
+ * system call.
  *
  * @param buffer - A Buffer returned by `map()` or any view of the same memory.
  * @param offset - Start of the range within the view. Default: `0`.

@@ -16,10 +16,10 @@ use crate::shared::Shared;
 use crate::args::{self, MAX_SAFE_INTEGER};
 use crate::buffer;
 use crate::errors::{self, Class};
-use crate::map::{check_advice, map_checked, SizeLimit};
+use crate::map::{map_checked, SizeLimit};
 use crate::mapping::Mapping as Core;
 use crate::open::Request;
-use crate::ops::{Flush, FlushOptions, SyncRequest};
+use crate::ops::{AdviseRequest, Flush, FlushOptions, SyncRequest};
 use crate::view;
 
 /// A memory mapping owned by a handle. Unlike a Buffer from `map()`, it works in runtimes that
@@ -253,23 +253,20 @@ impl Mapping {
 
 #[napi]
 impl Mapping {
-  /// Like the module's `advise`: `advise(advice)` or `advise(offset, length, advice)`.
+  /// Like the module's `advise`, with the same two forms and checks: exactly `advise(advice)`
+  /// or `advise(offset, length, advice)` (`offset` and `length` may be `undefined`); anything
+  /// else throws `ERR_INVALID_ARG_TYPE` naming the missing `advice`.
   #[napi(
     ts_args_type = "...args: [advice: number] | [offset: number | undefined, length: number | undefined, advice: number]"
   )]
-  pub fn advise(&self, env: &Env, a: Unknown, b: Optional, advice: Optional) -> napi::Result<()> {
-    let (offset, length, advice) = match advice.into_inner() {
-      Some(advice) => (Some(a), b.into_inner(), advice),
-      None => (None, None, a),
-    };
-    let Some(advice) = check_advice(env, Some(&advice), "advice")? else {
-      return Err(args::invalid_type(env, "advice", "of type number", &advice));
-    };
-    let (mapping, offset, length) = self.range(env, offset.as_ref(), length.as_ref())?;
-    let Some(mapping) = mapping else { return Ok(()) };
-    mapping
-      .advise(offset, length, advice)
-      .map_err(|f| view::failure(env, f, "madvise"))
+  pub fn advise(&self, env: &Env, a: Optional, b: Optional, advice: Optional) -> napi::Result<()> {
+    let request = AdviseRequest::parse(env, a, b, advice)?;
+    if self.unmapped() {
+      return Err(view::unmapped(env));
+    }
+    let (offset, length) = request.range(env, self.len)?;
+    let Some(mapping) = self.core() else { return Ok(()) };
+    request.run(env, &mapping, self.start + offset, length)
   }
 
   /// Like the module's `incore`: `[pagesNotResident, pagesResident]`.
