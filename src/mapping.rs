@@ -493,7 +493,9 @@ impl Mapping {
     (unsafe { self.addr().add(start) }, offset + len - start)
   }
 
-  /// Runs `op` on the page span of a range, refusing an unmapped mapping.
+  /// Runs `op` on the page span of a range, refusing an unmapped mapping. An empty range spans
+  /// no page, wherever it starts: `op` is not run (rounding `offset..offset` out to pages would
+  /// name the page around an unaligned `offset`, which the range does not include).
   fn on_span(
     &self,
     offset: usize,
@@ -503,6 +505,9 @@ impl Mapping {
     if self.is_unmapped() {
       return Err(Failure::Unmapped);
     }
+    if len == 0 {
+      return Ok(());
+    }
     let (addr, span) = self.span(offset, len);
     Ok(op(addr, span)?)
   }
@@ -510,7 +515,7 @@ impl Mapping {
   /// Changing the attributes of part of a mapping (`protect`, `lock`, `advise`) splits it into
   /// up to three kernel mappings: reserve the two new ones.
   fn reserve_split(&self, offset: usize, len: usize) -> Result<(), Failure> {
-    if offset == 0 && len >= self.len {
+    if len == 0 || (offset == 0 && len >= self.len) {
       return Ok(());
     }
     Ok(reserve_vmas(2)?)
@@ -560,6 +565,10 @@ impl Mapping {
 
   /// `mprotect` over `offset..offset + len` (rounded out to pages).
   pub fn protect(&self, offset: usize, len: usize, prot: i32) -> Result<(), Failure> {
+    if len == 0 {
+      // No page: nothing to change, and the rights guaranteed to copies stay as they are.
+      return self.on_span(offset, len, |_, _| Ok(()));
+    }
     self.reserve_split(offset, len)?;
     self.reprotected.store(true, Ordering::Release);
     // Narrow the guarantee first, so no copy starts on rights the range is about to lose.
