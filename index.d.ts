@@ -61,7 +61,9 @@ export declare class Mapping {
   /** Whether `unmap()` has been called. */
   get unmapped(): boolean
   /**
-   * Copies `length` bytes from `offset` into a new Buffer.
+   * Copies `length` bytes from `offset` into a new Buffer. Throws `ERR_MMAP_LOST_PAGES` when
+   * some of them lie on pages lost to truncation of the file (see `write`): they would read as
+   * zeros that are not in the file.
    *
    * @param offset - Default: `0`.
    * @param length - Default: to the end of the mapping.
@@ -69,7 +71,8 @@ export declare class Mapping {
   read(offset?: number, length?: number): Buffer
   /**
    * Copies bytes from `offset` into `target` (as many as fit, up to the end of the mapping) and
-   * returns how many were copied.
+   * returns how many were copied. Throws `ERR_MMAP_LOST_PAGES`, as `read` does, when some of
+   * them lie on pages lost to truncation (`target` then holds the copy, zeros for those).
    *
    * @param target - Where to copy to.
    * @param offset - Where in the mapping to start. Default: `0`.
@@ -77,7 +80,12 @@ export declare class Mapping {
   readInto(target: ArrayBufferView, offset?: number): number
   /**
    * Copies `source` into the mapping at `offset` (as much as fits) and returns how many bytes
-   * were written.
+   * were written. When some of them land on pages lost to truncation of the file (past its new
+   * end; see `faults`), throws an `Error` with `code: 'ERR_MMAP_LOST_PAGES'` instead of a count:
+   * those bytes are in the anonymous page that replaced the lost one (a read of the mapping
+   * gives them back) and never reach the file. The bytes before the lost pages were written.
+   * Told by the lost tail overlapping the range, or by a page lost during the copy (anywhere in
+   * the mapping); a page lost earlier to an I/O error shows only in `faults`.
    *
    * @param source - The bytes to write.
    * @param offset - Where in the mapping to start. Default: `0`.
