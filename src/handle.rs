@@ -406,18 +406,19 @@ fn view_bytes(env: &Env, value: &Unknown, name: &str, write: bool) -> napi::Resu
 }
 
 /// Node-API's Buffer constructors abort the process when the memory cannot be had (Node 18–22,
-/// Deno: V8's fatal out-of-memory handler) where JavaScript's own `Buffer.allocUnsafe` throws.
-/// So a large copy first asks the allocator for as much, untouched, and gives it back: when even
-/// that fails, `ERR_MEMORY_ALLOCATION_FAILED` is thrown (Node's code) instead of the abort.
+/// Deno: V8's fatal out-of-memory handler) where JavaScript's own `Buffer.alloc` throws a
+/// `RangeError` ("Array buffer allocation failed"). So a large copy first asks the allocator for
+/// as much, untouched, and gives it back: when even that fails, it throws what `Buffer.alloc`
+/// throws (a `RangeError` with V8's message), with the code `ERR_MEMORY_ALLOCATION_FAILED`.
 fn check_allocation(env: &Env, length: usize) -> napi::Result<()> {
   const PROBE_FROM: usize = 1 << 20;
   if length < PROBE_FROM || Vec::<u8>::new().try_reserve_exact(length).is_ok() {
     return Ok(());
   }
-  let message = format!("Failed to allocate memory for a copy of {length} bytes");
+  let message = format!("Array buffer allocation failed (a copy of {length} bytes)");
   Err(errors::throw_coded(
     env,
-    Class::Error,
+    Class::RangeError,
     "ERR_MEMORY_ALLOCATION_FAILED",
     &message,
   ))
