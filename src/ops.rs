@@ -28,6 +28,13 @@ pub fn placeholder_bytes() -> f64 {
   crate::registry::placeholder_bytes() as f64
 }
 
+/// Bytes of dropped mappings still mapped because their `munmap` would have cut a kernel mapping
+/// in two with none to spare (see `reclaim::release`): for the tests. Not exported by index.js.
+#[napi(js_name = "__deferredBytes", skip_typescript)]
+pub fn deferred_bytes() -> f64 {
+  crate::reclaim::deferred_bytes() as f64
+}
+
 /// Unmaps the mapping behind `buffer` now, instead of when it is garbage-collected: the file (or
 /// anonymous memory) is no longer mapped once it returns. Every view of the mapping keeps its
 /// length, and from then on reads zeros; what is written to it never reaches the file. Nothing is
