@@ -590,7 +590,7 @@ impl Mapping {
   /// `mlock`/`munlock` over `offset..offset + len` (rounded out to pages).
   pub fn lock(&self, offset: usize, len: usize, lock: bool) -> Result<(), Failure> {
     self.reserve_split(offset, len)?;
-    if lock {
+    if lock && len > 0 {
       // Before the call: even a partly locked range must not wait once dropped.
       self.batchable.store(false, Ordering::Relaxed);
     }
