@@ -61,7 +61,9 @@ export declare class Mapping {
   /** Whether `unmap()` has been called. */
   get unmapped(): boolean
   /**
-   * Copies `length` bytes from `offset` into a new Buffer.
+   * Copies `length` bytes from `offset` into a new Buffer. Throws `ERR_MMAP_LOST_PAGES` when
+   * some of them lie on pages lost to truncation of the file (see `write`): they would read as
+   * zeros that are not in the file.
    *
    * @param offset - Default: `0`.
    * @param length - Default: to the end of the mapping.
@@ -69,7 +71,8 @@ export declare class Mapping {
   read(offset?: number, length?: number): Buffer
   /**
    * Copies bytes from `offset` into `target` (as many as fit, up to the end of the mapping) and
-   * returns how many were copied.
+   * returns how many were copied. Throws `ERR_MMAP_LOST_PAGES`, as `read` does, when some of
+   * them lie on pages lost to truncation (`target` then holds the copy, zeros for those).
    *
    * @param target - Where to copy to.
    * @param offset - Where in the mapping to start. Default: `0`.
@@ -77,7 +80,12 @@ export declare class Mapping {
   readInto(target: ArrayBufferView, offset?: number): number
   /**
    * Copies `source` into the mapping at `offset` (as much as fits) and returns how many bytes
-   * were written.
+   * were written. When some of them land on pages lost to truncation of the file (past its new
+   * end; see `faults`), throws an `Error` with `code: 'ERR_MMAP_LOST_PAGES'` instead of a count:
+   * those bytes are in the anonymous page that replaced the lost one (a read of the mapping
+   * gives them back) and never reach the file. The bytes before the lost pages were written.
+   * Told by the lost tail overlapping the range, or by a page lost during the copy (anywhere in
+   * the mapping); a page lost earlier to an I/O error shows only in `faults`.
    *
    * @param source - The bytes to write.
    * @param offset - Where in the mapping to start. Default: `0`.
@@ -100,7 +108,11 @@ export declare class Mapping {
   sync(...args: [offset?: number, length?: number, blocking?: boolean, invalidate?: boolean] | [blocking: boolean, invalidate?: boolean]): void
   /** Like the module's `flush(buffer, options)`: `msync(MS_SYNC)` on the thread pool. */
   flush(options?: { offset?: number, length?: number, invalidate?: boolean } | null): Promise<void>
-  /** Like the module's `advise`: `advise(advice)` or `advise(offset, length, advice)`. */
+  /**
+   * Like the module's `advise`, with the same two forms and checks: exactly `advise(advice)`
+   * or `advise(offset, length, advice)` (`offset` and `length` may be `undefined`); anything
+   * else throws `ERR_INVALID_ARG_TYPE` naming the missing `advice`.
+   */
   advise(...args: [advice: number] | [offset: number | undefined, length: number | undefined, advice: number]): void
   /** Like the module's `incore`: `[pagesNotResident, pagesResident]`. */
   incore(): [number, number]
@@ -118,10 +130,14 @@ export declare class Mapping {
 
 /**
  * Gives the kernel advice about how a range of the mapping will be used (`madvise(2)`).
- * Called as `advise(buffer, advice)` for the whole view, or `advise(buffer, offset, length,
- * advice)` for a byte range of it; an unaligned start is rounded down to its page. An advice
- * that discards data (`MADV_DONTNEED`, `MADV_FREE`, `MADV_REMOVE`) changes no byte outside the
- * range: it covers only the whole pages inside it, and does nothing when none fits.
+ * Called exactly as `advise(buffer, advice)` for the whole view, or `advise(buffer, offset,
+ * length, advice)` for a byte range of it (`offset` and `length` may be `undefined`: their
+ * defaults); an unaligned start is rounded down to its page. Any other form is refused before
+ * any system call: `advise(buffer, offset, advice)` throws `ERR_INVALID_ARG_TYPE` for the
+ * missing `advice` (it is never read as an advice). An advice that discards data
+ * (`MADV_DONTNEED`, `MADV_FREE`, `MADV_REMOVE`) changes no byte outside the range: it covers
+ * only the whole pages inside it, and does nothing when none fits. An empty range makes no
+ * system call.
  *
  * @param buffer - A Buffer returned by `map()` or any view of the same memory.
  * @param offset - Start of the range within the view. Default: `0`.

@@ -237,6 +237,52 @@ describe('advise', () => {
     })
   })
 
+  // Exactly advise(advice) or advise(offset, length, advice): a two-argument call was read as
+  // advise(advice) with the offset as the advice (Mapping#advise(0, MADV_DONTNEED) ran
+  // madvise(MADV_NORMAL) and succeeded), and advise(offset, length, undefined) named the
+  // offset as the advice received. One rule, one implementation, for both.
+  it('takes exactly (advice) or (offset, length, advice), the module function and Mapping#advise alike', () => {
+    const { buf, bytes } = anonymous(2)
+    const m = new mmap.Mapping(2 * P, RW, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1)
+    m.write(bytes)
+    const missing = {
+      code: 'ERR_INVALID_ARG_TYPE',
+      message: 'The "advice" argument must be of type number. Received undefined',
+    }
+    const forms = [
+      [0, mmap.MADV_DONTNEED],
+      [P, P],
+      [P, P, undefined],
+      [undefined, mmap.MADV_DONTNEED],
+      [undefined, undefined, undefined],
+      [],
+    ]
+    for (const form of forms) {
+      assertThrowsExactly(() => mmap.advise(buf, ...form), TypeError, missing)
+      assertThrowsExactly(() => m.advise(...form), TypeError, missing)
+    }
+    // No discarding advice ran under any of them.
+    assert.deepEqual(buf, bytes)
+    assert.deepEqual(m.read(), bytes)
+    // The two forms still work, the same way on both; undefined offset/length are defaults.
+    for (const advise of [(...a) => mmap.advise(buf, ...a), (...a) => m.advise(...a)]) {
+      advise(mmap.MADV_NORMAL)
+      advise(mmap.MADV_NORMAL, undefined, undefined)
+      advise(undefined, undefined, mmap.MADV_NORMAL)
+      advise(P, undefined, mmap.MADV_DONTNEED)
+      advise(undefined, P, mmap.MADV_RANDOM)
+    }
+    assert.deepEqual(buf.subarray(0, P), bytes.subarray(0, P))
+    assert.deepEqual(buf.subarray(P), Buffer.alloc(P), 'advise(P, undefined, MADV_DONTNEED) dropped page 1')
+    assert.deepEqual(m.read(P), Buffer.alloc(P))
+    // The long form checks its range like the short form's view.
+    assertThrowsExactly(() => m.advise(3 * P, 0, mmap.MADV_NORMAL), RangeError, {
+      code: 'ERR_OUT_OF_RANGE',
+      message: `The value of "offset" is out of range. It must be >= 0 && <= ${2 * P}. Received ${3 * P}`,
+    })
+    m.unmap()
+  })
+
   it('refuses ranges past the view: ERR_OUT_OF_RANGE', () => {
     const { buf } = anonymous(2)
     const L = 2 * P

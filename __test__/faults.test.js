@@ -143,8 +143,13 @@ if (api === 'map' || api === 'openSync') {
   viewFaults = () => mmap.faults(new Uint8Array(buf.buffer, buf.byteOffset + 3 * P, 10))
 } else {
   handle = mmap.Mapping.open(file, { mode: 'r+' })
-  readAt = (i) => handle.read(i, 1)[0]
-  writeAt = (i, v) => { if (handle.write(Buffer.of(v), i) !== 1) throw new Error('short write') }
+  // Mapping's copies refuse lost pages (ERR_MMAP_LOST_PAGES, after the fault that found them
+  // was survived); what is there is then seen through a view.
+  const lostOnly = (fn, fallback) => {
+    try { return fn() } catch (err) { if (err.code !== 'ERR_MMAP_LOST_PAGES') throw err; return fallback() }
+  }
+  readAt = (i) => lostOnly(() => handle.read(i, 1)[0], () => handle.view(i, 1)[0])
+  writeAt = (i, v) => lostOnly(() => { if (handle.write(Buffer.of(v), i) !== 1) throw new Error('short write') }, () => { handle.view(i, 1)[0] = v })
   page0 = () => handle.read(0, P).toString('hex')
   faults = () => handle.faults
   viewFaults = () => mmap.faults(handle.view(3 * P, 10))
@@ -209,7 +214,10 @@ report(out)`,
     }
   }
 
-  it('native copies over lost pages survive: Mapping#read, #readInto, #write, Buffer#copy/compare/indexOf', (t) => {
+  // Mapping's copies know where they copy, so they tell: bytes that land on (or come from)
+  // pages lost to truncation are refused with ERR_MMAP_LOST_PAGES, never counted as done. A
+  // write there went into the anonymous page that replaced the lost one, not to the file.
+  it('native copies over lost pages survive: Mapping#read, #readInto, #write throw ERR_MMAP_LOST_PAGES; Buffer#copy/compare/indexOf read zeros', (t) => {
     const files = ['a', 'b', 'c', 'd', 'e'].map((name) => patternFile(t, `${name}.bin`))
     const r = child(
       `const mmap = require(PACKAGE)
@@ -222,11 +230,11 @@ const hc = mmap.Mapping.open(c, { mode: 'r+' })
 const bd = mmap.openSync(d, { mode: 'r+' })
 const be = mmap.openSync(e, { mode: 'r+' })
 for (const f of ARGS.files) fs.truncateSync(f, P)
-const whole = ha.read() // one memcpy over 1 intact and 3 lost pages
-out.read = { length: whole.length, page0: whole.subarray(0, P).toString('hex'), restIsZero: whole.subarray(P).every((x) => x === 0), faults: ha.faults }
+const error = (fn) => { try { return { returned: fn() } } catch (err) { return { name: err.name, code: err.code, message: err.message, errno: err.errno } } }
+out.read = { error: error(() => ha.read()), page0: ha.read(0, P).toString('hex'), faults: ha.faults, again: error(() => ha.read(P, 1)).code }
 const target = Buffer.alloc(4 * P, 7)
-out.readInto = { copied: hb.readInto(target, 0), page0: target.subarray(0, P).toString('hex'), restIsZero: target.subarray(P).every((x) => x === 0), faults: hb.faults }
-out.write = { written: hc.write(Buffer.alloc(2 * P, 0xee), P + P / 2), faults: hc.faults, back: hc.read(P + P / 2, 2 * P).every((x) => x === 0xee) }
+out.readInto = { error: error(() => hb.readInto(target, 0)), page0: target.subarray(0, P).toString('hex'), restIsZero: target.subarray(P).every((x) => x === 0), faults: hb.faults }
+out.write = { error: error(() => hc.write(Buffer.alloc(2 * P, 0xee), P + P / 2)), faults: hc.faults, intact: error(() => hc.write(Buffer.alloc(P, 0xee), 0)) }
 const copy = Buffer.alloc(4 * P, 7)
 out.copy = { copied: bd.copy(copy), restIsZero: copy.subarray(P).every((x) => x === 0), faults: mmap.faults(bd) }
 out.compare = { cmp: Buffer.compare(be.subarray(P), Buffer.alloc(3 * P)), index: be.indexOf(1, P), faults: mmap.faults(be) }
@@ -236,14 +244,60 @@ report(out)`,
     )
     const out = survived(r)
     const page0 = pattern(P).toString('hex')
-    assert.deepEqual(out.read, { length: 4 * P, page0, restIsZero: true, faults: 3 })
-    assert.deepEqual(out.readInto, { copied: 4 * P, page0, restIsZero: true, faults: 3 })
-    // The write covers half of page 1, all of page 2 and half of page 3.
-    assert.deepEqual(out.write, { written: 2 * P, faults: 3, back: true })
+    const lost = (what, count, from, detail) => ({
+      name: 'Error',
+      code: 'ERR_MMAP_LOST_PAGES',
+      message: `Cannot ${what} ${count} bytes: the file was truncated and the bytes from ${from} of them on lie on pages lost with it; ${detail} (see faults)`,
+    })
+    const zeros = 'what is read there is zeros, not the file'
+    assert.deepEqual(out.read, { error: lost('read', 4 * P, P, zeros), page0, faults: 3, again: 'ERR_MMAP_LOST_PAGES' })
+    assert.deepEqual(out.readInto, { error: lost('read', 4 * P, P, zeros), page0, restIsZero: true, faults: 3 })
+    // The write covers half of page 1, all of page 2 and half of page 3: none of it is file.
+    const nowhere = 'what lands there stays in anonymous memory and never reaches the file'
+    assert.deepEqual(out.write, { error: lost('write', 2 * P, 0, nowhere), faults: 3, intact: { returned: P } })
     assert.deepEqual(out.copy, { copied: 4 * P, restIsZero: true, faults: 3 })
     assert.deepEqual(out.compare, { cmp: 0, index: -1, faults: 3 })
     assert.deepEqual(out.sizes, [P, P, P, P, P])
-    for (const f of files) assert.deepEqual(fs.readFileSync(f), pattern(P), 'the file keeps its first page, nothing more')
+    const written = pattern(P)
+    written.fill(0xee)
+    for (const f of files) {
+      assert.deepEqual(fs.readFileSync(f), f === files[2] ? written : pattern(P), 'the file keeps its first page, nothing more')
+    }
+  })
+
+  // The case as found: a 100-byte file under a 3-page Mapping; a write of page 1 (past the end of
+  // the file) returned 4096 and reached nothing.
+  it('Mapping#write past the end of the file: ERR_MMAP_LOST_PAGES, not a count of bytes that went nowhere', (t) => {
+    const dir = tempDir(t)
+    const file = path.join(dir, 'short.bin')
+    fs.writeFileSync(file, Buffer.alloc(100, 0x41))
+    const r = child(
+      `const mmap = require(PACKAGE)
+const P = mmap.PAGESIZE
+const m = new mmap.Mapping(3 * P, 3, mmap.MAP_SHARED, fs.openSync(ARGS.file, 'r+'))
+const out = {}
+try { out.returned = m.write(Buffer.alloc(P, 1), P) } catch (err) { out.error = { name: err.name, code: err.code, message: err.message } }
+out.faults = m.faults
+out.head = m.write(Buffer.from('BB'), 0)
+try { m.write(Buffer.alloc(200, 2), 0) } catch (err) { out.straddle = err.message }
+m.sync(true)
+report(out)`,
+      { args: { file } },
+    )
+    const out = survived(r)
+    assert.deepEqual(out.error, {
+      name: 'Error',
+      code: 'ERR_MMAP_LOST_PAGES',
+      message: `Cannot write ${P} bytes: the file was truncated and the bytes from 0 of them on lie on pages lost with it; what lands there stays in anonymous memory and never reaches the file (see faults)`,
+    })
+    assert.equal(out.returned, undefined)
+    assert.equal(out.faults, 2)
+    assert.equal(out.head, 2)
+    // Bytes 0..199 of a 100-byte file in page 0 of the mapping: the page is the file's, bytes
+    // past its end are in it but never in the file. Not lost pages: no error.
+    assert.equal(out.straddle, undefined)
+    const expected = Buffer.alloc(100, 2)
+    assert.deepEqual(fs.readFileSync(file), expected, 'the file is as long as it was')
   })
 
   it('MAP_PRIVATE file mappings recover too', (t) => {
@@ -723,7 +777,9 @@ w.once('message', (worker) => {
     const P = mmap.PAGESIZE
     const h = mmap.Mapping.open(ARGS.file2, { mode: 'r+' })
     fs.truncateSync(ARGS.file2, P)
-    report({ worker, main: { lost: h.read(P, 3 * P).every((x) => x === 0), faults: h.faults } })
+    let code
+    try { h.read(P, 3 * P) } catch (err) { code = err.code }
+    report({ worker, main: { code, lost: h.view(P, 3 * P).every((x) => x === 0), faults: h.faults } })
   })
 })`,
       { args: { file, file2 } },
@@ -731,7 +787,7 @@ w.once('message', (worker) => {
     const out = survived(r)
     assert.deepEqual(out.worker, { page0: fs.readFileSync(file).toString('hex'), lost: [0, 0, 0], faults: 3 })
     assert.equal(out.worker.page0, pattern(P).toString('hex'))
-    assert.deepEqual(out.main, { lost: true, faults: 3 })
+    assert.deepEqual(out.main, { code: 'ERR_MMAP_LOST_PAGES', lost: true, faults: 3 })
     assert.equal(fs.statSync(file).size, P)
   })
 

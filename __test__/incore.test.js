@@ -18,6 +18,9 @@ const {
   assertThrowsExactly,
   runScript,
   assertCleanExit,
+  straceUnavailable,
+  straceScript,
+  assertExited,
 } = require('./helpers.js')
 
 const P = mmap.PAGESIZE
@@ -43,6 +46,75 @@ describe('incore', () => {
     assert.deepEqual(mmap.incore(buf.subarray(0, 0)), [0, 0])
     mmap.unmap(buf)
     assert.deepEqual(mmap.incore(buf), [0, 0], 'an unmapped view has no pages')
+  })
+
+  // An empty range spans no page, wherever it starts: incore(b.subarray(5, 5)) said [0, 1] (the
+  // page around byte 5) where b.subarray(0, 0) said [0, 0].
+  it('counts no page for an empty view, at any offset', () => {
+    const b = mmap.map(4 * P, RW, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1)
+    b.fill(1)
+    for (const at of [0, 5, P - 1, P, P + 1, 4 * P - 1, 4 * P]) {
+      assert.deepEqual(mmap.incore(b.subarray(at, at)), [0, 0], `incore(b.subarray(${at}, ${at}))`)
+    }
+    assert.deepEqual(mmap.incore(b.subarray(5, 6)), [0, 1], 'one byte is one page')
+    mmap.unmap(b)
+  })
+
+  it('makes no system call for an empty range at an unaligned offset, in any operation (strace)', { skip: straceUnavailable() ?? false }, (t) => {
+    const dir = tempDir(t)
+    const L = 4 * P
+    const { path } = tempFile(t, dir, 'incore-empty-strace.bin', L)
+    const { result, lines } = straceScript(
+      `
+      const mmap = require(MMAP)
+      const fs = require('node:fs')
+      const fd = fs.openSync(${JSON.stringify(path)}, 'r+')
+      const m = new mmap.Mapping(${L}, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED, fd, 0)
+      const buf = m.view()
+      const empty = buf.subarray(${P + 5}, ${P + 5})
+      ;(async () => {
+        const [start, end] = fs.readFileSync('/proc/self/maps', 'utf8').split('\\n').find((l) => l.endsWith(' ' + ${JSON.stringify(path)})).split(' ')[0].split('-')
+        console.log('RANGE ' + start + ' ' + end)
+        console.log('INCORE ' + JSON.stringify([mmap.incore(empty), mmap.incore(buf.subarray(5, 5))]))
+        mmap.sync(empty)
+        mmap.sync(empty, true)
+        mmap.lock(empty)
+        mmap.unlock(empty)
+        mmap.lock(buf, 5, 0)
+        mmap.unlock(buf, ${P + 5}, 0)
+        mmap.protect(buf, 5, 0, mmap.PROT_READ)
+        mmap.protect(empty, 0, 0, mmap.PROT_NONE)
+        mmap.advise(empty, mmap.MADV_WILLNEED)
+        mmap.advise(buf, 5, 0, mmap.MADV_WILLNEED)
+        mmap.advise(buf, ${P + 5}, 0, mmap.MADV_DONTNEED)
+        await mmap.flush(empty)
+        await mmap.flush(buf, { offset: 5, length: 0 })
+        m.lock(5, 0)
+        m.unlock(${P + 5}, 0)
+        m.advise(5, 0, mmap.MADV_WILLNEED)
+        m.advise(${2 * P + 1}, 0, mmap.MADV_DONTNEED)
+        await m.flush({ offset: 5, length: 0 })
+        // Nothing was protected: a copy into the first page still works.
+        m.write(Buffer.from('ok'), 0)
+        buf.write('ok', 5)
+        console.log('DONE')
+      })()
+    `,
+      'madvise,msync,mlock,munlock,mprotect,mincore',
+      { threads: true },
+    )
+    assertExited(result)
+    const stdout = result.stdout
+    // Every thread is traced (flush runs on the libuv pool): calls of the runtime's own threads
+    // interleave, so lines are matched by their address alone, finished or not.
+    const [start, end] = /^RANGE ([0-9a-f]+) ([0-9a-f]+)$/m.exec(stdout).slice(1).map((h) => BigInt('0x' + h))
+    const calls = lines.filter((line) => {
+      const call = /^(\w+)\((0x[0-9a-f]+),/.exec(line)
+      return call && BigInt(call[2]) >= start && BigInt(call[2]) < end
+    })
+    assert.match(stdout, /INCORE \[\[0,0\],\[0,0\]\]/)
+    assert.match(stdout, /DONE/)
+    assert.deepEqual(calls, [])
   })
 
   it('agrees with smaps Rss for an anonymous mapping: none, some, all touched, then MADV_DONTNEED', () => {

@@ -502,6 +502,18 @@ test('advise: MADV_DONTNEED drops private anonymous pages (they read as zeros ag
   m.unmap()
 })
 
+test('advise: two arguments are not a form: advise(0, MADV_DONTNEED) throws, drops nothing', () => {
+  const m = new Mapping(2 * PAGESIZE, RW, ANON, -1)
+  m.write(Buffer.alloc(2 * PAGESIZE, 0x22))
+  const missing = { code: 'ERR_INVALID_ARG_TYPE', message: 'The "advice" argument must be of type number. Received undefined' }
+  assertThrowsExactly(() => m.advise(0, mmap.MADV_DONTNEED), TypeError, missing)
+  assertThrowsExactly(() => m.advise(PAGESIZE, PAGESIZE, undefined), TypeError, missing)
+  assert.ok(m.read().equals(Buffer.alloc(2 * PAGESIZE, 0x22)))
+  m.advise(0, PAGESIZE, mmap.MADV_DONTNEED)
+  assert.ok(m.read(0, PAGESIZE).equals(Buffer.alloc(PAGESIZE)))
+  m.unmap()
+})
+
 test('incore: [notResident, resident] of the mapping, as mincore sees anonymous pages', () => {
   const pages = 8
   const m = new Mapping(pages * PAGESIZE, RW, ANON, -1)

@@ -1019,3 +1019,86 @@ test('shared:false + populate copies nothing into anonymous memory (RssAnon), an
     assert.ok(fileKB >= (SIZE / 1024) * 0.9, `${name}: only ${fileKB} kB of the file were populated`)
   }
 })
+
+// Allocation (issue 12, "never abort on an allocation failure a user controls"): a path, a mode
+// or an option name of 256 MiB, under a data-size limit that holds the string and one copy of
+// it but not more. Every error is coded and shows only the start of what it got; the path is
+// copied once, fallibly (ENOMEM at worst), and one past PATH_MAX is refused as the kernel
+// refuses it (ENAMETOOLONG), not copied again to call open. Before, each was copied two or three
+// times and formatted whole into its message: an abort.
+test('a 256 MiB path, mode or option name under a data-size limit: coded errors with the start of it, never an abort', () => {
+  const file = randomFileIn(tempDir(test), 'alloc-target.bin', 100)
+  const result = runScript(
+    `
+    const mmap = require(MMAP)
+    const fs = require('node:fs')
+    const big = 'a'.repeat(2 ** 28)
+    const shape = (fn) => {
+      try { fn() } catch (e) {
+        return { name: e.name, code: e.code, errno: e.errno, syscall: e.syscall, path: e.path, message: e.message }
+      }
+      return 'no error'
+    }
+    // Node's own shape for a path past PATH_MAX, on a short one (the oracle for code/errno/syscall).
+    const node = shape(() => fs.openSync('a'.repeat(5000)))
+    console.log(JSON.stringify({
+      node: { code: node.code, errno: node.errno, syscall: node.syscall },
+      path: shape(() => mmap.openSync(big)),
+      mode: shape(() => mmap.openSync(process.argv[1], { mode: big })),
+      key: shape(() => mmap.openSync(process.argv[1], { [big]: 1 })),
+      mappingKey: shape(() => mmap.Mapping.open(process.argv[1], { [big]: 1 })),
+    }))
+    `,
+    { args: [file], shell: 'ulimit -d 700000' },
+  )
+  assertCleanExit(result)
+  const out = JSON.parse(result.stdout)
+  const start = 'a'.repeat(1024) + '...'
+  assert.deepEqual(out.node, { code: 'ENAMETOOLONG', errno: -36, syscall: 'open' })
+  assert.deepEqual(out.path, {
+    name: 'Error',
+    code: 'ENAMETOOLONG',
+    errno: -36,
+    syscall: 'open',
+    path: start,
+    message: `ENAMETOOLONG: name too long, open '${start}'`,
+  })
+  assert.deepEqual(out.mode, {
+    name: 'RangeError',
+    code: 'ERR_INVALID_ARG_VALUE',
+    message: `The argument 'options.mode' must be 'r', 'r+' or 'w+'. Received '${'a'.repeat(127)}...`,
+  })
+  const known = 'known options are mode, size, offset, length, shared, populate, advise'
+  assert.deepEqual(out.key, {
+    name: 'TypeError',
+    code: 'ERR_INVALID_ARG_VALUE',
+    message: `The argument 'options' has an unknown option "${'a'.repeat(128)}..."; ${known}`,
+  })
+  assert.deepEqual(out.mappingKey, {
+    name: 'TypeError',
+    code: 'ERR_INVALID_ARG_VALUE',
+    message: `The argument 'options' has an unknown option "${'a'.repeat(128)}..."; ${known}`,
+  })
+})
+
+test('paths under PATH_MAX are shown whole; an options object with many keys reports its first unknown one', () => {
+  // A path with a NUL byte is shown as Node's ERR_INVALID_ARG_VALUE shows it: cut at 128.
+  assertThrowsExactly(() => mmap.openSync('a\0' + 'a'.repeat(300)), TypeError, {
+    code: 'ERR_INVALID_ARG_VALUE',
+    message: `The argument 'path' must be a string or Uint8Array without null bytes. Received 'a\\x00${'a'.repeat(122)}...`,
+  })
+  const long = '/nonexistent/' + 'd'.repeat(4000)
+  assertThrowsExactly(() => mmap.openSync(long), Error, {
+    code: 'ENOENT',
+    errno: -2,
+    syscall: 'open',
+    path: long,
+    message: `ENOENT: no such file or directory, open '${long}'`,
+  })
+  const options = {}
+  for (let i = 0; i < 200000; i++) options['k' + i] = i
+  assertThrowsExactly(() => mmap.openSync('/nonexistent', options), TypeError, {
+    code: 'ERR_INVALID_ARG_VALUE',
+    message: `The argument 'options' has an unknown option "k0"; known options are mode, size, offset, length, shared, populate, advise`,
+  })
+})

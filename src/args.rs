@@ -257,11 +257,16 @@ pub fn describe(env: &Env, value: &Unknown) -> String {
 /// A string as Node quotes it in error messages: past 28 characters cut to 25 and `...`, in
 /// single quotes, or double quotes (then backticks) when the text holds single quotes.
 fn quote_string(text: &str) -> String {
-  let shown = if text.chars().count() > 28 {
+  let shown: String = if text.chars().count() > 28 {
     text.chars().take(25).chain("...".chars()).collect()
   } else {
     text.to_owned()
   };
+  quote_whole(&shown)
+}
+
+/// `text` in single quotes, or double quotes (then backticks) when it holds single quotes.
+fn quote_whole(shown: &str) -> String {
   if !shown.contains('\'') {
     format!("'{shown}'")
   } else if !shown.contains('"') {
@@ -376,6 +381,34 @@ pub fn uint8_bytes(env: &Env, value: &Unknown, name: &str) -> napi::Result<Optio
   Ok(Some(copy))
 }
 
+/// The length in bytes of a JS string's UTF-8, without copying it; `None` for any other value.
+pub fn string_length(env: &Env, value: &Unknown) -> Option<usize> {
+  let mut len = 0usize;
+  // SAFETY: a null buffer asks only for the length; a non-string gives a status, not a read.
+  let status =
+    unsafe { sys::napi_get_value_string_utf8(env.raw(), raw(value), ptr::null_mut(), 0, &mut len) };
+  (status == sys::Status::napi_ok).then_some(len)
+}
+
+/// The first [`SHOWN_BYTES`] of a JS string (whole characters), for text that is compared
+/// with short known words or shown in a message: never a copy of a huge string. `None` for any
+/// other value.
+pub fn string_start(env: &Env, value: &Unknown) -> Option<String> {
+  string_prefix(env, raw(value), SHOWN_BYTES)
+}
+
+/// How Node's `ERR_INVALID_ARG_VALUE` shows a received string: quoted (as `util.inspect`
+/// quotes), and cut to 128 characters and `...` past that. `text` may be only the start of the
+/// string (see [`string_start`]); `whole` says whether it is all of it.
+pub fn inspected_string(text: &str, whole: bool) -> String {
+  let quoted = quote_whole(text);
+  if !whole || quoted.chars().count() > 128 {
+    quoted.chars().take(128).chain("...".chars()).collect()
+  } else {
+    quoted
+  }
+}
+
 /// `String(value)` for primitives that convert without running user code.
 fn coerce_to_string(env: &Env, value: sys::napi_value) -> Option<String> {
   coerce_to_string_prefix(env, value, usize::MAX)
@@ -446,7 +479,15 @@ fn string_prefix(env: &Env, string: sys::napi_value, max: usize) -> Option<Strin
 
 #[cfg(test)]
 mod tests {
-  use super::{is_integer, quote_string, with_separators};
+  use super::{inspected_string, is_integer, quote_string, with_separators};
+
+  #[test]
+  fn received_strings_are_cut_at_128_characters_like_node() {
+    assert_eq!(inspected_string("rw", true), "'rw'");
+    let long = "x".repeat(200);
+    assert_eq!(inspected_string(&long, true), format!("'{}...", "x".repeat(127)));
+    assert_eq!(inspected_string("abc", false), "'abc'...");
+  }
 
   #[test]
   fn is_integer_is_number_is_integer() {

@@ -16,10 +16,10 @@ use crate::shared::Shared;
 use crate::args::{self, MAX_SAFE_INTEGER};
 use crate::buffer;
 use crate::errors::{self, Class};
-use crate::map::{check_advice, map_checked, SizeLimit};
+use crate::map::{map_checked, SizeLimit};
 use crate::mapping::Mapping as Core;
 use crate::open::Request;
-use crate::ops::{Flush, FlushOptions, SyncRequest};
+use crate::ops::{AdviseRequest, Flush, FlushOptions, SyncRequest};
 use crate::view;
 
 /// A memory mapping owned by a handle. Unlike a Buffer from `map()`, it works in runtimes that
@@ -119,7 +119,9 @@ impl Mapping {
     self.unmapped.get() || self.core().is_some_and(|m| m.is_unmapped())
   }
 
-  /// Copies `length` bytes from `offset` into a new Buffer.
+  /// Copies `length` bytes from `offset` into a new Buffer. Throws `ERR_MMAP_LOST_PAGES` when
+  /// some of them lie on pages lost to truncation of the file (see `write`): they would read as
+  /// zeros that are not in the file.
   ///
   /// @param offset - Default: `0`.
   /// @param length - Default: to the end of the mapping.
@@ -134,6 +136,7 @@ impl Mapping {
     check_buffer_length(env, length)?;
     let source = base(env, mapping.as_deref(), length, READ)?;
     check_allocation(env, length)?;
+    let faults = mapping.as_deref().map_or(0, Core::faults);
     let mut data = ptr::null_mut();
     let mut result = ptr::null_mut();
     let status = if length == 0 {
@@ -155,12 +158,14 @@ impl Mapping {
     if status != sys::Status::napi_ok {
       return Err(errors::pending_or(env, "napi_create_buffer_copy", status));
     }
+    check_not_lost(env, mapping.as_deref(), faults, offset, length, READ)?;
     // SAFETY: `result` was just created in this env's current scope.
     Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), result) })
   }
 
   /// Copies bytes from `offset` into `target` (as many as fit, up to the end of the mapping) and
-  /// returns how many were copied.
+  /// returns how many were copied. Throws `ERR_MMAP_LOST_PAGES`, as `read` does, when some of
+  /// them lie on pages lost to truncation (`target` then holds the copy, zeros for those).
   ///
   /// @param target - Where to copy to.
   /// @param offset - Where in the mapping to start. Default: `0`.
@@ -170,7 +175,12 @@ impl Mapping {
   }
 
   /// Copies `source` into the mapping at `offset` (as much as fits) and returns how many bytes
-  /// were written.
+  /// were written. When some of them land on pages lost to truncation of the file (past its new
+  /// end; see `faults`), throws an `Error` with `code: 'ERR_MMAP_LOST_PAGES'` instead of a count:
+  /// those bytes are in the anonymous page that replaced the lost one (a read of the mapping
+  /// gives them back) and never reach the file. The bytes before the lost pages were written.
+  /// Told by the lost tail overlapping the range, or by a page lost during the copy (anywhere in
+  /// the mapping); a page lost earlier to an I/O error shows only in `faults`.
   ///
   /// @param source - The bytes to write.
   /// @param offset - Where in the mapping to start. Default: `0`.
@@ -253,23 +263,20 @@ impl Mapping {
 
 #[napi]
 impl Mapping {
-  /// Like the module's `advise`: `advise(advice)` or `advise(offset, length, advice)`.
+  /// Like the module's `advise`, with the same two forms and checks: exactly `advise(advice)`
+  /// or `advise(offset, length, advice)` (`offset` and `length` may be `undefined`); anything
+  /// else throws `ERR_INVALID_ARG_TYPE` naming the missing `advice`.
   #[napi(
     ts_args_type = "...args: [advice: number] | [offset: number | undefined, length: number | undefined, advice: number]"
   )]
-  pub fn advise(&self, env: &Env, a: Unknown, b: Optional, advice: Optional) -> napi::Result<()> {
-    let (offset, length, advice) = match advice.into_inner() {
-      Some(advice) => (Some(a), b.into_inner(), advice),
-      None => (None, None, a),
-    };
-    let Some(advice) = check_advice(env, Some(&advice), "advice")? else {
-      return Err(args::invalid_type(env, "advice", "of type number", &advice));
-    };
-    let (mapping, offset, length) = self.range(env, offset.as_ref(), length.as_ref())?;
-    let Some(mapping) = mapping else { return Ok(()) };
-    mapping
-      .advise(offset, length, advice)
-      .map_err(|f| view::failure(env, f, "madvise"))
+  pub fn advise(&self, env: &Env, a: Optional, b: Optional, advice: Optional) -> napi::Result<()> {
+    let request = AdviseRequest::parse(env, a, b, advice)?;
+    if self.unmapped() {
+      return Err(view::unmapped(env));
+    }
+    let (offset, length) = request.range(env, self.len)?;
+    let Some(mapping) = self.core() else { return Ok(()) };
+    request.run(env, &mapping, self.start + offset, length)
   }
 
   /// Like the module's `incore`: `[pagesNotResident, pagesResident]`.
@@ -355,6 +362,7 @@ impl Mapping {
     let (mapping, offset, available) = self.range(env, offset.as_ref(), None)?;
     let count = available.min(view_len);
     let base = base(env, mapping.as_deref(), count, direction)?;
+    let faults = mapping.as_deref().map_or(0, Core::faults);
     if count > 0 {
       // SAFETY: `offset..offset + count` lies in the live mapping, which has the rights the copy
       // needs (`range` and `base`); the view's `count` bytes lie in the view and have them too
@@ -368,6 +376,7 @@ impl Mapping {
         unsafe { ptr::copy(view_ptr.cast_const(), mapped, count) };
       }
     }
+    check_not_lost(env, mapping.as_deref(), faults, offset, count, direction)?;
     Ok(count as f64)
   }
 
@@ -397,18 +406,19 @@ fn view_bytes(env: &Env, value: &Unknown, name: &str, write: bool) -> napi::Resu
 }
 
 /// Node-API's Buffer constructors abort the process when the memory cannot be had (Node 18–22,
-/// Deno: V8's fatal out-of-memory handler) where JavaScript's own `Buffer.allocUnsafe` throws.
-/// So a large copy first asks the allocator for as much, untouched, and gives it back: when even
-/// that fails, `ERR_MEMORY_ALLOCATION_FAILED` is thrown (Node's code) instead of the abort.
+/// Deno: V8's fatal out-of-memory handler) where JavaScript's own `Buffer.alloc` throws a
+/// `RangeError` ("Array buffer allocation failed"). So a large copy first asks the allocator for
+/// as much, untouched, and gives it back: when even that fails, it throws what `Buffer.alloc`
+/// throws (a `RangeError` with V8's message), with the code `ERR_MEMORY_ALLOCATION_FAILED`.
 fn check_allocation(env: &Env, length: usize) -> napi::Result<()> {
   const PROBE_FROM: usize = 1 << 20;
   if length < PROBE_FROM || Vec::<u8>::new().try_reserve_exact(length).is_ok() {
     return Ok(());
   }
-  let message = format!("Failed to allocate memory for a copy of {length} bytes");
+  let message = format!("Array buffer allocation failed (a copy of {length} bytes)");
   Err(errors::throw_coded(
     env,
-    Class::Error,
+    Class::RangeError,
     "ERR_MEMORY_ALLOCATION_FAILED",
     &message,
   ))
@@ -456,6 +466,53 @@ fn base(
       },
     )),
   }
+}
+
+/// After a copy of `count` bytes at `offset` (from the start of the OS mapping) that began when
+/// the mapping had `faults_before` lost pages: `ERR_MMAP_LOST_PAGES` when some of those bytes
+/// lie on pages lost to truncation, which SIGBUS recovery replaced with anonymous zero pages
+/// (see `faults()`): a write there stays in that anonymous memory and never reaches the file;
+/// a read there gives zeros (or what an earlier write left there) that are not in the file.
+/// Told by the lost tail ([`Core::lost_from`]) overlapping the range, or by a page lost while
+/// the copy ran (the fault count moved: possibly on another thread, elsewhere in the mapping,
+/// which is also reported). An isolated page lost before the copy (an I/O error, not a
+/// truncation) shows only in `faults`.
+fn check_not_lost(
+  env: &Env,
+  mapping: Option<&Core>,
+  faults_before: usize,
+  offset: usize,
+  count: usize,
+  (_, what): (i32, &str),
+) -> napi::Result<()> {
+  let Some(mapping) = mapping.filter(|_| count > 0) else {
+    return Ok(());
+  };
+  let lost_from = mapping.lost_from();
+  let overlaps = lost_from < offset + count;
+  if !overlaps && mapping.faults() == faults_before {
+    return Ok(());
+  }
+  let detail = if what == "write" {
+    "what lands there stays in anonymous memory and never reaches the file"
+  } else {
+    "what is read there is zeros, not the file"
+  };
+  let message = if overlaps {
+    format!(
+      "Cannot {what} {count} bytes: the file was truncated and the bytes from {} of them on lie on \
+       pages lost with it; {detail} (see faults)",
+      lost_from.saturating_sub(offset)
+    )
+  } else {
+    format!("Cannot {what} {count} bytes: a page of the mapping was lost to truncation of the file during the copy; {detail} (see faults)")
+  };
+  Err(errors::throw_coded(
+    env,
+    Class::Error,
+    "ERR_MMAP_LOST_PAGES",
+    &message,
+  ))
 }
 
 fn not_allowed(env: &Env, what: &str, needs: &str) -> napi::Error {

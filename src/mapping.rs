@@ -208,22 +208,10 @@ static RECOUNT: Mutex<()> = Mutex::new(());
 fn vmas_split_by(addr: usize, len: usize) -> Option<usize> {
   let maps = std::fs::read("/proc/self/maps").ok()?;
   let end = addr + len;
-  let hex = |digits: &[u8]| {
-    digits.iter().try_fold(0usize, |value, &digit| {
-      let nibble = (digit as char).to_digit(16)? as usize;
-      value.checked_mul(16)?.checked_add(nibble)
-    })
-  };
   let (mut start_inside, mut end_inside) = (false, false);
-  for line in maps.split(|&b| b == b'\n') {
-    let range = line.split(|&b| b == b' ').next().unwrap_or(&[]);
-    let Some(dash) = range.iter().position(|&b| b == b'-') else {
-      continue;
-    };
-    if let (Some(from), Some(to)) = (hex(&range[..dash]), hex(&range[dash + 1..])) {
-      start_inside |= from < addr && addr < to;
-      end_inside |= from < end && end < to;
-    }
+  for (from, to) in maps.split(|&b| b == b'\n').filter_map(maps_range) {
+    start_inside |= from < addr && addr < to;
+    end_inside |= from < end && end < to;
   }
   Some(usize::from(start_inside) + usize::from(end_inside))
 }
@@ -297,6 +285,53 @@ fn reserve_vmas_beyond(extra: usize, grace: usize) -> io::Result<()> {
   }
   ADDED.store(extra, Ordering::Relaxed);
   Ok(())
+}
+
+/// For `reclaim::release`: reserves the kernel mapping a `munmap` of dropped memory may add
+/// (when the range is a hole in the middle of a kernel mapping: the kernel had merged it with
+/// neighbours that stay), as `unmap()` may, up to [`UNMAP_GRACE`] past the limit. On the bound
+/// alone, never reading the kernel's list (a storm of finalizers near the limit would read it
+/// once each): `false` when the bound says it might not fit. `reclaim` then defers the
+/// `munmap`, and [`kernel_mappings`] settles the deferred ones with one read of the list.
+pub fn reserve_for_release() -> bool {
+  !near_limit(1, UNMAP_GRACE) && reserve_vmas_beyond(1, UNMAP_GRACE).is_ok()
+}
+
+/// For `reclaim`'s deferred releases: the process's kernel mappings now (their ranges, in
+/// address order, from one read of `/proc/self/maps`), and how many more `munmap`s of dropped
+/// memory may add ([`UNMAP_GRACE`] past the limit, less what is there). The count becomes the
+/// bound's (as after a recount); the caller reports what it then adds with [`note_added`].
+/// `None` when the list cannot be read, or held.
+pub fn kernel_mappings() -> Option<(Vec<(usize, usize)>, usize)> {
+  let _recounting = RECOUNT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+  let maps = std::fs::read("/proc/self/maps").ok()?;
+  let lines = maps.iter().filter(|&&b| b == b'\n').count();
+  let mut ranges = Vec::new();
+  ranges.try_reserve_exact(lines).ok()?;
+  ranges.extend(maps.split(|&b| b == b'\n').filter_map(maps_range));
+  COUNTED.store(lines, Ordering::Relaxed);
+  GENERATION.fetch_add(1, Ordering::Relaxed);
+  ADDED.store(0, Ordering::Relaxed);
+  let room = vma_limit().saturating_add(UNMAP_GRACE).saturating_sub(lines);
+  Some((ranges, room))
+}
+
+/// Counts `added` kernel mappings that [`kernel_mappings`] said there was room for.
+pub fn note_added(added: usize) {
+  ADDED.fetch_add(added, Ordering::Relaxed);
+}
+
+/// The address range at the start of a line of `/proc/self/maps` (`start-end ...`, in hex).
+fn maps_range(line: &[u8]) -> Option<(usize, usize)> {
+  let hex = |digits: &[u8]| {
+    digits.iter().try_fold(0usize, |value, &digit| {
+      let nibble = (digit as char).to_digit(16)? as usize;
+      value.checked_mul(16)?.checked_add(nibble)
+    })
+  };
+  let range = line.split(|&b| b == b' ').next()?;
+  let dash = range.iter().position(|&b| b == b'-')?;
+  Some((hex(&range[..dash])?, hex(&range[dash + 1..])?))
 }
 
 /// The whole pages of `page` bytes that lie entirely inside `offset..offset + len`, as
@@ -493,7 +528,9 @@ impl Mapping {
     (unsafe { self.addr().add(start) }, offset + len - start)
   }
 
-  /// Runs `op` on the page span of a range, refusing an unmapped mapping.
+  /// Runs `op` on the page span of a range, refusing an unmapped mapping. An empty range spans
+  /// no page, wherever it starts: `op` is not run (rounding `offset..offset` out to pages would
+  /// name the page around an unaligned `offset`, which the range does not include).
   fn on_span(
     &self,
     offset: usize,
@@ -503,6 +540,9 @@ impl Mapping {
     if self.is_unmapped() {
       return Err(Failure::Unmapped);
     }
+    if len == 0 {
+      return Ok(());
+    }
     let (addr, span) = self.span(offset, len);
     Ok(op(addr, span)?)
   }
@@ -510,7 +550,7 @@ impl Mapping {
   /// Changing the attributes of part of a mapping (`protect`, `lock`, `advise`) splits it into
   /// up to three kernel mappings: reserve the two new ones.
   fn reserve_split(&self, offset: usize, len: usize) -> Result<(), Failure> {
-    if offset == 0 && len >= self.len {
+    if len == 0 || (offset == 0 && len >= self.len) {
       return Ok(());
     }
     Ok(reserve_vmas(2)?)
@@ -550,7 +590,7 @@ impl Mapping {
   /// `mlock`/`munlock` over `offset..offset + len` (rounded out to pages).
   pub fn lock(&self, offset: usize, len: usize, lock: bool) -> Result<(), Failure> {
     self.reserve_split(offset, len)?;
-    if lock {
+    if lock && len > 0 {
       // Before the call: even a partly locked range must not wait once dropped.
       self.batchable.store(false, Ordering::Relaxed);
     }
@@ -560,6 +600,10 @@ impl Mapping {
 
   /// `mprotect` over `offset..offset + len` (rounded out to pages).
   pub fn protect(&self, offset: usize, len: usize, prot: i32) -> Result<(), Failure> {
+    if len == 0 {
+      // No page: nothing to change, and the rights guaranteed to copies stay as they are.
+      return self.on_span(offset, len, |_, _| Ok(()));
+    }
     self.reserve_split(offset, len)?;
     self.reprotected.store(true, Ordering::Release);
     // Narrow the guarantee first, so no copy starts on rights the range is about to lose.

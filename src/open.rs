@@ -76,21 +76,18 @@ impl Request {
     let options = Options::new(env, options, OPTIONS)?;
     let mode = options.get(env, "mode")?;
     // Only a string is read as text: anything else is refused without converting it (String()
-    // would run the caller's code, or read a view's memory).
-    let text = |m: &Unknown| {
-      (args::type_of(m) == ValueType::String)
-        .then(|| args::string_value(env, m))
-        .flatten()
-    };
-    let (write, create) = match mode.as_ref().map(|m| (args::type_of(m), text(m))) {
-      None => (false, false),
-      Some((ValueType::String, Some(mode))) if mode == "r" => (false, false),
-      Some((ValueType::String, Some(mode))) if mode == "r+" => (true, false),
-      Some((ValueType::String, Some(mode))) if mode == "w+" => (true, true),
-      Some(_) => {
-        let received = match mode.as_ref().map(|m| (args::type_of(m), text(m))) {
-          Some((ValueType::String, Some(text))) => format!("'{text}'"),
-          _ => mode.as_ref().map(|m| args::describe(env, m)).unwrap_or_default(),
+    // would run the caller's code, or read a view's memory). Only its start is read: it is
+    // compared with 'r', 'r+' and 'w+', and shown (cut, as Node cuts it) when it is none of them.
+    let text = mode.as_ref().and_then(|m| args::string_start(env, m));
+    let (write, create) = match (mode.as_ref(), text.as_deref()) {
+      (None, _) => (false, false),
+      (Some(_), Some("r")) => (false, false),
+      (Some(_), Some("r+")) => (true, false),
+      (Some(_), Some("w+")) => (true, true),
+      (Some(mode), _) => {
+        let received = match &text {
+          Some(text) => args::inspected_string(text, args::string_length(env, mode) == Some(text.len())),
+          None => args::describe(env, mode),
         };
         return Err(args::invalid_value(
           env,
@@ -381,33 +378,25 @@ impl Request {
 
 /// A string path, or a Buffer/Uint8Array of path bytes; never with NUL bytes.
 fn parse_path(env: &Env, value: &Unknown) -> napi::Result<(PathBuf, String)> {
-  let bytes = match args::type_of(value) {
-    ValueType::String => args::string_value(env, value).unwrap_or_default().into_bytes(),
-    ValueType::Object => match args::uint8_bytes(env, value, "path")? {
-      Some(bytes) => bytes,
-      None => {
-        return Err(args::invalid_type(
-          env,
-          "path",
-          "of type string or an instance of Buffer",
-          value,
-        ))
-      }
-    },
-    _ => {
-      return Err(args::invalid_type(
-        env,
-        "path",
-        "of type string or an instance of Buffer",
-        value,
-      ))
-    }
+  let refuse = || args::invalid_type(env, "path", "of type string or an instance of Buffer", value);
+  // Copied once, fallibly (a string can hold 1.5 GiB of UTF-8, a Buffer more): ENOMEM, as the
+  // open it is for would fail, rather than an abort.
+  let out_of_memory = || {
+    let err = io::Error::from_raw_os_error(libc::ENOMEM);
+    errors::throw_system(env, &err, "open", None)
   };
-  let shown = String::from_utf8_lossy(&bytes).into_owned();
+  let bytes = match args::type_of(value) {
+    ValueType::String => args::string_value(env, value)
+      .ok_or_else(out_of_memory)?
+      .into_bytes(),
+    ValueType::Object => args::uint8_bytes(env, value, "path")?.ok_or_else(refuse)?,
+    _ => return Err(refuse()),
+  };
   if bytes.contains(&0) {
+    let shown = shown_path(&bytes).replace('\0', "\\x00");
     let message = format!(
-      "The argument 'path' must be a string or Uint8Array without null bytes. Received '{}'",
-      shown.replace('\0', "\\x00")
+      "The argument 'path' must be a string or Uint8Array without null bytes. Received {}",
+      args::inspected_string(&shown, bytes.len() <= SHOWN_PATH_BYTES)
     );
     return Err(errors::throw_coded(
       env,
@@ -416,8 +405,29 @@ fn parse_path(env: &Env, value: &Unknown) -> napi::Result<(PathBuf, String)> {
       &message,
     ));
   }
+  let shown = shown_path(&bytes);
+  // No file has a longer path: the kernel refuses it (ENAMETOOLONG) without looking. Refused
+  // here as the kernel would, before the standard library copies it once more to call open.
+  if bytes.len() >= libc::PATH_MAX as usize {
+    let err = io::Error::from_raw_os_error(libc::ENAMETOOLONG);
+    return Err(errors::throw_system(env, &err, "open", Some(&shown)));
+  }
   let path: std::ffi::OsString = std::os::unix::ffi::OsStringExt::from_vec(bytes);
   Ok((PathBuf::from(path), shown))
+}
+
+/// What error messages (and their `path`) show of a path: all of it up to [`SHOWN_PATH_BYTES`]
+/// (every path a file can have is shorter), else its start and `...`: never a second copy of a
+/// huge path.
+const SHOWN_PATH_BYTES: usize = libc::PATH_MAX as usize;
+
+fn shown_path(bytes: &[u8]) -> String {
+  if bytes.len() <= SHOWN_PATH_BYTES {
+    return String::from_utf8_lossy(bytes).into_owned();
+  }
+  let mut shown = String::from_utf8_lossy(&bytes[..1024]).into_owned();
+  shown.push_str("...");
+  shown
 }
 
 /// Reads the whole range in now without writing to it: `MADV_POPULATE_READ` (Linux 5.14+) maps

@@ -28,6 +28,13 @@ pub fn placeholder_bytes() -> f64 {
   crate::registry::placeholder_bytes() as f64
 }
 
+/// Bytes of dropped mappings still mapped because their `munmap` would have cut a kernel mapping
+/// in two with none to spare (see `reclaim::release`): for the tests. Not exported by index.js.
+#[napi(js_name = "__deferredBytes", skip_typescript)]
+pub fn deferred_bytes() -> f64 {
+  crate::reclaim::deferred_bytes() as f64
+}
+
 /// Unmaps the mapping behind `buffer` now, instead of when it is garbage-collected: the file (or
 /// anonymous memory) is no longer mapped once it returns. Every view of the mapping keeps its
 /// length, and from then on reads zeros; what is written to it never reaches the file. Nothing is
@@ -103,10 +110,14 @@ pub fn remap<'env>(env: &'env Env, buffer: Unknown, new_size: Unknown) -> napi::
 }
 
 /// Gives the kernel advice about how a range of the mapping will be used (`madvise(2)`).
-/// Called as `advise(buffer, advice)` for the whole view, or `advise(buffer, offset, length,
-/// advice)` for a byte range of it; an unaligned start is rounded down to its page. An advice
-/// that discards data (`MADV_DONTNEED`, `MADV_FREE`, `MADV_REMOVE`) changes no byte outside the
-/// range: it covers only the whole pages inside it, and does nothing when none fits.
+/// Called exactly as `advise(buffer, advice)` for the whole view, or `advise(buffer, offset,
+/// length, advice)` for a byte range of it (`offset` and `length` may be `undefined`: their
+/// defaults); an unaligned start is rounded down to its page. Any other form is refused before
+/// any system call: `advise(buffer, offset, advice)` throws `ERR_INVALID_ARG_TYPE` for the
+/// missing `advice` (it is never read as an advice). An advice that discards data
+/// (`MADV_DONTNEED`, `MADV_FREE`, `MADV_REMOVE`) changes no byte outside the range: it covers
+/// only the whole pages inside it, and does nothing when none fits. An empty range makes no
+/// system call.
 ///
 /// @param buffer - A Buffer returned by `map()` or any view of the same memory.
 /// @param offset - Start of the range within the view. Default: `0`.
@@ -117,28 +128,65 @@ pub fn remap<'env>(env: &'env Env, buffer: Unknown, new_size: Unknown) -> napi::
 )]
 pub fn advise(env: &Env, buffer: Unknown, a: Optional, b: Optional, advice: Optional) -> napi::Result<()> {
   let resolved = view::resolve(env, &buffer, "buffer")?;
-  let short_form = !is_given(b.as_ref()) && !is_given(advice.as_ref());
-  let (offset, length, advice) = if short_form {
-    (None, None, a.into_inner())
-  } else {
-    (a.into_inner(), b.into_inner(), advice.into_inner())
-  };
-  let Some(advice) = check_advice(env, advice.as_ref(), "advice")? else {
-    return Err(args::invalid_type(
-      env,
-      "advice",
-      "of type number",
-      &undefined(env),
-    ));
-  };
+  let request = AdviseRequest::parse(env, a, b, advice)?;
   let Resolved::View(view) = resolved else {
     return Ok(());
   };
-  let (offset, length) = view::bounds(env, view.len, offset.as_ref(), length.as_ref())?;
-  view
-    .mapping
-    .advise(view.offset + offset, length, advice)
-    .map_err(|f| view::failure(env, f, "madvise"))
+  let (offset, length) = request.range(env, view.len)?;
+  request.run(env, &view.mapping, view.offset + offset, length)
+}
+
+/// The arguments of `advise` (the module function and `Mapping#advise`), read and checked: the
+/// one implementation both go through. Exactly two forms: `(advice)`, or `(offset, length,
+/// advice)` with `offset` and `length` optional (`undefined`). A missing argument and
+/// `undefined` are the same to Node-API, so the form is told by which arguments are given:
+/// only the first is the short form; anything after it makes the long form, whose third
+/// argument must then be the advice (`advise(0, MADV_DONTNEED)` is a missing advice, not
+/// `MADV_NORMAL` over an offset).
+pub struct AdviseRequest<'env> {
+  offset: Option<Unknown<'env>>,
+  length: Option<Unknown<'env>>,
+  advice: i32,
+}
+
+impl<'env> AdviseRequest<'env> {
+  pub fn parse(
+    env: &'env Env,
+    a: Optional<'env>,
+    b: Optional<'env>,
+    c: Optional<'env>,
+  ) -> napi::Result<Self> {
+    let (offset, length, advice) = if b.is_none() && c.is_none() {
+      (None, None, a.into_inner())
+    } else {
+      (a.into_inner(), b.into_inner(), c.into_inner())
+    };
+    let Some(advice) = check_advice(env, advice.as_ref(), "advice")? else {
+      return Err(args::invalid_type(
+        env,
+        "advice",
+        "of type number",
+        &undefined(env),
+      ));
+    };
+    Ok(AdviseRequest {
+      offset,
+      length,
+      advice,
+    })
+  }
+
+  /// The range within a view (or `Mapping`) of `len` bytes: the one bounds check.
+  pub fn range(&self, env: &Env, len: usize) -> napi::Result<(usize, usize)> {
+    view::bounds(env, len, self.offset.as_ref(), self.length.as_ref())
+  }
+
+  /// `madvise` over `offset..offset + length` of `mapping` (bytes from its start).
+  pub fn run(&self, env: &Env, mapping: &Mapping, offset: usize, length: usize) -> napi::Result<()> {
+    mapping
+      .advise(offset, length, self.advice)
+      .map_err(|f| view::failure(env, f, "madvise"))
+  }
 }
 
 /// Reports which pages of the view are resident in memory (`mincore(2)`), as mmap-io does:
@@ -419,10 +467,6 @@ pub fn protect(
     .mapping
     .protect(view.offset + offset, length, protection)
     .map_err(|f| view::failure(env, f, "mprotect"))
-}
-
-fn is_given(value: Option<&Unknown>) -> bool {
-  value.is_some_and(|v| args::type_of(v) != ValueType::Undefined)
 }
 
 fn undefined<'env>(env: &'env Env) -> Unknown<'env> {

@@ -33,19 +33,17 @@ impl Options {
       return Err(args::invalid_type(env, "options", "of type object", value));
     }
     let object = args::raw(value);
-    for key in own_keys(env, object)? {
-      if !known.contains(&key.as_str()) {
-        let message = format!(
-          "The argument 'options' has an unknown option \"{key}\"; known options are {}",
-          known.join(", ")
-        );
-        return Err(errors::throw_coded(
-          env,
-          Class::TypeError,
-          "ERR_INVALID_ARG_VALUE",
-          &message,
-        ));
-      }
+    if let Some(key) = first_unknown_key(env, object, known)? {
+      let message = format!(
+        "The argument 'options' has an unknown option {key}; known options are {}",
+        known.join(", ")
+      );
+      return Err(errors::throw_coded(
+        env,
+        Class::TypeError,
+        "ERR_INVALID_ARG_VALUE",
+        &message,
+      ));
     }
     Ok(Options { object: Some(object) })
   }
@@ -127,8 +125,11 @@ fn ordinary(env: &Env, object: sys::napi_value) -> bool {
   true
 }
 
-/// The object's own enumerable string keys.
-fn own_keys(env: &Env, object: sys::napi_value) -> napi::Result<Vec<String>> {
+/// The first of the object's own enumerable string keys that is not in `known`, as an error
+/// message shows it (quoted, cut to 128 characters). Keys are looked at one at a time, and only
+/// their start is copied: an object with millions of keys, or a key of hundreds of megabytes,
+/// costs no memory of its own.
+fn first_unknown_key(env: &Env, object: sys::napi_value, known: &[&str]) -> napi::Result<Option<String>> {
   let mut names = ptr::null_mut();
   // SAFETY: `object` is a live object of this env; `names` a valid out-pointer.
   if unsafe { sys::napi_get_property_names(env.raw(), object, &mut names) } != sys::Status::napi_ok {
@@ -137,14 +138,42 @@ fn own_keys(env: &Env, object: sys::napi_value) -> napi::Result<Vec<String>> {
   let mut count = 0u32;
   // SAFETY: `names` is an array of this env.
   unsafe { sys::napi_get_array_length(env.raw(), names, &mut count) };
-  let mut keys = Vec::with_capacity(count as usize);
   for i in 0..count {
     let mut key = ptr::null_mut();
     // SAFETY: `i` is below the array's length.
-    unsafe { sys::napi_get_element(env.raw(), names, i, &mut key) };
+    if unsafe { sys::napi_get_element(env.raw(), names, i, &mut key) } != sys::Status::napi_ok {
+      return Err(errors::pending());
+    }
     // SAFETY: `key` was just returned by Node-API for this env.
     let key = unsafe { Unknown::from_raw_unchecked(env.raw(), key) };
-    keys.push(args::string_value(env, &key).unwrap_or_default());
+    // Property names are strings here (napi_get_property_names gives numbers as strings).
+    let start = args::string_start(env, &key).unwrap_or_default();
+    let whole = args::string_length(env, &key) == Some(start.len());
+    if whole && known.contains(&start.as_str()) {
+      continue;
+    }
+    return Ok(Some(quoted_key(&start, whole)));
   }
-  Ok(keys)
+  Ok(None)
+}
+
+/// A key as the unknown-option message shows it: in double quotes, cut to 128 characters.
+fn quoted_key(start: &str, whole: bool) -> String {
+  if whole && start.chars().count() <= 128 {
+    return format!("\"{start}\"");
+  }
+  let cut: String = start.chars().take(128).collect();
+  format!("\"{cut}...\"")
+}
+
+#[cfg(test)]
+mod tests {
+  use super::quoted_key;
+
+  #[test]
+  fn unknown_keys_are_shown_cut() {
+    assert_eq!(quoted_key("lenght", true), "\"lenght\"");
+    let long = "k".repeat(1024);
+    assert_eq!(quoted_key(&long, false), format!("\"{}...\"", "k".repeat(128)));
+  }
 }

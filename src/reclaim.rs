@@ -32,6 +32,8 @@
 use std::cell::Cell;
 use std::ffi::c_void;
 use std::ptr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use napi::sys;
 
@@ -187,7 +189,6 @@ fn make_flusher(env: sys::napi_env) -> Option<(sys::napi_threadsafe_function, us
       return None;
     }
     let resource = unreferenced_resource(env)?;
-    use std::sync::atomic::{AtomicUsize, Ordering};
     static TOKENS: AtomicUsize = AtomicUsize::new(1);
     let token = TOKENS.fetch_add(1, Ordering::Relaxed);
     let mut flusher = ptr::null_mut();
@@ -255,9 +256,110 @@ fn unmap_run((first, last, count): (usize, usize, usize)) {
   }
   // SAFETY: a run is the union of ranges of dropped mappings, adjacent end to end (module docs):
   // this crate owns all of it and nothing refers to any of it.
-  if let Err(err) = unsafe { crate::sys::unmap(first as *mut u8, last - first) } {
-    debug_assert!(false, "munmap of a waiting run failed: {err}");
+  unsafe { unmap_or_defer(first, last - first) };
+}
+
+/// Ranges of dropped mappings whose `munmap` waits: it might cut a hole in a kernel mapping (the
+/// kernel had merged them with neighbours that stay), adding one, with none left to spare (see
+/// `mapping::reserve_for_release`). A finalizer cannot throw, and V8 aborts when a mapping it
+/// needs is refused: so such a range stays mapped, unused, until [`retry_deferred`] (the
+/// flusher's next call, or a later release) finds room for it, or finds that it cuts nothing.
+static DEFERRED: Mutex<Vec<(usize, usize)>> = Mutex::new(Vec::new());
+
+/// How many ranges [`DEFERRED`] holds: read without the lock by every release.
+static DEFERRED_COUNT: AtomicUsize = AtomicUsize::new(0);
+
+/// Set when a reservation failed: releases defer without asking again (each failed ask reads
+/// the kernel's list) until [`retry_deferred`] has read it once for all of them.
+static PAUSED: AtomicBool = AtomicBool::new(false);
+
+/// Releases since the last retry, so that threads without a flusher retry now and then.
+static TICKS: AtomicUsize = AtomicUsize::new(0);
+
+/// Unmaps `start..start + len` (page-aligned) of dropped memory now, if the kernel mapping it
+/// may add is reserved; otherwise defers it (see [`DEFERRED`]; should even that list not grow,
+/// the range stays mapped for good: address space, never a crash).
+///
+/// # Safety
+/// As [`release`]: the range is owned by this crate and nothing refers to it.
+unsafe fn unmap_or_defer(start: usize, len: usize) {
+  if PAUSED.load(Ordering::Relaxed) || !crate::mapping::reserve_for_release() {
+    PAUSED.store(true, Ordering::Relaxed);
+    let mut deferred = DEFERRED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if deferred.try_reserve(1).is_ok() {
+      deferred.push((start, len));
+      DEFERRED_COUNT.store(deferred.len(), Ordering::Relaxed);
+    }
+    drop(deferred);
+    // The flusher's next call settles them (this thread's, if it has one).
+    let _ = WAITING.try_with(|waiting| {
+      let flusher = waiting.flusher.get();
+      if !flusher.is_null() && !waiting.asked.replace(true) && !ask(flusher) {
+        waiting.asked.set(false);
+      }
+    });
+    return;
   }
+  // SAFETY: forwarded from this function's contract.
+  if let Err(err) = unsafe { crate::sys::unmap(start as *mut u8, len) } {
+    // munmap fails only for ranges that are not ours (ruled out), or with ENOMEM when a split
+    // would pass `vm.max_map_count` (ruled out by the reservation).
+    debug_assert!(false, "munmap of an owned range failed: {err}");
+  }
+}
+
+/// Unmaps the [`DEFERRED`] ranges that fit now, with one read of the kernel's list for all of
+/// them: those that cut no kernel mapping in two (they add none), and holes while there is room.
+fn retry_deferred() {
+  TICKS.store(0, Ordering::Relaxed);
+  if DEFERRED_COUNT.load(Ordering::Relaxed) == 0 {
+    return;
+  }
+  let Ok(mut deferred) = DEFERRED.try_lock() else {
+    return; // another thread is at it
+  };
+  let Some((kernel, mut room)) = crate::mapping::kernel_mappings() else {
+    return;
+  };
+  let (mut kept, mut added) = (0, 0);
+  for i in 0..deferred.len() {
+    let (start, len) = deferred[i];
+    if cuts_hole(&kernel, start, start + len) {
+      if room == 0 {
+        deferred[kept] = (start, len);
+        kept += 1;
+        continue;
+      }
+      room -= 1;
+      added += 1;
+    }
+    // SAFETY: a deferred range is memory of a dropped mapping (see `unmap_or_defer`), owned by
+    // this crate; it leaves the list under the lock, so it is unmapped once.
+    if let Err(err) = unsafe { crate::sys::unmap(start as *mut u8, len) } {
+      debug_assert!(false, "munmap of a deferred range failed: {err}");
+    }
+  }
+  deferred.truncate(kept);
+  crate::mapping::note_added(added);
+  DEFERRED_COUNT.store(kept, Ordering::Relaxed);
+  PAUSED.store(kept > 0, Ordering::Relaxed);
+}
+
+/// Whether unmapping `start..end` cuts one of the kernel mappings `kernel` (ranges in address
+/// order) in two: both ends strictly inside it.
+fn cuts_hole(kernel: &[(usize, usize)], start: usize, end: usize) -> bool {
+  let after = kernel.partition_point(|&(from, _)| from <= start);
+  after > 0 && {
+    let (from, to) = kernel[after - 1];
+    from < start && end < to
+  }
+}
+
+/// Bytes of dropped mappings still mapped because their `munmap` waits for room (see
+/// [`DEFERRED`]): for the tests.
+pub fn deferred_bytes() -> usize {
+  let deferred = DEFERRED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+  deferred.iter().map(|&(_, len)| len).sum()
 }
 
 /// Gives back the range `addr..addr + len` of a dropped mapping: at once, or with the run it
@@ -266,7 +368,14 @@ fn unmap_run((first, last, count): (usize, usize, usize)) {
 /// # Safety
 /// The range (rounded up to whole pages) is owned by this crate, and nothing refers to it any
 /// more: nothing else will unmap it or read or write it.
+///
+/// The `munmap` never pushes the process past the kernel-mapping guard: when the range is a hole
+/// in a kernel mapping (adding one) and none is left to spare, it waits in [`DEFERRED`] and is
+/// unmapped by a later release once there is room.
 pub unsafe fn release(addr: *mut u8, len: usize, batchable: bool) {
+  if DEFERRED_COUNT.load(Ordering::Relaxed) != 0 && TICKS.fetch_add(1, Ordering::Relaxed) >= 1024 {
+    retry_deferred();
+  }
   let start = addr as usize;
   let end = start + len.next_multiple_of(crate::sys::page_size());
   let waits = batchable
@@ -276,10 +385,7 @@ pub unsafe fn release(addr: *mut u8, len: usize, batchable: bool) {
       .unwrap_or(false);
   if !waits {
     // SAFETY: forwarded from this function's contract.
-    if let Err(err) = unsafe { crate::sys::unmap(addr, len) } {
-      // munmap fails only for ranges that are not ours, which the contract rules out.
-      debug_assert!(false, "munmap of an owned range failed: {err}");
-    }
+    unsafe { unmap_or_defer(start, end - start) };
   }
 }
 
@@ -315,6 +421,7 @@ unsafe extern "C" fn flush(
     waiting.asked.set(false);
     unmap_run(waiting.run.take());
   });
+  retry_deferred();
 }
 
 /// A flusher is being freed (its env is torn down): if it is this thread's, the run is
@@ -350,6 +457,30 @@ mod tests {
 
   const PAGE: usize = 4096;
   const BASE: usize = 0x7000_0000_0000;
+
+  #[test]
+  fn a_range_cuts_a_hole_only_strictly_inside_one_kernel_mapping() {
+    let kernel = [(BASE, BASE + 10 * PAGE), (BASE + 10 * PAGE, BASE + 12 * PAGE)];
+    assert!(cuts_hole(&kernel, BASE + PAGE, BASE + 2 * PAGE), "in the middle");
+    assert!(
+      !cuts_hole(&kernel, BASE, BASE + PAGE),
+      "at the start: the mapping shrinks"
+    );
+    assert!(
+      !cuts_hole(&kernel, BASE + 9 * PAGE, BASE + 10 * PAGE),
+      "at the end"
+    );
+    assert!(
+      !cuts_hole(&kernel, BASE + 9 * PAGE, BASE + 11 * PAGE),
+      "across two: both shrink"
+    );
+    assert!(
+      !cuts_hole(&kernel, BASE + 10 * PAGE, BASE + 12 * PAGE),
+      "a whole one"
+    );
+    assert!(!cuts_hole(&kernel, BASE - 2 * PAGE, BASE - PAGE), "outside all");
+    assert!(!cuts_hole(&[], BASE, BASE + PAGE));
+  }
 
   #[test]
   fn ranges_join_a_run_only_end_to_end_and_up_to_the_cap() {
