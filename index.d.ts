@@ -320,8 +320,11 @@ export declare const MS_SYNC: number
  * with `Atomics.notify`; then, for what is left of `count`, the waits asleep in the kernel on
  * that word: those of other processes (and of this process through another mapping of the
  * same file). A wait in another process that has not reached the kernel yet cannot be woken
- * nor counted: change the word, then notify. Linux only (futex(2)); elsewhere it throws
- * `ENOTSUP`. On a view of a mapping that `unmap()` took away it does nothing and returns 0.
+ * nor counted: change the word, then notify. With `count` left for the kernel after waking
+ * waits of this process, it first waits for their threads to leave the kernel (as long as a
+ * thread takes to be scheduled), so that no wait is counted twice. Linux only (futex(2));
+ * elsewhere it throws `ENOTSUP`. On a view of a mapping that `unmap()` took away it does
+ * nothing and returns 0.
  *
  * @param view - A Buffer returned by `map()` or any view of the same memory.
  * @param byteOffset - Where the word is in the view: it must be 4-byte aligned in the mapping.

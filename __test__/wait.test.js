@@ -606,3 +606,43 @@ test('a view of an unmapped mapping keeps its length: notify() returns 0, wait()
   assert.throws(() => mmap.wait(overDetached, 0, 0), noRoom(0))
   mmap.unmap(live)
 })
+
+test("notify() wakes this process's waits first, then the kernel's, never more than count in all", { skip: !linux && 'futex(2) is Linux only' }, async () => {
+  const file = path.join(dir, 'mixed-word.bin')
+  fs.writeFileSync(file, Buffer.alloc(4096))
+  const child = spawn(
+    process.execPath,
+    [
+      '-e',
+      `
+      const mmap = require(${JSON.stringify(ROOT)})
+      const buf = mmap.openSync(${JSON.stringify(file)}, { mode: 'r+' })
+      process.stdout.write('waiting\\n')
+      process.stdout.write(mmap.wait(buf, 0, 0, 10000) + '\\n')
+      `,
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  )
+  let out = ''
+  let err = ''
+  child.stdout.on('data', (d) => (out += d))
+  child.stderr.on('data', (d) => (err += d))
+  const exited = once(child, 'exit')
+  while (!out.includes('waiting')) {
+    assert.equal(child.exitCode, null, `child exited early: ${err}`)
+    await sleep(5)
+  }
+  const buf = mmap.openSync(file, { mode: 'r+' })
+  // Two waits of this process, the word unchanged: notify(…, 2) wakes exactly those two, whether
+  // or not the other process's wait sleeps in the kernel already.
+  const here = [mmap.waitAsync(buf, 0, 0, 10000), mmap.waitAsync(buf, 0, 0, 10000)]
+  assert.equal(mmap.notify(buf, 0, 2), 2)
+  assert.deepEqual(await Promise.all(here), ['ok', 'ok'])
+  assert.equal(out.trim(), 'waiting', 'the other process still waits')
+  // Then the other process's wait, through the kernel, once it sleeps there.
+  assert.equal(await notifyUntilWoken(buf, 0), 1)
+  const [code] = await exited
+  assert.equal(code, 0, err)
+  assert.equal(out.trim(), 'waiting\nok')
+  mmap.unmap(buf)
+})
