@@ -646,3 +646,64 @@ test("notify() wakes this process's waits first, then the kernel's, never more t
   assert.equal(out.trim(), 'waiting\nok')
   mmap.unmap(buf)
 })
+
+test('notify() calls racing in three threads against a stream of waitAsync()s count every woken wait once', { skip: !linux && 'futex(2) is Linux only', timeout: 60_000 }, async (t) => {
+  const { runScript, assertCleanExit } = require('./helpers.js')
+  // Two workers notify(…, 1) in a loop on a view of the main thread's mapping while the main
+  // thread adds waits and notifies too: the counts must add up to the waits that said 'ok'.
+  const script = `
+    const { Worker } = require('node:worker_threads')
+    const { once } = require('node:events')
+    const mmap = require(MMAP)
+    const m = new mmap.Mapping(4096, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED | mmap.MAP_ANONYMOUS, -1)
+    const transferable = async () => {
+      let ctl
+      const rs = new ReadableStream({ type: 'bytes', start(c) { ctl = c } })
+      ctl.enqueue(m.view(0, 4096))
+      return (await rs.getReader().read()).value
+    }
+    ;(async () => {
+      const workers = []
+      for (let i = 0; i < 2; i++) {
+        const worker = new Worker(\`
+          const { parentPort } = require('node:worker_threads')
+          const mmap = require(\${JSON.stringify(MMAP)})
+          parentPort.once('message', ([view, until]) => {
+            let n = 0
+            while (Date.now() < until) n += mmap.notify(view, 0, 1)
+            parentPort.postMessage(n)
+          })
+        \`, { eval: true })
+        workers.push(worker)
+      }
+      const until = Date.now() + 1000
+      for (const worker of workers) {
+        const view = await transferable()
+        worker.postMessage([view, until], [view.buffer])
+      }
+      const counted = workers.map((w) => once(w, 'message').then(([n]) => n))
+      const view = m.view(0, 4096)
+      const waits = []
+      let mine = 0
+      while (Date.now() < until - 100) {
+        for (let i = 0; i < 10; i++) waits.push(mmap.waitAsync(view, 0, 0, 3000))
+        mine += mmap.notify(view, 0, 2)
+        await new Promise((resolve) => setImmediate(resolve))
+      }
+      const theirs = await Promise.all(counted)
+      const outcomes = await Promise.all(waits)
+      const ok = outcomes.filter((o) => o === 'ok').length
+      console.log(waits.length > 100, ok === mine + theirs[0] + theirs[1] || [ok, mine, theirs], outcomes.length - ok)
+    })()
+  `
+  for (const [name, env] of [['futex_waitv', {}], ['without futex_waitv (simulated)', { NODE_MMAP_SIMULATE_NO_FUTEX_WAITV: '1' }]]) {
+    await t.test(name, () => {
+      const result = runScript(script, { env, timeout: 30_000 })
+      assertCleanExit(result)
+      // Every wait woke ('ok') or timed out after the notifiers stopped; counts add up.
+      const [many, adds, timedOut] = result.stdout.trim().split(' ')
+      assert.deepEqual([many, adds], ['true', 'true'], result.stdout)
+      assert.ok(Number(timedOut) >= 0)
+    })
+  }
+})

@@ -88,18 +88,17 @@ impl Waiter {
     self.mark(DONE)
   }
 
-  /// Marks the wait `to` and wakes it if it was pending; returns whether it was.
-  fn interrupt(&self, to: u32) -> bool {
-    let pending = self.mark(to) == PENDING;
-    if pending {
+  /// Marks the wait `to` and wakes it, if it was pending.
+  fn interrupt(&self, to: u32) {
+    if self.mark(to) == PENDING {
       // SAFETY: `state` is an aligned word of this value, alive for the call.
       unsafe { sys::wake_private(self.state.as_ptr()) };
     }
-    pending
   }
 
   /// Waits (a second at most) until the wait left the kernel's queue of its word, so that a
-  /// kernel wake after this cannot find it there and count it again.
+  /// kernel wake after this cannot find it there and count it again. Called with [`WAITERS`]
+  /// locked: the wait sets `gone` before it takes that lock.
   fn wait_gone(&self) {
     self.watched.store(true, Ordering::SeqCst);
     let deadline = sys::deadline_after(1000.0);
@@ -142,21 +141,20 @@ impl Registration {
 
 impl Drop for Registration {
   fn drop(&mut self) {
-    {
-      let mut waiters = waiters();
-      if let Some(list) = waiters.get_mut(&self.key) {
-        list.retain(|waiter| !Arc::ptr_eq(waiter, &self.waiter));
-        if list.is_empty() {
-          waiters.remove(&self.key);
-        }
-      }
-    }
+    // `gone` first: a `notify` that holds the lock may wait for it.
     // SeqCst store, then SeqCst load (`wait_gone` sets `watched`, then loads `gone`): either
     // this sees the watcher, or the watcher sees the wait gone.
     self.waiter.gone.store(1, Ordering::SeqCst);
     if self.waiter.watched.load(Ordering::SeqCst) {
       // SAFETY: `gone` is an aligned word of the waiter, alive for the call.
       unsafe { sys::wake_private(self.waiter.gone.as_ptr()) };
+    }
+    let mut waiters = waiters();
+    if let Some(list) = waiters.get_mut(&self.key) {
+      list.retain(|waiter| !Arc::ptr_eq(waiter, &self.waiter));
+      if list.is_empty() {
+        waiters.remove(&self.key);
+      }
     }
   }
 }
@@ -787,42 +785,6 @@ pub fn notify(env: &Env, view: Unknown, byte_offset: Unknown, count: Optional) -
     return Ok(0); // FUTEX_WAKE with 0 wakes one waiter all the same
   }
   let count = count as usize;
-  // This process's waits, marked and counted under the lock: each one once, by one notify.
-  let (mut woken, leaving) = {
-    let waiters = waiters();
-    let (mut woken, mut leaving) = (Vec::new(), Vec::new());
-    for waiter in waiters.get(&(word.addr() as usize)).into_iter().flatten() {
-      if woken.len() < count && waiter.mark(NOTIFIED) == PENDING {
-        woken.push(Arc::clone(waiter));
-      } else if waiter.state.load(Ordering::SeqCst) != PENDING {
-        leaving.push(Arc::clone(waiter));
-      }
-    }
-    (woken, leaving)
-  };
-  for waiter in &woken {
-    // SAFETY: `state` is an aligned word of the waiter, alive for the call.
-    unsafe { sys::wake_private(waiter.state.as_ptr()) };
-  }
-  if woken.len() == count {
-    return Ok(count as u32);
-  }
-  let leaving_count = leaving.len();
-  // The kernel tells only how many it woke, not whom: a wait of this process that was marked
-  // (by this notify or another) but is still queued on the word would be woken and counted
-  // twice. Those that sleep with futex_waitv leave the queue as soon as their thread runs: wait
-  // for them. The others (sleeping in slices, before Linux 5.16) may still be there: what the
-  // kernel reports is counted less as many, so that it may count fewer than woke, never more.
-  let marked: Vec<_> = woken.drain(..).chain(leaving).collect();
-  for waiter in &marked {
-    if waiter.exact.load(Ordering::Relaxed) {
-      waiter.wait_gone();
-    }
-  }
-  let stale = marked
-    .iter()
-    .filter(|waiter| waiter.gone.load(Ordering::SeqCst) == 0)
-    .count();
   let wake = |count: usize, private| {
     let count = count.min(i32::MAX as usize) as i32;
     // SAFETY: the word is aligned and inside the mapping, which `word.mapping` keeps reserved.
@@ -833,11 +795,51 @@ pub fn notify(env: &Env, view: Unknown, byte_offset: Unknown, count: Optional) -
     }
     .map_err(|err| errors::throw_system(env, &err, "futex", None))
   };
-  let here = marked.len() - leaving_count;
+  // This process's waits, marked and counted under the lock: each one once, by one notify. The
+  // lock is held to the end, so that no wait of this word registers meanwhile: the kernel wake
+  // below cannot reach a wait of this process (by this address) that another notify could
+  // mark too, and count again.
+  let waiters = waiters();
+  let (mut woken, mut leaving) = (Vec::new(), Vec::new());
+  for waiter in waiters.get(&(word.addr() as usize)).into_iter().flatten() {
+    if woken.len() == count {
+      break; // nothing goes to the kernel: `leaving` is not needed
+    }
+    if waiter.mark(NOTIFIED) == PENDING {
+      woken.push(Arc::clone(waiter));
+    } else if waiter.state.load(Ordering::SeqCst) != PENDING {
+      leaving.push(Arc::clone(waiter));
+    }
+  }
+  for waiter in &woken {
+    // SAFETY: `state` is an aligned word of the waiter, alive for the call.
+    unsafe { sys::wake_private(waiter.state.as_ptr()) };
+  }
+  let here = woken.len();
+  if here == count {
+    return Ok(count as u32);
+  }
+  // The kernel tells only how many it woke, not whom: a wait of this process that was marked
+  // (by this notify or another) but is still queued on the word would be woken and counted
+  // twice. Those that sleep with futex_waitv leave the queue as soon as their thread runs: wait
+  // for them (they set `gone` before they take the lock). The others (sleeping in slices,
+  // before Linux 5.16) may still be there: what the kernel reports is counted less as many, so
+  // that it may count fewer than woke, never more.
+  let marked: Vec<_> = woken.into_iter().chain(leaving).collect();
+  for waiter in &marked {
+    if waiter.exact.load(Ordering::Relaxed) {
+      waiter.wait_gone();
+    }
+  }
+  let stale = marked
+    .iter()
+    .filter(|waiter| waiter.gone.load(Ordering::SeqCst) == 0)
+    .count();
   let mut kernel = wake(count - here, false)?;
   std::sync::atomic::fence(Ordering::SeqCst);
   if kernel < count - here && PRIVATE_SLEEPERS.load(Ordering::SeqCst) != 0 {
     kernel += wake(count - here - kernel, true)?;
   }
+  drop(waiters);
   Ok((here + kernel.saturating_sub(stale)).min(count) as u32)
 }
