@@ -330,9 +330,17 @@ export declare const MS_INVALIDATE: number
 export declare const MS_SYNC: number
 
 /**
- * Wakes up to `count` waiters (`wait`, `waitAsync`, in any process) of the 32-bit word at
- * `byteOffset` of `view`, and returns how many woke. Linux only (futex(2)); elsewhere it throws
- * `ENOTSUP`.
+ * Wakes up to `count` waiters (`wait`, `waitAsync`) of the 32-bit word at `byteOffset` of
+ * `view`, and returns how many woke: first the waits of this process on this word, oldest
+ * first, each counted from the moment its call returned (or blocked), asleep yet or not, as
+ * with `Atomics.notify`; then, for what is left of `count`, the waits asleep in the kernel on
+ * that word: those of other processes (and of this process through another mapping of the
+ * same file). A wait in another process that has not reached the kernel yet cannot be woken
+ * nor counted: change the word, then notify. With `count` left for the kernel after waking
+ * waits of this process, it first waits for their threads to leave the kernel (as long as a
+ * thread takes to be scheduled), so that no wait is counted twice. Linux only (futex(2));
+ * elsewhere it throws `ENOTSUP`. On a view of a mapping that `unmap()` took away it does
+ * nothing and returns 0.
  *
  * @param view - A Buffer returned by `map()` or any view of the same memory.
  * @param byteOffset - Where the word is in the view: it must be 4-byte aligned in the mapping.
@@ -504,10 +512,13 @@ export declare function unmap(buffer: ArrayBufferView | ArrayBuffer): void
  * waits: use `wait`/`notify` on both sides. As with futexes, `'ok'` may come without a notify:
  * check the word again in a loop. Read-only memory works too (on pages that are this process's
  * alone, with its private futex, which every thread shares); a word on a page lost to truncation
- * reads as 0, as in JavaScript. `worker.terminate()` and `process.exit()` end the wait within
- * a tenth of a second, as they end `Atomics.wait`: it sleeps in slices and looks in between,
- * so a `notify` that lands between two slices without changing the word is missed (change the
- * word, then notify).
+ * reads as 0, as in JavaScript. A `notify` of this process wakes and counts the wait as soon as
+ * it began. An `unmap()` of the mapping meanwhile (from another thread) ends it at once with
+ * `ERR_MMAP_UNMAPPED` (before Linux 5.16, within a tenth of a second), and a view of a mapping
+ * already unmapped throws it. `worker.terminate()` and `process.exit()` end the wait within a
+ * tenth of a second, as they end `Atomics.wait`: it sleeps in slices and looks in between, so
+ * a `notify` from another process that lands between two slices without changing the word is
+ * missed (change the word, then notify).
  *
  * @param view - A Buffer returned by `map()` or any view of the same memory.
  * @param byteOffset - Where the word is in the view: it must be 4-byte aligned in the mapping.
@@ -521,11 +532,14 @@ export declare function wait(view: ArrayBufferView | ArrayBuffer, byteOffset: nu
  * Like `wait`, without blocking: the wait sleeps in a thread of its own, and the Promise settles
  * with its outcome. The thread is not one of the libuv pool's, which `fs`, `zlib` and `flush`
  * need; each pending wait holds one (128 KiB of stack, two kernel mappings), and a word that
- * already differs settles at once without one. A pending `waitAsync` keeps the event loop
- * alive, as pending I/O does, and `worker.terminate()` and `process.exit()` end it at once.
- * An `unmap()` of the mapping meanwhile rejects the Promise with `ERR_MMAP_UNMAPPED` at once
- * (before Linux 5.16, within a tenth of a second, and there a `notify()` that does not change
- * the word may be missed).
+ * already differs settles at once without one. The wait is a waiter from the moment the call
+ * returns, as with `Atomics.waitAsync`: a `notify` of this process right after it (same tick,
+ * word unchanged) wakes it and counts it, whether its thread sleeps in the kernel yet or not.
+ * A pending `waitAsync` keeps the event loop alive, as pending I/O does, and
+ * `worker.terminate()` and `process.exit()` end it at once. An `unmap()` of the mapping
+ * meanwhile rejects the Promise with `ERR_MMAP_UNMAPPED` at once, as does a view of a mapping
+ * already unmapped (before Linux 5.16, within a tenth of a second, and there a `notify()` from
+ * another process that does not change the word may be missed).
  *
  * @param view - A Buffer returned by `map()` or any view of the same memory.
  * @param byteOffset - Where the word is in the view: it must be 4-byte aligned in the mapping.

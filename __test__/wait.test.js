@@ -435,3 +435,275 @@ test('a word on a page lost to truncation reads as 0, as it does in JavaScript (
   assert.equal(buf.readInt32LE(2 * 4096), 0)
   mmap.unmap(buf)
 })
+
+// --- Issue 12 (adversarial review): lost wakeups, unmap() and sync waits, unmapped views ---------
+
+test('a notify() right after waitAsync() returns (same tick, word unchanged) wakes it and counts it, as Atomics.waitAsync', { skip: !linux && 'futex(2) is Linux only' }, async (t) => {
+  const { runScript, assertCleanExit } = require('./helpers.js')
+  // The waits' threads have not reached the kernel yet when notify() runs: the in-process
+  // registry must count them. Each count is checked against the outcomes the waits report.
+  const script = `
+    const mmap = require(MMAP)
+    const b = mmap.map(4096, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED | mmap.MAP_ANONYMOUS, -1)
+    const t0 = Date.now()
+    const settled = (waits) => Promise.all(waits).then((outcomes) => [outcomes.join(','), Date.now() - t0 < 3000])
+    ;(async () => {
+      const one = mmap.waitAsync(b, 0, 0, 5000)
+      const woke = mmap.notify(b, 0)
+      console.log('one', woke, ...(await settled([one])))
+      const six = Array.from({ length: 6 }, () => mmap.waitAsync(b, 4, 0, 5000))
+      console.log('six', mmap.notify(b, 4), ...(await settled(six)))
+      // Counts: at most count woken per notify, each woken wait 'ok', the rest time out.
+      const four = Array.from({ length: 4 }, () => mmap.waitAsync(b, 8, 0, 400))
+      const counts = [mmap.notify(b, 8, 2), mmap.notify(b, 8, 1), mmap.notify(b, 8, 0)]
+      const outcomes = await Promise.all(four)
+      console.log('four', counts.join(','), outcomes.join(','))
+    })()
+  `
+  for (const [name, env] of [['futex_waitv', {}], ['without futex_waitv (simulated)', { NODE_MMAP_SIMULATE_NO_FUTEX_WAITV: '1' }]]) {
+    await t.test(name, () => {
+      const result = runScript(script, { env, timeout: 20_000 })
+      assertCleanExit(result)
+      assert.deepEqual(result.stdout.trim().split('\n'), [
+        'one 1 ok true',
+        'six 6 ok,ok,ok,ok,ok,ok true',
+        'four 2,1,0 ok,ok,ok,timed-out',
+      ])
+    })
+  }
+})
+
+test('notify() wakes and counts wait()s of other threads on the same mapping, at most count of them', { skip: !linux && 'futex(2) is Linux only', timeout: 60_000 }, () => {
+  const { runScript, assertCleanExit } = require('./helpers.js')
+  // Three workers wait on one word of the main thread's mapping (a byte stream moves a view's
+  // memory into a transferable Uint8Array); notify(…, 1) until two woke: each call wakes at
+  // most one, each woken wait says 'ok', the third times out.
+  const result = runScript(
+    `
+    const { Worker } = require('node:worker_threads')
+    const { once } = require('node:events')
+    const mmap = require(MMAP)
+    const m = new mmap.Mapping(4096, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED | mmap.MAP_ANONYMOUS, -1)
+    const transferable = async () => {
+      let ctl
+      const rs = new ReadableStream({ type: 'bytes', start(c) { ctl = c } })
+      ctl.enqueue(m.view(0, 4096))
+      return (await rs.getReader().read()).value
+    }
+    ;(async () => {
+      const workers = []
+      for (let i = 0; i < 3; i++) {
+        const worker = new Worker(\`
+          const { parentPort } = require('node:worker_threads')
+          const mmap = require(\${JSON.stringify(MMAP)})
+          parentPort.once('message', (view) => parentPort.postMessage(mmap.wait(view, 4, 0, 3000)))
+        \`, { eval: true })
+        const view = await transferable()
+        worker.postMessage(view, [view.buffer])
+        workers.push(worker)
+      }
+      const outcomes = workers.map((w) => once(w, 'message').then(([m]) => m))
+      const exits = workers.map((w) => once(w, 'exit'))
+      const counts = []
+      let woken = 0
+      const main = m.view(0, 8)
+      for (let tries = 0; woken < 2 && tries < 400; tries++) {
+        const n = mmap.notify(main, 4, 1)
+        if (n !== 0) counts.push(n)
+        woken += n
+        if (woken < 2) await new Promise((resolve) => setTimeout(resolve, 5))
+      }
+      console.log(counts.join(','), (await Promise.all(outcomes)).sort().join(','))
+      for (const w of workers) w.unref()
+    })()
+    `,
+    { timeout: 30_000 },
+  )
+  assertCleanExit(result)
+  assert.equal(result.stdout.trim(), '1,1 ok,ok,timed-out')
+})
+
+test('unmap() ends a wait() asleep in another thread on that mapping with ERR_MMAP_UNMAPPED, at once', { skip: !linux && 'futex(2) is Linux only', timeout: 60_000 }, () => {
+  const { runScript, assertCleanExit } = require('./helpers.js')
+  // The worker holds a view of the main thread's mapping: a byte stream moves a view's memory
+  // into a new, transferable Uint8Array. Three rounds: a wait that only looks every tenth of a
+  // second ends 40 ms or more after the unmap() in at least one of the three (their delays differ
+  // by a third of a slice).
+  const result = runScript(
+    `
+    const { Worker } = require('node:worker_threads')
+    const mmap = require(MMAP)
+    const worker = new Worker(\`
+      const { parentPort } = require('node:worker_threads')
+      const mmap = require(\${JSON.stringify(MMAP)})
+      parentPort.on('message', (view) => {
+        parentPort.postMessage('waiting')
+        let outcome
+        try { outcome = mmap.wait(view, 0, 0, 10000) } catch (e) { outcome = [e.name, e.code, e.message].join('|') }
+        parentPort.postMessage([outcome, Date.now()])
+      })
+    \`, { eval: true })
+    ;(async () => {
+      for (let round = 0; round < 3; round++) {
+        const m = new mmap.Mapping(4096, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED | mmap.MAP_ANONYMOUS, -1)
+        let ctl
+        const rs = new ReadableStream({ type: 'bytes', start(c) { ctl = c } })
+        ctl.enqueue(m.view(0, 4096))
+        const { value } = await rs.getReader().read()
+        worker.postMessage(value, [value.buffer])
+        const [waiting] = await once(worker, 'message')
+        await new Promise((resolve) => setTimeout(resolve, 225 + 33 * round)) // asleep in the kernel by then
+        const unmappedAt = Date.now()
+        m.unmap()
+        const [[outcome, endedAt]] = await once(worker, 'message')
+        console.log(waiting, outcome, endedAt - unmappedAt < 40 || endedAt - unmappedAt)
+      }
+      await worker.terminate()
+    })()
+    const { once } = require('node:events')
+    `,
+    { timeout: 30_000 },
+  )
+  assertCleanExit(result)
+  const line = 'waiting Error|ERR_MMAP_UNMAPPED|The mapping was unmapped true'
+  assert.deepEqual(result.stdout.trim().split('\n'), [line, line, line])
+})
+
+test('a view of an unmapped mapping keeps its length: notify() returns 0, wait()/waitAsync() fail with ERR_MMAP_UNMAPPED', { skip: !linux && 'futex(2) is Linux only' }, async () => {
+  const buf = anonymous()
+  const u32 = new Uint32Array(buf.buffer, buf.byteOffset + 8, 4)
+  mmap.unmap(buf)
+  assert.equal(buf.length, 4096, 'the view keeps its length')
+  const unmapped = { name: 'Error', code: 'ERR_MMAP_UNMAPPED', message: 'The mapping was unmapped' }
+  assert.equal(mmap.notify(buf, 0), 0)
+  assert.equal(mmap.notify(u32, 12, 1), 0)
+  assert.throws(() => mmap.wait(buf, 0, 0), unmapped)
+  assert.throws(() => mmap.wait(buf, 4092, 0, 0), unmapped)
+  assert.throws(() => mmap.wait(u32, 4, 0, 10), unmapped)
+  await assert.rejects(mmap.waitAsync(buf, 0, 0), unmapped)
+  await assert.rejects(mmap.waitAsync(u32, 0, 0, 5), unmapped)
+  // Arguments are still checked first, against the view's length.
+  assert.throws(() => mmap.wait(buf, 4096, 0), {
+    name: 'RangeError',
+    code: 'ERR_OUT_OF_RANGE',
+    message: 'The value of "byteOffset" is out of range. It must be >= 0 && <= 4092 (the view\'s length less 4). Received 4096',
+  })
+  assert.throws(() => mmap.notify(buf, 2), { name: 'RangeError', code: 'ERR_INVALID_ARG_VALUE' })
+  assert.throws(() => mmap.wait(buf, 0, 0.5), { name: 'RangeError', code: 'ERR_OUT_OF_RANGE' })
+  // An empty view, and a view the user detached, keep their errors: no room for a word.
+  const noRoom = (length) => ({
+    name: 'RangeError',
+    code: 'ERR_OUT_OF_RANGE',
+    message: `The value of "byteOffset" is out of range. It must be within the view, which has no room for a 32-bit word (its length is ${length}). Received 0`,
+  })
+  const live = anonymous()
+  assert.throws(() => mmap.wait(live.subarray(0, 0), 0, 0), noRoom(0))
+  assert.throws(() => mmap.notify(live.subarray(0, 0), 0), noRoom(0))
+  const detached = new ArrayBuffer(16)
+  const overDetached = new Uint8Array(detached)
+  structuredClone(detached, { transfer: [detached] })
+  assert.throws(() => mmap.notify(detached, 0), noRoom(0))
+  assert.throws(() => mmap.wait(overDetached, 0, 0), noRoom(0))
+  mmap.unmap(live)
+})
+
+test("notify() wakes this process's waits first, then the kernel's, never more than count in all", { skip: !linux && 'futex(2) is Linux only' }, async () => {
+  const file = path.join(dir, 'mixed-word.bin')
+  fs.writeFileSync(file, Buffer.alloc(4096))
+  const child = spawn(
+    process.execPath,
+    [
+      '-e',
+      `
+      const mmap = require(${JSON.stringify(ROOT)})
+      const buf = mmap.openSync(${JSON.stringify(file)}, { mode: 'r+' })
+      process.stdout.write('waiting\\n')
+      process.stdout.write(mmap.wait(buf, 0, 0, 10000) + '\\n')
+      `,
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  )
+  let out = ''
+  let err = ''
+  child.stdout.on('data', (d) => (out += d))
+  child.stderr.on('data', (d) => (err += d))
+  const exited = once(child, 'exit')
+  while (!out.includes('waiting')) {
+    assert.equal(child.exitCode, null, `child exited early: ${err}`)
+    await sleep(5)
+  }
+  const buf = mmap.openSync(file, { mode: 'r+' })
+  // Two waits of this process, the word unchanged: notify(…, 2) wakes exactly those two, whether
+  // or not the other process's wait sleeps in the kernel already.
+  const here = [mmap.waitAsync(buf, 0, 0, 10000), mmap.waitAsync(buf, 0, 0, 10000)]
+  assert.equal(mmap.notify(buf, 0, 2), 2)
+  assert.deepEqual(await Promise.all(here), ['ok', 'ok'])
+  assert.equal(out.trim(), 'waiting', 'the other process still waits')
+  // Then the other process's wait, through the kernel, once it sleeps there.
+  assert.equal(await notifyUntilWoken(buf, 0), 1)
+  const [code] = await exited
+  assert.equal(code, 0, err)
+  assert.equal(out.trim(), 'waiting\nok')
+  mmap.unmap(buf)
+})
+
+test('notify() calls racing in three threads against a stream of waitAsync()s count every woken wait once', { skip: !linux && 'futex(2) is Linux only', timeout: 60_000 }, async (t) => {
+  const { runScript, assertCleanExit } = require('./helpers.js')
+  // Two workers notify(…, 1) in a loop on a view of the main thread's mapping while the main
+  // thread adds waits and notifies too: the counts must add up to the waits that said 'ok'.
+  const script = `
+    const { Worker } = require('node:worker_threads')
+    const { once } = require('node:events')
+    const mmap = require(MMAP)
+    const m = new mmap.Mapping(4096, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED | mmap.MAP_ANONYMOUS, -1)
+    const transferable = async () => {
+      let ctl
+      const rs = new ReadableStream({ type: 'bytes', start(c) { ctl = c } })
+      ctl.enqueue(m.view(0, 4096))
+      return (await rs.getReader().read()).value
+    }
+    ;(async () => {
+      const workers = []
+      for (let i = 0; i < 2; i++) {
+        const worker = new Worker(\`
+          const { parentPort } = require('node:worker_threads')
+          const mmap = require(\${JSON.stringify(MMAP)})
+          parentPort.once('message', ([view, until]) => {
+            let n = 0
+            while (Date.now() < until) n += mmap.notify(view, 0, 1)
+            parentPort.postMessage(n)
+          })
+        \`, { eval: true })
+        workers.push(worker)
+      }
+      const until = Date.now() + 1000
+      for (const worker of workers) {
+        const view = await transferable()
+        worker.postMessage([view, until], [view.buffer])
+      }
+      const counted = workers.map((w) => once(w, 'message').then(([n]) => n))
+      const view = m.view(0, 4096)
+      const waits = []
+      let mine = 0
+      while (Date.now() < until - 100) {
+        for (let i = 0; i < 10; i++) waits.push(mmap.waitAsync(view, 0, 0, 3000))
+        mine += mmap.notify(view, 0, 2)
+        await new Promise((resolve) => setImmediate(resolve))
+      }
+      const theirs = await Promise.all(counted)
+      const outcomes = await Promise.all(waits)
+      const ok = outcomes.filter((o) => o === 'ok').length
+      console.log(waits.length > 100, ok === mine + theirs[0] + theirs[1] || [ok, mine, theirs], outcomes.length - ok)
+    })()
+  `
+  for (const [name, env] of [['futex_waitv', {}], ['without futex_waitv (simulated)', { NODE_MMAP_SIMULATE_NO_FUTEX_WAITV: '1' }]]) {
+    await t.test(name, () => {
+      const result = runScript(script, { env, timeout: 30_000 })
+      assertCleanExit(result)
+      // Every wait woke ('ok') or timed out after the notifiers stopped; counts add up.
+      const [many, adds, timedOut] = result.stdout.trim().split(' ')
+      assert.deepEqual([many, adds], ['true', 'true'], result.stdout)
+      assert.ok(Number(timedOut) >= 0)
+    })
+  }
+})

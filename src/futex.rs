@@ -3,10 +3,11 @@
 //! word is the file's, so a process waits until another one that maps the same file notifies.
 //! Linux only (futex(2)); elsewhere the calls throw `ENOTSUP`.
 
+use std::collections::{BTreeMap, VecDeque};
 use std::ffi::c_void;
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use napi::bindgen_prelude::Unknown;
@@ -22,7 +23,8 @@ use crate::view::{self, Resolved};
 
 /// How long a wait sleeps at a time before it looks whether it should stop: `wait` whether its
 /// env is being torn down (`worker.terminate()`, `process.exit()`), and, on kernels without
-/// futex_waitv(2), `waitAsync` whether its mapping was unmapped or its env torn down.
+/// futex_waitv(2), every wait whether its mapping was unmapped, a `notify` of this process
+/// marked it, or its env was torn down.
 const SLICE_MS: f64 = 100.0;
 
 /// The stack of a `waitAsync` thread, which only sleeps in the kernel and hands the outcome on.
@@ -32,9 +34,129 @@ const SLEEPER_STACK: usize = 128 * 1024;
 /// (before Linux 5.16): the switch that tests the sliced wait here.
 pub const SIMULATE_NO_FUTEX_WAITV: &str = "NODE_MMAP_SIMULATE_NO_FUTEX_WAITV";
 
-fn simulate_no_futex_waitv() -> bool {
+/// The kernel refused futex_waitv(2) once (`ENOSYS`): it lacks it (before Linux 5.16).
+static NO_FUTEX_WAITV: AtomicBool = AtomicBool::new(false);
+
+/// Whether waits sleep with futex_waitv(2): not where the kernel lacks it, or is made to look so.
+fn futex_waitv() -> bool {
   static SIMULATE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-  *SIMULATE.get_or_init(|| std::env::var_os(SIMULATE_NO_FUTEX_WAITV).is_some_and(|v| v == "1"))
+  let simulated =
+    *SIMULATE.get_or_init(|| std::env::var_os(SIMULATE_NO_FUTEX_WAITV).is_some_and(|v| v == "1"));
+  !simulated && !NO_FUTEX_WAITV.load(Ordering::Relaxed)
+}
+
+/// A waiter's state: waiting.
+const PENDING: u32 = 0;
+/// A waiter's state: a `notify` of this process woke it and counted it.
+const NOTIFIED: u32 = 1;
+/// A waiter's state: its env is being torn down (`waitAsync`'s cleanup hook).
+const STOPPED: u32 = 2;
+/// A waiter's state: it ended on its own (woken in the kernel, timed out, unmapped, ...).
+const DONE: u32 = 3;
+
+/// A `wait` or `waitAsync` of this process, from the call until it ends: what `notify` finds in
+/// [`WAITERS`], so that a wait counts as a waiter from the moment the call returns (or blocks),
+/// as with `Atomics.waitAsync`, and not only once its thread sleeps in the kernel.
+struct Waiter {
+  /// `PENDING`, then one of the others, set once (compare-exchange from `PENDING`): a
+  /// process-private futex word the wait sleeps on too, which `notify` and the cleanup hook
+  /// set and wake.
+  state: AtomicU32,
+  /// 0 while the wait may be queued in the kernel on its word; 1 once it left for good.
+  gone: AtomicU32,
+  /// A `notify` waits for `gone` (and is to be woken when it is set).
+  watched: AtomicBool,
+  /// It sleeps with futex_waitv, so it leaves the kernel (all its queues) as soon as `state` is
+  /// woken; otherwise it sleeps in slices on the word alone and sees `state` between slices.
+  exact: AtomicBool,
+}
+
+impl Waiter {
+  /// Moves the state from `PENDING` to `to`; returns the state before (`PENDING` if moved).
+  fn mark(&self, to: u32) -> u32 {
+    match self
+      .state
+      .compare_exchange(PENDING, to, Ordering::SeqCst, Ordering::SeqCst)
+    {
+      Ok(before) | Err(before) => before,
+    }
+  }
+
+  /// Marks the wait as ended on its own, unless something marked it first; returns the state
+  /// before.
+  fn claim(&self) -> u32 {
+    self.mark(DONE)
+  }
+
+  /// Marks the wait `to` and wakes it, if it was pending.
+  fn interrupt(&self, to: u32) {
+    if self.mark(to) == PENDING {
+      // SAFETY: `state` is an aligned word of this value, alive for the call.
+      unsafe { sys::wake_private(self.state.as_ptr()) };
+    }
+  }
+
+  /// Waits (a second at most) until the wait left the kernel's queue of its word, so that a
+  /// kernel wake after this cannot find it there and count it again. Called with [`WAITERS`]
+  /// locked: the wait sets `gone` before it takes that lock.
+  fn wait_gone(&self) {
+    self.watched.store(true, Ordering::SeqCst);
+    let deadline = sys::deadline_after(1000.0);
+    while self.gone.load(Ordering::SeqCst) == 0 {
+      // SAFETY: `gone` is an aligned word of this value, alive for the call.
+      match unsafe { sys::wait(self.gone.as_ptr(), 0, Some(deadline), true) } {
+        Ok(Wait::TimedOut) | Err(_) => return,
+        Ok(_) => {}
+      }
+    }
+  }
+}
+
+/// The pending waits of this process, by the address of their word, oldest first.
+static WAITERS: Mutex<BTreeMap<usize, VecDeque<Arc<Waiter>>>> = Mutex::new(BTreeMap::new());
+
+fn waiters() -> MutexGuard<'static, BTreeMap<usize, VecDeque<Arc<Waiter>>>> {
+  WAITERS.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A waiter in [`WAITERS`], taken out when dropped (after its sleep).
+struct Registration {
+  key: usize,
+  waiter: Arc<Waiter>,
+}
+
+impl Registration {
+  fn new(word: &Word) -> Self {
+    let waiter = Arc::new(Waiter {
+      state: AtomicU32::new(PENDING),
+      gone: AtomicU32::new(0),
+      watched: AtomicBool::new(false),
+      exact: AtomicBool::new(futex_waitv()),
+    });
+    let key = word.addr() as usize;
+    waiters().entry(key).or_default().push_back(Arc::clone(&waiter));
+    Registration { key, waiter }
+  }
+}
+
+impl Drop for Registration {
+  fn drop(&mut self) {
+    // `gone` first: a `notify` that holds the lock may wait for it.
+    // SeqCst store, then SeqCst load (`wait_gone` sets `watched`, then loads `gone`): either
+    // this sees the watcher, or the watcher sees the wait gone.
+    self.waiter.gone.store(1, Ordering::SeqCst);
+    if self.waiter.watched.load(Ordering::SeqCst) {
+      // SAFETY: `gone` is an aligned word of the waiter, alive for the call.
+      unsafe { sys::wake_private(self.waiter.gone.as_ptr()) };
+    }
+    let mut waiters = waiters();
+    if let Some(list) = waiters.get_mut(&self.key) {
+      list.retain(|waiter| !Arc::ptr_eq(waiter, &self.waiter));
+      if list.is_empty() {
+        waiters.remove(&self.key);
+      }
+    }
+  }
 }
 
 /// One aligned 32-bit word of a live mapping.
@@ -66,51 +188,97 @@ impl Word {
     Ok(unsafe { with_key(self.addr(), sleep) }?)
   }
 
-  /// As [`Word::wait`], but an `unmap()` meanwhile ends it (`Unmapped`): unmapping swaps the
-  /// page the futex sleeps on, and no notify could reach it any more. So does `abandon` set to
-  /// 1 and woken (`Unmapped` too: nobody is left to see the outcome). The wait also sleeps on
-  /// the mapping's cancel word, which `unmap()` sets and wakes, and on `abandon`
-  /// (futex_waitv, Linux 5.16); before that kernel it waits in slices and looks in between.
-  fn wait_or_unmap(
+  /// The wait of a registered waiter (`wait`, `waitAsync`): as [`Word::wait`], but it also
+  /// ends when a `notify` of this process marks the waiter (`Woken`), when its state is set
+  /// otherwise (`Cancelled`: its env is being torn down), when `unmap()` takes the mapping away
+  /// (`Unmapped`: unmapping swaps the page the futex sleeps on, and no notify could reach it
+  /// any more), and, with `slices`, when `stop()` is true between two slices of a tenth of a
+  /// second (`Cancelled`). It sleeps on the word, the mapping's cancel word (which `unmap()`
+  /// sets and wakes) and the waiter's state (futex_waitv, Linux 5.16); before that kernel, in
+  /// slices on the word alone, looking at the rest in between.
+  ///
+  /// The outcome is claimed at the end: a waiter that a `notify` counted ends `Woken`,
+  /// whatever else ended its sleep.
+  fn sleep(
     &self,
     expected: u32,
     deadline: Option<libc::timespec>,
-    abandon: &AtomicU32,
+    waiter: &Waiter,
+    slices: bool,
+    stop: impl Fn() -> bool,
   ) -> Result<Wait, Failure> {
-    let abandoned = || abandon.load(Ordering::Acquire) != 0;
-    if self.mapping.is_unmapped() {
-      return Err(Failure::Unmapped);
+    let slept = self.sleep_unclaimed(expected, deadline, waiter, slices, stop);
+    match waiter.claim() {
+      PENDING => slept,
+      NOTIFIED => Ok(Wait::Woken),
+      _ => Ok(Wait::Cancelled),
     }
-    let sliced = || match self.wait_in_slices(expected, deadline, abandoned)? {
-      Wait::Cancelled => Err(Failure::Unmapped),
-      wait => Ok(wait),
-    };
-    if simulate_no_futex_waitv() {
+  }
+
+  fn sleep_unclaimed(
+    &self,
+    expected: u32,
+    deadline: Option<libc::timespec>,
+    waiter: &Waiter,
+    slices: bool,
+    stop: impl Fn() -> bool,
+  ) -> Result<Wait, Failure> {
+    let marked = || waiter.state.load(Ordering::SeqCst) != PENDING;
+    let sliced = || self.wait_in_slices(expected, deadline, || marked() || stop());
+    if !waiter.exact.load(Ordering::Relaxed) {
       return sliced();
     }
-    let waited = self.mapping.with_cancel_word(|cancel| {
-      let sleep = |private| {
-        let cancels = [cancel, abandon.as_ptr()];
-        // SAFETY: the word is aligned and inside the mapping, which `self.mapping` keeps
-        // reserved; the cancel word is an aligned field of the same mapping, and `abandon` an
-        // aligned atomic the caller keeps alive during the call.
-        unsafe { sys::wait_or_cancel(self.addr(), expected, private, &cancels, deadline) }
+    let mut first = true;
+    loop {
+      if self.mapping.is_unmapped() {
+        return Err(Failure::Unmapped);
+      }
+      let (until, last) = match slices {
+        true => {
+          let slice = sys::deadline_after(SLICE_MS);
+          let last = deadline.is_some_and(|deadline| !later(&deadline, &slice));
+          (if last { deadline } else { Some(slice) }, last)
+        }
+        false => (deadline, true),
       };
-      // SAFETY: as in `Word::wait`.
-      unsafe { with_key(self.addr(), sleep) }
-    });
-    match waited {
-      Ok(Wait::Cancelled) => Err(Failure::Unmapped),
-      Ok(wait) => Ok(wait),
-      Err(err) if err.raw_os_error() == Some(libc::ENOSYS) => sliced(),
-      Err(err) => Err(Failure::Os(err)),
+      let waited = self.mapping.with_cancel_word(|cancel| {
+        let sleep = |private| {
+          let cancels = [cancel, waiter.state.as_ptr().cast_const()];
+          // SAFETY: the word is aligned and inside the mapping, which `self.mapping` keeps
+          // reserved; the cancel word is an aligned field of the same mapping, and the state an
+          // aligned atomic of `waiter`, which the caller keeps alive during the call.
+          unsafe { sys::wait_or_cancel(self.addr(), expected, private, &cancels, until) }
+        };
+        // SAFETY: as in `Word::wait`.
+        unsafe { with_key(self.addr(), sleep) }
+      });
+      match waited {
+        Ok(Wait::TimedOut) if !last => {
+          if stop() {
+            return Ok(Wait::Cancelled);
+          }
+          first = false;
+        }
+        // After a slice, a changed word means a notifier changed it: as good as a wake.
+        Ok(Wait::NotEqual) if !first => return Ok(Wait::Woken),
+        // The state or the cancel word: the first is `sleep`'s to sort out, the second is unmap's.
+        Ok(Wait::Cancelled) if marked() => return Ok(Wait::Cancelled),
+        Ok(Wait::Cancelled) => return Err(Failure::Unmapped),
+        Ok(wait) => return Ok(wait),
+        Err(err) if err.raw_os_error() == Some(libc::ENOSYS) => {
+          NO_FUTEX_WAITV.store(true, Ordering::Relaxed);
+          waiter.exact.store(false, Ordering::Relaxed);
+          return sliced();
+        }
+        Err(err) => return Err(Failure::Os(err)),
+      }
     }
   }
 
   /// As [`Word::wait`], in slices, so that an `unmap()` meanwhile ends it within a slice
-  /// (`Unmapped`), and `stop()` true between two slices ends it with `Cancelled`. A notify that
-  /// lands between two slices without changing the word is missed: notifiers that change the
-  /// word first, as they should, are never missed.
+  /// (`Unmapped`), and `stop()` true between two slices ends it with `Cancelled`. A notify from
+  /// another process that lands between two slices without changing the word is missed:
+  /// notifiers that change the word first, as they should, are never missed.
   fn wait_in_slices(
     &self,
     expected: u32,
@@ -181,13 +349,18 @@ fn later(a: &libc::timespec, b: &libc::timespec) -> bool {
   (a.tv_sec, a.tv_nsec) > (b.tv_sec, b.tv_nsec)
 }
 
-/// `view` + `byteOffset` -> the word, checked: a view of a live mapping, the word inside it,
-/// aligned, and readable.
-fn word(env: &Env, view: &Unknown, byte_offset: &Unknown) -> napi::Result<Word> {
-  let resolved = view::resolve(env, view, "view")?;
-  let (mapping, view_offset, len) = match resolved {
+/// `view` + `byteOffset` -> the word, checked: the word inside the view, aligned, and readable.
+/// `None` for a view of a mapping that `unmap()` took away (such a view keeps its length, and is
+/// checked against it); an empty view, or one the user detached, has no room for a word.
+fn word(env: &Env, view: &Unknown, byte_offset: &Unknown) -> napi::Result<Option<Word>> {
+  // `start`: where the view starts, from the start of its mapping, or, unmapped, its address
+  // (the mapping starts on a page: either tells the word's alignment).
+  let (mapping, start, len) = match view::resolve(env, view, "view")? {
     Resolved::View(view) => (Some(view.mapping), view.offset, view.len),
-    Resolved::Empty => (None, 0, 0),
+    Resolved::Empty => match view::raw_view(env, args::raw(view)) {
+      Some(raw) if !raw.data.is_null() => (None, raw.data as usize, raw.len),
+      _ => (None, 0, 0),
+    },
   };
   let Some(number) = args::number_value(env, byte_offset) else {
     return Err(args::invalid_type(
@@ -205,7 +378,7 @@ fn word(env: &Env, view: &Unknown, byte_offset: &Unknown) -> napi::Result<Word> 
     };
     return Err(args::out_of_range(env, "byteOffset", &range, byte_offset));
   }
-  let offset = view_offset + number as usize;
+  let offset = start + number as usize;
   if !offset.is_multiple_of(4) {
     return Err(args::invalid_value(
       env,
@@ -214,9 +387,11 @@ fn word(env: &Env, view: &Unknown, byte_offset: &Unknown) -> napi::Result<Word> 
       &(number as u64).to_string(),
     ));
   }
-  let mapping = mapping.expect("a view with room for a word is a view of a mapping");
+  let Some(mapping) = mapping else {
+    return Ok(None);
+  };
   view::check_rights(env, &mapping, false, "view")?;
-  Ok(Word { mapping, offset })
+  Ok(Some(Word { mapping, offset }))
 }
 
 /// The word's expected value: an int32 or uint32, as the bits of the word.
@@ -245,7 +420,7 @@ fn outcome(wait: Wait) -> String {
   match wait {
     Wait::Woken => "ok",
     Wait::NotEqual => "not-equal",
-    // `Cancelled` ends as ERR_MMAP_UNMAPPED before it gets here (`Word::wait_or_unmap`).
+    // `Cancelled` ends otherwise before it gets here (the env is going: nothing sees it).
     Wait::TimedOut | Wait::Cancelled => "timed-out",
   }
   .to_string()
@@ -258,10 +433,13 @@ fn outcome(wait: Wait) -> String {
 /// waits: use `wait`/`notify` on both sides. As with futexes, `'ok'` may come without a notify:
 /// check the word again in a loop. Read-only memory works too (on pages that are this process's
 /// alone, with its private futex, which every thread shares); a word on a page lost to truncation
-/// reads as 0, as in JavaScript. `worker.terminate()` and `process.exit()` end the wait within
-/// a tenth of a second, as they end `Atomics.wait`: it sleeps in slices and looks in between,
-/// so a `notify` that lands between two slices without changing the word is missed (change the
-/// word, then notify).
+/// reads as 0, as in JavaScript. A `notify` of this process wakes and counts the wait as soon as
+/// it began. An `unmap()` of the mapping meanwhile (from another thread) ends it at once with
+/// `ERR_MMAP_UNMAPPED` (before Linux 5.16, within a tenth of a second), and a view of a mapping
+/// already unmapped throws it. `worker.terminate()` and `process.exit()` end the wait within a
+/// tenth of a second, as they end `Atomics.wait`: it sleeps in slices and looks in between, so
+/// a `notify` from another process that lands between two slices without changing the word is
+/// missed (change the word, then notify).
 ///
 /// @param view - A Buffer returned by `map()` or any view of the same memory.
 /// @param byteOffset - Where the word is in the view: it must be 4-byte aligned in the mapping.
@@ -282,7 +460,15 @@ pub fn wait(
   let word = word(env, &view, &byte_offset)?;
   let expected = expected(env, &expected_value)?;
   let deadline = deadline(env, timeout.as_ref())?;
-  match word.wait_in_slices(expected, deadline, || env_stopping(env)) {
+  let Some(word) = word else {
+    return Err(view::unmapped(env));
+  };
+  let registration = Registration::new(&word);
+  let slept = word.sleep(expected, deadline, &registration.waiter, true, || {
+    env_stopping(env)
+  });
+  drop(registration);
+  match slept {
     // The env is being torn down: nothing will see a result, and JavaScript cannot resume.
     Ok(Wait::Cancelled) => Err(errors::pending()),
     Ok(wait) => Ok(outcome(wait)),
@@ -306,9 +492,8 @@ fn env_stopping(env: &Env) -> bool {
 
 /// What a `waitAsync` thread shares with its env's cleanup hook.
 struct Sleeper {
-  /// 0 while the env lives; 1 once its cleanup hook asked the thread to stop (a process-private
-  /// futex word: the hook sets it and wakes it).
-  abandon: AtomicU32,
+  /// The wait, which the cleanup hook marks `STOPPED` to stop the thread.
+  waiter: Arc<Waiter>,
   /// The cleanup hook is registered (with a reference to this), and has neither run nor been
   /// removed. Read and written on the env's thread only.
   hooked: AtomicBool,
@@ -355,9 +540,7 @@ unsafe extern "C" fn abandon(arg: *mut c_void) {
   // runs).
   let sleeper = unsafe { Arc::from_raw(arg.cast_const().cast::<Sleeper>()) };
   sleeper.hooked.store(false, Ordering::Relaxed);
-  sleeper.abandon.store(1, Ordering::SeqCst);
-  // SAFETY: `abandon` is an aligned word of `sleeper`, alive for the call.
-  unsafe { sys::wake_private(sleeper.abandon.as_ptr()) };
+  sleeper.waiter.interrupt(STOPPED);
   sleeper.join();
 }
 
@@ -406,11 +589,14 @@ unsafe extern "C" fn settle(
 /// Like `wait`, without blocking: the wait sleeps in a thread of its own, and the Promise settles
 /// with its outcome. The thread is not one of the libuv pool's, which `fs`, `zlib` and `flush`
 /// need; each pending wait holds one (128 KiB of stack, two kernel mappings), and a word that
-/// already differs settles at once without one. A pending `waitAsync` keeps the event loop
-/// alive, as pending I/O does, and `worker.terminate()` and `process.exit()` end it at once.
-/// An `unmap()` of the mapping meanwhile rejects the Promise with `ERR_MMAP_UNMAPPED` at once
-/// (before Linux 5.16, within a tenth of a second, and there a `notify()` that does not change
-/// the word may be missed).
+/// already differs settles at once without one. The wait is a waiter from the moment the call
+/// returns, as with `Atomics.waitAsync`: a `notify` of this process right after it (same tick,
+/// word unchanged) wakes it and counts it, whether its thread sleeps in the kernel yet or not.
+/// A pending `waitAsync` keeps the event loop alive, as pending I/O does, and
+/// `worker.terminate()` and `process.exit()` end it at once. An `unmap()` of the mapping
+/// meanwhile rejects the Promise with `ERR_MMAP_UNMAPPED` at once, as does a view of a mapping
+/// already unmapped (before Linux 5.16, within a tenth of a second, and there a `notify()` from
+/// another process that does not change the word may be missed).
 ///
 /// @param view - A Buffer returned by `map()` or any view of the same memory.
 /// @param byteOffset - Where the word is in the view: it must be 4-byte aligned in the mapping.
@@ -431,7 +617,8 @@ pub fn wait_async<'env>(
   let checked = (|| {
     let word = word(env, &view, &byte_offset)?;
     let expected = expected(env, &expected_value)?;
-    Ok((word, expected, deadline(env, timeout.as_ref())?))
+    let deadline = deadline(env, timeout.as_ref())?;
+    Ok((word.ok_or_else(|| view::unmapped(env))?, expected, deadline))
   })();
   let (word, expected, deadline) = match checked {
     Ok(checked) => checked,
@@ -491,8 +678,11 @@ pub fn wait_async<'env>(
     unsafe { napi_sys::napi_get_and_clear_last_exception(env.raw(), &mut error) };
     return reject(error);
   }
+  // A waiter from now on: a `notify` after this call returns wakes it and counts it, asleep in
+  // the kernel or not yet.
+  let registration = Registration::new(&word);
   let sleeper = Arc::new(Sleeper {
-    abandon: AtomicU32::new(0),
+    waiter: Arc::clone(&registration.waiter),
     hooked: AtomicBool::new(false),
     thread: Mutex::new(None),
   });
@@ -505,7 +695,12 @@ pub fn wait_async<'env>(
       .stack_size(SLEEPER_STACK)
       .spawn(move || {
         let handles = handles;
-        let outcome = word.wait_or_unmap(expected, deadline, &theirs.abandon);
+        let outcome = match word.sleep(expected, deadline, &registration.waiter, false, || false) {
+          // Stopped by the cleanup hook: nobody is left to see the outcome.
+          Ok(Wait::Cancelled) => Err(Failure::Unmapped),
+          outcome => outcome,
+        };
+        drop(registration); // before anything that may wait: a `notify` may wait for this
         drop(word); // the mapping may go before the env's thread looks at the outcome
         let data = Box::into_raw(Box::new(Settle {
           outcome,
@@ -559,9 +754,17 @@ pub fn wait_async<'env>(
   Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), promise) })
 }
 
-/// Wakes up to `count` waiters (`wait`, `waitAsync`, in any process) of the 32-bit word at
-/// `byteOffset` of `view`, and returns how many woke. Linux only (futex(2)); elsewhere it throws
-/// `ENOTSUP`.
+/// Wakes up to `count` waiters (`wait`, `waitAsync`) of the 32-bit word at `byteOffset` of
+/// `view`, and returns how many woke: first the waits of this process on this word, oldest
+/// first, each counted from the moment its call returned (or blocked), asleep yet or not, as
+/// with `Atomics.notify`; then, for what is left of `count`, the waits asleep in the kernel on
+/// that word: those of other processes (and of this process through another mapping of the
+/// same file). A wait in another process that has not reached the kernel yet cannot be woken
+/// nor counted: change the word, then notify. With `count` left for the kernel after waking
+/// waits of this process, it first waits for their threads to leave the kernel (as long as a
+/// thread takes to be scheduled), so that no wait is counted twice. Linux only (futex(2));
+/// elsewhere it throws `ENOTSUP`. On a view of a mapping that `unmap()` took away it does
+/// nothing and returns 0.
 ///
 /// @param view - A Buffer returned by `map()` or any view of the same memory.
 /// @param byteOffset - Where the word is in the view: it must be 4-byte aligned in the mapping.
@@ -575,13 +778,15 @@ pub fn notify(env: &Env, view: Unknown, byte_offset: Unknown, count: Optional) -
     Some(count) if args::number_value(env, count) == Some(f64::INFINITY) => i32::MAX,
     Some(count) => args::integer(env, count, "count", 0, i64::from(i32::MAX))? as i32,
   };
-  if word.mapping.is_unmapped() {
-    return Err(view::unmapped(env));
-  }
+  let Some(word) = word.filter(|word| !word.mapping.is_unmapped()) else {
+    return Ok(0); // nothing waits on memory that is gone (its waits end ERR_MMAP_UNMAPPED)
+  };
   if count == 0 {
     return Ok(0); // FUTEX_WAKE with 0 wakes one waiter all the same
   }
-  let wake = |count: i32, private| {
+  let count = count as usize;
+  let wake = |count: usize, private| {
+    let count = count.min(i32::MAX as usize) as i32;
     // SAFETY: the word is aligned and inside the mapping, which `word.mapping` keeps reserved.
     match unsafe { sys::wake(word.addr(), count, private) } {
       // The shared key of a word whose page refuses it (see `with_key`): nobody waits with it.
@@ -590,10 +795,51 @@ pub fn notify(env: &Env, view: Unknown, byte_offset: Unknown, count: Optional) -
     }
     .map_err(|err| errors::throw_system(env, &err, "futex", None))
   };
-  let mut woken = wake(count, false)?;
-  std::sync::atomic::fence(Ordering::SeqCst);
-  if woken < count as usize && PRIVATE_SLEEPERS.load(Ordering::SeqCst) != 0 {
-    woken += wake(count - woken as i32, true)?;
+  // This process's waits, marked and counted under the lock: each one once, by one notify. The
+  // lock is held to the end, so that no wait of this word registers meanwhile: the kernel wake
+  // below cannot reach a wait of this process (by this address) that another notify could
+  // mark too, and count again.
+  let waiters = waiters();
+  let (mut woken, mut leaving) = (Vec::new(), Vec::new());
+  for waiter in waiters.get(&(word.addr() as usize)).into_iter().flatten() {
+    if woken.len() == count {
+      break; // nothing goes to the kernel: `leaving` is not needed
+    }
+    if waiter.mark(NOTIFIED) == PENDING {
+      woken.push(Arc::clone(waiter));
+    } else if waiter.state.load(Ordering::SeqCst) != PENDING {
+      leaving.push(Arc::clone(waiter));
+    }
   }
-  Ok(woken.min(u32::MAX as usize) as u32)
+  for waiter in &woken {
+    // SAFETY: `state` is an aligned word of the waiter, alive for the call.
+    unsafe { sys::wake_private(waiter.state.as_ptr()) };
+  }
+  let here = woken.len();
+  if here == count {
+    return Ok(count as u32);
+  }
+  // The kernel tells only how many it woke, not whom: a wait of this process that was marked
+  // (by this notify or another) but is still queued on the word would be woken and counted
+  // twice. Those that sleep with futex_waitv leave the queue as soon as their thread runs: wait
+  // for them (they set `gone` before they take the lock). The others (sleeping in slices,
+  // before Linux 5.16) may still be there: what the kernel reports is counted less as many, so
+  // that it may count fewer than woke, never more.
+  let marked: Vec<_> = woken.into_iter().chain(leaving).collect();
+  for waiter in &marked {
+    if waiter.exact.load(Ordering::Relaxed) {
+      waiter.wait_gone();
+    }
+  }
+  let stale = marked
+    .iter()
+    .filter(|waiter| waiter.gone.load(Ordering::SeqCst) == 0)
+    .count();
+  let mut kernel = wake(count - here, false)?;
+  std::sync::atomic::fence(Ordering::SeqCst);
+  if kernel < count - here && PRIVATE_SLEEPERS.load(Ordering::SeqCst) != 0 {
+    kernel += wake(count - here - kernel, true)?;
+  }
+  drop(waiters);
+  Ok((here + kernel.saturating_sub(stale)).min(count) as u32)
 }

@@ -84,7 +84,8 @@ pub struct Mapping {
   /// (`reclaim::release`): not for huge pages, nor for memory that was ever locked
   /// (`MAP_LOCKED` or `lock()`), whose charge against `RLIMIT_MEMLOCK` would linger.
   batchable: AtomicBool,
-  /// 0 while live, 1 once unmapped: the futex word that wakes `waitAsync`s of the mapping.
+  /// 0 while live, 1 once unmapped: the futex word that wakes `wait`s and `waitAsync`s of the
+  /// mapping.
   cancel: AtomicU32,
   /// How many threads may be sleeping on `cancel` now: `unmap()` wakes them only if any (a
   /// futex syscall on every unmap was about 9% of a `map` + `unmap` pair's CPU time).
@@ -660,7 +661,8 @@ impl Mapping {
     }
     self.leave_fault_table();
     registry::placeholder_added(self.addr, self.extent());
-    // Wake the `waitAsync`s sleeping on the user's memory, which is gone: they see the word set.
+    // Wake the `wait`s and `waitAsync`s sleeping on the user's memory, which is gone: they see
+    // the word set.
     // SeqCst store, then SeqCst load of the sleepers (`with_cancel_word` counts, then sleeps):
     // a sleeper this load misses counted itself later, so its futex sees the word already set.
     self.cancel.store(1, Ordering::SeqCst);
