@@ -87,15 +87,21 @@ unsafe extern "C" fn finalize_memory(env: sys::napi_env, data: *mut c_void, hint
 }
 
 /// Whether `env` is a worker's env being torn down, asked on its own thread (see
-/// [`finalize_memory`]). Node-API calls that may run JavaScript are refused once an env stops
-/// (`napi_pending_exception`); coercing `undefined` runs none and changes nothing.
+/// [`finalize_memory`]).
 fn worker_env_ending(env: sys::napi_env) -> bool {
-  if crate::sys::is_main_thread() || !reclaim::is_home(env) {
-    return false;
-  }
+  !crate::sys::is_main_thread() && reclaim::is_home(env) && env_stopping(env)
+}
+
+/// Whether `env` is being torn down (`worker.terminate()`, `process.exit()`, the end of a
+/// worker): Node-API calls that may run JavaScript are refused from then on (Node returns
+/// `napi_pending_exception`, Bun too). Neither V8's termination nor Node's stop reaches native
+/// code asleep in the kernel, as they reach `Atomics.wait`: `wait` asks between slices. Only on
+/// `env`'s own thread.
+pub fn env_stopping(env: sys::napi_env) -> bool {
   let (mut undefined, mut result) = (ptr::null_mut(), ptr::null_mut());
-  // SAFETY: `env` is the env of this thread (`is_home`), alive while its finalizers run; both
-  // out-pointers are valid.
+  // SAFETY: the caller is on `env`'s own thread, where the env is alive (its finalizers and
+  // calls run there); both out-pointers are valid. Coercing `undefined` to a boolean runs no
+  // JavaScript and changes nothing.
   unsafe {
     sys::napi_get_undefined(env, &mut undefined);
     sys::napi_coerce_to_bool(env, undefined, &mut result) != sys::Status::napi_ok

@@ -465,7 +465,7 @@ pub fn wait(
   };
   let registration = Registration::new(&word);
   let slept = word.sleep(expected, deadline, &registration.waiter, true, || {
-    env_stopping(env)
+    crate::buffer::env_stopping(env.raw())
   });
   drop(registration);
   match slept {
@@ -473,20 +473,6 @@ pub fn wait(
     Ok(Wait::Cancelled) => Err(errors::pending()),
     Ok(wait) => Ok(outcome(wait)),
     Err(failure) => Err(view::failure(env, failure, "futex")),
-  }
-}
-
-/// Whether `env` is being torn down (`worker.terminate()`, `process.exit()`, the end of a
-/// worker): Node-API calls that may run JavaScript are refused from then on (Node returns
-/// `napi_pending_exception`, Bun too). Neither V8's termination nor Node's stop reaches native
-/// code asleep in the kernel, as they reach `Atomics.wait`: `wait` asks between slices.
-fn env_stopping(env: &Env) -> bool {
-  let (mut undefined, mut result) = (ptr::null_mut(), ptr::null_mut());
-  // SAFETY: `env` is the env of the running call, on its own thread; both out-pointers are
-  // valid. Coercing `undefined` to a boolean runs no JavaScript and changes nothing.
-  unsafe {
-    napi_sys::napi_get_undefined(env.raw(), &mut undefined);
-    napi_sys::napi_coerce_to_bool(env.raw(), undefined, &mut result) != napi_sys::Status::napi_ok
   }
 }
 
