@@ -108,7 +108,8 @@ test('a worker\'s end unmaps the files its Buffers still showed, moved or not (/
     `const mmap = require(${JSON.stringify(path.resolve(__dirname, '..'))})
      const { parentPort, workerData } = require('node:worker_threads')
      globalThis.keep = [mmap.openSync(workerData, { mode: 'r+' }), mmap.Mapping.open(workerData).view(), mmap.openSync(workerData).subarray(1)]
-     parentPort.postMessage(globalThis.keep.length)`,
+     parentPort.postMessage(globalThis.keep.length)
+     setInterval(() => {}, 1000) // alive until terminated`,
     { eval: true, workerData: file },
   )
   const [count] = await Promise.all([new Promise((resolve) => worker.once('message', resolve))])

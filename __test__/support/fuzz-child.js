@@ -1220,6 +1220,19 @@ function narrowFirst(pool, args) {
 const zlib = require('node:zlib')
 const crypto = require('node:crypto')
 const SINK = fs.openSync(path.join(DIR, 'sink.bin'), 'w+')
+// A loopback socket: writes hand the memory to libuv, which sends it from the event loop.
+const net = require('node:net')
+const SOCKET = (() => {
+  const server = net.createServer((socket) => socket.resume()).listen(0, '127.0.0.1')
+  const state = { client: null, ready: null }
+  state.ready = new Promise((resolve) => server.once('listening', () => {
+    state.client = net.connect(server.address().port, '127.0.0.1', resolve)
+    state.client.on('error', () => {})
+  }))
+  process.on('exit', () => { state.client?.destroy(); server.close() })
+  server.unref()
+  return state
+})()
 /** Consumers take views; others, and views without the rights they need, become a small Buffer. */
 function consumerGuard(prot) {
   return (pool, args, notes) => {
@@ -1247,6 +1260,7 @@ for (const [name, prot, invoke, writes = false] of [
   ['node:crypto.randomFill', PROT_WRITE, (v) => callback((cb) => crypto.randomFill(v, cb)).then((x) => x.byteLength), true],
   ['node:fs.write', PROT_READ, (v) => callback((cb) => fs.write(SINK, bytesOf(v), 0, v.byteLength, 0, cb))],
   ['node:fs.read', PROT_WRITE, (v) => callback((cb) => fs.read(fdRead, bytesOf(v), 0, v.byteLength, 0, cb)).then(() => v.byteLength), true],
+  ['node:net.Socket#write', PROT_READ, (v) => SOCKET.ready.then(() => callback((cb) => SOCKET.client.write(bytesOf(v), cb)).then(() => v.byteLength))],
 ]) {
   op(name, 2, argList(bufArg), {
     async: true,
@@ -1259,6 +1273,45 @@ for (const [name, prot, invoke, writes = false] of [
     },
   })
 }
+
+// A worker that maps, opens, views and unmaps in a loop, terminated at a random moment (from at
+// once to 30 ms in): the process must not die, and the worker must end. A fixed number per
+// process (each costs a thread start), so that 100,000 calls still take seconds.
+const { Worker } = require('node:worker_threads')
+let workersLeft = Number(process.env.FUZZ_WORKERS ?? 60)
+const WORKER_LOOP = `
+  const mmap = require(${JSON.stringify(path.resolve(__dirname, '../..'))})
+  const { workerData: file } = require('node:worker_threads')
+  for (let i = 0; ; i++) {
+    const a = mmap.openSync(file, i % 2 ? { mode: 'r+' } : { offset: i % 5000 })
+    const m = mmap.Mapping.open(file)
+    const v = m.view(i % 100)
+    const b = mmap.map(4096, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1)
+    if (i % 3) mmap.unmap(a)
+    if (i % 4) m.unmap()
+    b[0] = v[0] ^ a[0]
+    if (i % 7 === 0) mmap.waitAsync(b, 0, 1, 5).catch(() => {})
+  }
+`
+op('worker.terminate', 1, argList(fc.nat(30).map((n) => lit(`${n} ms`, n))), {
+  async: true,
+  guard(pool, args, notes) {
+    if (workersLeft <= 0 || !Number.isInteger(args[0])) {
+      args[0] = undefined
+      notes.push('no worker: the budget of workers is spent')
+    }
+  },
+  invoke(args) {
+    if (args[0] === undefined) return Promise.resolve('skipped')
+    workersLeft--
+    const worker = new Worker(WORKER_LOOP, { eval: true, workerData: FILE })
+    worker.on('error', () => {})
+    return new Promise((resolve) => setTimeout(resolve, args[0])).then(() => worker.terminate()).then(() => 'terminated')
+  },
+  check(result) {
+    expect(result === 'terminated' || result === 'skipped', `worker.terminate() gave ${safeString(result)}`)
+  },
+})
 
 op('faults', 2, argList(bufArg), {
   invoke: (args) => mmap.faults(...args),
@@ -1524,8 +1577,32 @@ const property = fc.asyncProperty(fc.array(callArb, { minLength: CALLS, maxLengt
   }
 })
 
+/**
+ * FUZZ_NEAR_LIMIT=1: first fill the process's kernel mappings up to node-mmap's guard (mappings
+ * of one file at alternating offsets, which cannot merge), then let 400 of them go, so that the
+ * fuzz runs with only a few hundred kernel mappings to spare: every call that adds one must
+ * fail with a coded ENOMEM, never abort the runtime.
+ */
+async function fillToTheLimit() {
+  const fill = path.join(DIR, 'fill.bin')
+  fs.writeFileSync(fill, Buffer.alloc(3 * P, 1))
+  const fd = fs.openSync(fill, 'r')
+  const held = []
+  try {
+    for (let i = 0; i < 300_000; i++) held.push(mmap.map(P, PROT_READ, MAP_SHARED, fd, (i % 2) * 2 * P))
+  } catch (err) {
+    if (err.code !== 'ENOMEM') throw err
+  }
+  for (let i = 0; i < 400; i++) mmap.unmap(held.pop())
+  globalThis.gc?.()
+  await new Promise(setImmediate)
+  process.stderr.write(`fuzz: ${held.length} mappings hold the process near its kernel-mapping limit\n`)
+  return held
+}
+
 async function main() {
   process.stderr.write(`fuzz: seed ${SEED}, ${RUNS} runs of ${CALLS} calls, files in ${DIR}\n`)
+  const held = process.env.FUZZ_NEAR_LIMIT === '1' ? await fillToTheLimit() : []
   const details = await fc.check(property, {
     seed: SEED,
     numRuns: RUNS,
@@ -1556,7 +1633,7 @@ async function main() {
     coercions,
     examples,
   }
-  process.stdout.write(JSON.stringify(summary) + '\n')
+  process.stdout.write(JSON.stringify({ ...summary, held: held.length }) + '\n')
 }
 
 main().catch((err) => {
