@@ -74,6 +74,41 @@ test('fuzz: 100,000 random calls to every export never crash, and every error ha
   assert.ok(summary.calls >= 100_000)
 })
 
+test('fuzz near the kernel-mapping limit: 10,000 random calls with the process filled up to the guard never crash', (t) => {
+  let dir
+  try {
+    dir = fs.mkdtempSync('/dev/shm/node-mmap-fuzz-')
+  } catch {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'node-mmap-fuzz-'))
+  }
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const lastFile = path.join(dir, 'last-call.txt')
+  const env = childEnv({
+    FUZZ_SEED: String(SEED + 1),
+    FUZZ_RUNS: '100',
+    FUZZ_CALLS: String(CALLS),
+    FUZZ_LAST_FILE: lastFile,
+    FUZZ_TMPDIR: dir,
+    FUZZ_NEAR_LIMIT: '1',
+    FUZZ_WORKERS: '10',
+  })
+  const result = spawnSync(process.execPath, ['--expose-gc', CHILD], {
+    cwd: PACKAGE,
+    env,
+    encoding: 'utf8',
+    timeout: 5 * 60_000,
+    maxBuffer: 64 * 1024 * 1024,
+  })
+  const last = fs.existsSync(lastFile) ? fs.readFileSync(lastFile, 'utf8').trimEnd() : '(none)'
+  const detail = `seed ${SEED + 1}; status ${result.status}, signal ${result.signal}\nlast call started:\n  ${last}\nstderr:\n${result.stderr.slice(-8000)}`
+  assert.equal(result.error?.code, undefined, `the fuzz could not run or timed out: ${result.error}\n${detail}`)
+  assert.equal(result.signal, null, `the fuzz process crashed (${result.signal})\n${detail}`)
+  assert.equal(result.status, 0, `a property failed\n${detail}`)
+  const near = JSON.parse(result.stdout.trim().split('\n').pop())
+  assert.equal(near.calls, 100 * CALLS)
+  assert.ok(near.held > 1000, `the process was filled with mappings first: ${near.held}`)
+})
+
 test('fuzz: it calls every export, every Mapping method and getter, and each one also succeeds', () => {
   assert.ok(summary, 'the fuzz did not run')
   const expected = []

@@ -18,8 +18,10 @@
 //     length), and unmap/remap leave every view of the mapping they release at its length,
 //     reading zeros;
 //   * Node's own consumers of Buffers (zlib one-shot and streams, crypto.randomFill, fs.write,
-//     fs.read), given pool memory and now and then left in flight while the next call unmaps,
-//     remaps, advises or locks it, finish with the view's full length.
+//     fs.read, a loopback socket's write), given pool memory and now and then left in flight
+//     while the next call unmaps, remaps, advises or locks it, finish with the view's full length;
+//   * workers that map, open, view and unmap in a loop, terminated at random moments, end.
+// FUZZ_NEAR_LIMIT=1 first fills the process with kernel mappings up to the guard (fillToTheLimit).
 // The file the pool maps holds random bytes (from the seed), as users' data does.
 //
 // Before each call its description is written to FUZZ_LAST_FILE (at offset 0), so the parent
@@ -1223,11 +1225,12 @@ const SINK = fs.openSync(path.join(DIR, 'sink.bin'), 'w+')
 // A loopback socket: writes hand the memory to libuv, which sends it from the event loop.
 const net = require('node:net')
 const SOCKET = (() => {
-  const server = net.createServer((socket) => socket.resume()).listen(0, '127.0.0.1')
+  const server = net.createServer((socket) => socket.unref().resume()).listen(0, '127.0.0.1')
   const state = { client: null, ready: null }
   state.ready = new Promise((resolve) => server.once('listening', () => {
     state.client = net.connect(server.address().port, '127.0.0.1', resolve)
     state.client.on('error', () => {})
+    state.client.unref()
   }))
   process.on('exit', () => { state.client?.destroy(); server.close() })
   server.unref()
@@ -1580,8 +1583,9 @@ const property = fc.asyncProperty(fc.array(callArb, { minLength: CALLS, maxLengt
 /**
  * FUZZ_NEAR_LIMIT=1: first fill the process's kernel mappings up to node-mmap's guard (mappings
  * of one file at alternating offsets, which cannot merge), then let 400 of them go, so that the
- * fuzz runs with only a few hundred kernel mappings to spare: every call that adds one must
- * fail with a coded ENOMEM, never abort the runtime.
+ * fuzz runs a few hundred kernel mappings below the guard (each run's own pool needs some, and
+ * placeholders wait for the collector): a call that adds one there must fail with a coded
+ * ENOMEM, never abort the runtime.
  */
 async function fillToTheLimit() {
   const fill = path.join(DIR, 'fill.bin')
