@@ -118,3 +118,34 @@ test('a worker\'s end unmaps the files its Buffers still showed, moved or not (/
   await worker.terminate()
   assert.ok(await pollUntil(() => mappingsOf(file).length === 0, { timeoutMs: 30_000 }), `${mappingsOf(file).length} mappings of the file left`)
 })
+
+// A worker that wrote to its Buffers after unmap() (or remap()) left those pages in the
+// placeholder; kept for good at the worker's end, they stayed resident: 64 MiB a worker.
+for (const call of ['unmap(b)', 'remap(b, 4096)']) {
+  test(`what a worker wrote after ${call.split('(')[0]}() does not stay resident after its end (RssAnon, child)`, () => {
+    const result = runScript(`
+      const { Worker } = require('node:worker_threads')
+      const fs = require('node:fs')
+      const rssAnon = () => Number(fs.readFileSync('/proc/self/status', 'utf8').match(/RssAnon:\\s+(\\d+) kB/)[1])
+      const source = \`const mmap = require(process.env.NODE_MMAP_ROOT)
+        const b = mmap.map(64 << 20, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1)
+        mmap.${call}
+        b.fill(2)
+        require('node:worker_threads').parentPort.postMessage(b[12345])\`
+      ;(async () => {
+        const before = rssAnon()
+        const seen = []
+        for (let i = 0; i < 5; i++) {
+          const worker = new Worker(source, { eval: true })
+          seen.push(await new Promise((resolve) => worker.once('message', resolve)))
+          await worker.terminate()
+        }
+        console.log(JSON.stringify({ seen, grewMiB: Math.round((rssAnon() - before) / 1024) }))
+      })()
+    `, { timeout: 60_000 })
+    assertExited(result)
+    const out = JSON.parse(result.stdout.trim().split('\n').pop())
+    assert.deepEqual(out.seen, [2, 2, 2, 2, 2], 'the workers wrote to the placeholder')
+    assert.ok(out.grewMiB < 64, `RssAnon grew ${out.grewMiB} MiB for 5 workers that each wrote 64 MiB`)
+  })
+}

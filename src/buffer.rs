@@ -76,6 +76,8 @@ unsafe extern "C" fn finalize_memory(env: sys::napi_env, data: *mut c_void, hint
     // Best effort: without the placeholder (ENOMEM) the user's memory stays mapped for good,
     // which is as safe.
     let _ = mapping.unmap();
+    // What was written to the placeholder after an earlier `unmap()` would stay resident.
+    mapping.clear_placeholder();
     return;
   }
   // The mappings it drops may wait to be unmapped with their neighbours (src/reclaim.rs).

@@ -673,6 +673,19 @@ impl Mapping {
     Ok(true)
   }
 
+  /// Hands back to the system the pages of the placeholder that were written after `unmap()`
+  /// (they read as zeros again): for a range kept for good (a worker's end, see
+  /// `buffer::finalize_memory`), whose writes would otherwise stay resident until the process
+  /// ends. Nothing on a live mapping.
+  pub fn clear_placeholder(&self) {
+    if !self.is_unmapped() {
+      return;
+    }
+    // SAFETY: the range is ours (safety model) and holds the placeholder, anonymous memory of
+    // nobody's data: discarding its pages leaves it readable, as zeros.
+    let _ = unsafe { sys::advise(self.addr(), self.extent(), crate::constants::MADV_DONTNEED) };
+  }
+
   /// Moves the mapping's memory into a new mapping of `new_len` bytes, then takes it away from
   /// this one (as [`Mapping::unmap`]). The new mapping shares the same file pages.
   pub fn remap(&self, new_len: usize) -> Result<Shared, Failure> {
