@@ -389,7 +389,29 @@ test('a child spawned after openSync inherits no descriptor of the file', () => 
   mmap.unmap(buf)
 })
 
-test('open(2): O_CLOEXEC, O_NONBLOCK and O_NOCTTY, never O_TRUNC; w+ creates with O_EXCL and 0666 (strace)', (t) => {
+// A failing 'w+' of a missing file used to create it at its path and remove it afterwards: a
+// process that opened that path in between (fs.writeFileSync of the same name) lost its file.
+test("a failing 'w+' of a missing file never gives it a name: nothing is created at the path, nothing removed (strace)", (t) => {
+  const unavailable = straceUnavailable()
+  if (unavailable) return t.skip(unavailable)
+  const created = freshPath('never-named')
+  const { result, lines } = straceScript(
+    `const mmap = require(MMAP)
+     try { mmap.Mapping.open(process.argv[1], { mode: 'w+', size: 2 ** 50 }) } catch (err) { process.stdout.write(err.code) }`,
+    'open,openat,creat,linkat,rename,renameat,renameat2,unlink,unlinkat',
+    { args: [created] },
+  )
+  assertCleanExit(result)
+  assert.ok(['ENOMEM', 'EFBIG'].includes(result.stdout), `the call failed as it must: ${result.stdout}`)
+  assert.equal(fs.existsSync(created), false)
+  const touching = lines.filter((line) => line.includes(JSON.stringify(created)))
+  // Only the first look, which finds nothing: no create, no link, no removal by that name.
+  assert.equal(touching.length, 1, touching.join('\n'))
+  assert.match(touching[0], /^openat?\(.*O_RDWR.*\) = -1 ENOENT/)
+  assert.equal(lines.filter((line) => line.includes('O_TMPFILE')).length, 1, 'made with no name')
+})
+
+test('open(2): O_CLOEXEC, O_NONBLOCK and O_NOCTTY, never O_TRUNC; w+ creates with no name (O_TMPFILE, 0666) and links it once done (strace)', (t) => {
   const unavailable = straceUnavailable()
   if (unavailable) return t.skip(unavailable)
   const read = randomFile(100).file
@@ -402,7 +424,7 @@ test('open(2): O_CLOEXEC, O_NONBLOCK and O_NOCTTY, never O_TRUNC; w+ creates wit
      mmap.openSync(write, { mode: 'r+' })
      mmap.openSync(created, { mode: 'w+', size: 10 })
      mmap.open(read).then((buf) => process.stdout.write(String(buf.length)))`,
-    'open,openat',
+    'open,openat,linkat,unlink,unlinkat',
     { args: [read, write, created] },
   )
   assertCleanExit(result)
@@ -410,7 +432,7 @@ test('open(2): O_CLOEXEC, O_NONBLOCK and O_NOCTTY, never O_TRUNC; w+ creates wit
   /** The flags of the open(2) calls on `file`, each as a set of names, and the mode argument. */
   const callsOn = (file) =>
     lines
-      .filter((line) => line.includes(JSON.stringify(file)))
+      .filter((line) => line.includes(JSON.stringify(file)) && /^open/.test(line))
       .map((line) => {
         const match = /open(?:at)?\((?:AT_FDCWD, )?"[^"]*", ([A-Z_|]+)(?:, (0\d+))?\)/.exec(line)
         assert.ok(match, `cannot parse: ${line}`)
@@ -423,12 +445,21 @@ test('open(2): O_CLOEXEC, O_NONBLOCK and O_NOCTTY, never O_TRUNC; w+ creates wit
   const flags = (...names) => new Set([...names, 'O_NONBLOCK', 'O_NOCTTY', 'O_CLOEXEC'])
   for (const call of reads) assert.deepEqual(call.flags, flags('O_RDONLY'))
   assert.deepEqual(callsOn(write), [{ flags: flags('O_RDWR'), mode: undefined }])
-  // A missing file: opened as it is (ENOENT), then created exclusively, so that a failing call
-  // knows the file is its own to remove.
-  assert.deepEqual(callsOn(created), [
+  // A missing file: opened as it is (ENOENT), then made with no name in its directory
+  // (O_TMPFILE, mode 0666 less the umask), linked to its name once everything has succeeded,
+  // and opened by that name: a failing call never makes it appear, and never removes a file.
+  const named = lines.filter((line) => line.includes(JSON.stringify(created)))
+  assert.equal(named.length, 3, named.join('\n'))
+  assert.match(named[1], /^linkat\(AT_FDCWD, "\/proc\/self\/fd\/\d+", AT_FDCWD, "[^"]+", AT_SYMLINK_FOLLOW\) = 0/)
+  const opens = callsOn(created)
+  assert.deepEqual(opens, [
     { flags: flags('O_RDWR'), mode: undefined },
-    { flags: flags('O_RDWR', 'O_CREAT', 'O_EXCL'), mode: '0666' },
+    { flags: flags('O_RDWR'), mode: undefined },
   ])
+  const unnamed = lines.filter((line) => line.includes(`"${path.dirname(created)}", `) && line.includes('O_TMPFILE'))
+  assert.equal(unnamed.length, 1, unnamed.join('\n'))
+  assert.match(unnamed[0], /, 0666\) = \d+/)
+  assert.equal(lines.filter((line) => /^unlink/.test(line)).length, 0, 'nothing is removed')
 })
 
 // ---------------------------------------------------------------------------------------------

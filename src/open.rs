@@ -199,17 +199,44 @@ impl Request {
   /// mapping is made before the file is resized (a mapping may reach past the end of a file);
   /// a failing `madvise` after a resize puts the old size back; and `'w+'` empties an existing
   /// file last, once nothing else can fail.
+  ///
+  /// A missing file is made with no name (`O_TMPFILE`, where the file system has it), checked
+  /// and mapped, and named only once all of that has succeeded; it is then mapped again by its
+  /// name. A failing call never made it appear, and so cannot take away a file another process
+  /// opened at that path meanwhile. If something took the name first, the call starts over
+  /// with that file, as if it had been there.
   pub fn run(&self) -> Result<Opened, OpenFailure> {
-    let (file, created) = self.open_file()?;
-    let result = self.map_file(&file);
-    if let (Err(_), Some(created)) = (&result, created) {
-      remove_created(&created, &file);
+    for _ in 0..16 {
+      let (file, created) = self.open_file()?;
+      let result = self.map_file(&file);
+      match created {
+        Some(Created::Unnamed(path)) => {
+          // Every check and every system call that can fail has passed on the unnamed file.
+          drop(result?);
+          match sys::link_unnamed(&file, &path) {
+            // Named now: map it again by its name, so that /proc/self/maps (and the fault
+            // diagnostics that read it) show the path, not the unnamed file's "(deleted)".
+            // What can fail has just succeeded on the same file, so this does too.
+            Ok(()) => continue,
+            // Taken meanwhile: use that file, as if it had been there.
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(err) => return Err(os("link")(err)),
+          }
+        }
+        Some(Created::Named(path)) => {
+          if result.is_err() {
+            remove_created(&path, &file);
+          }
+          return result;
+        }
+        None => return result,
+      }
     }
-    result
+    Err(os("open")(io::Error::from_raw_os_error(libc::EEXIST)))
   }
 
-  /// The file, and the path of the file when this call created it.
-  fn open_file(&self) -> Result<(std::fs::File, Option<PathBuf>), OpenFailure> {
+  /// The file, and how this call created it, if it did.
+  fn open_file(&self) -> Result<(std::fs::File, Option<Created>), OpenFailure> {
     let mut path = self.path.clone();
     // Another process may create the file between the two opens, or remove it: then try again.
     // A symlink to a missing file fails `O_EXCL` (which never follows symlinks): then the file
@@ -222,8 +249,19 @@ impl Request {
         Err(err) if self.create && err.kind() == io::ErrorKind::NotFound => {}
         Err(err) => return Err(os("open")(err)),
       }
+      // Nothing at all at the path (not even a dangling symlink, which is followed below): a
+      // file with no name yet, where the file system has them.
+      if std::fs::symlink_metadata(&path).is_err_and(|err| err.kind() == io::ErrorKind::NotFound) {
+        let dir = match path.parent() {
+          Some(dir) if !dir.as_os_str().is_empty() => dir,
+          _ => std::path::Path::new("."),
+        };
+        if let Some(file) = sys::create_unnamed(dir) {
+          return Ok((file, Some(Created::Unnamed(path))));
+        }
+      }
       match sys::open(&path, true, true) {
-        Ok(file) => return Ok((file, Some(path))),
+        Ok(file) => return Ok((file, Some(Created::Named(path)))),
         Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
           if let Ok(target) = std::fs::read_link(&path) {
             links += 1;
@@ -441,6 +479,14 @@ fn populate(mapping: &Mapping, len: usize) {
     return;
   }
   let _ = mapping.advise(0, len, c::MADV_WILLNEED);
+}
+
+/// How a call created the file it maps.
+enum Created {
+  /// With no name (`O_TMPFILE`): named `path` only when the call succeeds.
+  Unnamed(PathBuf),
+  /// At `path` (`O_EXCL`), where unnamed files cannot be made: removed again on failure.
+  Named(PathBuf),
 }
 
 /// Removes the file this call created at `path` (and is about to fail), unless the path names

@@ -662,6 +662,82 @@ pub fn open(path: &std::path::Path, write: bool, create_new: bool) -> io::Result
     .open(path)
 }
 
+/// A new regular file with no name yet, in the directory `dir` (Linux's `O_TMPFILE`), to be
+/// named by [`link_unnamed`] once the call that made it has succeeded: a call that fails never
+/// makes a file appear at a path, so it has nothing to remove, and can remove nothing another
+/// process opened there in the meantime. `None` where the system or the file system has no
+/// unnamed files (then the caller creates a named file).
+pub fn create_unnamed(dir: &std::path::Path) -> Option<std::fs::File> {
+  #[cfg(any(target_os = "linux", target_os = "android"))]
+  {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+      .read(true)
+      .write(true)
+      .mode(0o666)
+      .custom_flags(libc::O_TMPFILE | libc::O_NOCTTY)
+      .open(dir)
+      .ok()
+  }
+  #[cfg(not(any(target_os = "linux", target_os = "android")))]
+  {
+    let _ = dir;
+    None
+  }
+}
+
+/// Gives `file`, made by [`create_unnamed`], the name `path`; `AlreadyExists` if something is
+/// there by now (the file keeps no name).
+pub fn link_unnamed(file: &std::fs::File, path: &std::path::Path) -> io::Result<()> {
+  #[cfg(any(target_os = "linux", target_os = "android"))]
+  {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let to = std::ffi::CString::new(path.as_os_str().as_bytes())
+      .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let from =
+      std::ffi::CString::new(format!("/proc/self/fd/{}", file.as_raw_fd())).expect("no NUL in a number");
+    // SAFETY: both are NUL-terminated paths that live across the call; linkat reads them only.
+    let linked = unsafe {
+      libc::linkat(
+        libc::AT_FDCWD,
+        from.as_ptr(),
+        libc::AT_FDCWD,
+        to.as_ptr(),
+        libc::AT_SYMLINK_FOLLOW,
+      )
+    };
+    if linked == 0 {
+      return Ok(());
+    }
+    let err = io::Error::last_os_error();
+    if err.kind() != io::ErrorKind::NotFound {
+      return Err(err);
+    }
+    // No /proc: link the descriptor itself (needs CAP_DAC_READ_SEARCH).
+    // SAFETY: an empty NUL-terminated path and a valid descriptor; linkat reads them only.
+    let linked = unsafe {
+      libc::linkat(
+        file.as_raw_fd(),
+        c"".as_ptr(),
+        libc::AT_FDCWD,
+        to.as_ptr(),
+        libc::AT_EMPTY_PATH,
+      )
+    };
+    if linked == 0 {
+      Ok(())
+    } else {
+      Err(io::Error::last_os_error())
+    }
+  }
+  #[cfg(not(any(target_os = "linux", target_os = "android")))]
+  {
+    let _ = (file, path);
+    Err(io::Error::from_raw_os_error(libc::ENOTSUP))
+  }
+}
+
 #[cfg(test)]
 mod tests {
   use super::*;
