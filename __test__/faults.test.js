@@ -1080,3 +1080,44 @@ w.once('message', report)`,
     assert.deepEqual(survived(r), { lost: [0, 0, 0], faults: 3 })
   })
 })
+
+// A full tmpfs raises SIGBUS for a hole inside the file (the page cannot be allocated, even to
+// be read): that is no truncation, and the pages after it hold the file's data. Recovery took
+// every page from the hole to the end for lost: the Buffer showed zeros where the file had data,
+// and writes there never reached the file once space was back.
+describe('a lost page inside the file (a full tmpfs)', () => {
+  it('replaces that page alone: the data after it still shows, and writes to it still reach the file', (t) => {
+    const dir = fs.mkdtempSync(path.join(require('node:os').tmpdir(), 'node-mmap-full-'))
+    const mount = spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${16 * P}`, 'tmpfs', dir], { encoding: 'utf8' })
+    t.after(() => {
+      if (mount.status === 0) spawnSync('umount', [dir])
+      fs.rmSync(dir, { recursive: true, force: true })
+    })
+    if (mount.status !== 0) {
+      return t.skip(`cannot mount a small tmpfs here (needs root with CAP_SYS_ADMIN): ${(mount.stderr || mount.error || '').toString().trim()}`)
+    }
+    const r = child(
+      `const mmap = require(PACKAGE)
+const P = mmap.PAGESIZE
+const file = ARGS.dir + '/data.bin'
+const b = mmap.openSync(file, { mode: 'w+', size: 32 * P })
+b.fill(0x77, 20 * P, 21 * P)
+b.fill(0x66, 30 * P, 31 * P)
+mmap.sync(b, true)
+// Fill the file system: every hole of the file can no longer get a page.
+let filler = 0
+try { for (;;) { fs.appendFileSync(ARGS.dir + '/filler', Buffer.alloc(P, 1)); filler++ } } catch (err) { if (err.code !== 'ENOSPC') throw err }
+const hole = b[4 * P]
+const faults = mmap.faults(b)
+const data = [b[20 * P], b[30 * P]]
+fs.unlinkSync(ARGS.dir + '/filler')
+b[8 * P] = 0x43
+mmap.sync(b, true)
+const disk = fs.readFileSync(file)
+report({ hole, faults, data, disk: [disk[20 * P], disk[30 * P], disk[8 * P]], filler: filler > 0 })`,
+      { args: { dir } },
+    )
+    const out = survived(r)
+    assert.deepEqual(out, { hole: 0, faults: 1, data: [0x77, 0x66], disk: [0x77, 0x66, 0x43], filler: true })
+  })
+})

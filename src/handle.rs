@@ -505,7 +505,11 @@ fn check_not_lost(
       lost_from.saturating_sub(offset)
     )
   } else {
-    format!("Cannot {what} {count} bytes: a page of the mapping was lost to truncation of the file during the copy; {detail} (see faults)")
+    format!(
+      "Cannot {what} {count} bytes: a page of the mapping was lost during the copy (the file was \
+       truncated, or the page could not be read in: an I/O error, or a full file system); {detail} \
+       (see faults)"
+    )
   };
   Err(errors::throw_coded(
     env,
