@@ -397,7 +397,7 @@ test('write to a mapping without PROT_WRITE throws ERR_MMAP_ACCESS instead of cr
   for (const m of cases) {
     assertThrowsExactly(() => m.write(Buffer.from('x'), 0), Error, {
       code: 'ERR_MMAP_ACCESS',
-      message: 'Cannot write: the mapping was made without PROT_WRITE',
+      message: 'Cannot write: the mapping, or part of it, is without PROT_WRITE (mapped so, or protect()ed so; a protect() of all of it gives it back)',
     })
     assert.equal(m.write(Buffer.alloc(0)), 0, 'an empty write writes nothing and is fine')
     m.unmap()
@@ -411,7 +411,7 @@ test('read from a mapping without PROT_READ throws ERR_MMAP_ACCESS instead of cr
     for (const read of [() => m.read(0, 1), () => m.read(), () => m.readInto(Buffer.alloc(2))]) {
       assertThrowsExactly(read, Error, {
         code: 'ERR_MMAP_ACCESS',
-        message: 'Cannot read: the mapping was made without PROT_READ',
+        message: 'Cannot read: the mapping, or part of it, is without PROT_READ (mapped so, or protect()ed so; a protect() of all of it gives it back)',
       })
     }
     assert.equal(m.read(0, 0).length, 0)

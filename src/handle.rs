@@ -520,7 +520,13 @@ fn check_not_lost(
 }
 
 fn not_allowed(env: &Env, what: &str, needs: &str) -> napi::Error {
-  let message = format!("Cannot {what}: the mapping was made without {needs}");
+  // The rights known for the whole mapping are those every page has: after a protect() of part
+  // of it, copies anywhere in it are refused (checking each page's rights would read
+  // /proc/self/maps on every copy).
+  let message = format!(
+    "Cannot {what}: the mapping, or part of it, is without {needs} (mapped so, or protect()ed so; \
+     a protect() of all of it gives it back)"
+  );
   errors::throw_coded(env, Class::Error, "ERR_MMAP_ACCESS", &message)
 }
 
