@@ -330,16 +330,12 @@ fn recover(mapping: &Mapping, addr: usize) -> Result<(), Refusal> {
     },
   };
   let end = end.min(page + MAX_TAIL);
-  // The pages after a lost one are lost too only past the end of a truncated file: asked of
-  // the file's size where it can be (a hole that a full tmpfs cannot fill, or an I/O error,
-  // inside the file loses that page alone, and the pages after it may hold data), else guessed
-  // by reading pages (`lost_through`).
-  let tail = mapping.file_pages()
-    && match past_end_of_file(page, granule) {
-      Some(past) => past,
-      None => lost_through(page, end, granule),
-    };
-  let end = if tail { end } else { page + granule };
+  // The lost pages after it in a file mapping go with it, up to the first that can be read
+  // (`lost_run`): the whole tail of a truncated file, one kernel mapping however it is read.
+  let end = match mapping.file_pages() {
+    true => lost_run(page, end, granule),
+    false => page + granule,
+  };
   // A replacement in the middle of a kernel mapping cuts it in three.
   if !mapping::reserve_vmas_in_handler(2, count_maps) {
     return Err(Refusal::NoKernelMappings);
@@ -359,105 +355,23 @@ fn recover(mapping: &Mapping, addr: usize) -> Result<(), Refusal> {
   Ok(())
 }
 
-/// Whether the file page at `page` (of a mapping of ours) lies past the end of its file, as
-/// after a truncation, asked of the file itself: its kernel mapping's offset in
-/// `/proc/self/maps`, and its size from `fstat` of `/proc/self/map_files/<start>-<end>` (which
-/// opens the mapped file; Linux 4.3+ lets a process open its own). Then every page after it is
-/// past the end too. `Some(false)` for a page inside the file, lost all the same (an I/O error,
-/// or a hole that a full tmpfs cannot fill): that page alone is lost. `None` where it cannot be
-/// told. Async-signal-safe (open, fstat, close), with a small buffer on the stack.
-fn past_end_of_file(page: usize, granule: usize) -> Option<bool> {
-  let mut region = None;
-  read_maps_line(page, &mut region);
-  let (start, end, offset) = region?;
-  let mut path = [0u8; 64];
-  let mut len = 0;
-  let mut push = |bytes: &[u8]| {
-    for &b in bytes {
-      if len < path.len() - 1 {
-        path[len] = b;
-        len += 1;
-      }
-    }
-  };
-  push(b"/proc/self/map_files/");
-  push_hex(&mut push, start);
-  push(b"-");
-  push_hex(&mut push, end);
-  // SAFETY: `path` is NUL-terminated (zeroed, and `push` leaves its last byte); open(2) is
-  // async-signal-safe.
-  let fd = unsafe { libc::open(path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC) };
-  if fd < 0 {
-    return None;
+/// The end of the run of lost pages that starts at `page` (lost) and goes at most to `end`: the
+/// first page after it that can be read, or `end`. Past the end of a truncated file every page
+/// is lost (the kernel drops those of `MAP_PRIVATE` mappings too, also those the program wrote),
+/// so the run is the whole tail; a page lost inside the file (an I/O error, a hole that a full
+/// tmpfs cannot fill even to be read) ends at the next page that holds the file, and pages
+/// replaced before (which may hold what the program wrote since) are readable and never
+/// replaced again. Each page is read with `process_vm_readv`, which fails with EFAULT where an
+/// access would raise SIGBUS, and reads nothing of the file where it does not (a page beyond the
+/// end, or a hole on a full file system, is never allocated by the look). Where the system
+/// refuses the call, the run is the page alone. Asking each page costs a system call, but a page
+/// is asked once: the run is replaced at once, and does not fault again.
+fn lost_run(page: usize, end: usize, granule: usize) -> usize {
+  let mut next = page + granule;
+  while next < end && is_lost(next) {
+    next += granule;
   }
-  let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
-  // SAFETY: `fd` is ours; fstat writes a `stat` there when it succeeds. Both calls are
-  // async-signal-safe.
-  let size = unsafe {
-    let ok = libc::fstat(fd, stat.as_mut_ptr()) == 0;
-    libc::close(fd);
-    // SAFETY (inner): written by a successful fstat.
-    ok.then(|| stat.assume_init().st_size as u64)?
-  };
-  let file_offset = (offset + (page - start)) as u64;
-  Some(file_offset >= size.next_multiple_of(granule as u64))
-}
-
-/// Writes `n` in lowercase hex, as /proc names mappings.
-fn push_hex(push: &mut impl FnMut(&[u8]), n: usize) {
-  let mut digits = [0u8; 16];
-  let mut at = digits.len();
-  let mut n = n;
-  loop {
-    at -= 1;
-    digits[at] = b"0123456789abcdef"[n % 16];
-    n /= 16;
-    if n == 0 {
-      break;
-    }
-  }
-  push(&digits[at..]);
-}
-
-/// The kernel mapping holding `addr`: `(start, end, file offset)` into `found`.
-fn read_maps_line(addr: usize, found: &mut Option<(usize, usize, usize)>) {
-  let mut line = MapsLine::NEW;
-  read_maps(|b| {
-    if b == b'\n' {
-      if line.holds(addr) {
-        *found = Some((line.start, line.end, line.offset));
-        return false;
-      }
-      line = MapsLine::NEW;
-      return true;
-    }
-    line.take(b);
-    true
-  });
-}
-
-/// Whether every page from `page` (lost) to `end` of a file mapping is lost too, as past the
-/// end of a truncated file (where the kernel drops the pages of `MAP_PRIVATE` mappings too,
-/// also those the program wrote): the last one is, and a binary search between finds no
-/// readable page (a readable page in between means an isolated lost page, an I/O error, which
-/// alone is replaced). Pages are read with `process_vm_readv`, which fails with EFAULT where an
-/// access would raise SIGBUS; if the system refuses the call, only the page is replaced.
-fn lost_through(page: usize, end: usize, granule: usize) -> bool {
-  if end - page <= granule {
-    return true;
-  }
-  let (mut readable, mut lost) = (page, end - granule);
-  if !is_lost(lost) {
-    return false;
-  }
-  while lost - readable > granule {
-    let middle = readable + (lost - readable) / granule / 2 * granule;
-    match is_lost(middle) {
-      true => lost = middle,
-      false => readable = middle,
-    }
-  }
-  readable == page
+  next
 }
 
 /// Whether reading the byte at `addr` fails (EFAULT): the page is lost.
@@ -683,8 +597,6 @@ struct MapsLine {
   end: usize,
   prot: i32,
   perm: u8,
-  /// The file offset the mapping starts at.
-  offset: usize,
   /// A digit that is not hex, or a number too large: not a line to trust.
   bad: bool,
   in_path: bool,
@@ -697,7 +609,6 @@ impl MapsLine {
     end: 0,
     prot: 0,
     perm: 0,
-    offset: 0,
     bad: false,
     in_path: false,
   };
@@ -729,9 +640,7 @@ impl MapsLine {
         };
         self.perm = self.perm.saturating_add(1);
       }
-      3 if b == b' ' => self.field = 4,
-      3 => Self::digit(&mut self.offset, b, &mut self.bad),
-      4..=5 => self.field += u8::from(b == b' '),
+      3..=5 => self.field += u8::from(b == b' '),
       _ => {
         // The path starts at its first '/' ("[heap]", "[stack]" and the like are no files).
         self.in_path |= b == b'/';
