@@ -1133,3 +1133,53 @@ test('paths under PATH_MAX are shown whole; an options object with many keys rep
     message: `The argument 'options' has an unknown option "k0"; known options are mode, size, offset, length, shared, populate, advise`,
   })
 })
+
+// Paths the unnamed create cannot link (a trailing '/', a dangling symlink to one) gave ENOENT
+// from 'link' where fs gives EISDIR from 'open'; a relative path was looked up again on each
+// step, so a process.chdir() during open() could leave a file in two directories.
+test("'w+' of odd paths fails as fs.openSync(path, 'w+') does, and leaves nothing behind", (t) => {
+  const dir = fs.mkdtempSync(path.join(require('node:os').tmpdir(), 'node-mmap-odd-'))
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }))
+  fs.symlinkSync('nfile/', path.join(dir, 'dangling-to-dir'))
+  for (const name of ['newdir/', 'dangling-to-dir', '']) {
+    const target = name === '' ? '' : path.join(dir, name)
+    let expected
+    try {
+      fs.closeSync(fs.openSync(target, 'w+'))
+      expected = 'created'
+    } catch (err) {
+      expected = `${err.code} ${err.syscall}`
+    }
+    for (const [api, call] of [['openSync', () => mmap.openSync(target, { mode: 'w+', size: 10 })], ['Mapping.open', () => mmap.Mapping.open(target, { mode: 'w+', size: 10 })]]) {
+      let got
+      try {
+        call()
+        got = 'created'
+      } catch (err) {
+        got = `${err.code} ${err.syscall}`
+      }
+      assert.equal(got, expected, `${api}(${JSON.stringify(name)})`)
+    }
+    assert.deepEqual(fs.readdirSync(dir).sort(), ['dangling-to-dir'], `nothing left behind by ${JSON.stringify(name)}`)
+  }
+})
+
+test('a relative path is taken from the current directory at the call: open() then process.chdir() makes one file (child)', () => {
+  const result = runScript(`
+    const mmap = require(process.env.NODE_MMAP_ROOT)
+    const fs = require('node:fs'), os = require('node:os'), path = require('node:path')
+    const [a, b] = [fs.mkdtempSync(path.join(os.tmpdir(), 'node-mmap-cwd-')), fs.mkdtempSync(path.join(os.tmpdir(), 'node-mmap-cwd-'))]
+    process.chdir(a)
+    const pending = []
+    for (let i = 0; i < 8; i++) pending.push(mmap.open('f' + i, { mode: 'w+', size: 100 }))
+    process.chdir(b)
+    Promise.all(pending).then((bufs) => {
+      const out = { a: fs.readdirSync(a).sort(), b: fs.readdirSync(b), lengths: bufs.map((x) => x.length) }
+      fs.rmSync(a, { recursive: true }); fs.rmSync(b, { recursive: true })
+      console.log(JSON.stringify(out))
+    })
+  `)
+  assertCleanExit(result)
+  const out = JSON.parse(result.stdout.trim().split('\n').pop())
+  assert.deepEqual(out, { a: ['f0', 'f1', 'f2', 'f3', 'f4', 'f5', 'f6', 'f7'], b: [], lengths: Array(8).fill(100) })
+})

@@ -206,8 +206,9 @@ impl Request {
   /// opened at that path meanwhile. If something took the name first, the call starts over
   /// with that file, as if it had been there.
   pub fn run(&self) -> Result<Opened, OpenFailure> {
+    let mut unnamed = true;
     for _ in 0..16 {
-      let (file, created) = self.open_file()?;
+      let (file, created) = self.open_file(unnamed)?;
       let result = self.map_file(&file);
       match created {
         Some(Created::Unnamed(path)) => {
@@ -220,7 +221,9 @@ impl Request {
             Ok(()) => continue,
             // Taken meanwhile: use that file, as if it had been there.
             Err(err) if err.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(err) => return Err(os("link")(err)),
+            // Any other refusal (a path the link cannot name): the named create, whose errors
+            // are those `fs` gives.
+            Err(_) => unnamed = false,
           }
         }
         Some(Created::Named(path)) => {
@@ -236,7 +239,7 @@ impl Request {
   }
 
   /// The file, and how this call created it, if it did.
-  fn open_file(&self) -> Result<(std::fs::File, Option<Created>), OpenFailure> {
+  fn open_file(&self, unnamed: bool) -> Result<(std::fs::File, Option<Created>), OpenFailure> {
     let mut path = self.path.clone();
     // Another process may create the file between the two opens, or remove it: then try again.
     // A symlink to a missing file fails `O_EXCL` (which never follows symlinks): then the file
@@ -251,7 +254,13 @@ impl Request {
       }
       // Nothing at all at the path (not even a dangling symlink, which is followed below): a
       // file with no name yet, where the file system has them.
-      if std::fs::symlink_metadata(&path).is_err_and(|err| err.kind() == io::ErrorKind::NotFound) {
+      // Not for a path that names a directory (a trailing '/'): the named create gives the error
+      // `fs` gives there.
+      let names_dir = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()).ends_with(b"/");
+      if unnamed
+        && !names_dir
+        && std::fs::symlink_metadata(&path).is_err_and(|err| err.kind() == io::ErrorKind::NotFound)
+      {
         let dir = match path.parent() {
           Some(dir) if !dir.as_os_str().is_empty() => dir,
           _ => std::path::Path::new("."),
@@ -450,8 +459,17 @@ fn parse_path(env: &Env, value: &Unknown) -> napi::Result<(PathBuf, String)> {
     let err = io::Error::from_raw_os_error(libc::ENAMETOOLONG);
     return Err(errors::throw_system(env, &err, "open", Some(&shown)));
   }
-  let path: std::ffi::OsString = std::os::unix::ffi::OsStringExt::from_vec(bytes);
-  Ok((PathBuf::from(path), shown))
+  let path = PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(
+    bytes,
+  ));
+  // A relative path is taken from the directory current now: the call may look the path up
+  // more than once (on the thread pool, for `open()`), and a `process.chdir()` in between must
+  // not make it two files.
+  let path = match path.is_relative() && !path.as_os_str().is_empty() {
+    true => std::env::current_dir().map_or(path.clone(), |dir| dir.join(&path)),
+    false => path,
+  };
+  Ok((path, shown))
 }
 
 /// What error messages (and their `path`) show of a path: all of it up to [`SHOWN_PATH_BYTES`]
