@@ -35,9 +35,12 @@ const CHILD = path.join(__dirname, 'support', 'fuzz-child.js')
 /** The fuzz's summary (set by the first test; tests below read it too). */
 let summary
 
-test('fuzz: 100,000 random calls to every export never crash, and every error has a code', (t) => {
-  // The child's files, in tmpfs where there is one (msync there does not wait for a disk).
-  // Removed here: a child that crashes cannot clean up after itself.
+/**
+ * Runs support/fuzz-child.js with `env` (its seed, sizes, switches) on files in a fresh
+ * directory (tmpfs where there is one: msync there does not wait for a disk), removed here, as a
+ * child that crashes cannot clean up after itself. Asserts it ended well; returns its summary.
+ */
+function runFuzz(t, seed, env) {
   let dir
   try {
     dir = fs.mkdtempSync('/dev/shm/node-mmap-fuzz-')
@@ -46,65 +49,33 @@ test('fuzz: 100,000 random calls to every export never crash, and every error ha
   }
   t.after(() => fs.rmSync(dir, { recursive: true, force: true }))
   const lastFile = path.join(dir, 'last-call.txt')
-  const env = childEnv({
-    FUZZ_SEED: String(SEED),
-    FUZZ_RUNS: String(RUNS),
-    FUZZ_CALLS: String(CALLS),
-    FUZZ_LAST_FILE: lastFile,
-    FUZZ_TMPDIR: dir,
-  })
-  t.diagnostic(`seed ${SEED} (FUZZ_SEED=${SEED} repeats this run)`)
   const result = spawnSync(process.execPath, ['--expose-gc', CHILD], {
     cwd: PACKAGE,
-    env,
+    env: childEnv({ FUZZ_SEED: String(seed), FUZZ_CALLS: String(CALLS), FUZZ_LAST_FILE: lastFile, FUZZ_TMPDIR: dir, ...env }),
     encoding: 'utf8',
     timeout: 10 * 60_000,
     maxBuffer: 64 * 1024 * 1024,
   })
   const last = fs.existsSync(lastFile) ? fs.readFileSync(lastFile, 'utf8').trimEnd() : '(none)'
   const detail =
-    `seed ${SEED}; status ${result.status}, signal ${result.signal}\n` +
+    `seed ${seed}; status ${result.status}, signal ${result.signal}\n` +
     `last call started:\n  ${last}\nstderr:\n${result.stderr.slice(-8000)}`
   assert.equal(result.error?.code, undefined, `the fuzz could not run or timed out: ${result.error}\n${detail}`)
   assert.equal(result.signal, null, `the fuzz process crashed (${result.signal})\n${detail}`)
   assert.equal(result.status, 0, `a property failed\n${detail}`)
-  summary = JSON.parse(result.stdout.trim().split('\n').pop())
+  return JSON.parse(result.stdout.trim().split('\n').pop())
+}
+
+test('fuzz: 100,000 random calls to every export never crash, and every error has a code', (t) => {
+  t.diagnostic(`seed ${SEED} (FUZZ_SEED=${SEED} repeats this run)`)
+  summary = runFuzz(t, SEED, { FUZZ_RUNS: String(RUNS) })
   t.diagnostic(`${summary.calls} calls in ${summary.runs} runs took ${(summary.ms / 1000).toFixed(1)} s`)
   assert.equal(summary.calls, RUNS * CALLS)
   assert.ok(summary.calls >= 100_000)
 })
 
 test('fuzz near the kernel-mapping limit: 10,000 random calls with the process filled up to the guard never crash', (t) => {
-  let dir
-  try {
-    dir = fs.mkdtempSync('/dev/shm/node-mmap-fuzz-')
-  } catch {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'node-mmap-fuzz-'))
-  }
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }))
-  const lastFile = path.join(dir, 'last-call.txt')
-  const env = childEnv({
-    FUZZ_SEED: String(SEED + 1),
-    FUZZ_RUNS: '100',
-    FUZZ_CALLS: String(CALLS),
-    FUZZ_LAST_FILE: lastFile,
-    FUZZ_TMPDIR: dir,
-    FUZZ_NEAR_LIMIT: '1',
-    FUZZ_WORKERS: '10',
-  })
-  const result = spawnSync(process.execPath, ['--expose-gc', CHILD], {
-    cwd: PACKAGE,
-    env,
-    encoding: 'utf8',
-    timeout: 5 * 60_000,
-    maxBuffer: 64 * 1024 * 1024,
-  })
-  const last = fs.existsSync(lastFile) ? fs.readFileSync(lastFile, 'utf8').trimEnd() : '(none)'
-  const detail = `seed ${SEED + 1}; status ${result.status}, signal ${result.signal}\nlast call started:\n  ${last}\nstderr:\n${result.stderr.slice(-8000)}`
-  assert.equal(result.error?.code, undefined, `the fuzz could not run or timed out: ${result.error}\n${detail}`)
-  assert.equal(result.signal, null, `the fuzz process crashed (${result.signal})\n${detail}`)
-  assert.equal(result.status, 0, `a property failed\n${detail}`)
-  const near = JSON.parse(result.stdout.trim().split('\n').pop())
+  const near = runFuzz(t, SEED + 1, { FUZZ_RUNS: '100', FUZZ_NEAR_LIMIT: '1', FUZZ_WORKERS: '10' })
   assert.equal(near.calls, 100 * CALLS)
   assert.ok(near.held > 1000, `the process was filled with mappings first: ${near.held}`)
 })
