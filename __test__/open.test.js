@@ -813,7 +813,12 @@ allForms('a range past the end that only options.size would explain: nothing is 
   }
 })
 
-bothForms("a size above buffer.constants.MAX_LENGTH is refused before the file grows (no 1 TiB file left)", async (openFn) => {
+bothForms("a size above buffer.constants.MAX_LENGTH is refused before the file grows (no 1 TiB file left)", async (openFn, form, t) => {
+  if (require('node:buffer').constants.MAX_LENGTH >= 2 ** 40) {
+    // Node 22+: buffer.constants.MAX_LENGTH is 2^53 - 1, so a 1 TiB Buffer is allowed and the
+    // call maps the grown file; Node 18 and 20 in CI (4 GiB) run this.
+    return t.skip(`buffer.constants.MAX_LENGTH is ${require('node:buffer').constants.MAX_LENGTH} here: 2^40 is below it`)
+  }
   const { file } = randomFile(5000)
   await assertFailsUntouched(openFn, file, { mode: 'r+', size: 2 ** 40 }, RangeError, {
     code: 'ERR_OUT_OF_RANGE',
