@@ -260,6 +260,18 @@ function runScript(source, { args = [], nodeArgs = [], ...options } = {}) {
   return runNode([...nodeArgs, '-e', scriptSource(source), '--', ...args], options)
 }
 
+/**
+ * Why a child `node` under `ulimit -d <kib>` cannot run `probe` (plain JavaScript, no node-mmap:
+ * what a test does before it calls the library), or null when it can. Node 24's V8 reserves more
+ * at startup, and dies under limits that Node 18-22 run under: then the test cannot tell
+ * node-mmap's allocations from V8's, and says so by skipping.
+ */
+function dataLimitUnavailable(kib, probe) {
+  const r = runNode(['-e', probe], { shell: `ulimit -d ${kib}` })
+  if (r.status === 0 && r.signal === null) return null
+  return `this Node (${process.version}) cannot run the test's own setup under ulimit -d ${kib}, without node-mmap (status ${r.status}, signal ${r.signal})`
+}
+
 /** Asserts that a child ended normally with exit code `code` (stderr may say anything). */
 function assertExited(result, code = 0) {
   const detail = `status ${result.status}, signal ${result.signal}\nstdout: ${result.stdout}\nstderr: ${result.stderr}`
@@ -438,6 +450,7 @@ function nodeReceived(n) {
 }
 
 module.exports = {
+  dataLimitUnavailable,
   PACKAGE,
   tempDir,
   fileWith,
