@@ -43,7 +43,9 @@ async function main(config) {
       const byte = buf[0]
       mmap.unmap(buf)
       const t1 = u.now()
-      if (byte !== 0 || buf.length !== 0) throw new Error('ours: wrong first byte or not unmapped')
+      // After unmap() the Buffer keeps its length and spans no mapped page: incore() says [0, 0].
+      const pages = mmap.incore(buf)
+      if (byte !== 0 || pages[0] !== 0 || pages[1] !== 0) throw new Error('ours: wrong first byte or not unmapped')
       return t1 - t0
     },
     handle() {
