@@ -32,6 +32,8 @@ pub mod consts {
     pub const PLACEMENT_FLAGS: &[(&str, libc::c_int)] = &[
       ("MAP_FIXED", libc::MAP_FIXED),
       ("MAP_FIXED_NOREPLACE", libc::MAP_FIXED_NOREPLACE),
+      // x86-64 only: no such flag elsewhere.
+      #[cfg(target_arch = "x86_64")]
       ("MAP_32BIT", libc::MAP_32BIT),
       ("MAP_GROWSDOWN", libc::MAP_GROWSDOWN),
     ];
