@@ -146,7 +146,8 @@ test('at the limit, remap() and unmap() that need kernel mappings throw ENOMEM; 
       loneError, afterUnmaps, lost, faults, junk: junk.length,
     }))
   `)
-  assert.ok(result.mergedLines <= 10, `precondition: the ${3000} mappings merged into ${result.mergedLines} kernel mappings`)
+  // Mostly merged: the runtime's own mappings land between them now and then (Node 18 in CI: 12).
+  assert.ok(result.mergedLines <= 64, `precondition: the ${3000} mappings merged into ${result.mergedLines} kernel mappings`)
   const enomem = (syscall) => ({ name: 'Error', code: 'ENOMEM', errno: -12, syscall, message: `ENOMEM: not enough memory, ${syscall}` })
   assert.deepEqual(result.mapError, enomem('mmap'))
   assert.deepEqual(result.remapError, enomem('mremap'), 'remap() at the limit')
@@ -242,7 +243,7 @@ test('finalizers that cut holes in a merged kernel mapping at the limit wait for
   assert.equal(child.signal, null, `child died by ${child.signal}: ${child.stderr}`)
   assert.equal(child.status, 0, child.stderr)
   const result = JSON.parse(child.stdout)
-  assert.ok(result.mergedLines <= 10, `precondition: the mappings merged into ${result.mergedLines} kernel mappings`)
+  assert.ok(result.mergedLines <= 64, `precondition: the mappings merged into ${result.mergedLines} kernel mappings`)
   assert.equal(result.mapError.code, 'ENOMEM', 'precondition: filled up to the guard')
   assert.equal(result.atGuard.settled, true, `every hole unmapped or waiting: ${JSON.stringify(result.atGuard)}`)
   // A finalizer may go as far as unmap() may (a quarter of the runtime's 4096), no further.
