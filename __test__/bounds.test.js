@@ -1,5 +1,5 @@
 'use strict'
-// The overflow edges of the one bounds check (src/view.rs, `bounds`/`bounds_named`) through
+// The overflow edges of the one bounds check (src/js/view.rs, `bounds`/`bounds_named`) through
 // every function that takes an offset and a length: advise (4 arguments), sync, flush, lock,
 // unlock, protect, and Mapping#read/readInto/write/view/sync/flush/advise/lock/unlock.
 //

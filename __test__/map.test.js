@@ -305,7 +305,7 @@ test('MAP_SHARED_VALIDATE maps like MAP_SHARED (and equals MAP_SHARED | MAP_PRIV
 })
 
 test('map and unmap are plain functions named as exported, in every worker too', async () => {
-  // They are installed as plain Node-API callbacks over napi-rs's (src/fast.rs): per env, so a
+  // They are installed as plain Node-API callbacks over napi-rs's (src/api/fast.rs): per env, so a
   // worker's copy of the module gets them as well.
   for (const name of ['map', 'unmap']) {
     assert.equal(typeof mmap[name], 'function')

@@ -1,5 +1,5 @@
 'use strict'
-// Finalizers unmap in batches (src/reclaim.rs): the small mappings a garbage collection frees,
+// Finalizers unmap in batches (src/core/reclaim.rs): the small mappings a garbage collection frees,
 // adjacent in the address space, leave in a few munmap calls, each covering only ranges that
 // were ours; the last run leaves on a later event-loop turn with no further node-mmap call, when
 // a worker exits, and never keeps a program from ending. Oracles: strace of a child (the munmap

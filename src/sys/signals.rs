@@ -26,8 +26,8 @@ use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Once;
 
-use crate::faults;
-use crate::mapping::{self, Mapping};
+use crate::core::faults;
+use crate::core::mapping::{self, Mapping};
 
 /// The handlers that were installed before ours, to chain to. Written once, inside `INSTALL`,
 /// before our handlers can run; only read afterwards.
@@ -738,7 +738,7 @@ impl Out {
 #[cfg(test)]
 mod tests {
   use super::*;
-  use crate::shared::Shared;
+  use crate::core::shared::Shared;
   use std::io::Read;
   use std::os::fd::{AsRawFd, FromRawFd};
 

@@ -14,12 +14,12 @@ use napi::bindgen_prelude::Unknown;
 use napi::{sys as napi_sys, Env};
 use napi_derive::napi;
 
-use crate::args::{self, Optional};
-use crate::errors;
-use crate::mapping::{self, Failure};
-use crate::shared::Shared;
+use crate::core::mapping::{self, Failure};
+use crate::core::shared::Shared;
+use crate::js::args::{self, Optional};
+use crate::js::errors;
+use crate::js::view::{self, Resolved};
 use crate::sys::{self, Wait};
-use crate::view::{self, Resolved};
 
 /// How long a wait sleeps at a time before it looks whether it should stop: `wait` whether its
 /// env is being torn down (`worker.terminate()`, `process.exit()`), and, on kernels without
@@ -465,7 +465,7 @@ pub fn wait(
   };
   let registration = Registration::new(&word);
   let slept = word.sleep(expected, deadline, &registration.waiter, true, || {
-    crate::buffer::env_stopping(env.raw())
+    crate::js::buffer::env_stopping(env.raw())
   });
   drop(registration);
   match slept {

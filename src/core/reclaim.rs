@@ -24,7 +24,7 @@
 //! once.
 //!
 //! # Safety
-//! A range waits here only once its [`crate::mapping::Mapping`] has dropped: nothing refers to it
+//! A range waits here only once its [`crate::core::mapping::Mapping`] has dropped: nothing refers to it
 //! any more (no ArrayBuffer, handle or task), it is out of the fault table, and while it stays
 //! mapped the kernel gives none of it to another mapping. A run is the exact union of such
 //! ranges, adjacent end to end, so unmapping it unmaps nothing else.
@@ -283,7 +283,7 @@ static TICKS: AtomicUsize = AtomicUsize::new(0);
 /// # Safety
 /// As [`release`]: the range is owned by this crate and nothing refers to it.
 unsafe fn unmap_or_defer(start: usize, len: usize) {
-  if PAUSED.load(Ordering::Relaxed) || !crate::mapping::reserve_for_release() {
+  if PAUSED.load(Ordering::Relaxed) || !crate::core::mapping::reserve_for_release() {
     PAUSED.store(true, Ordering::Relaxed);
     let mut deferred = DEFERRED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if deferred.try_reserve(1).is_ok() {
@@ -318,7 +318,7 @@ fn retry_deferred() {
   let Ok(mut deferred) = DEFERRED.try_lock() else {
     return; // another thread is at it
   };
-  let Some((kernel, mut room)) = crate::mapping::kernel_mappings() else {
+  let Some((kernel, mut room)) = crate::core::mapping::kernel_mappings() else {
     return;
   };
   let (mut kept, mut added) = (0, 0);
@@ -340,7 +340,7 @@ fn retry_deferred() {
     }
   }
   deferred.truncate(kept);
-  crate::mapping::note_added(added);
+  crate::core::mapping::note_added(added);
   DEFERRED_COUNT.store(kept, Ordering::Relaxed);
   PAUSED.store(kept > 0, Ordering::Relaxed);
 }

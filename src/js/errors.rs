@@ -101,7 +101,7 @@ fn tag_stack(env: &Env, error: sys::napi_value, class: Class, code: &str, messag
   } else {
     String::new()
   };
-  match crate::args::string_contents(env, stack) {
+  match crate::js::args::string_contents(env, stack) {
     Some(text) if !text.is_empty() => {
       if tag.is_empty() {
         return;

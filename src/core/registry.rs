@@ -22,8 +22,8 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use crate::mapping::Mapping;
-use crate::shared::Shared;
+use crate::core::mapping::Mapping;
+use crate::core::shared::Shared;
 
 /// One ArrayBuffer start: the mapping behind it, and how many live ArrayBuffers start there.
 /// `start == 0` marks a free slot (no mapping of ours starts at 0: node-mmap never asks for a

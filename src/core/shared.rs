@@ -21,7 +21,7 @@ use std::ops::Deref;
 use std::ptr::{self, NonNull};
 use std::sync::atomic::{self, AtomicUsize, Ordering};
 
-use crate::mapping::Mapping;
+use crate::core::mapping::Mapping;
 
 /// What one block holds: the count and the value.
 struct Inner {

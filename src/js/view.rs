@@ -8,11 +8,11 @@ use napi::bindgen_prelude::{Unknown, ValueType};
 use napi::sys;
 use napi::Env;
 
-use crate::args;
-use crate::errors::{self, Class};
-use crate::mapping::{Failure, Mapping};
-use crate::registry;
-use crate::shared::Shared;
+use crate::core::mapping::{Failure, Mapping};
+use crate::core::registry;
+use crate::core::shared::Shared;
+use crate::js::args;
+use crate::js::errors::{self, Class};
 
 /// A view over part of a mapping.
 pub struct View {
@@ -139,9 +139,9 @@ pub fn check_access(env: &Env, view: &RawView, write: bool, name: &str) -> napi:
 /// what native code that touches a user's mapping checks first.
 pub fn check_rights(env: &Env, mapping: &Mapping, write: bool, name: &str) -> napi::Result<()> {
   let needed = if write {
-    crate::constants::PROT_WRITE
+    crate::api::constants::PROT_WRITE
   } else {
-    crate::constants::PROT_READ
+    crate::api::constants::PROT_READ
   };
   if mapping.is_unmapped() || mapping.guaranteed_prot() & needed != 0 {
     return Ok(());

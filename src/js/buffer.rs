@@ -13,10 +13,11 @@ use std::sync::OnceLock;
 use napi::sys;
 use napi::Env;
 
-use crate::errors::{self, Class};
-use crate::mapping::Mapping;
-use crate::shared::Shared;
-use crate::{reclaim, registry};
+use crate::core::mapping::Mapping;
+use crate::core::reclaim;
+use crate::core::registry;
+use crate::core::shared::Shared;
+use crate::js::errors::{self, Class};
 
 /// The environment variable that makes every Buffer creation act as if the runtime forbade
 /// external buffers: the switch that tests the Electron 21+ path on plain Node.

@@ -14,7 +14,7 @@ use napi::bindgen_prelude::{FromNapiValue, JsValue, TypeName, Unknown, ValidateN
 use napi::sys;
 use napi::Env;
 
-use crate::errors::{self, Class};
+use crate::js::errors::{self, Class};
 
 /// The largest integer a JS number holds exactly (`Number.MAX_SAFE_INTEGER`).
 pub const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
@@ -360,14 +360,14 @@ pub fn uint8_bytes(env: &Env, value: &Unknown, name: &str) -> napi::Result<Optio
       )
     };
   }
-  let view = crate::view::raw_view(env, raw(value));
+  let view = crate::js::view::raw_view(env, raw(value));
   let Some(view) = view.filter(|_| is_typedarray && kind == sys::TypedarrayType::uint8_array) else {
     return Ok(None);
   };
   if view.len == 0 || view.data.is_null() {
     return Ok(Some(Vec::new()));
   }
-  crate::view::check_access(env, &view, false, name)?;
+  crate::js::view::check_access(env, &view, false, name)?;
   // SAFETY: Node-API reported `len` readable bytes at `data` (checked readable above), and no
   // JavaScript runs meanwhile.
   let bytes = unsafe { std::slice::from_raw_parts(view.data, view.len) };
@@ -375,7 +375,7 @@ pub fn uint8_bytes(env: &Env, value: &Unknown, name: &str) -> napi::Result<Optio
   if copy.try_reserve_exact(bytes.len()).is_err() {
     // The copy is of a path to open (the only use): the failure is that open's.
     let err = std::io::Error::from_raw_os_error(libc::ENOMEM);
-    return Err(crate::errors::throw_system(env, &err, "open", None));
+    return Err(crate::js::errors::throw_system(env, &err, "open", None));
   }
   copy.extend_from_slice(bytes);
   Ok(Some(copy))

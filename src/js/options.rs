@@ -13,8 +13,8 @@ use napi::bindgen_prelude::{Unknown, ValueType};
 use napi::sys;
 use napi::Env;
 
-use crate::args;
-use crate::errors::{self, Class};
+use crate::js::args;
+use crate::js::errors::{self, Class};
 
 /// An options argument: `undefined` (all defaults) or a plain object.
 pub struct Options {

@@ -9,30 +9,31 @@ use napi::Env;
 use napi::ScopedTask;
 use napi_derive::napi;
 
-use crate::args::Optional;
-use crate::shared::Shared;
+use crate::core::shared::Shared;
+use crate::js::args::Optional;
 
-use crate::args;
-use crate::constants::{self as c};
-use crate::errors;
-use crate::map::{buffer_max_length, check_advice};
-use crate::mapping::{Failure, Mapping};
-use crate::view::{self, Resolved};
-use crate::{buffer, options};
+use crate::api::constants::{self as c};
+use crate::api::map::{buffer_max_length, check_advice};
+use crate::core::mapping::{Failure, Mapping};
+use crate::js::args;
+use crate::js::buffer;
+use crate::js::errors;
+use crate::js::options;
+use crate::js::view::{self, Resolved};
 
 /// Bytes of address space that unmapped mappings still hold as placeholders (until their last
 /// view is collected): for the tests, which cannot tell node-mmap's placeholders from the
 /// runtime's own mappings in /proc/self/maps. Not exported by index.js.
 #[napi(js_name = "__placeholderBytes", skip_typescript)]
 pub fn placeholder_bytes() -> f64 {
-  crate::registry::placeholder_bytes() as f64
+  crate::core::registry::placeholder_bytes() as f64
 }
 
 /// Bytes of dropped mappings still mapped because their `munmap` would have cut a kernel mapping
 /// in two with none to spare (see `reclaim::release`): for the tests. Not exported by index.js.
 #[napi(js_name = "__deferredBytes", skip_typescript)]
 pub fn deferred_bytes() -> f64 {
-  crate::reclaim::deferred_bytes() as f64
+  crate::core::reclaim::deferred_bytes() as f64
 }
 
 /// Unmaps the mapping behind `buffer` now, instead of when it is garbage-collected: the file (or
@@ -458,7 +459,7 @@ pub fn protect(
   protection: Unknown,
 ) -> napi::Result<()> {
   let resolved = view::resolve(env, &buffer, "buffer")?;
-  let protection = crate::map::check_protection(env, &protection)?;
+  let protection = crate::api::map::check_protection(env, &protection)?;
   let Resolved::View(view) = resolved else {
     return Ok(());
   };

@@ -7,14 +7,15 @@ use napi::bindgen_prelude::Unknown;
 use napi::Env;
 use napi_derive::napi;
 
-use crate::args::Optional;
-use crate::shared::Shared;
+use crate::core::shared::Shared;
+use crate::js::args::Optional;
 
-use crate::args::{self, MAX_SAFE_INTEGER};
-use crate::constants::{self as c, ADVICE, PLACEMENT_FLAGS};
-use crate::errors;
-use crate::mapping::Mapping;
-use crate::{buffer, sys};
+use crate::api::constants::{self as c, ADVICE, PLACEMENT_FLAGS};
+use crate::core::mapping::Mapping;
+use crate::js::args::{self, MAX_SAFE_INTEGER};
+use crate::js::buffer;
+use crate::js::errors;
+use crate::sys;
 
 /// `buffer.constants.MAX_LENGTH` of the runtime, told by `index.js` when it loads; until then
 /// the smallest value current Node versions use (4 GiB, Node 18 and 20).
@@ -139,7 +140,7 @@ pub fn map_checked(
     // On failure `mapping` drops here, which unmaps it: nothing leaks.
     mapping
       .advise(0, size, advice)
-      .map_err(|failure| crate::view::failure(env, failure, "madvise"))?;
+      .map_err(|failure| crate::js::view::failure(env, failure, "madvise"))?;
   }
   Ok(mapping)
 }

@@ -9,16 +9,17 @@ use napi::bindgen_prelude::{AsyncTask, Unknown, ValueType};
 use napi::{Env, ScopedTask};
 use napi_derive::napi;
 
-use crate::args::Optional;
-use crate::shared::Shared;
+use crate::core::shared::Shared;
+use crate::js::args::Optional;
 
-use crate::args::{self, MAX_SAFE_INTEGER};
-use crate::constants as c;
-use crate::errors::{self, Class};
-use crate::map::{buffer_max_length, check_advice};
-use crate::mapping::{Failure, Mapping};
-use crate::options::Options;
-use crate::{buffer, sys};
+use crate::api::constants as c;
+use crate::api::map::{buffer_max_length, check_advice};
+use crate::core::mapping::{Failure, Mapping};
+use crate::js::args::{self, MAX_SAFE_INTEGER};
+use crate::js::buffer;
+use crate::js::errors::{self, Class};
+use crate::js::options::Options;
+use crate::sys;
 
 const OPTIONS: &[&str] = &["mode", "size", "offset", "length", "shared", "populate", "advise"];
 

@@ -10,17 +10,17 @@ use napi::sys;
 use napi::Env;
 use napi_derive::napi;
 
-use crate::args::Optional;
-use crate::shared::Shared;
+use crate::core::shared::Shared;
+use crate::js::args::Optional;
 
-use crate::args::{self, MAX_SAFE_INTEGER};
-use crate::buffer;
-use crate::errors::{self, Class};
-use crate::map::{map_checked, SizeLimit};
-use crate::mapping::Mapping as Core;
-use crate::open::Request;
-use crate::ops::{AdviseRequest, Flush, FlushOptions, SyncRequest};
-use crate::view;
+use crate::api::map::{map_checked, SizeLimit};
+use crate::api::open::Request;
+use crate::api::ops::{AdviseRequest, Flush, FlushOptions, SyncRequest};
+use crate::core::mapping::Mapping as Core;
+use crate::js::args::{self, MAX_SAFE_INTEGER};
+use crate::js::buffer;
+use crate::js::errors::{self, Class};
+use crate::js::view;
 
 /// A memory mapping owned by a handle. Unlike a Buffer from `map()`, it works in runtimes that
 /// forbid external buffers (Electron 21+; there `view()` throws but everything else works) and
@@ -286,7 +286,7 @@ impl Mapping {
     let Some(mapping) = mapping else {
       return Ok(vec![0.0, 0.0]);
     };
-    crate::ops::page_counts(env, &mapping, offset, length)
+    crate::api::ops::page_counts(env, &mapping, offset, length)
   }
 
   /// Like the module's `lock`: `mlock` over a range (default: all of it).
@@ -426,7 +426,7 @@ fn check_allocation(env: &Env, length: usize) -> napi::Result<()> {
 
 /// A Buffer of `length` bytes must fit `buffer.constants.MAX_LENGTH`.
 fn check_buffer_length(env: &Env, length: usize) -> napi::Result<()> {
-  let max = crate::map::buffer_max_length();
+  let max = crate::api::map::buffer_max_length();
   if length as u64 > max {
     let message = format!(
       "The value of \"length\" is out of range. It must be <= {max} (buffer.constants.MAX_LENGTH). Received {length}"
@@ -441,8 +441,8 @@ fn check_buffer_length(env: &Env, length: usize) -> napi::Result<()> {
   Ok(())
 }
 
-const READ: (i32, &str) = (crate::constants::PROT_READ, "read");
-const WRITE: (i32, &str) = (crate::constants::PROT_WRITE, "write");
+const READ: (i32, &str) = (crate::api::constants::PROT_READ, "read");
+const WRITE: (i32, &str) = (crate::api::constants::PROT_WRITE, "write");
 
 /// The mapping's first byte, for a copy of `count` bytes that needs the rights `needs`; an
 /// `ERR_MMAP_ACCESS` error when some byte lacks them (made without them, or `protect()`ed):

@@ -19,7 +19,7 @@ use std::io;
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use crate::mapping::Mapping;
+use crate::core::mapping::Mapping;
 
 struct Slot {
   /// The mapping's first byte; 0 while the slot is free.

@@ -46,7 +46,11 @@ unsafe fn call<const N: usize>(
   let result = if status == sys::Status::napi_ok {
     body(&wrapped, argv, argc)
   } else {
-    Err(crate::errors::pending_or(&wrapped, "napi_get_cb_info", status))
+    Err(crate::js::errors::pending_or(
+      &wrapped,
+      "napi_get_cb_info",
+      status,
+    ))
   };
   match result {
     Ok(value) => value,
@@ -69,7 +73,7 @@ unsafe fn unknown<'env>(env: &'env Env, value: sys::napi_value) -> Unknown<'env>
   unsafe { Unknown::from_raw_unchecked(env.raw(), value) }
 }
 
-/// `map(size, protection, flags, fd[, offset[, advise]])`: [`crate::map::map`].
+/// `map(size, protection, flags, fd[, offset[, advise]])`: [`crate::api::map::map`].
 unsafe extern "C" fn map(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
   // SAFETY: Node-API calls this with its own `env` and `info`; every value read is an argument.
   unsafe {
@@ -78,7 +82,7 @@ unsafe extern "C" fn map(env: sys::napi_env, info: sys::napi_callback_info) -> s
       // An optional argument the caller left out is not even asked for its type; one passed
       // as `undefined` reaches the checks, which take it as absent.
       let (offset, advise) = ((argc > 4).then_some(offset), (argc > 5).then_some(advise));
-      crate::map::map_from_arguments(
+      crate::api::map::map_from_arguments(
         env,
         &size,
         &protection,
@@ -91,13 +95,13 @@ unsafe extern "C" fn map(env: sys::napi_env, info: sys::napi_callback_info) -> s
   }
 }
 
-/// `unmap(buffer)`: [`crate::ops::unmap`].
+/// `unmap(buffer)`: [`crate::api::ops::unmap`].
 unsafe extern "C" fn unmap(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
   // SAFETY: Node-API calls this with its own `env` and `info`; the value read is an argument,
   // and `undefined` a valid out-pointer.
   unsafe {
     call::<1>(env, info, |env, [buffer], _| {
-      crate::ops::unmap(env, unknown(env, buffer))?;
+      crate::api::ops::unmap(env, unknown(env, buffer))?;
       let mut undefined = ptr::null_mut();
       sys::napi_get_undefined(env.raw(), &mut undefined);
       Ok(undefined)
@@ -121,12 +125,16 @@ fn install(env: &Env, exports: &Object, name: &CStr, callback: sys::napi_callbac
     )
   };
   if status != sys::Status::napi_ok {
-    return Err(crate::errors::pending_or(env, "napi_create_function", status));
+    return Err(crate::js::errors::pending_or(env, "napi_create_function", status));
   }
   // SAFETY: `exports` is the module's exports object, `function` a function of this env.
   let status = unsafe { sys::napi_set_named_property(env.raw(), exports.raw(), name.as_ptr(), function) };
   if status != sys::Status::napi_ok {
-    return Err(crate::errors::pending_or(env, "napi_set_named_property", status));
+    return Err(crate::js::errors::pending_or(
+      env,
+      "napi_set_named_property",
+      status,
+    ));
   }
   Ok(())
 }
@@ -135,7 +143,7 @@ fn install(env: &Env, exports: &Object, name: &CStr, callback: sys::napi_callbac
 /// mappings that finalizers drop (`reclaim::enable`), then puts the fast entry points in place.
 #[napi(module_exports)]
 pub fn install_fast_entry_points(exports: Object, env: Env) -> napi::Result<()> {
-  crate::reclaim::enable(env.raw());
+  crate::core::reclaim::enable(env.raw());
   install(&env, &exports, c"map", Some(map))?;
   install(&env, &exports, c"unmap", Some(unmap))
 }

@@ -1,0 +1,16 @@
+//! The core: what a mapping is and what keeps it safe, with no Node-API in sight (or, where a
+//! file still reaches Node, it says so at its top: those are the parts being moved out).
+//!
+//! - [`mapping`]: [`mapping::Mapping`], the owner of one OS mapping, unmapped exactly once, and
+//!   its safety model; the guard that keeps the process under `vm.max_map_count`.
+//! - [`shared`]: the counted reference to a `Mapping` that Buffers, handles and tasks hold.
+//! - [`registry`]: ArrayBuffer start -> mapping, to find the mapping behind any view;
+//!   placeholder runs.
+//! - [`faults`]: the lock-free table of live mappings that the signal handlers read.
+//! - [`reclaim`]: what finalizers drop, unmapped in runs of adjacent ranges (one munmap for many).
+
+pub mod faults;
+pub mod mapping;
+pub mod reclaim;
+pub mod registry;
+pub mod shared;
