@@ -189,9 +189,6 @@ pub const ADVICE: &[(&str, i32)] = &[
   ("MADV_PAGEOUT", MADV_PAGEOUT),
 ];
 
-/// Advice that discards data in the range (so it is never applied to bytes outside it).
-pub const DISCARDING_ADVICE: [i32; 3] = [MADV_DONTNEED, MADV_FREE, MADV_REMOVE];
-
 /// The `flags` bits `map` accepts besides the mapping type.
 pub const OPTIONAL_FLAGS: i32 = MAP_ANONYMOUS
   | MAP_NORESERVE

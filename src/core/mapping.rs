@@ -9,7 +9,7 @@
 //! `addr..addr + len` (rounded up to whole pages) is a range that this value alone owns from
 //! [`Mapping::new`] until its `Drop`: nothing else in the crate unmaps it, and the kernel gives
 //! no part of it to anyone else while it is mapped. Every `unsafe` OS call on the range relies on
-//! this, and on callers passing offsets within `len` (checked by [`crate::js::view::bounds`]).
+//! this, and on callers passing offsets within `len` (checked by the JavaScript boundary's bounds check, `js::view::bounds`).
 //!
 //! `unmap()` cannot give the range back at once: the Buffers that show it live on, and native
 //! code (zlib, an `fs.write` in flight) may still hold the pointer. So `unmap()` swaps the
@@ -29,6 +29,13 @@ use crate::core::reclaim;
 use crate::core::registry;
 use crate::core::shared::Shared;
 use crate::sys;
+
+/// Advice that discards data in the range (so it is never applied to bytes outside it).
+pub const DISCARDING_ADVICE: [i32; 3] = [
+  sys::consts::MADV_DONTNEED,
+  sys::consts::MADV_FREE,
+  sys::consts::MADV_REMOVE,
+];
 
 /// The range holds the file (or anonymous memory) the user mapped.
 const LIVE: u8 = 0;
@@ -115,7 +122,7 @@ struct Layout {
 /// read, the system's page size: a granule too small only leaks the mapping (its munmap fails),
 /// one too large would unmap memory that is not ours.
 fn granule(flags: i32, fd: i32, addr: usize) -> usize {
-  use crate::api::constants::{MAP_HUGETLB, MAP_HUGE_MASK, MAP_HUGE_SHIFT};
+  use crate::sys::consts::{MAP_HUGETLB, MAP_HUGE_MASK, MAP_HUGE_SHIFT};
   let page = sys::page_size();
   if flags & libc::MAP_ANONYMOUS == 0 {
     let aligned = sys::smallest_huge_page().is_some_and(|huge| addr.is_multiple_of(huge));
@@ -364,14 +371,14 @@ impl Mapping {
     let addr = sys::map(len, prot, flags, fd, offset)?;
     // A Buffer over it will be recorded at this address soon (`buffer::create`).
     registry::prefetch(addr as usize);
-    let shared = flags & crate::api::constants::MAP_TYPE_MASK != libc::MAP_PRIVATE;
+    let shared = flags & sys::consts::MAP_TYPE_MASK != libc::MAP_PRIVATE;
     // The kernel turns a shared mapping of /dev/zero into shared anonymous memory; other
     // devices have no size to grow either. Only a regular file (memfd and shm files too) grows.
     let fixed_size = shared && (flags & libc::MAP_ANONYMOUS != 0 || !sys::is_regular_file(fd));
     let granule = granule(flags, fd, addr as usize);
     // MAP_LOCKED is 0 where mappings cannot be made locked (macOS): then none is.
     #[allow(clippy::bad_bit_mask)]
-    let batchable = granule == sys::page_size() && flags & crate::api::constants::MAP_LOCKED == 0;
+    let batchable = granule == sys::page_size() && flags & sys::consts::MAP_LOCKED == 0;
     let file_pages = flags & libc::MAP_ANONYMOUS == 0 && granule == sys::page_size();
     Self::adopt(
       addr,
@@ -566,8 +573,7 @@ impl Mapping {
   /// it is lost: the rest of a partial page is the user's file (or bytes of the mapping the range
   /// did not name). When no whole page fits, nothing is discarded and the call succeeds.
   pub fn advise(&self, offset: usize, len: usize, advice: i32) -> Result<(), Failure> {
-    let discarding = advice != crate::api::constants::MADV_NORMAL
-      && crate::api::constants::DISCARDING_ADVICE.contains(&advice);
+    let discarding = advice != sys::consts::MADV_NORMAL && DISCARDING_ADVICE.contains(&advice);
     let (offset, len) = if discarding {
       match whole_pages_inside(offset, len, self.granule) {
         Some(range) => range,
@@ -685,7 +691,7 @@ impl Mapping {
     }
     // SAFETY: the range is ours (safety model) and holds the placeholder, anonymous memory of
     // nobody's data: discarding its pages leaves it readable, as zeros.
-    let _ = unsafe { sys::advise(self.addr(), self.extent(), crate::api::constants::MADV_DONTNEED) };
+    let _ = unsafe { sys::advise(self.addr(), self.extent(), sys::consts::MADV_DONTNEED) };
   }
 
   /// Moves the mapping's memory into a new mapping of `new_len` bytes, then takes it away from

@@ -139,9 +139,9 @@ pub fn check_access(env: &Env, view: &RawView, write: bool, name: &str) -> napi:
 /// what native code that touches a user's mapping checks first.
 pub fn check_rights(env: &Env, mapping: &Mapping, write: bool, name: &str) -> napi::Result<()> {
   let needed = if write {
-    crate::api::constants::PROT_WRITE
+    crate::sys::consts::PROT_WRITE
   } else {
-    crate::api::constants::PROT_READ
+    crate::sys::consts::PROT_READ
   };
   if mapping.is_unmapped() || mapping.guaranteed_prot() & needed != 0 {
     return Ok(());
