@@ -258,3 +258,57 @@ test('finalizers that cut holes in a merged kernel mapping at the limit wait for
   assert.deepEqual(result.after, { deferred: 0, pieces: result.holes + 1, fill: 0 })
   assert.equal(result.intact, true, 'the mappings still held read their bytes')
 })
+
+// Found by the fifth attack pass: the bound of kernel mappings was trusted until it reached the
+// limit, and only node-mmap's own mappings add to it; WebAssembly memories (or a second copy of
+// node-mmap, loaded from another path) made in between took the runtime's headroom, and V8
+// aborted or the process died of SIGSEGV instead of map() throwing ENOMEM.
+for (const other of ['WebAssembly memories', 'a second copy of node-mmap']) {
+  test(`mapping until the limit while ${other} make kernel mappings too still ends in ENOMEM, and V8 keeps room`, () => {
+    const root = path.join(__dirname, '..')
+    const script = `
+      const fs = require('fs'), os = require('os'), path = require('path')
+      const mmap = require(${JSON.stringify(root)})
+      let other
+      if (${JSON.stringify(other)} === 'a second copy of node-mmap') {
+        // The same package from another directory: another dlopen, statics of its own.
+        const copy = fs.mkdtempSync(path.join(os.tmpdir(), 'node-mmap-copy-'))
+        for (const name of fs.readdirSync(${JSON.stringify(root)})) {
+          if (/^(index\\.js|package\\.json)$|\\.node$/.test(name)) fs.copyFileSync(path.join(${JSON.stringify(root)}, name), path.join(copy, name))
+        }
+        const second = require(copy)
+        other = (i) => second.map(4096, i % 4 < 2 ? second.PROT_READ : second.PROT_READ | second.PROT_WRITE, second.MAP_PRIVATE | second.MAP_ANONYMOUS, -1)
+      } else {
+        other = () => new WebAssembly.Memory({ initial: 1, maximum: 1 })
+      }
+      const vmas = () => fs.readFileSync('/proc/self/maps', 'utf8').split(String.fromCharCode(10)).length - 1
+      const kept = [], others = []
+      let error, otherError
+      for (let i = 0; i < 200000; i++) {
+        if (i % 3 === 0 && !otherError) {
+          try { others.push(other(i)) } catch (err) { otherError = err.code || err.message }
+        }
+        try {
+          kept.push(mmap.map(4096, i % 2 ? mmap.PROT_READ : mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1))
+        } catch (err) { error = { code: err.code, syscall: err.syscall }; break }
+      }
+      const atError = vmas()
+      const limit = Number(fs.readFileSync('/proc/sys/vm/max_map_count', 'utf8'))
+      const junk = []
+      for (let j = 0; j < 100; j++) junk.push(new Array(1e5).fill(j))
+      console.log(JSON.stringify({ error, atError, limit, kept: kept.length, others: others.length, junk: junk.length }))
+    `
+    const child = spawnSync('/bin/sh', ['-c', 'ulimit -c 0 2>/dev/null; exec "$0" -e "$1"', process.execPath, script], {
+      encoding: 'utf8',
+      timeout: 180000,
+    })
+    assert.equal(child.signal, null, `child died by ${child.signal}: ${child.stderr.slice(-2000)}`)
+    assert.equal(child.status, 0, child.stderr.slice(-2000))
+    const result = JSON.parse(child.stdout)
+    assert.deepEqual(result.error, { code: 'ENOMEM', syscall: 'mmap' })
+    assert.ok(result.others > 1000, `precondition: ${result.others} other mappings made`)
+    // node-mmap stops where the whole process (not node-mmap alone) leaves V8 its 4096.
+    assert.ok(result.atError <= result.limit - 4096 + 64, `${result.atError} kernel mappings of ${result.limit}`)
+    assert.equal(result.junk, 100)
+  })
+}

@@ -192,7 +192,9 @@ pub fn reserve_vmas_in_handler(extra: usize, count: impl FnOnce() -> Option<usiz
   };
   let limit = limit.saturating_add(RUNTIME_HEADROOM / 2);
   let added = ADDED.fetch_add(extra, Ordering::Relaxed).saturating_add(extra);
-  if COUNTED.load(Ordering::Relaxed).saturating_add(added) <= limit {
+  // Trusted for half the room the last count left, as in `reserve_vmas_beyond`.
+  let counted = COUNTED.load(Ordering::Relaxed);
+  if counted != 0 && added <= limit.saturating_sub(counted) / 2 {
     return true;
   }
   // Counted here without storing the count: the mutex that keeps `COUNTED`, `ADDED` and
@@ -243,9 +245,10 @@ thread_local! {
   static LEFT: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
 }
 
-/// Makes sure `extra` more kernel mappings stay under [`vma_limit`]. Cheap until the bound
-/// reaches the limit (a thread-local allowance, refilled [`ALLOWANCE`] at a time with one
-/// atomic add); then `/proc/self/maps` is counted for the real number. Allowances make the
+/// Makes sure `extra` more kernel mappings stay under [`vma_limit`]. Cheap until the bound has
+/// used half the room the last count of `/proc/self/maps` left (a thread-local allowance,
+/// refilled [`ALLOWANCE`] at a time with one atomic add); then the list is counted again, which
+/// also sees the kernel mappings that other code made meanwhile. Allowances make the
 /// bound at most [`ALLOWANCE`] per thread too high, never too low, except for a thread that
 /// took one just as another counted: it may add that many uncounted, far inside
 /// [`RUNTIME_HEADROOM`].
@@ -274,7 +277,20 @@ fn reserve_vmas_beyond(extra: usize, grace: usize) -> io::Result<()> {
     return Ok(());
   }
   let limit = vma_limit().saturating_add(grace);
-  let fits = |added: usize| COUNTED.load(Ordering::Relaxed).saturating_add(added) <= limit;
+  if limit == usize::MAX {
+    return Ok(()); // the kernel tells no limit
+  }
+  // What the bound may add before the next count: half the room the last count left. Other
+  // code makes kernel mappings this bound never sees (V8's heap, WebAssembly memories, a second
+  // copy of node-mmap loaded from another path), and only a count tells them; so the bound is
+  // trusted for half the room, then the list is counted again. Far from the limit that is
+  // rarely (the room halves from one count to the next only as the process fills up); near it,
+  // as before, at every call that would pass it.
+  let fits = |added: usize| {
+    let counted = COUNTED.load(Ordering::Relaxed);
+    // 0: never counted yet (a process has some mappings before it loads node-mmap).
+    counted != 0 && added <= limit.saturating_sub(counted) / 2
+  };
   let added = ADDED.fetch_add(extra, Ordering::Relaxed) + extra;
   if fits(added) {
     // Far from the limit, also take an allowance for the calls to come.
@@ -287,7 +303,8 @@ fn reserve_vmas_beyond(extra: usize, grace: usize) -> io::Result<()> {
   let _recounting = RECOUNT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
   let counted =
     std::fs::read("/proc/self/maps").map_or(0, |maps| maps.iter().filter(|&&b| b == b'\n').count());
-  COUNTED.store(counted, Ordering::Relaxed);
+  // At least 1, so that a list that cannot be read counts as read (as before: on the bound alone).
+  COUNTED.store(counted.max(1), Ordering::Relaxed);
   GENERATION.fetch_add(1, Ordering::Relaxed);
   if counted + extra > limit {
     ADDED.store(0, Ordering::Relaxed);
