@@ -85,6 +85,14 @@ const Mapping = new Proxy(binding.Mapping, {
     throw error
   },
 })
+// The prototype's `constructor` is that guarded one too (an instance's `constructor` would
+// otherwise hand out the native function).
+Object.defineProperty(binding.Mapping.prototype, 'constructor', {
+  value: Mapping,
+  writable: true,
+  enumerable: false,
+  configurable: true,
+})
 
 const mmap = {}
 for (const name of Object.keys(binding)) {

@@ -135,16 +135,38 @@ test(
        const mapped = () => fs.readFileSync('/proc/self/maps', 'utf8').split('\\n').filter((l) => l.endsWith(file)).length
        const fd = fs.openSync(file, 'r')
        const out = []
-       for (const call of [() => Mapping(4096, mmap.PROT_READ, mmap.MAP_SHARED, fd), () => mmap.Mapping(4096, mmap.PROT_READ, mmap.MAP_SHARED, fd)]) {
-         try { call(); out.push({ threw: null, mapped: mapped() }) } catch (err) { out.push({ threw: err.name, mapped: mapped() }) }
+       // Also through the prototype's constructor (attack pass 5: it was the native one) and an
+       // instance's, on a plain object as 'this' and on the global object.
+       const C = Mapping.prototype.constructor
+       const instance = new Mapping(4096, mmap.PROT_READ, mmap.MAP_SHARED, fd)
+       const before = mapped()
+       out.push({ same: C === Mapping && instance.constructor === Mapping })
+       const calls = [
+         () => Mapping(4096, mmap.PROT_READ, mmap.MAP_SHARED, fd),
+         () => mmap.Mapping(4096, mmap.PROT_READ, mmap.MAP_SHARED, fd),
+         () => C.call({}, 4096, mmap.PROT_READ, mmap.MAP_SHARED, fd),
+         () => instance.constructor(4096, mmap.PROT_READ, mmap.MAP_SHARED, fd),
+         () => C.call(instance, 4096, mmap.PROT_READ, mmap.MAP_SHARED, fd),
+       ]
+       for (const call of calls) {
+         try { call(); out.push({ threw: null, mapped: mapped() - before }) } catch (err) { out.push({ threw: err.name, code: err.code, mapped: mapped() - before }) }
        }
+       // new through the prototype's constructor still constructs.
+       const again = new instance.constructor(4096, mmap.PROT_READ, mmap.MAP_SHARED, fd)
+       out.push({ constructed: again instanceof Mapping && again.length === 4096 })
        process.stdout.write(JSON.stringify(out))`,
       { args: [file] },
     )
     assertCleanExit(result)
+    const refused = { threw: 'TypeError', code: 'ERR_CONSTRUCT_CALL_REQUIRED', mapped: 0 }
     assert.deepEqual(JSON.parse(result.stdout), [
-      { threw: 'TypeError', mapped: 0 },
-      { threw: 'TypeError', mapped: 0 },
+      { same: true },
+      refused,
+      refused,
+      refused,
+      refused,
+      refused,
+      { constructed: true },
     ])
   },
 )
