@@ -7,9 +7,12 @@
 //!   class, the constants), thin adapters with one implementation per operation.
 //! - [`js`]: the JavaScript boundary: argument checks, Node-style errors, views resolved to
 //!   mappings, zero-copy Buffers and their finalizers.
-//! - [`core`]: mappings and their safety model, the kernel-mapping guard, the fault table, the
-//!   registry of ArrayBuffers, batched unmapping.
-//! - [`sys`]: the only code that calls the OS (`sys::unix`, `sys::signals`).
+//! - [`core`]: mappings and their safety model, the kernel-mapping guard, the fault table and
+//!   the signal handlers' hook (SIGBUS recovery, the fatal diagnostic), the registry of
+//!   ArrayBuffers, batched unmapping.
+//! - [`sys`]: the only code that calls the OS, importing nothing from the crate: `sys::unix`
+//!   with `sys::signals` (the SIGBUS/SIGSEGV handlers, which ask one hook of the core), or
+//!   `sys::stub` (every other target: compiles, and every operation fails with `ENOTSUP`).
 #![deny(clippy::all)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![deny(unsafe_op_in_unsafe_fn)]

@@ -505,6 +505,6 @@ pub fn set_sigbus_recovery(env: &Env, enabled: Unknown) -> napi::Result<()> {
   let Some(enabled) = args::optional_boolean(env, Some(&enabled), "enabled")? else {
     return Err(args::invalid_type(env, "enabled", "of type boolean", &enabled));
   };
-  crate::sys::signals::set_sigbus_recovery(enabled);
+  crate::core::recovery::set_sigbus_recovery(enabled);
   Ok(())
 }

@@ -1,10 +1,14 @@
 //! The fault table: which address ranges are live mappings of ours, readable from a signal
-//! handler without locks or allocation.
+//! handler without locks or allocation, and what the handler needs to know of each: its
+//! [`Record`] (range, size of its pages, protection, path, and the counters SIGBUS recovery
+//! keeps): a small part of the `Mapping`, so that what runs in a signal handler
+//! (`core::recovery`, the hook of `sys::signals`) reads only atomics and plain fields, and this
+//! table knows nothing of the rest of a mapping.
 //!
 //! The registry (a hash table behind a mutex) cannot be read from a signal handler: the faulting
 //! thread may hold its lock. So every live mapping also takes a slot in this table of atomics. A
 //! handler scans the slots in use; a slot being given up waits until no handler is looking at it
-//! (`busy`), so the mapping a handler found stays alive while it works.
+//! (`busy`), so the record a handler found stays alive while it works.
 //!
 //! The table grows: it is a list of segments, each twice the size of the one before, allocated
 //! by `register` (never by a handler), published with one atomic store and never freed, so a
@@ -16,16 +20,133 @@
 
 use std::alloc::Layout;
 use std::io;
-use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use crate::core::mapping::Mapping;
+/// What the signal handlers know of one mapping (a field of `Mapping`, which enters it in the
+/// table while it is live): its range, the size of its pages, its protection, its file's path,
+/// and the pages SIGBUS recovery replaced. The handlers read it and update its counters with
+/// atomics only.
+pub struct Record {
+  addr: usize,
+  len: usize,
+  /// The protection asked for (what a recovered page gets).
+  prot: i32,
+  /// Whether `protect()` ever ran on the mapping: then its pages' rights may differ from `prot`.
+  reprotected: AtomicBool,
+  /// The file's path, where known, for diagnostics.
+  path: Option<Box<[u8]>>,
+  /// The size of the pages behind the range: the system's page size, or a huge page size
+  /// (`MAP_HUGETLB`, or a file on hugetlbfs). The kernel maps, unmaps and replaces such a range
+  /// only in whole huge pages.
+  granule: usize,
+  /// A file in ordinary pages: a lost page there is past the end of a truncated file, and so
+  /// are the lost pages after it, which SIGBUS recovery may replace at once (not for anonymous
+  /// or huge pages, which a huge page pool that runs dry loses one by one).
+  file_pages: bool,
+  /// Pages lost under the mapping (SIGBUS) and replaced with zeros.
+  faults: AtomicUsize,
+  /// The offset from which SIGBUS recovery replaced the rest of the mapping with zeros (a lost
+  /// tail), or `usize::MAX`: a later recovery below it replaces only up to it.
+  lost_from: AtomicUsize,
+}
+
+impl Record {
+  /// The record of `len` bytes mapped at `addr` with `prot`, in pages of `granule` bytes; no
+  /// fault yet.
+  pub fn new(
+    addr: usize,
+    len: usize,
+    prot: i32,
+    granule: usize,
+    file_pages: bool,
+    path: Option<Box<[u8]>>,
+  ) -> Record {
+    Record {
+      addr,
+      len,
+      prot,
+      reprotected: AtomicBool::new(false),
+      path,
+      granule,
+      file_pages,
+      faults: AtomicUsize::new(0),
+      lost_from: AtomicUsize::new(usize::MAX),
+    }
+  }
+
+  /// The first byte of the mapping (page-aligned).
+  pub fn addr(&self) -> usize {
+    self.addr
+  }
+
+  /// The mapping's length in bytes, as asked for (the OS rounds up to whole pages).
+  pub fn len(&self) -> usize {
+    self.len
+  }
+
+  /// The size of the pages behind the mapping (see the field).
+  pub fn granule(&self) -> usize {
+    self.granule
+  }
+
+  /// The length of the range the OS actually mapped: whole pages (whole huge pages with
+  /// `MAP_HUGETLB` or on hugetlbfs).
+  pub fn extent(&self) -> usize {
+    self.len.next_multiple_of(self.granule)
+  }
+
+  /// The protection the mapping was made with.
+  pub fn prot(&self) -> i32 {
+    self.prot
+  }
+
+  /// The mapped file's path, where known.
+  pub fn path(&self) -> Option<&[u8]> {
+    self.path.as_deref()
+  }
+
+  /// Whether a lost page's lost successors may be replaced with it (see the field).
+  pub fn file_pages(&self) -> bool {
+    self.file_pages
+  }
+
+  /// Whether `protect()` ever changed part of the mapping's rights.
+  pub fn reprotected(&self) -> bool {
+    self.reprotected.load(Ordering::Acquire)
+  }
+
+  /// Records whether `protect()` ever changed part of the mapping's rights.
+  pub fn set_reprotected(&self, reprotected: bool) {
+    self.reprotected.store(reprotected, Ordering::Release);
+  }
+
+  /// How many lost pages (SIGBUS) were replaced with zeros.
+  pub fn faults(&self) -> usize {
+    self.faults.load(Ordering::Acquire)
+  }
+
+  /// Counts `pages` lost pages replaced with zeros (from the signal handler: one atomic add).
+  pub fn record_fault(&self, pages: usize) {
+    self.faults.fetch_add(pages, Ordering::AcqRel);
+  }
+
+  /// Where the lost tail replaced by SIGBUS recovery starts (see the field).
+  pub fn lost_from(&self) -> usize {
+    self.lost_from.load(Ordering::Acquire)
+  }
+
+  /// Records that everything from `offset` to the end was replaced (from the signal handler).
+  pub fn lose_from(&self, offset: usize) {
+    self.lost_from.fetch_min(offset, Ordering::AcqRel);
+  }
+}
 
 struct Slot {
   /// The mapping's first byte; 0 while the slot is free.
   start: AtomicUsize,
   len: AtomicUsize,
-  mapping: AtomicPtr<Mapping>,
+  record: AtomicPtr<Record>,
   /// Signal handlers using this slot right now.
   busy: AtomicUsize,
 }
@@ -89,9 +210,9 @@ fn publish(segment: usize) -> io::Result<()> {
   Ok(())
 }
 
-/// Takes a slot for `mapping` (which must stay alive until [`unregister`]). Fails with `ENOMEM`
-/// only when memory for a new segment cannot be had.
-pub fn register(mapping: &Mapping) -> io::Result<usize> {
+/// Takes a slot for `record` (which must stay alive, where it is, until [`unregister`]). Fails
+/// with `ENOMEM` only when memory for a new segment cannot be had.
+pub fn register(record: &Record) -> io::Result<usize> {
   let mut free = FREE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
   let index = match free.given_back.pop() {
     Some(index) => index,
@@ -104,20 +225,20 @@ pub fn register(mapping: &Mapping) -> io::Result<usize> {
   };
   drop(free);
   let slot = slot(index).expect("a slot handed out lies in a published segment");
-  slot.len.store(mapping.extent(), Ordering::Relaxed);
+  slot.len.store(record.extent(), Ordering::Relaxed);
   slot
-    .mapping
-    .store(std::ptr::from_ref(mapping).cast_mut(), Ordering::Relaxed);
-  // Release: a handler that reads this start (SeqCst, so also Acquire) sees `len` and `mapping`
+    .record
+    .store(std::ptr::from_ref(record).cast_mut(), Ordering::Relaxed);
+  // Release: a handler that reads this start (SeqCst, so also Acquire) sees `len` and `record`
   // above. HIGH is raised before: a handler that sees the start also scans this far.
   if index >= HIGH.load(Ordering::Relaxed) {
     HIGH.fetch_max(index + 1, Ordering::SeqCst);
   }
-  slot.start.store(mapping.addr() as usize, Ordering::Release);
+  slot.start.store(record.addr(), Ordering::Release);
   Ok(index)
 }
 
-/// Gives the slot back; returns once no signal handler can still be using its mapping.
+/// Gives the slot back; returns once no signal handler can still be using its record.
 pub fn unregister(index: usize) {
   let slot = slot(index).expect("a registered slot lies in a published segment");
   // Start 1 (no mapping starts at address 1): no new handler takes it as a match.
@@ -125,7 +246,7 @@ pub fn unregister(index: usize) {
   while slot.busy.load(Ordering::SeqCst) != 0 {
     std::hint::spin_loop();
   }
-  slot.mapping.store(std::ptr::null_mut(), Ordering::Relaxed);
+  slot.record.store(std::ptr::null_mut(), Ordering::Relaxed);
   slot.start.store(0, Ordering::Release);
   let mut free = FREE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
   // The list holds at most one entry per slot ever used; if it cannot grow, the slot is lost
@@ -135,9 +256,9 @@ pub fn unregister(index: usize) {
   }
 }
 
-/// Calls `f` with the live mapping containing `addr` and the offset of `addr` in it.
-/// Async-signal-safe: atomics only, no locks, no allocation.
-pub fn with_mapping_at<R>(addr: usize, f: impl FnOnce(&Mapping, usize) -> R) -> Option<R> {
+/// Calls `f` with the record of the live mapping containing `addr` and the offset of `addr` in
+/// it. Async-signal-safe: atomics only, no locks, no allocation.
+pub fn with_record_at<R>(addr: usize, f: impl FnOnce(&Record, usize) -> R) -> Option<R> {
   let high = HIGH.load(Ordering::SeqCst);
   let mut f = Some(f);
   let mut index = 0;
@@ -163,8 +284,9 @@ pub fn with_mapping_at<R>(addr: usize, f: impl FnOnce(&Mapping, usize) -> R) -> 
   None
 }
 
-/// Runs `f` (taken from the option) if `slot` holds the live mapping containing `addr`.
-fn try_slot<R, F: FnOnce(&Mapping, usize) -> R>(slot: &Slot, addr: usize, f: &mut Option<F>) -> Option<R> {
+/// Runs `f` (taken from the option) if `slot` holds the record of the live mapping containing
+/// `addr`.
+fn try_slot<R, F: FnOnce(&Record, usize) -> R>(slot: &Slot, addr: usize, f: &mut Option<F>) -> Option<R> {
   let start = slot.start.load(Ordering::SeqCst);
   if start <= 1 || addr < start || addr - start >= slot.len.load(Ordering::Relaxed) {
     return None;
@@ -172,20 +294,20 @@ fn try_slot<R, F: FnOnce(&Mapping, usize) -> R>(slot: &Slot, addr: usize, f: &mu
   slot.busy.fetch_add(1, Ordering::SeqCst);
   // Read the slot again, whole, under `busy`: `unregister` changes `start` before it waits for
   // `busy`, so a slot that still shows `start` cannot be given up while we look, and its `len`
-  // and `mapping` (written before `start` was published) belong to that `start`. The slot may
+  // and `record` (written before `start` was published) belong to that `start`. The slot may
   // have been freed and taken again at the same address since the first look: then this is the
   // new mapping, with its own length.
   let current = slot.start.load(Ordering::SeqCst);
   let len = slot.len.load(Ordering::Relaxed);
-  let mapping = slot.mapping.load(Ordering::Acquire);
+  let record = slot.record.load(Ordering::Acquire);
   let result = match (
-    current != start || mapping.is_null() || addr - start >= len,
+    current != start || record.is_null() || addr - start >= len,
     f.take(),
   ) {
     (false, Some(f)) => {
-      // SAFETY: the slot still holds this mapping and `busy` is raised, so `unregister` (which
-      // runs before the mapping is freed) waits until we are done with it.
-      Some(f(unsafe { &*mapping }, addr - start))
+      // SAFETY: the slot still holds this record and `busy` is raised, so `unregister` (which
+      // runs before the record's mapping is freed) waits until we are done with it.
+      Some(f(unsafe { &*record }, addr - start))
     }
     (_, taken) => {
       *f = taken;

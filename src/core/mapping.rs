@@ -26,6 +26,7 @@ use std::sync::{Mutex, OnceLock};
 
 use crate::core::faults;
 use crate::core::reclaim;
+use crate::core::recovery;
 use crate::core::registry;
 use crate::core::shared::Shared;
 use crate::sys;
@@ -58,37 +59,20 @@ impl From<io::Error> for Failure {
 }
 
 pub struct Mapping {
-  addr: usize,
-  len: usize,
+  /// The range, the size of its pages, its protection, its path and its fault counters: what
+  /// the signal handlers read (see [`faults::Record`]). The fault table points at it while the
+  /// mapping is live.
+  record: faults::Record,
   state: AtomicU8,
-  /// The protection asked for (what a recovered page gets).
-  prot: i32,
-  /// Rights every byte of the mapping has now: `prot`, narrowed by each `protect()` of part of
-  /// it, set again by a `protect()` of all of it.
+  /// Rights every byte of the mapping has now: the protection asked for, narrowed by each
+  /// `protect()` of part of it, set again by a `protect()` of all of it.
   guaranteed_prot: AtomicI32,
-  /// Whether `protect()` ever ran on the mapping: then its pages' rights may differ from `prot`.
-  reprotected: AtomicBool,
-  /// The file's path, where known, for diagnostics.
-  path: Option<Box<[u8]>>,
   /// Shared memory with no regular file behind it (`MAP_SHARED | MAP_ANONYMOUS`, or a shared
   /// mapping of `/dev/zero` or another device): an object of fixed size that `remap` cannot
   /// grow (the grown pages would be private to this process, and lost).
   fixed_size: bool,
-  /// A file in ordinary pages: a lost page there is past the end of a truncated file, and so
-  /// are the lost pages after it, which SIGBUS recovery may replace at once (not for anonymous
-  /// or huge pages, which a huge page pool that runs dry loses one by one).
-  file_pages: bool,
-  /// Pages lost under the mapping (SIGBUS) and replaced with zeros.
-  faults: AtomicUsize,
-  /// The offset from which SIGBUS recovery replaced the rest of the mapping with zeros (a lost
-  /// tail), or `usize::MAX`: a later recovery below it replaces only up to it.
-  lost_from: AtomicUsize,
   /// Our slot in the fault table while live, or `NO_SLOT`.
   slot: AtomicUsize,
-  /// The size of the pages behind the range (see [`granule`]): the system's page size, or a huge
-  /// page size (`MAP_HUGETLB`, or a file on hugetlbfs). The kernel maps, unmaps and replaces
-  /// such a range only in whole huge pages.
-  granule: usize,
   /// Whether the range may wait, once dropped, to be unmapped with its neighbours
   /// (`reclaim::release`): not for huge pages, nor for memory that was ever locked
   /// (`MAP_LOCKED` or `lock()`), whose charge against `RLIMIT_MEMLOCK` would linger.
@@ -124,7 +108,7 @@ struct Layout {
 fn granule(flags: i32, fd: i32, addr: usize) -> usize {
   use crate::sys::consts::{MAP_HUGETLB, MAP_HUGE_MASK, MAP_HUGE_SHIFT};
   let page = sys::page_size();
-  if flags & libc::MAP_ANONYMOUS == 0 {
+  if flags & sys::consts::MAP_ANONYMOUS == 0 {
     let aligned = sys::smallest_huge_page().is_some_and(|huge| addr.is_multiple_of(huge));
     return match aligned {
       true => sys::huge_page_size_of_file(fd).unwrap_or(page),
@@ -176,7 +160,7 @@ fn vma_limit() -> usize {
 }
 
 /// Reads the limit now, so that [`reserve_vmas_in_handler`] finds it without reading a file
-/// (`signals::install` calls this before installing the handlers).
+/// (`recovery::install` calls this before installing the handlers).
 pub fn prepare_handler_reservations() {
   vma_limit();
 }
@@ -384,19 +368,19 @@ impl Mapping {
     path: Option<&[u8]>,
   ) -> io::Result<Shared> {
     reserve_vmas(1)?;
-    sys::signals::install();
+    recovery::install();
     let addr = sys::map(len, prot, flags, fd, offset)?;
     // A Buffer over it will be recorded at this address soon (`buffer::create`).
     registry::prefetch(addr as usize);
-    let shared = flags & sys::consts::MAP_TYPE_MASK != libc::MAP_PRIVATE;
+    let shared = flags & sys::consts::MAP_TYPE_MASK != sys::consts::MAP_PRIVATE;
     // The kernel turns a shared mapping of /dev/zero into shared anonymous memory; other
     // devices have no size to grow either. Only a regular file (memfd and shm files too) grows.
-    let fixed_size = shared && (flags & libc::MAP_ANONYMOUS != 0 || !sys::is_regular_file(fd));
+    let fixed_size = shared && (flags & sys::consts::MAP_ANONYMOUS != 0 || !sys::is_regular_file(fd));
     let granule = granule(flags, fd, addr as usize);
     // MAP_LOCKED is 0 where mappings cannot be made locked (macOS): then none is.
     #[allow(clippy::bad_bit_mask)]
     let batchable = granule == sys::page_size() && flags & sys::consts::MAP_LOCKED == 0;
-    let file_pages = flags & libc::MAP_ANONYMOUS == 0 && granule == sys::page_size();
+    let file_pages = flags & sys::consts::MAP_ANONYMOUS == 0 && granule == sys::page_size();
     Self::adopt(
       addr,
       len,
@@ -427,37 +411,24 @@ impl Mapping {
       batchable,
     } = layout;
     let mapping = Shared::new(Mapping {
-      addr: addr as usize,
-      len,
+      record: faults::Record::new(addr as usize, len, prot, granule, file_pages, path),
       state: AtomicU8::new(LIVE),
-      prot,
       guaranteed_prot: AtomicI32::new(prot),
-      reprotected: AtomicBool::new(false),
-      path,
       fixed_size,
-      file_pages,
-      faults: AtomicUsize::new(0),
-      lost_from: AtomicUsize::new(usize::MAX),
       slot: AtomicUsize::new(NO_SLOT),
-      granule,
       batchable: AtomicBool::new(batchable),
       cancel: AtomicU32::new(0),
       cancel_waiters: AtomicU32::new(0),
     });
     // Dropped on failure: unmapped at once (it holds no slot).
-    let slot = faults::register(&mapping)?;
+    let slot = faults::register(&mapping.record)?;
     mapping.slot.store(slot, Ordering::Release);
     Ok(mapping)
   }
 
-  /// The protection the mapping was made with.
-  pub fn prot(&self) -> i32 {
-    self.prot
-  }
-
   /// Whether `protect()` ever changed part of the mapping's rights.
   pub fn reprotected(&self) -> bool {
-    self.reprotected.load(Ordering::Acquire)
+    self.record.reprotected()
   }
 
   /// Rights that every byte of the mapping has now (see the field).
@@ -469,16 +440,6 @@ impl Mapping {
   /// no regular file behind it, whose object has a fixed size (see the field).
   pub fn can_grow(&self) -> bool {
     !self.fixed_size
-  }
-
-  /// Whether a lost page's lost successors may be replaced with it (see the field).
-  pub fn file_pages(&self) -> bool {
-    self.file_pages
-  }
-
-  /// The mapped file's path, where known.
-  pub fn path(&self) -> Option<&[u8]> {
-    self.path.as_deref()
   }
 
   /// Runs `sleep` with the futex word that is 0 while the mapping is live and 1 once `unmap()`
@@ -495,22 +456,12 @@ impl Mapping {
 
   /// How many lost pages (SIGBUS) were replaced with zeros.
   pub fn faults(&self) -> usize {
-    self.faults.load(Ordering::Acquire)
+    self.record.faults()
   }
 
-  /// Counts `pages` lost pages replaced with zeros (from the signal handler: one atomic add).
-  pub fn record_fault(&self, pages: usize) {
-    self.faults.fetch_add(pages, Ordering::AcqRel);
-  }
-
-  /// Where the lost tail replaced by SIGBUS recovery starts (see the field).
+  /// Where the lost tail replaced by SIGBUS recovery starts (see [`faults::Record`]).
   pub fn lost_from(&self) -> usize {
-    self.lost_from.load(Ordering::Acquire)
-  }
-
-  /// Records that everything from `offset` to the end was replaced (from the signal handler).
-  pub fn lose_from(&self, offset: usize) {
-    self.lost_from.fetch_min(offset, Ordering::AcqRel);
+    self.record.lost_from()
   }
 
   /// Leaves the fault table: afterwards no signal handler looks at this mapping.
@@ -523,23 +474,23 @@ impl Mapping {
 
   /// The first byte of the mapping (page-aligned).
   pub fn addr(&self) -> *mut u8 {
-    self.addr as *mut u8
+    self.record.addr() as *mut u8
   }
 
   /// The mapping's length in bytes, as asked for (the OS rounds up to whole pages).
   pub fn len(&self) -> usize {
-    self.len
+    self.record.len()
   }
 
-  /// The size of the pages behind the mapping (see the field).
+  /// The size of the pages behind the mapping (see [`faults::Record`]).
   pub fn granule(&self) -> usize {
-    self.granule
+    self.record.granule()
   }
 
   /// The length of the range the OS actually mapped: whole pages (whole huge pages with
   /// `MAP_HUGETLB` or on hugetlbfs).
   pub fn extent(&self) -> usize {
-    self.len.next_multiple_of(self.granule)
+    self.record.extent()
   }
 
   /// Whether `unmap()` or `remap()` took the user's memory away.
@@ -549,9 +500,9 @@ impl Mapping {
 
   /// The page-aligned span covering `offset..offset + len`: its address and length.
   fn span(&self, offset: usize, len: usize) -> (*mut u8, usize) {
-    debug_assert!(offset <= self.len && len <= self.len - offset);
+    debug_assert!(offset <= self.len() && len <= self.len() - offset);
     let start = offset - offset % sys::page_size();
-    // SAFETY: `start <= offset <= self.len`, so the pointer stays inside the mapping.
+    // SAFETY: `start <= offset <= self.len()`, so the pointer stays inside the mapping.
     (unsafe { self.addr().add(start) }, offset + len - start)
   }
 
@@ -577,7 +528,7 @@ impl Mapping {
   /// Changing the attributes of part of a mapping (`protect`, `lock`, `advise`) splits it into
   /// up to three kernel mappings: reserve the two new ones.
   fn reserve_split(&self, offset: usize, len: usize) -> Result<(), Failure> {
-    if len == 0 || (offset == 0 && len >= self.len) {
+    if len == 0 || (offset == 0 && len >= self.len()) {
       return Ok(());
     }
     Ok(reserve_vmas(2)?)
@@ -592,7 +543,7 @@ impl Mapping {
   pub fn advise(&self, offset: usize, len: usize, advice: i32) -> Result<(), Failure> {
     let discarding = advice != sys::consts::MADV_NORMAL && DISCARDING_ADVICE.contains(&advice);
     let (offset, len) = if discarding {
-      match whole_pages_inside(offset, len, self.granule) {
+      match whole_pages_inside(offset, len, self.granule()) {
         Some(range) => range,
         None if self.is_unmapped() => return Err(Failure::Unmapped),
         None => return Ok(()),
@@ -631,9 +582,9 @@ impl Mapping {
       return self.on_span(offset, len, |_, _| Ok(()));
     }
     self.reserve_split(offset, len)?;
-    self.reprotected.store(true, Ordering::Release);
+    self.record.set_reprotected(true);
     // Narrow the guarantee first, so no copy starts on rights the range is about to lose.
-    if offset == 0 && len == self.len {
+    if offset == 0 && len == self.len() {
       self.guaranteed_prot.store(prot, Ordering::Release);
     } else {
       self.guaranteed_prot.fetch_and(prot, Ordering::AcqRel);
@@ -669,7 +620,7 @@ impl Mapping {
     // Near the limit, the kernel's list tells whether the placeholder splits anything (most
     // mappings are kernel mappings of their own: then it adds none).
     let splits = match near_limit(2, UNMAP_GRACE) {
-      true => vmas_split_by(self.addr, self.extent()).unwrap_or(2),
+      true => vmas_split_by(self.record.addr(), self.extent()).unwrap_or(2),
       false => 2,
     };
     if splits > 0 {
@@ -685,7 +636,7 @@ impl Mapping {
       return Err(err);
     }
     self.leave_fault_table();
-    registry::placeholder_added(self.addr, self.extent());
+    registry::placeholder_added(self.record.addr(), self.extent());
     // Wake the `wait`s and `waitAsync`s sleeping on the user's memory, which is gone: they see
     // the word set.
     // SeqCst store, then SeqCst load of the sleepers (`with_cancel_word` counts, then sleeps):
@@ -721,21 +672,28 @@ impl Mapping {
     // merged with its neighbours splits that one in three.
     reserve_vmas(3)?;
     // SAFETY: the whole range is ours (safety model) and both lengths are non-zero.
-    let addr = unsafe { sys::remap(self.addr(), self.extent(), new_len.next_multiple_of(self.granule)) }?;
+    let addr = unsafe {
+      sys::remap(
+        self.addr(),
+        self.extent(),
+        new_len.next_multiple_of(self.granule()),
+      )
+    }?;
     let layout = Layout {
       fixed_size: self.fixed_size,
-      file_pages: self.file_pages,
-      granule: self.granule,
+      file_pages: self.record.file_pages(),
+      granule: self.granule(),
       batchable: self.batchable.load(Ordering::Relaxed),
     };
-    let moved = Self::adopt(addr, new_len, self.prot, self.path.clone(), layout)?;
+    let path = self.record.path().map(Box::from);
+    let moved = Self::adopt(addr, new_len, self.record.prot(), path, layout)?;
     // mremap keeps the pages' rights, and a grown tail takes those of the pages before it: so
     // what `protect()` left guaranteed here holds there too. Starting over from `prot` would let
     // native copies write into pages `protect()` made read-only (a SIGSEGV, not an error).
     moved
       .guaranteed_prot
       .store(self.guaranteed_prot(), Ordering::Release);
-    moved.reprotected.store(self.reprotected(), Ordering::Release);
+    moved.record.set_reprotected(self.reprotected());
     self.unmap()?;
     Ok(moved)
   }
@@ -749,7 +707,7 @@ impl Drop for Mapping {
     let (addr, len) = if self.is_unmapped() {
       // A placeholder is given back with the run of placeholders it belongs to, once all of
       // them are released (see `registry::placeholder_released`).
-      match registry::placeholder_released(self.addr) {
+      match registry::placeholder_released(self.record.addr()) {
         Some((start, len)) => (start as *mut u8, len),
         None => return,
       }

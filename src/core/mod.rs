@@ -6,11 +6,15 @@
 //! - [`shared`]: the counted reference to a `Mapping` that Buffers, handles and tasks hold.
 //! - [`registry`]: ArrayBuffer start -> mapping, to find the mapping behind any view;
 //!   placeholder runs.
-//! - [`faults`]: the lock-free table of live mappings that the signal handlers read.
+//! - [`faults`]: the lock-free table of live mappings that the signal handlers read, each entry
+//!   a small fault record (range, page size, protection, counters), not the mapping.
+//! - [`recovery`]: the signal handlers' hook: SIGBUS recovery (lost pages replaced with zeros)
+//!   and the diagnostic line before a fatal fault.
 //! - [`reclaim`]: what finalizers drop, unmapped in runs of adjacent ranges (one munmap for many).
 
 pub mod faults;
 pub mod mapping;
 pub mod reclaim;
+pub mod recovery;
 pub mod registry;
 pub mod shared;

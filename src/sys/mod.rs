@@ -1,5 +1,12 @@
-//! The OS layer, chosen by `cfg`: each platform file exports the same functions and the same
-//! `consts` module, so the rest of the crate never names an OS.
+//! The OS layer, chosen by `cfg` (as memmap2 chooses its `os` module): each platform file
+//! exports the same functions, the same `consts` module and the same `signals` module, so the
+//! rest of the crate never names an OS. Nothing here imports from the crate.
+//!
+//! - `unix.rs`: Linux, macOS and the BSDs (Linux-only calls are `cfg`-gated inside it and
+//!   refused with `ENOTSUP`, or 0 for a flag, on the others), with [`signals`]: the SIGBUS and
+//!   SIGSEGV handlers and the async-signal-safe primitives their hook uses.
+//! - `stub.rs`: every other target (Windows until its port): compiles, and every operation
+//!   fails with `ENOTSUP`.
 
 #[cfg(unix)]
 mod unix;
@@ -9,7 +16,9 @@ pub use unix::*;
 pub mod signals;
 
 #[cfg(not(unix))]
-compile_error!("node-mmap supports Unix-like systems (Linux, macOS, the BSDs) so far");
+mod stub;
+#[cfg(not(unix))]
+pub use stub::*;
 
 /// Asks the CPU to bring the cache line at `address` in, ready to be written, while other work
 /// goes on. The hot paths use it on memory that is usually out of cache by the time it is needed

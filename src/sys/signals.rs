@@ -1,33 +1,30 @@
-//! SIGBUS and SIGSEGV handlers for faults inside our mappings (Unix).
+//! SIGBUS and SIGSEGV handlers (Unix): installed once, chained to the handlers that were there
+//! before, and narrow. On a fault with an address, the handler asks one hook, which the core
+//! registers with [`install`], whether the address is one of its mappings and what to do:
+//! [`Outcome::Recovered`] (the access runs again), [`Outcome::Fatal`] (the default action ends
+//! the process, after the hook said why on stderr) or [`Outcome::NotOurs`] (the handler that was
+//! installed before ours runs, V8's WebAssembly trap handler among them, or the default action
+//! if there was none). What a fault in a mapping means, and whether a lost page is replaced, is
+//! the core's (`core::recovery`); this file knows nothing above the OS.
 //!
-//! * SIGBUS in a mapping (a page past the end of a file another process truncated, or an I/O
-//!   error) on Linux: the lost page is replaced with zero-filled memory over our own range
-//!   (`MAP_FIXED`), the mapping counts the pages replaced (`faults()`), and the access
-//!   completes. When the pages after it up to the end of the mapping are lost too (a truncated
-//!   file: every page past the new end is), they are replaced at once, with the one mapping: a
-//!   truncated file costs one more kernel mapping, however its pages are read, and lost tails of
-//!   neighbouring mappings merge. With recovery turned off, on other systems, and when the
-//!   process is at its limit of kernel mappings, the process ends with a diagnostic instead.
-//! * SIGSEGV in a mapping (a write to read-only memory, any access to `PROT_NONE`): the process
-//!   ends, but first says on stderr what happened, in which mapping, at which offset.
-//! * Any other address: the handler that was installed before ours runs (V8's WebAssembly trap
-//!   handler among them), or the default action if there was none.
+//! Besides the handlers, the async-signal-safe primitives such a hook needs: replacing pages
+//! with zeros ([`replace_with_zeros`]), asking whether a page can be read ([`is_lost`]), the
+//! kernel mapping holding an address and the number of kernel mappings (`/proc/self/maps`, read
+//! as a stream: [`maps_region`], [`count_maps`]), and a writer to stderr ([`Out`]).
 //!
-//! Everything here is async-signal-safe: no locks, no allocation, only atomics, `mmap`,
-//! `process_vm_readv`, `open`/`read`/`write`/`close` and `sigaction`. And it runs on small
-//! alternate signal stacks (Deno's is 8 KiB, of which the signal frame of a CPU with AVX-512
-//! takes ~2.7 KiB): no buffer on the stack is larger than [`CHUNK`] bytes; the diagnostic is
-//! written piecewise, and `/proc/self/maps` read as a stream.
+//! Everything here that a handler runs is async-signal-safe: no locks, no allocation, only
+//! atomics, `mmap`, `process_vm_readv`, `open`/`read`/`write`/`close` and `sigaction`. And it
+//! runs on small alternate signal stacks (Deno's is 8 KiB, of which the signal frame of a CPU
+//! with AVX-512 takes ~2.7 KiB): no buffer on the stack is larger than [`CHUNK`] bytes; a
+//! diagnostic is written piecewise, and `/proc/self/maps` read as a stream. The hook must keep
+//! to the same rules.
 
 use std::cell::{RefCell, UnsafeCell};
 use std::ffi::c_void;
 use std::io;
 use std::mem::MaybeUninit;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Once;
-
-use crate::core::faults;
-use crate::core::mapping::{self, Mapping};
 
 /// The handlers that were installed before ours, to chain to. Written once, inside `INSTALL`,
 /// before our handlers can run; only read afterwards.
@@ -39,8 +36,53 @@ unsafe impl Sync for Previous {}
 static PREVIOUS_SIGBUS: Previous = Previous(UnsafeCell::new(MaybeUninit::zeroed()));
 static PREVIOUS_SIGSEGV: Previous = Previous(UnsafeCell::new(MaybeUninit::zeroed()));
 static INSTALL: Once = Once::new();
-/// Whether a SIGBUS in a mapping is recovered (Linux) or ends the process.
-static RECOVER_SIGBUS: AtomicBool = AtomicBool::new(true);
+
+/// The core's hook, asked about every fault with an address. Written once, inside `INSTALL`,
+/// before our handlers can run; only read afterwards.
+struct Hooked(UnsafeCell<Option<Hook>>);
+
+// SAFETY: written once under `INSTALL` before any handler of ours is installed; read-only after.
+unsafe impl Sync for Hooked {}
+
+static HOOK: Hooked = Hooked(UnsafeCell::new(None));
+
+/// Which of the two signals a fault came with.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+  /// SIGBUS: a page that cannot be had (past the end of a truncated file, an I/O error).
+  Bus,
+  /// SIGSEGV: an access the page's protection forbids.
+  Segv,
+}
+
+/// A fault the kernel reported at an address, as the hook sees it.
+#[derive(Clone, Copy)]
+pub struct Fault {
+  pub signal: Signal,
+  /// The faulting address.
+  pub addr: usize,
+  /// Whether the access was a write, where the CPU tells (x86-64 Linux: the page-fault error
+  /// code's write bit); `None` elsewhere.
+  pub write: Option<bool>,
+}
+
+/// What the hook decided for a fault.
+pub enum Outcome {
+  /// The page was replaced: return and let the access run again.
+  Recovered,
+  /// The hook said what happened; the process dies with the default action.
+  Fatal,
+  /// Not an address of the hook's: chain to the handler installed before ours.
+  NotOurs,
+}
+
+/// The core's answer to a fault: runs inside the signal handler, so it must be
+/// async-signal-safe (see the module docs).
+pub type Hook = fn(Fault) -> Outcome;
+
+/// Whether a lost page (SIGBUS) can be replaced with zeros and the access completed here: on
+/// Linux. Elsewhere such a fault ends the process.
+pub const CAN_REPLACE_LOST_PAGES: bool = cfg!(target_os = "linux");
 
 /// The test switch: `NODE_MMAP_TEST_SMALL_SIGSTACK=<bytes>` (read once, when the handlers are
 /// installed) makes every thread that maps memory run the handlers on an alternate signal stack
@@ -51,15 +93,16 @@ pub const TEST_SMALL_SIGSTACK: &str = "NODE_MMAP_TEST_SMALL_SIGSTACK";
 /// The bytes of the switch; 0 when it is off.
 static SMALL_STACK: AtomicUsize = AtomicUsize::new(0);
 
-/// Installs the handlers, once per process (every worker shares them). With the test switch
-/// set, also gives the calling thread its small alternate signal stack (once per thread).
-pub fn install() {
+/// Installs the handlers, once per process (every worker shares them), with `hook` as the one
+/// they ask (the first call's `hook`; later calls only do the per-thread part). With the test
+/// switch set, also gives the calling thread its small alternate signal stack (once per thread).
+pub fn install(hook: Hook) {
   INSTALL.call_once(|| {
     // Reads the page size into its cache before the handlers exist: in a handler,
-    // `page_size()` is then an atomic load (sysconf itself is not async-signal-safe). The same
-    // for the limit of kernel mappings that recovery keeps to.
+    // `page_size()` is then an atomic load (sysconf itself is not async-signal-safe).
     super::page_size();
-    mapping::prepare_handler_reservations();
+    // SAFETY: inside `INSTALL`, before any handler of ours exists (see `Hooked`).
+    unsafe { *HOOK.0.get() = Some(hook) };
     let small = std::env::var(TEST_SMALL_SIGSTACK).ok();
     let small = small.and_then(|bytes| bytes.trim().parse::<usize>().ok());
     SMALL_STACK.store(small.unwrap_or(0), Ordering::Relaxed);
@@ -181,28 +224,6 @@ pub fn use_small_stack(bytes: usize) -> io::Result<()> {
   Ok(())
 }
 
-/// Turns SIGBUS recovery on (the default) or off.
-pub fn set_sigbus_recovery(enabled: bool) {
-  RECOVER_SIGBUS.store(enabled, Ordering::SeqCst);
-}
-
-/// What the handler decided for a fault in one of our mappings.
-enum Outcome {
-  /// The page was replaced: return and let the access run again.
-  Recovered,
-  /// Say what happened, then die with the default action.
-  Fatal,
-}
-
-/// Why a lost page could not be replaced.
-#[derive(Clone, Copy)]
-enum Refusal {
-  /// The replacement would take kernel mappings that the runtime needs.
-  NoKernelMappings,
-  /// mmap(2) failed.
-  Mmap,
-}
-
 /// The thread's `errno`, which the handler must leave as the interrupted code had it.
 fn errno_location() -> *mut libc::c_int {
   #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -239,143 +260,61 @@ fn handle(signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut c_void)
   if code <= 0 {
     return chain(signal, info, context);
   }
-  let outcome = faults::with_mapping_at(addr, |mapping, offset| {
-    let recovering =
-      signal == libc::SIGBUS && cfg!(target_os = "linux") && RECOVER_SIGBUS.load(Ordering::SeqCst);
-    let mut refusal = None;
-    if recovering {
-      match recover(mapping, addr) {
-        Ok(()) => return Outcome::Recovered,
-        Err(why) => refusal = Some(why),
-      }
-    }
-    diagnose(signal, mapping, offset, context, refusal);
-    Outcome::Fatal
-  });
-  match outcome {
-    Some(Outcome::Recovered) => {}
-    Some(Outcome::Fatal) => restore_default(signal),
-    None => chain(signal, info, context),
-  }
-}
-
-/// The thread (its id) whose handler is replacing pages, or 0: two threads faulting in the same
-/// lost range must not both replace it (the second would wipe what the first thread wrote
-/// since). Only handlers take it, and nothing they do while holding it faults; a handler that
-/// interrupted the holder on its own thread (a fault in another signal's handler) goes on
-/// without it rather than wait for itself.
-static RECOVERING: AtomicUsize = AtomicUsize::new(0);
-
-struct RecoveryLock {
-  taken: bool,
-}
-
-impl RecoveryLock {
-  fn take() -> RecoveryLock {
-    // SAFETY: gettid(2) has no arguments and cannot fail; async-signal-safe.
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    let me = unsafe { libc::syscall(libc::SYS_gettid) } as usize;
-    // Elsewhere (no recovery happens there) any non-zero value per thread will do.
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    let me = {
-      let local = 0u8;
-      std::ptr::addr_of!(local) as usize | 1
-    };
-    loop {
-      match RECOVERING.compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed) {
-        Ok(_) => return RecoveryLock { taken: true },
-        Err(holder) if holder == me => return RecoveryLock { taken: false },
-        Err(_) => std::hint::spin_loop(),
-      }
-    }
-  }
-}
-
-impl Drop for RecoveryLock {
-  fn drop(&mut self) {
-    if self.taken {
-      RECOVERING.store(0, Ordering::Release);
-    }
-  }
-}
-
-/// The most one recovery replaces at once: a lost tail longer than this is replaced a piece at
-/// a time (each piece merges with the one before), so that checking it stays quick.
-const MAX_TAIL: usize = 1 << 28;
-
-/// Replaces the lost page holding `addr` with zeros, and with it the lost pages after it (see
-/// the module docs).
-fn recover(mapping: &Mapping, addr: usize) -> Result<(), Refusal> {
-  let _only_us = RecoveryLock::take();
-  // The whole page the fault is in: a huge page in a huge-page mapping (the kernel replaces
-  // none of it less than whole). A plain field, and the mapping starts on such a page.
-  let granule = mapping.granule();
-  let page = addr & !(granule - 1);
-  let base = mapping.addr() as usize;
-  let lost_from = mapping.lost_from();
-  if lost_from != usize::MAX && page - base >= lost_from {
-    return Ok(()); // another thread replaced it while we waited: the access runs again
-  }
-  // Up to the end of the mapping, or to the tail replaced before (never over pages replaced,
-  // which may hold what the program wrote since).
-  let tail_end = base + lost_from.min(mapping.extent());
-  // The zero pages get the protection the page has now. Only after a `protect()` can that
-  // differ from the mapping's own; only then is /proc/self/maps read (it is long in a process
-  // with many mappings) and the replacement kept inside the kernel mapping holding the page.
-  let (prot, end) = match mapping.reprotected() {
-    false => (mapping.prot(), tail_end),
-    true => match maps_region(page, |_| {}) {
-      Some((_, region_end, prot)) => (prot, region_end.min(tail_end)),
-      None => (mapping.prot(), page + granule),
+  // SAFETY: written once before our handlers were installed (see `Hooked`).
+  let Some(hook) = (unsafe { *HOOK.0.get() }) else {
+    return chain(signal, info, context);
+  };
+  let fault = Fault {
+    signal: if signal == libc::SIGBUS {
+      Signal::Bus
+    } else {
+      Signal::Segv
     },
+    addr,
+    write: is_write(context),
   };
-  let end = end.min(page + MAX_TAIL);
-  // The lost pages after it in a file mapping go with it, up to the first that can be read
-  // (`lost_run`): the whole tail of a truncated file, one kernel mapping however it is read.
-  let end = match mapping.file_pages() {
-    true => lost_run(page, end, granule),
-    false => page + granule,
-  };
-  // A replacement in the middle of a kernel mapping cuts it in three.
-  if !mapping::reserve_vmas_in_handler(2, count_maps) {
-    return Err(Refusal::NoKernelMappings);
+  match hook(fault) {
+    Outcome::Recovered => {}
+    Outcome::Fatal => restore_default(signal),
+    Outcome::NotOurs => chain(signal, info, context),
   }
+}
+
+/// A number, never 0, that tells the calling thread from every other running thread: its id
+/// on Linux. Elsewhere (where no lost page is replaced) only a non-zero number, which may differ
+/// between calls on one thread. Async-signal-safe.
+pub fn thread_id() -> usize {
+  #[cfg(any(target_os = "linux", target_os = "android"))]
+  // SAFETY: gettid(2) has no arguments and cannot fail; async-signal-safe.
+  return unsafe { libc::syscall(libc::SYS_gettid) } as usize;
+  // Elsewhere (no recovery happens there) any non-zero value per thread will do.
+  #[cfg(not(any(target_os = "linux", target_os = "android")))]
+  {
+    let local = 0u8;
+    std::ptr::addr_of!(local) as usize | 1
+  }
+}
+
+/// Replaces `addr..addr + len` with fresh zero-filled private memory of protection `prot`
+/// (`MAP_FIXED` over the caller's range, `MAP_NORESERVE`); `false` if mmap(2) failed.
+/// Async-signal-safe.
+///
+/// # Safety
+/// `addr..addr + len` is a page-aligned range the caller owns (whole pages of the size the
+/// kernel maps it in), so that `MAP_FIXED` replaces only the caller's own memory.
+pub unsafe fn replace_with_zeros(addr: usize, len: usize, prot: i32) -> bool {
   let flags = libc::MAP_FIXED | libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | super::consts::MAP_NORESERVE;
-  // SAFETY: `page..end` lies in a live mapping of ours (`with_mapping_at` keeps it registered
-  // while we run; it starts on a granule and spans whole granules, and `end` is at most its
-  // extent), so MAP_FIXED replaces only our own memory.
-  let got = unsafe { libc::mmap(page as *mut c_void, end - page, prot, flags, -1, 0) };
-  if got == libc::MAP_FAILED {
-    return Err(Refusal::Mmap);
-  }
-  mapping.record_fault((end - page) / granule);
-  if end == tail_end {
-    mapping.lose_from(page - base);
-  }
-  Ok(())
+  // SAFETY: the caller owns the range (see the contract), so MAP_FIXED replaces only its memory.
+  let got = unsafe { libc::mmap(addr as *mut c_void, len, prot, flags, -1, 0) };
+  got != libc::MAP_FAILED
 }
 
-/// The end of the run of lost pages that starts at `page` (lost) and goes at most to `end`: the
-/// first page after it that can be read, or `end`. Past the end of a truncated file every page
-/// is lost (the kernel drops those of `MAP_PRIVATE` mappings too, also those the program wrote),
-/// so the run is the whole tail; a page lost inside the file (an I/O error, a hole that a full
-/// tmpfs cannot fill even to be read) ends at the next page that holds the file, and pages
-/// replaced before (which may hold what the program wrote since) are readable and never
-/// replaced again. Each page is read with `process_vm_readv`, which fails with EFAULT where an
-/// access would raise SIGBUS, and reads nothing of the file where it does not (a page beyond the
-/// end, or a hole on a full file system, is never allocated by the look). Where the system
-/// refuses the call, the run is the page alone. Asking each page costs a system call, but a page
-/// is asked once: the run is replaced at once, and does not fault again.
-fn lost_run(page: usize, end: usize, granule: usize) -> usize {
-  let mut next = page + granule;
-  while next < end && is_lost(next) {
-    next += granule;
-  }
-  next
-}
-
-/// Whether reading the byte at `addr` fails (EFAULT): the page is lost.
-fn is_lost(addr: usize) -> bool {
+/// Whether reading the byte at `addr` fails (EFAULT): the page is lost. Each call is a system
+/// call (`process_vm_readv`, which fails with EFAULT where an access would raise SIGBUS, and
+/// reads nothing of the file where it does not: a page beyond the end, or a hole on a full file
+/// system, is never allocated by the look). `false` where the system cannot tell.
+/// Async-signal-safe; changes `errno` (which the handlers give back to the interrupted code).
+pub fn is_lost(addr: usize) -> bool {
   #[cfg(any(target_os = "linux", target_os = "android"))]
   {
     let mut byte = 0u8;
@@ -451,84 +390,6 @@ fn restore_default(signal: libc::c_int) {
   unsafe { libc::sigaction(signal, &action, std::ptr::null_mut()) };
 }
 
-/// Writes one line to stderr naming the signal, the mapping and the offset, piecewise.
-/// `refusal`: a lost page was to be replaced with zeros, and that failed.
-fn diagnose(
-  signal: libc::c_int,
-  mapping: &Mapping,
-  offset: usize,
-  context: *mut c_void,
-  refusal: Option<Refusal>,
-) {
-  let mut out = Out::new(2);
-  out.push(b"node-mmap: ");
-  out.push(if signal == libc::SIGBUS {
-    b"SIGBUS"
-  } else {
-    b"SIGSEGV"
-  });
-  out.push(b" at offset ");
-  out.number(offset);
-  out.push(b" of a ");
-  out.number(mapping.len());
-  out.push(b"-byte mapping");
-  // The kernel's own view of the page: the file it maps (also for `map(fd)`, which knows no
-  // path) and the protection it has now (after any `protect()`).
-  let known = mapping.path();
-  if let Some(path) = known {
-    out.push(b" of '");
-    out.push(path);
-    out.push(b"'");
-  }
-  let mut named = false;
-  let region = maps_region(mapping.addr() as usize + offset, |bytes| {
-    if known.is_none() {
-      if !named {
-        out.push(b" of '");
-        named = true;
-      }
-      out.push(bytes);
-    }
-  });
-  if named {
-    out.push(b"'");
-  }
-  out.push(b" (");
-  out.push(protection_name(
-    region.map_or(mapping.prot(), |(_, _, prot)| prot),
-  ));
-  out.push(b"): ");
-  if signal == libc::SIGBUS {
-    out.push(b"the page is gone: the file was truncated under the mapping, or reading it failed");
-    match refusal {
-      Some(Refusal::NoKernelMappings) => {
-        out.push(b"; replacing it with zeros would take kernel mappings the runtime needs (vm.max_map_count)")
-      }
-      Some(Refusal::Mmap) => out.push(b"; replacing it with zeros failed"),
-      None if cfg!(target_os = "linux") => out.push(b"; recovery is off (setSigbusRecovery(false))"),
-      None => {}
-    }
-  } else {
-    out.push(match is_write(context) {
-      Some(true) => b"a write to memory mapped without PROT_WRITE" as &[u8],
-      Some(false) => b"a read of memory mapped without PROT_READ",
-      None => b"an access the mapping's protection forbids",
-    });
-  }
-  out.push(b". The process cannot continue.\n");
-  out.flush();
-}
-
-fn protection_name(prot: i32) -> &'static [u8] {
-  let (read, write) = (prot & libc::PROT_READ != 0, prot & libc::PROT_WRITE != 0);
-  match (read, write) {
-    (true, true) => b"PROT_READ | PROT_WRITE",
-    (true, false) => b"PROT_READ",
-    (false, true) => b"PROT_WRITE",
-    (false, false) => b"PROT_NONE",
-  }
-}
-
 /// Whether the faulting access was a write, where the CPU tells (x86-64 Linux: the page-fault
 /// error code's write bit).
 fn is_write(context: *mut c_void) -> Option<bool> {
@@ -577,9 +438,9 @@ fn read_maps(mut byte: impl FnMut(u8) -> bool) -> bool {
   true
 }
 
-/// The kernel mappings of the process (lines of `/proc/self/maps`), for
-/// [`mapping::reserve_vmas_in_handler`].
-fn count_maps() -> Option<usize> {
+/// The kernel mappings of the process (lines of `/proc/self/maps`); `None` if it cannot be
+/// read. Async-signal-safe, with one [`CHUNK`] of stack.
+pub fn count_maps() -> Option<usize> {
   let mut lines = 0;
   read_maps(|b| {
     lines += usize::from(b == b'\n');
@@ -657,7 +518,7 @@ impl MapsLine {
 
 /// The kernel mapping holding `addr` as `/proc/self/maps` tells it: `(start, end, prot)`, and
 /// its file's path given to `path` piecewise. Async-signal-safe, with one [`CHUNK`] of stack.
-fn maps_region(addr: usize, mut path: impl FnMut(&[u8])) -> Option<(usize, usize, i32)> {
+pub fn maps_region(addr: usize, mut path: impl FnMut(&[u8])) -> Option<(usize, usize, i32)> {
   let mut line = MapsLine::NEW;
   let mut found = None;
   read_maps(|b| {
@@ -681,15 +542,16 @@ fn maps_region(addr: usize, mut path: impl FnMut(&[u8])) -> Option<(usize, usize
 }
 
 /// A writer to a file descriptor through a small buffer: a diagnostic is written in pieces of
-/// at most 64 bytes, with no large buffer on a signal stack.
-struct Out {
+/// at most 64 bytes, with no large buffer on a signal stack. Async-signal-safe.
+pub struct Out {
   fd: libc::c_int,
   buf: [u8; 64],
   len: usize,
 }
 
 impl Out {
-  fn new(fd: libc::c_int) -> Self {
+  /// A writer to `fd` (2 for stderr); nothing is written before [`Out::flush`] or a full buffer.
+  pub fn new(fd: libc::c_int) -> Self {
     Out {
       fd,
       buf: [0; 64],
@@ -697,7 +559,8 @@ impl Out {
     }
   }
 
-  fn push(&mut self, text: &[u8]) {
+  /// Writes `text`.
+  pub fn push(&mut self, text: &[u8]) {
     for &b in text {
       if self.len == self.buf.len() {
         self.flush();
@@ -707,7 +570,8 @@ impl Out {
     }
   }
 
-  fn number(&mut self, mut n: usize) {
+  /// Writes `n` in decimal.
+  pub fn number(&mut self, mut n: usize) {
     let mut digits = [0u8; 20];
     let mut at = digits.len();
     loop {
@@ -721,7 +585,8 @@ impl Out {
     self.push(&digits[at..]);
   }
 
-  fn flush(&mut self) {
+  /// Writes out what is buffered.
+  pub fn flush(&mut self) {
     let mut from = 0;
     while from < self.len {
       // SAFETY: writes our own initialised bytes; write(2) is async-signal-safe.
@@ -735,12 +600,69 @@ impl Out {
   }
 }
 
+/// Helpers for tests of signal handlers, here and in the core's.
+#[cfg(test)]
+pub mod testing {
+  use super::*;
+  use std::io::Read;
+  use std::os::fd::FromRawFd;
+
+  /// What a handler gets on the small stack besides the signal frame: less than Deno leaves it
+  /// on a CPU with AVX-512 (8 KiB less a ~2.7 KiB frame). The old handler kept more than this
+  /// in buffers alone (a 4 KiB read buffer and a 1 KiB line).
+  pub const SMALL: usize = 4096;
+
+  /// Runs `child` in a child process forked from a thread whose alternate signal stack leaves
+  /// the handlers `bytes` (see `use_small_stack`), with the child's stderr in a pipe and no
+  /// core dump. `child` returns the child's exit code, and must do only what is safe after a
+  /// fork (system calls and atomics: no allocation). Returns the wait status and the stderr.
+  pub fn on_small_stack(bytes: usize, child: impl FnOnce() -> i32 + Send) -> (libc::c_int, String) {
+    std::thread::scope(|scope| {
+      scope
+        .spawn(|| {
+          use_small_stack(bytes).unwrap();
+          let mut fds = [0; 2];
+          // SAFETY: a new pipe into our array.
+          assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+          // SAFETY: fork(2); the child runs only async-signal-safe code and ends in _exit.
+          let pid = unsafe { libc::fork() };
+          if pid == 0 {
+            let no_core = libc::rlimit {
+              rlim_cur: 0,
+              rlim_max: 0,
+            };
+            // SAFETY: plain system calls on our own descriptors and limits, then `_exit`.
+            unsafe {
+              libc::setrlimit(libc::RLIMIT_CORE, &no_core);
+              libc::dup2(fds[1], 2);
+              libc::close(fds[0]);
+              libc::_exit(child());
+            }
+          }
+          assert!(pid > 0, "fork failed");
+          // SAFETY: our own descriptors: the write end closed once, the read end owned by the File.
+          unsafe { libc::close(fds[1]) };
+          // SAFETY: as above.
+          let mut reader = unsafe { std::fs::File::from_raw_fd(fds[0]) };
+          let mut stderr = String::new();
+          reader.read_to_string(&mut stderr).unwrap();
+          let mut status = 0;
+          // SAFETY: waits for our own child.
+          assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+          (status, stderr)
+        })
+        .join()
+        .unwrap()
+    })
+  }
+}
+
 #[cfg(test)]
 mod tests {
+  use super::testing::{on_small_stack, SMALL};
   use super::*;
-  use crate::core::shared::Shared;
   use std::io::Read;
-  use std::os::fd::{AsRawFd, FromRawFd};
+  use std::os::fd::FromRawFd;
 
   #[test]
   fn out_writes_numbers_and_long_text_in_pieces() {
@@ -813,132 +735,6 @@ mod tests {
     assert!(
       counted.abs_diff(lines) < 200,
       "{counted} lines counted, {lines} read"
-    );
-  }
-
-  #[test]
-  fn protection_names() {
-    assert_eq!(protection_name(libc::PROT_READ), b"PROT_READ");
-    assert_eq!(protection_name(libc::PROT_NONE), b"PROT_NONE");
-  }
-
-  /// What a handler gets on the small stack besides the signal frame: less than Deno leaves it
-  /// on a CPU with AVX-512 (8 KiB less a ~2.7 KiB frame). The old handler kept more than this
-  /// in buffers alone (a 4 KiB read buffer and a 1 KiB line).
-  const SMALL: usize = 4096;
-
-  /// Runs `child` in a child process forked from a thread whose alternate signal stack leaves
-  /// the handlers `bytes` (see `use_small_stack`), with the child's stderr in a pipe and no
-  /// core dump. `child` returns the child's exit code, and must do only what is safe after a
-  /// fork (system calls and atomics: no allocation). Returns the wait status and the stderr.
-  fn on_small_stack(bytes: usize, child: impl FnOnce() -> i32 + Send) -> (libc::c_int, String) {
-    std::thread::scope(|scope| {
-      scope
-        .spawn(|| {
-          use_small_stack(bytes).unwrap();
-          let mut fds = [0; 2];
-          // SAFETY: a new pipe into our array.
-          assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-          // SAFETY: fork(2); the child runs only async-signal-safe code and ends in _exit.
-          let pid = unsafe { libc::fork() };
-          if pid == 0 {
-            let no_core = libc::rlimit {
-              rlim_cur: 0,
-              rlim_max: 0,
-            };
-            // SAFETY: plain system calls on our own descriptors and limits, then `_exit`.
-            unsafe {
-              libc::setrlimit(libc::RLIMIT_CORE, &no_core);
-              libc::dup2(fds[1], 2);
-              libc::close(fds[0]);
-              libc::_exit(child());
-            }
-          }
-          assert!(pid > 0, "fork failed");
-          // SAFETY: our own descriptors: the write end closed once, the read end owned by the File.
-          unsafe { libc::close(fds[1]) };
-          // SAFETY: as above.
-          let mut reader = unsafe { std::fs::File::from_raw_fd(fds[0]) };
-          let mut stderr = String::new();
-          reader.read_to_string(&mut stderr).unwrap();
-          let mut status = 0;
-          // SAFETY: waits for our own child.
-          assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-          (status, stderr)
-        })
-        .join()
-        .unwrap()
-    })
-  }
-
-  /// A file of `pages` pages of 7s, open read-write, and its path.
-  fn file_of_sevens(name: &str, pages: usize) -> (std::fs::File, std::path::PathBuf) {
-    let path = std::env::temp_dir().join(format!("node-mmap-{name}-{}", std::process::id()));
-    std::fs::write(&path, vec![7u8; pages * crate::sys::page_size()]).unwrap();
-    let file = std::fs::OpenOptions::new()
-      .read(true)
-      .write(true)
-      .open(&path)
-      .unwrap();
-    (file, path)
-  }
-
-  fn map_file(file: &std::fs::File, len: usize, prot: i32) -> Shared {
-    Mapping::new(len, prot, libc::MAP_SHARED, file.as_raw_fd(), 0, None).unwrap()
-  }
-
-  #[test]
-  fn recovery_after_protect_runs_on_a_small_signal_stack() {
-    let page = crate::sys::page_size();
-    let (file, path) = file_of_sevens("small-stack-recovery", 4);
-    let mapping = map_file(&file, 4 * page, libc::PROT_READ | libc::PROT_WRITE);
-    // After protect(), recovery reads /proc/self/maps for the page's rights: the path that
-    // died on Deno's stack.
-    mapping.protect(page, page, libc::PROT_READ).unwrap();
-    file.set_len(page as u64).unwrap();
-    let base = mapping.addr() as usize;
-    let (status, stderr) = on_small_stack(SMALL, || {
-      // SAFETY: bytes of our own live mapping; the lost ones are replaced by the handler.
-      let read = |offset: usize| unsafe { std::ptr::read_volatile((base + offset) as *const u8) };
-      let got = [read(5), read(2 * page + 5), read(page + 1), read(4 * page - 1)];
-      // Pages 2 and 3 at once (one kernel mapping: both lost), then page 1 (read-only).
-      i32::from(got != [7, 0, 0, 0] || mapping.faults() != 3)
-    });
-    std::fs::remove_file(path).unwrap();
-    assert!(
-      libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-      "status {status:#x}, stderr: {stderr}"
-    );
-    assert_eq!(stderr, "");
-  }
-
-  #[test]
-  fn the_diagnostic_is_written_whole_on_a_small_signal_stack() {
-    let page = crate::sys::page_size();
-    let (file, path) = file_of_sevens("small-stack-diagnostic", 1);
-    // No path given: the diagnostic takes it from /proc/self/maps, read on the small stack.
-    let mapping = map_file(&file, page, libc::PROT_READ);
-    let base = mapping.addr() as usize;
-    let (status, stderr) = on_small_stack(SMALL, || {
-      // SAFETY: a write to our own read-only mapping: the SIGSEGV under test.
-      unsafe { std::ptr::write_volatile((base + 9) as *mut u8, 1) };
-      0
-    });
-    std::fs::remove_file(&path).unwrap();
-    assert!(
-      libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGSEGV,
-      "status {status:#x}, stderr: {stderr}"
-    );
-    let cause = match cfg!(all(target_os = "linux", target_arch = "x86_64")) {
-      true => "a write to memory mapped without PROT_WRITE",
-      false => "an access the mapping's protection forbids",
-    };
-    let path = path.display();
-    assert_eq!(
-      stderr,
-      format!(
-        "node-mmap: SIGSEGV at offset 9 of a {page}-byte mapping of '{path}' (PROT_READ): {cause}. The process cannot continue.\n"
-      )
     );
   }
 
