@@ -7,9 +7,11 @@
 //! - [`registry`]: ArrayBuffer start -> mapping, to find the mapping behind any view;
 //!   placeholder runs.
 //! - [`faults`]: the lock-free table of live mappings that the signal handlers read.
+//! - [`futex`]: futex words: this process's waiters of a word, the kernel sleeps and wakes.
 //! - [`reclaim`]: what finalizers drop, unmapped in runs of adjacent ranges (one munmap for many).
 
 pub mod faults;
+pub mod futex;
 pub mod mapping;
 pub mod reclaim;
 pub mod registry;
