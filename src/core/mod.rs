@@ -1,5 +1,6 @@
-//! The core: what a mapping is and what keeps it safe, with no Node-API in sight (or, where a
-//! file still reaches Node, it says so at its top: those are the parts being moved out).
+//! The core: what a mapping is and what keeps it safe, with no Node-API in sight (`mapping`
+//! still imports two helpers from above, `api::constants` and `js::view::bounds`: the next
+//! step moves them).
 //!
 //! - [`mapping`]: [`mapping::Mapping`], the owner of one OS mapping, unmapped exactly once, and
 //!   its safety model; the guard that keeps the process under `vm.max_map_count`.

@@ -14,10 +14,10 @@ use napi::sys;
 use napi::Env;
 
 use crate::core::mapping::Mapping;
-use crate::core::reclaim;
 use crate::core::registry;
 use crate::core::shared::Shared;
 use crate::js::errors::{self, Class};
+use crate::js::flusher;
 
 /// The environment variable that makes every Buffer creation act as if the runtime forbade
 /// external buffers: the switch that tests the Electron 21+ path on plain Node.
@@ -81,8 +81,8 @@ unsafe extern "C" fn finalize_memory(env: sys::napi_env, data: *mut c_void, hint
     mapping.clear_placeholder();
     return;
   }
-  // The mappings it drops may wait to be unmapped with their neighbours (src/reclaim.rs).
-  reclaim::finalizing(env, || {
+  // The mappings it drops may wait to be unmapped with their neighbours (src/core/reclaim.rs).
+  flusher::finalizing(env, || {
     // SAFETY: `data` is the Buffer's first byte and `hint` the reference `create` recorded for
     // it (`registry::record_buffer`); Node calls a Buffer's finalizer once. The last one unmaps.
     unsafe { registry::forget_buffer(data as usize, hint.cast_const().cast::<Mapping>()) }
@@ -92,7 +92,7 @@ unsafe extern "C" fn finalize_memory(env: sys::napi_env, data: *mut c_void, hint
 /// Whether `env` is a worker's env being torn down, asked on its own thread (see
 /// [`finalize_memory`]).
 fn worker_env_ending(env: sys::napi_env) -> bool {
-  !crate::sys::is_main_thread() && reclaim::is_home(env) && env_stopping(env)
+  !crate::sys::is_main_thread() && flusher::is_home(env) && env_stopping(env)
 }
 
 /// Whether `env` is being torn down (`worker.terminate()`, `process.exit()`, the end of a
