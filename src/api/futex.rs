@@ -19,6 +19,7 @@ use crate::core::futex::{later, Registration, Waiter, Word};
 use crate::core::mapping::{self, Failure};
 use crate::js::args::{self, Optional};
 use crate::js::errors;
+use crate::js::raw;
 use crate::js::view::{self, Resolved};
 use crate::sys::{self, Wait};
 
@@ -137,7 +138,7 @@ pub fn wait(
   let expected = expected(env, &expected_value)?;
   let deadline = deadline(env, timeout.as_ref())?;
   let Some(word) = word else {
-    return Err(view::unmapped(env));
+    return Err(errors::unmapped(env));
   };
   let registration = Registration::new(&word);
   let slept = word.sleep(expected, deadline, &registration.waiter, true, || {
@@ -148,7 +149,7 @@ pub fn wait(
     // The env is being torn down: nothing will see a result, and JavaScript cannot resume.
     Ok(Wait::Cancelled) => Err(errors::pending()),
     Ok(wait) => Ok(outcome(wait)),
-    Err(failure) => Err(view::failure(env, failure, "futex")),
+    Err(failure) => Err(errors::throw_failure(env, failure, "futex")),
   }
 }
 
@@ -226,26 +227,19 @@ unsafe extern "C" fn settle(
   if sleeper.hooked.swap(false, Ordering::Relaxed) {
     let arg = Arc::as_ptr(&sleeper).cast_mut().cast::<c_void>();
     // SAFETY: the hook is registered with exactly this function and argument, and has not run.
-    unsafe { napi_sys::napi_remove_env_cleanup_hook(env, Some(abandon), arg) };
+    unsafe { raw::remove_cleanup_hook(&Env::from_raw(env), abandon, arg) };
     // SAFETY: the reference the hook held, now that it cannot run.
     drop(unsafe { Arc::from_raw(Arc::as_ptr(&sleeper)) });
   }
   // The thread queued this as its last act but for returning.
   sleeper.join();
   let env = Env::from_raw(env);
-  let (settle, value): (unsafe extern "C" fn(_, _, _) -> _, _) = match result {
-    Ok(wait) => (
-      napi_sys::napi_resolve_deferred,
-      errors::js_string(&env, &outcome(wait)),
-    ),
-    Err(Failure::Unmapped) => (napi_sys::napi_reject_deferred, view::unmapped_error(&env)),
-    Err(Failure::Os(err)) => (
-      napi_sys::napi_reject_deferred,
-      errors::system(&env, &err, "futex", None),
-    ),
-  };
-  // SAFETY: `deferred` was made in this env by `wait_async` and is settled once, here.
-  unsafe { settle(env.raw(), deferred, value) };
+  match result {
+    // SAFETY: `deferred` was made in this env by `wait_async` and is settled once, here.
+    Ok(wait) => unsafe { raw::resolve(&env, deferred, errors::js_string(&env, &outcome(wait))) },
+    // SAFETY: as above.
+    Err(failure) => unsafe { raw::reject(&env, deferred, errors::failure(&env, &failure, "futex")) },
+  }
 }
 
 /// Like `wait`, without blocking: the wait sleeps in a thread of its own, and the Promise settles
@@ -280,7 +274,7 @@ pub fn wait_async<'env>(
     let word = word(env, &view, &byte_offset)?;
     let expected = expected(env, &expected_value)?;
     let deadline = deadline(env, timeout.as_ref())?;
-    Ok((word.ok_or_else(|| view::unmapped(env))?, expected, deadline))
+    Ok((word.ok_or_else(|| errors::unmapped(env))?, expected, deadline))
   })();
   let (word, expected, deadline) = match checked {
     Ok(checked) => checked,
@@ -291,12 +285,8 @@ pub fn wait_async<'env>(
   // checked the rights); read as the atomic other threads and processes write.
   let now = unsafe { &*word.addr().cast::<AtomicU32>() }.load(Ordering::SeqCst);
   let expired = deadline.is_some_and(|deadline| !later(&deadline, &sys::deadline_after(0.0)));
-  let (mut deferred, mut promise) = (ptr::null_mut(), ptr::null_mut());
-  // SAFETY: both out-pointers are valid.
-  let status = unsafe { napi_sys::napi_create_promise(env.raw(), &mut deferred, &mut promise) };
-  if status != napi_sys::Status::napi_ok {
-    return Err(errors::pending_or(env, "napi_create_promise", status));
-  }
+  let (deferred, promise) =
+    raw::promise(env).map_err(|status| errors::pending_or(env, "napi_create_promise", status))?;
   if now != expected || expired {
     let wait = if now != expected {
       Wait::NotEqual
@@ -304,42 +294,30 @@ pub fn wait_async<'env>(
       Wait::TimedOut
     };
     // SAFETY: `deferred` was just made and is settled once, here.
-    unsafe { napi_sys::napi_resolve_deferred(env.raw(), deferred, errors::js_string(env, &outcome(wait))) };
+    unsafe { raw::resolve(env, deferred, errors::js_string(env, &outcome(wait))) };
     // SAFETY: `promise` is a live value of this env.
     return Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), promise) });
   }
-  let reject = |error: napi_sys::napi_value| {
+  let reject = |error: raw::Value| {
     // SAFETY: `deferred` was just made and is settled once, here, as nothing else got it.
-    unsafe { napi_sys::napi_reject_deferred(env.raw(), deferred, error) };
+    unsafe { raw::reject(env, deferred, error) };
     // SAFETY: `promise` is a live value of this env.
     Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), promise) })
   };
   let name = errors::js_string(env, "node-mmap waitAsync");
-  let mut tsfn = ptr::null_mut();
-  // SAFETY: no JS function (Node-API 5: `settle` instead), no finalizer, no context; one hold,
-  // the thread's, released by it. Referenced: the event loop lives while the wait is pending.
-  let status = unsafe {
-    napi_sys::napi_create_threadsafe_function(
-      env.raw(),
-      ptr::null_mut(),
-      ptr::null_mut(),
-      name,
-      0,
-      1,
-      ptr::null_mut(),
-      None,
-      ptr::null_mut(),
-      Some(settle),
-      &mut tsfn,
-    )
+  // SAFETY: no JS function (Node-API 5: `settle` instead), no finalizer, no context; `settle`
+  // takes the data of each call, a `Settle`, as it is. One hold, the thread's, released by it.
+  // Referenced: the event loop lives while the wait is pending.
+  let made =
+    unsafe { raw::threadsafe_function(env, ptr::null_mut(), name, ptr::null_mut(), None, Some(settle)) };
+  let tsfn = match made {
+    Ok(tsfn) => tsfn,
+    Err(status) => {
+      let _thrown = errors::pending_or(env, "napi_create_threadsafe_function", status);
+      // The exception just thrown is taken back to reject with it.
+      return reject(raw::take_exception(env));
+    }
   };
-  if status != napi_sys::Status::napi_ok {
-    let _thrown = errors::pending_or(env, "napi_create_threadsafe_function", status);
-    let mut error = ptr::null_mut();
-    // SAFETY: a valid out-pointer; the exception just thrown is taken back to reject with it.
-    unsafe { napi_sys::napi_get_and_clear_last_exception(env.raw(), &mut error) };
-    return reject(error);
-  }
   // A waiter from now on: a `notify` after this call returns wakes it and counts it, asleep in
   // the kernel or not yet.
   let registration = Registration::new(&word);
@@ -372,18 +350,11 @@ pub fn wait_async<'env>(
         // SAFETY: the thread holds the thread-safe function until the release below; `data` is
         // handed over to `settle` unless Node refuses the call (the env is closing).
         unsafe {
-          let status = napi_sys::napi_call_threadsafe_function(
-            handles.tsfn,
-            data.cast(),
-            napi_sys::ThreadsafeFunctionCallMode::nonblocking,
-          );
+          let status = raw::call_threadsafe_function(handles.tsfn, data.cast());
           if status != napi_sys::Status::napi_ok {
             drop(Box::from_raw(data));
           }
-          napi_sys::napi_release_threadsafe_function(
-            handles.tsfn,
-            napi_sys::ThreadsafeFunctionReleaseMode::release,
-          );
+          raw::release_threadsafe_function(handles.tsfn);
         }
       })
   });
@@ -391,9 +362,7 @@ pub fn wait_async<'env>(
     Ok(thread) => thread,
     Err(err) => {
       // SAFETY: the hold the thread would have had: nothing calls the function.
-      unsafe {
-        napi_sys::napi_release_threadsafe_function(tsfn, napi_sys::ThreadsafeFunctionReleaseMode::release)
-      };
+      unsafe { raw::release_threadsafe_function(tsfn) };
       return reject(errors::system(env, &err, "pthread_create", None));
     }
   };
@@ -404,7 +373,7 @@ pub fn wait_async<'env>(
   // The outcome is settled on this thread, later than now: the hook is in place before it.
   let arg = Arc::into_raw(Arc::clone(&sleeper)).cast_mut().cast::<c_void>();
   // SAFETY: `abandon` takes `arg`, a reference released by whichever of it and `settle` runs.
-  let status = unsafe { napi_sys::napi_add_env_cleanup_hook(env.raw(), Some(abandon), arg) };
+  let status = unsafe { raw::add_cleanup_hook(env, abandon, arg) };
   if status == napi_sys::Status::napi_ok {
     sleeper.hooked.store(true, Ordering::Relaxed);
   } else {
