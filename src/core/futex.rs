@@ -185,7 +185,7 @@ impl Word {
   }
 
   /// Sleeps while the word holds `expected`, until a notify or `deadline`.
-  pub fn wait(&self, expected: u32, deadline: Option<libc::timespec>) -> Result<Wait, Failure> {
+  fn wait(&self, expected: u32, deadline: Option<libc::timespec>) -> Result<Wait, Failure> {
     if self.mapping.is_unmapped() {
       return Err(Failure::Unmapped);
     }
