@@ -326,7 +326,7 @@ pub fn string_value(env: &Env, value: &Unknown) -> Option<String> {
 /// The bytes of a Uint8Array (a Buffer), copied; `Ok(None)` for any other value, and an error
 /// when the bytes are memory that cannot be read (see `view::check_access`).
 pub fn uint8_bytes(env: &Env, value: &Unknown, name: &str) -> napi::Result<Option<Vec<u8>>> {
-  let is_typedarray = raw::is(env, raw(value), sys::napi_is_typedarray);
+  let is_typedarray = raw::is(env, raw(value), raw::Kind::TypedArray);
   let kind = match is_typedarray {
     true => raw::typedarray_info(env, raw(value)).map_or(0, |(kind, ..)| kind),
     false => 0,

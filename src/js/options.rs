@@ -80,8 +80,8 @@ const REFUSED: &[&std::ffi::CStr] = &[
 /// Whether `object` (of type object) is an ordinary object: not an array, not an ArrayBuffer
 /// view, not an instance of one of the [`REFUSED`] built-ins.
 fn ordinary(env: &Env, object: sys::napi_value) -> bool {
-  let checks: [raw::Check; 3] = [sys::napi_is_array, sys::napi_is_typedarray, sys::napi_is_dataview];
-  if checks.into_iter().any(|check| raw::is(env, object, check)) {
+  let kinds = [raw::Kind::Array, raw::Kind::TypedArray, raw::Kind::DataView];
+  if kinds.into_iter().any(|kind| raw::is(env, object, kind)) {
     return false;
   }
   let Ok(global) = raw::global(env) else {

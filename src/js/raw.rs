@@ -318,14 +318,25 @@ pub fn element(env: &Env, array: Value, index: u32) -> Result<Value, Status> {
 
 // ---- views and buffers ----
 
-/// A Node-API type check (`napi_is_array`, `napi_is_typedarray`, ...).
-pub type Check = unsafe extern "C" fn(sys::napi_env, sys::napi_value, *mut bool) -> sys::napi_status;
+/// A kind of value Node-API can tell (`napi_is_array`, `napi_is_typedarray`, ...).
+#[derive(Clone, Copy)]
+pub enum Kind {
+  Array,
+  TypedArray,
+  DataView,
+  ArrayBuffer,
+}
 
-/// Whether `value` passes `check` (`false` should the call fail).
-pub fn is(env: &Env, value: Value, check: Check) -> bool {
+/// Whether `value` is of `kind` (`false` should the call fail).
+pub fn is(env: &Env, value: Value, kind: Kind) -> bool {
+  let check = match kind {
+    Kind::Array => sys::napi_is_array,
+    Kind::TypedArray => sys::napi_is_typedarray,
+    Kind::DataView => sys::napi_is_dataview,
+    Kind::ArrayBuffer => sys::napi_is_arraybuffer,
+  };
   let mut result = false;
-  // SAFETY: `value` is a live value of this env and `result` a valid out-pointer; `check` is one
-  // of Node-API's type checks, which read nothing else.
+  // SAFETY: `value` is a live value of this env and `result` a valid out-pointer.
   unsafe { check(env.raw(), value, &mut result) };
   result
 }

@@ -12,7 +12,7 @@ use crate::core::registry;
 use crate::core::shared::Shared;
 use crate::js::args;
 use crate::js::errors::{self, Class};
-use crate::js::raw::{self, Value};
+use crate::js::raw::{self, Kind, Value};
 
 /// A view over part of a mapping.
 pub struct View {
@@ -47,14 +47,14 @@ pub struct RawView {
 /// ArrayBuffer, or is a TypedArray of a kind whose element size is unknown here.
 pub fn raw_view(env: &Env, value: Value) -> Option<RawView> {
   let (arraybuffer, byte_offset, len, data);
-  if raw::is(env, value, sys::napi_is_typedarray) {
+  if raw::is(env, value, Kind::TypedArray) {
     let elements;
     let kind;
     (kind, elements, data, arraybuffer, byte_offset) = raw::typedarray_info(env, value).ok()?;
     len = elements.checked_mul(element_size(kind)?)?;
-  } else if raw::is(env, value, sys::napi_is_dataview) {
+  } else if raw::is(env, value, Kind::DataView) {
     (len, data, arraybuffer, byte_offset) = raw::dataview_info(env, value).ok()?;
-  } else if raw::is(env, value, sys::napi_is_arraybuffer) {
+  } else if raw::is(env, value, Kind::ArrayBuffer) {
     (arraybuffer, byte_offset) = (value, 0);
     (data, len) = arraybuffer_len(env, value)?;
   } else {
@@ -147,7 +147,7 @@ pub fn resolve(env: &Env, value: &Unknown, name: &str) -> napi::Result<Resolved>
   };
   // A SharedArrayBuffer is never detached, so it is never "empty" here: it is not a mapping,
   // even with no bytes (some Node versions' napi_get_arraybuffer_info accept one).
-  let shared = !raw::is(env, arraybuffer, sys::napi_is_arraybuffer);
+  let shared = !raw::is(env, arraybuffer, Kind::ArrayBuffer);
   let Some((data, total)) = arraybuffer_len(env, arraybuffer).filter(|_| !shared) else {
     return Err(not_a_mapping(env, value, name));
   };
