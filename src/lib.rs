@@ -5,11 +5,12 @@
 //! Layers, each importing only from those below it:
 //! - [`api`]: the exports (`map`, `openSync`/`open`, the toolkit, `wait`/`notify`, the `Mapping`
 //!   class, the constants), thin adapters with one implementation per operation.
-//! - [`js`]: the JavaScript boundary: argument checks, Node-style errors, views resolved to
-//!   mappings, zero-copy Buffers and their finalizers.
+//! - [`js`]: the JavaScript boundary: every raw Node-API call (`js::raw`), argument checks,
+//!   Node-style errors, views resolved to mappings, zero-copy Buffers and their finalizers, the
+//!   flusher of batched unmapping.
 //! - [`core`]: mappings and their safety model, the kernel-mapping guard, the fault table and
 //!   the signal handlers' hook (SIGBUS recovery, the fatal diagnostic), the registry of
-//!   ArrayBuffers, batched unmapping.
+//!   ArrayBuffers, batched unmapping, futex words; no Node-API.
 //! - [`sys`]: the only code that calls the OS, importing nothing from the crate: `sys::unix`
 //!   with `sys::signals` (the SIGBUS/SIGSEGV handlers, which ask one hook of the core), or
 //!   `sys::stub` (every other target: compiles, and every operation fails with `ENOTSUP`).

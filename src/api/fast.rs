@@ -140,10 +140,10 @@ fn install(env: &Env, exports: &Object, name: &CStr, callback: sys::napi_callbac
 }
 
 /// Runs once per env after napi-rs has set the exports: gives the env's thread its flusher of
-/// mappings that finalizers drop (`reclaim::enable`), then puts the fast entry points in place.
+/// mappings that finalizers drop (`flusher::enable`), then puts the fast entry points in place.
 #[napi(module_exports)]
 pub fn install_fast_entry_points(exports: Object, env: Env) -> napi::Result<()> {
-  crate::core::reclaim::enable(env.raw());
+  crate::js::flusher::enable(&env);
   install(&env, &exports, c"map", Some(map))?;
   install(&env, &exports, c"unmap", Some(unmap))
 }

@@ -1,353 +1,30 @@
 //! `wait`, `waitAsync` and `notify`: futex-style sleeping on a 32-bit word of a mapping, the
 //! semaphores and mutexes the seed's shared memory lacked. On a `MAP_SHARED` file mapping the
 //! word is the file's, so a process waits until another one that maps the same file notifies.
-//! Linux only (futex(2)); elsewhere the calls throw `ENOTSUP`.
+//! Linux only (futex(2)); elsewhere the calls throw `ENOTSUP`. The waits themselves (the word,
+//! the registry of this process's waiters, the kernel sleeps) are in [`crate::core::futex`];
+//! here are the exports, their arguments, and `waitAsync`'s thread and Promise.
 
-use std::collections::{BTreeMap, VecDeque};
 use std::ffi::c_void;
 use std::ptr;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use napi::bindgen_prelude::Unknown;
 use napi::{sys as napi_sys, Env};
 use napi_derive::napi;
 
+use crate::core::futex::{later, Registration, Waiter, Word};
 use crate::core::mapping::{self, Failure};
-use crate::core::shared::Shared;
 use crate::js::args::{self, Optional};
 use crate::js::errors;
+use crate::js::raw;
 use crate::js::view::{self, Resolved};
 use crate::sys::{self, Wait};
 
-/// How long a wait sleeps at a time before it looks whether it should stop: `wait` whether its
-/// env is being torn down (`worker.terminate()`, `process.exit()`), and, on kernels without
-/// futex_waitv(2), every wait whether its mapping was unmapped, a `notify` of this process
-/// marked it, or its env was torn down.
-const SLICE_MS: f64 = 100.0;
-
 /// The stack of a `waitAsync` thread, which only sleeps in the kernel and hands the outcome on.
 const SLEEPER_STACK: usize = 128 * 1024;
-
-/// The environment variable that makes `waitAsync` act as on a kernel without futex_waitv
-/// (before Linux 5.16): the switch that tests the sliced wait here.
-pub const SIMULATE_NO_FUTEX_WAITV: &str = "NODE_MMAP_SIMULATE_NO_FUTEX_WAITV";
-
-/// The kernel refused futex_waitv(2) once (`ENOSYS`): it lacks it (before Linux 5.16).
-static NO_FUTEX_WAITV: AtomicBool = AtomicBool::new(false);
-
-/// Whether waits sleep with futex_waitv(2): not where the kernel lacks it, or is made to look so.
-fn futex_waitv() -> bool {
-  static SIMULATE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-  let simulated =
-    *SIMULATE.get_or_init(|| std::env::var_os(SIMULATE_NO_FUTEX_WAITV).is_some_and(|v| v == "1"));
-  !simulated && !NO_FUTEX_WAITV.load(Ordering::Relaxed)
-}
-
-/// A waiter's state: waiting.
-const PENDING: u32 = 0;
-/// A waiter's state: a `notify` of this process woke it and counted it.
-const NOTIFIED: u32 = 1;
-/// A waiter's state: its env is being torn down (`waitAsync`'s cleanup hook).
-const STOPPED: u32 = 2;
-/// A waiter's state: it ended on its own (woken in the kernel, timed out, unmapped, ...).
-const DONE: u32 = 3;
-
-/// A `wait` or `waitAsync` of this process, from the call until it ends: what `notify` finds in
-/// [`WAITERS`], so that a wait counts as a waiter from the moment the call returns (or blocks),
-/// as with `Atomics.waitAsync`, and not only once its thread sleeps in the kernel.
-struct Waiter {
-  /// `PENDING`, then one of the others, set once (compare-exchange from `PENDING`): a
-  /// process-private futex word the wait sleeps on too, which `notify` and the cleanup hook
-  /// set and wake.
-  state: AtomicU32,
-  /// 0 while the wait may be queued in the kernel on its word; 1 once it left for good.
-  gone: AtomicU32,
-  /// A `notify` waits for `gone` (and is to be woken when it is set).
-  watched: AtomicBool,
-  /// It sleeps with futex_waitv, so it leaves the kernel (all its queues) as soon as `state` is
-  /// woken; otherwise it sleeps in slices on the word alone and sees `state` between slices.
-  exact: AtomicBool,
-}
-
-impl Waiter {
-  /// Moves the state from `PENDING` to `to`; returns the state before (`PENDING` if moved).
-  fn mark(&self, to: u32) -> u32 {
-    match self
-      .state
-      .compare_exchange(PENDING, to, Ordering::SeqCst, Ordering::SeqCst)
-    {
-      Ok(before) | Err(before) => before,
-    }
-  }
-
-  /// Marks the wait as ended on its own, unless something marked it first; returns the state
-  /// before.
-  fn claim(&self) -> u32 {
-    self.mark(DONE)
-  }
-
-  /// Marks the wait `to` and wakes it, if it was pending.
-  fn interrupt(&self, to: u32) {
-    if self.mark(to) == PENDING {
-      // SAFETY: `state` is an aligned word of this value, alive for the call.
-      unsafe { sys::wake_private(self.state.as_ptr()) };
-    }
-  }
-
-  /// Waits (a second at most) until the wait left the kernel's queue of its word, so that a
-  /// kernel wake after this cannot find it there and count it again. Called with [`WAITERS`]
-  /// locked: the wait sets `gone` before it takes that lock.
-  fn wait_gone(&self) {
-    self.watched.store(true, Ordering::SeqCst);
-    let deadline = sys::deadline_after(1000.0);
-    while self.gone.load(Ordering::SeqCst) == 0 {
-      // SAFETY: `gone` is an aligned word of this value, alive for the call.
-      match unsafe { sys::wait(self.gone.as_ptr(), 0, Some(deadline), true) } {
-        Ok(Wait::TimedOut) | Err(_) => return,
-        Ok(_) => {}
-      }
-    }
-  }
-}
-
-/// The pending waits of this process, by the address of their word, oldest first.
-static WAITERS: Mutex<BTreeMap<usize, VecDeque<Arc<Waiter>>>> = Mutex::new(BTreeMap::new());
-
-fn waiters() -> MutexGuard<'static, BTreeMap<usize, VecDeque<Arc<Waiter>>>> {
-  WAITERS.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// A waiter in [`WAITERS`], taken out when dropped (after its sleep).
-struct Registration {
-  key: usize,
-  waiter: Arc<Waiter>,
-}
-
-impl Registration {
-  fn new(word: &Word) -> Self {
-    let waiter = Arc::new(Waiter {
-      state: AtomicU32::new(PENDING),
-      gone: AtomicU32::new(0),
-      watched: AtomicBool::new(false),
-      exact: AtomicBool::new(futex_waitv()),
-    });
-    let key = word.addr() as usize;
-    waiters().entry(key).or_default().push_back(Arc::clone(&waiter));
-    Registration { key, waiter }
-  }
-}
-
-impl Drop for Registration {
-  fn drop(&mut self) {
-    // `gone` first: a `notify` that holds the lock may wait for it.
-    // SeqCst store, then SeqCst load (`wait_gone` sets `watched`, then loads `gone`): either
-    // this sees the watcher, or the watcher sees the wait gone.
-    self.waiter.gone.store(1, Ordering::SeqCst);
-    if self.waiter.watched.load(Ordering::SeqCst) {
-      // SAFETY: `gone` is an aligned word of the waiter, alive for the call.
-      unsafe { sys::wake_private(self.waiter.gone.as_ptr()) };
-    }
-    let mut waiters = waiters();
-    if let Some(list) = waiters.get_mut(&self.key) {
-      list.retain(|waiter| !Arc::ptr_eq(waiter, &self.waiter));
-      if list.is_empty() {
-        waiters.remove(&self.key);
-      }
-    }
-  }
-}
-
-/// One aligned 32-bit word of a live mapping.
-struct Word {
-  mapping: Shared,
-  /// From the start of the mapping; a multiple of 4.
-  offset: usize,
-}
-
-impl Word {
-  fn addr(&self) -> *const u32 {
-    // SAFETY: `offset + 4 <= len` was checked when the word was resolved.
-    unsafe { self.mapping.addr().add(self.offset) }
-      .cast_const()
-      .cast()
-  }
-
-  /// Sleeps while the word holds `expected`, until a notify or `deadline`.
-  fn wait(&self, expected: u32, deadline: Option<libc::timespec>) -> Result<Wait, Failure> {
-    if self.mapping.is_unmapped() {
-      return Err(Failure::Unmapped);
-    }
-    let sleep = |private| {
-      // SAFETY: the word is aligned and inside the mapping, which `self.mapping` keeps reserved.
-      unsafe { sys::wait(self.addr(), expected, deadline, private) }
-    };
-    // SAFETY: the word is aligned, inside the mapping `self.mapping` keeps reserved, and
-    // readable: `word()` checked the mapping's rights.
-    Ok(unsafe { with_key(self.addr(), sleep) }?)
-  }
-
-  /// The wait of a registered waiter (`wait`, `waitAsync`): as [`Word::wait`], but it also
-  /// ends when a `notify` of this process marks the waiter (`Woken`), when its state is set
-  /// otherwise (`Cancelled`: its env is being torn down), when `unmap()` takes the mapping away
-  /// (`Unmapped`: unmapping swaps the page the futex sleeps on, and no notify could reach it
-  /// any more), and, with `slices`, when `stop()` is true between two slices of a tenth of a
-  /// second (`Cancelled`). It sleeps on the word, the mapping's cancel word (which `unmap()`
-  /// sets and wakes) and the waiter's state (futex_waitv, Linux 5.16); before that kernel, in
-  /// slices on the word alone, looking at the rest in between.
-  ///
-  /// The outcome is claimed at the end: a waiter that a `notify` counted ends `Woken`,
-  /// whatever else ended its sleep.
-  fn sleep(
-    &self,
-    expected: u32,
-    deadline: Option<libc::timespec>,
-    waiter: &Waiter,
-    slices: bool,
-    stop: impl Fn() -> bool,
-  ) -> Result<Wait, Failure> {
-    let slept = self.sleep_unclaimed(expected, deadline, waiter, slices, stop);
-    match waiter.claim() {
-      PENDING => slept,
-      NOTIFIED => Ok(Wait::Woken),
-      _ => Ok(Wait::Cancelled),
-    }
-  }
-
-  fn sleep_unclaimed(
-    &self,
-    expected: u32,
-    deadline: Option<libc::timespec>,
-    waiter: &Waiter,
-    slices: bool,
-    stop: impl Fn() -> bool,
-  ) -> Result<Wait, Failure> {
-    let marked = || waiter.state.load(Ordering::SeqCst) != PENDING;
-    let sliced = || self.wait_in_slices(expected, deadline, || marked() || stop());
-    if !waiter.exact.load(Ordering::Relaxed) {
-      return sliced();
-    }
-    let mut first = true;
-    loop {
-      if self.mapping.is_unmapped() {
-        return Err(Failure::Unmapped);
-      }
-      let (until, last) = match slices {
-        true => {
-          let slice = sys::deadline_after(SLICE_MS);
-          let last = deadline.is_some_and(|deadline| !later(&deadline, &slice));
-          (if last { deadline } else { Some(slice) }, last)
-        }
-        false => (deadline, true),
-      };
-      let waited = self.mapping.with_cancel_word(|cancel| {
-        let sleep = |private| {
-          let cancels = [cancel, waiter.state.as_ptr().cast_const()];
-          // SAFETY: the word is aligned and inside the mapping, which `self.mapping` keeps
-          // reserved; the cancel word is an aligned field of the same mapping, and the state an
-          // aligned atomic of `waiter`, which the caller keeps alive during the call.
-          unsafe { sys::wait_or_cancel(self.addr(), expected, private, &cancels, until) }
-        };
-        // SAFETY: as in `Word::wait`.
-        unsafe { with_key(self.addr(), sleep) }
-      });
-      match waited {
-        Ok(Wait::TimedOut) if !last => {
-          if stop() {
-            return Ok(Wait::Cancelled);
-          }
-          first = false;
-        }
-        // After a slice, a changed word means a notifier changed it: as good as a wake.
-        Ok(Wait::NotEqual) if !first => return Ok(Wait::Woken),
-        // The state or the cancel word: the first is `sleep`'s to sort out, the second is unmap's.
-        Ok(Wait::Cancelled) if marked() => return Ok(Wait::Cancelled),
-        Ok(Wait::Cancelled) => return Err(Failure::Unmapped),
-        Ok(wait) => return Ok(wait),
-        Err(err) if err.raw_os_error() == Some(libc::ENOSYS) => {
-          NO_FUTEX_WAITV.store(true, Ordering::Relaxed);
-          waiter.exact.store(false, Ordering::Relaxed);
-          return sliced();
-        }
-        Err(err) => return Err(Failure::Os(err)),
-      }
-    }
-  }
-
-  /// As [`Word::wait`], in slices, so that an `unmap()` meanwhile ends it within a slice
-  /// (`Unmapped`), and `stop()` true between two slices ends it with `Cancelled`. A notify from
-  /// another process that lands between two slices without changing the word is missed:
-  /// notifiers that change the word first, as they should, are never missed.
-  fn wait_in_slices(
-    &self,
-    expected: u32,
-    deadline: Option<libc::timespec>,
-    stop: impl Fn() -> bool,
-  ) -> Result<Wait, Failure> {
-    let mut first = true;
-    loop {
-      let slice = sys::deadline_after(SLICE_MS);
-      let last = deadline.is_some_and(|deadline| !later(&deadline, &slice));
-      match self.wait(expected, if last { deadline } else { Some(slice) })? {
-        Wait::TimedOut if !last && stop() => return Ok(Wait::Cancelled),
-        Wait::TimedOut if !last => first = false,
-        // After a slice, a changed word means a notifier changed it: as good as a wake.
-        Wait::NotEqual if !first => return Ok(Wait::Woken),
-        done => return Ok(done),
-      }
-    }
-  }
-}
-
-/// How many waits sleep now with the process-private futex key ([`with_key`]): while there are
-/// any, `notify` wakes that key too.
-static PRIVATE_SLEEPERS: AtomicUsize = AtomicUsize::new(0);
-
-/// Runs `sleep` with the shared futex key, the one every process that maps the page uses; if
-/// the kernel refuses it with `EFAULT`, with this process's private key instead. The kernel
-/// refuses the shared key of a read-only page of anonymous memory (a `PROT_READ` mapping of
-/// `MAP_PRIVATE | MAP_ANONYMOUS`, or a `MAP_PRIVATE` page that was written, then `protect()`ed
-/// read-only): such a page belongs to this process alone, so the private key loses nothing.
-///
-/// Both keys fail on a page lost to truncation (past the end of the file), where the kernel's
-/// read of the word fails and a JavaScript read would be answered by SIGBUS recovery: then the
-/// word is read here as JavaScript would read it (recovery puts zeros there, or, turned off,
-/// ends the process with its diagnostic), and the wait tried again.
-///
-/// # Safety
-/// `addr` is the word `sleep` sleeps on: aligned, inside a mapping the caller keeps reserved,
-/// and readable (`view::check_rights`).
-unsafe fn with_key(addr: *const u32, sleep: impl Fn(bool) -> std::io::Result<Wait>) -> std::io::Result<Wait> {
-  let efault =
-    |result: &std::io::Result<Wait>| matches!(result, Err(err) if err.raw_os_error() == Some(libc::EFAULT));
-  let keyed = || {
-    let shared = sleep(false);
-    if !efault(&shared) {
-      return shared;
-    }
-    // Counted before the kernel looks at the word: a `notify` after the word changed either
-    // sees the count or finds the word changed (the kernel compares it in the futex call).
-    PRIVATE_SLEEPERS.fetch_add(1, Ordering::SeqCst);
-    std::sync::atomic::fence(Ordering::SeqCst);
-    let private = sleep(true);
-    PRIVATE_SLEEPERS.fetch_sub(1, Ordering::SeqCst);
-    private
-  };
-  let result = keyed();
-  if !efault(&result) {
-    return result;
-  }
-  // SAFETY: the word is aligned, reserved and readable (this function's contract); a lost page
-  // raises SIGBUS, which the handler answers as for any read of the mapping.
-  unsafe { ptr::read_volatile(addr) };
-  keyed()
-}
-
-/// Whether `a` is after `b`.
-fn later(a: &libc::timespec, b: &libc::timespec) -> bool {
-  (a.tv_sec, a.tv_nsec) > (b.tv_sec, b.tv_nsec)
-}
 
 /// `view` + `byteOffset` -> the word, checked: the word inside the view, aligned, and readable.
 /// `None` for a view of a mapping that `unmap()` took away (such a view keeps its length, and is
@@ -391,7 +68,7 @@ fn word(env: &Env, view: &Unknown, byte_offset: &Unknown) -> napi::Result<Option
     return Ok(None);
   };
   view::check_rights(env, &mapping, false, "view")?;
-  Ok(Some(Word { mapping, offset }))
+  Ok(Some(Word::new(mapping, offset)))
 }
 
 /// The word's expected value: an int32 or uint32, as the bits of the word.
@@ -461,7 +138,7 @@ pub fn wait(
   let expected = expected(env, &expected_value)?;
   let deadline = deadline(env, timeout.as_ref())?;
   let Some(word) = word else {
-    return Err(view::unmapped(env));
+    return Err(errors::unmapped(env));
   };
   let registration = Registration::new(&word);
   let slept = word.sleep(expected, deadline, &registration.waiter, true, || {
@@ -472,7 +149,7 @@ pub fn wait(
     // The env is being torn down: nothing will see a result, and JavaScript cannot resume.
     Ok(Wait::Cancelled) => Err(errors::pending()),
     Ok(wait) => Ok(outcome(wait)),
-    Err(failure) => Err(view::failure(env, failure, "futex")),
+    Err(failure) => Err(errors::throw_failure(env, failure, "futex")),
   }
 }
 
@@ -526,7 +203,7 @@ unsafe extern "C" fn abandon(arg: *mut c_void) {
   // runs).
   let sleeper = unsafe { Arc::from_raw(arg.cast_const().cast::<Sleeper>()) };
   sleeper.hooked.store(false, Ordering::Relaxed);
-  sleeper.waiter.interrupt(STOPPED);
+  sleeper.waiter.stop();
   sleeper.join();
 }
 
@@ -550,26 +227,19 @@ unsafe extern "C" fn settle(
   if sleeper.hooked.swap(false, Ordering::Relaxed) {
     let arg = Arc::as_ptr(&sleeper).cast_mut().cast::<c_void>();
     // SAFETY: the hook is registered with exactly this function and argument, and has not run.
-    unsafe { napi_sys::napi_remove_env_cleanup_hook(env, Some(abandon), arg) };
+    unsafe { raw::remove_cleanup_hook(&Env::from_raw(env), abandon, arg) };
     // SAFETY: the reference the hook held, now that it cannot run.
     drop(unsafe { Arc::from_raw(Arc::as_ptr(&sleeper)) });
   }
   // The thread queued this as its last act but for returning.
   sleeper.join();
   let env = Env::from_raw(env);
-  let (settle, value): (unsafe extern "C" fn(_, _, _) -> _, _) = match result {
-    Ok(wait) => (
-      napi_sys::napi_resolve_deferred,
-      errors::js_string(&env, &outcome(wait)),
-    ),
-    Err(Failure::Unmapped) => (napi_sys::napi_reject_deferred, view::unmapped_error(&env)),
-    Err(Failure::Os(err)) => (
-      napi_sys::napi_reject_deferred,
-      errors::system(&env, &err, "futex", None),
-    ),
-  };
-  // SAFETY: `deferred` was made in this env by `wait_async` and is settled once, here.
-  unsafe { settle(env.raw(), deferred, value) };
+  match result {
+    // SAFETY: `deferred` was made in this env by `wait_async` and is settled once, here.
+    Ok(wait) => unsafe { raw::resolve(&env, deferred, errors::js_string(&env, &outcome(wait))) },
+    // SAFETY: as above.
+    Err(failure) => unsafe { raw::reject(&env, deferred, errors::failure(&env, &failure, "futex")) },
+  }
 }
 
 /// Like `wait`, without blocking: the wait sleeps in a thread of its own, and the Promise settles
@@ -604,7 +274,7 @@ pub fn wait_async<'env>(
     let word = word(env, &view, &byte_offset)?;
     let expected = expected(env, &expected_value)?;
     let deadline = deadline(env, timeout.as_ref())?;
-    Ok((word.ok_or_else(|| view::unmapped(env))?, expected, deadline))
+    Ok((word.ok_or_else(|| errors::unmapped(env))?, expected, deadline))
   })();
   let (word, expected, deadline) = match checked {
     Ok(checked) => checked,
@@ -615,12 +285,8 @@ pub fn wait_async<'env>(
   // checked the rights); read as the atomic other threads and processes write.
   let now = unsafe { &*word.addr().cast::<AtomicU32>() }.load(Ordering::SeqCst);
   let expired = deadline.is_some_and(|deadline| !later(&deadline, &sys::deadline_after(0.0)));
-  let (mut deferred, mut promise) = (ptr::null_mut(), ptr::null_mut());
-  // SAFETY: both out-pointers are valid.
-  let status = unsafe { napi_sys::napi_create_promise(env.raw(), &mut deferred, &mut promise) };
-  if status != napi_sys::Status::napi_ok {
-    return Err(errors::pending_or(env, "napi_create_promise", status));
-  }
+  let (deferred, promise) =
+    raw::promise(env).map_err(|status| errors::pending_or(env, "napi_create_promise", status))?;
   if now != expected || expired {
     let wait = if now != expected {
       Wait::NotEqual
@@ -628,42 +294,30 @@ pub fn wait_async<'env>(
       Wait::TimedOut
     };
     // SAFETY: `deferred` was just made and is settled once, here.
-    unsafe { napi_sys::napi_resolve_deferred(env.raw(), deferred, errors::js_string(env, &outcome(wait))) };
+    unsafe { raw::resolve(env, deferred, errors::js_string(env, &outcome(wait))) };
     // SAFETY: `promise` is a live value of this env.
     return Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), promise) });
   }
-  let reject = |error: napi_sys::napi_value| {
+  let reject = |error: raw::Value| {
     // SAFETY: `deferred` was just made and is settled once, here, as nothing else got it.
-    unsafe { napi_sys::napi_reject_deferred(env.raw(), deferred, error) };
+    unsafe { raw::reject(env, deferred, error) };
     // SAFETY: `promise` is a live value of this env.
     Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), promise) })
   };
   let name = errors::js_string(env, "node-mmap waitAsync");
-  let mut tsfn = ptr::null_mut();
-  // SAFETY: no JS function (Node-API 5: `settle` instead), no finalizer, no context; one hold,
-  // the thread's, released by it. Referenced: the event loop lives while the wait is pending.
-  let status = unsafe {
-    napi_sys::napi_create_threadsafe_function(
-      env.raw(),
-      ptr::null_mut(),
-      ptr::null_mut(),
-      name,
-      0,
-      1,
-      ptr::null_mut(),
-      None,
-      ptr::null_mut(),
-      Some(settle),
-      &mut tsfn,
-    )
+  // SAFETY: no JS function (Node-API 5: `settle` instead), no finalizer, no context; `settle`
+  // takes the data of each call, a `Settle`, as it is. One hold, the thread's, released by it.
+  // Referenced: the event loop lives while the wait is pending.
+  let made =
+    unsafe { raw::threadsafe_function(env, ptr::null_mut(), name, ptr::null_mut(), None, Some(settle)) };
+  let tsfn = match made {
+    Ok(tsfn) => tsfn,
+    Err(status) => {
+      let _thrown = errors::pending_or(env, "napi_create_threadsafe_function", status);
+      // The exception just thrown is taken back to reject with it.
+      return reject(raw::take_exception(env));
+    }
   };
-  if status != napi_sys::Status::napi_ok {
-    let _thrown = errors::pending_or(env, "napi_create_threadsafe_function", status);
-    let mut error = ptr::null_mut();
-    // SAFETY: a valid out-pointer; the exception just thrown is taken back to reject with it.
-    unsafe { napi_sys::napi_get_and_clear_last_exception(env.raw(), &mut error) };
-    return reject(error);
-  }
   // A waiter from now on: a `notify` after this call returns wakes it and counts it, asleep in
   // the kernel or not yet.
   let registration = Registration::new(&word);
@@ -696,18 +350,11 @@ pub fn wait_async<'env>(
         // SAFETY: the thread holds the thread-safe function until the release below; `data` is
         // handed over to `settle` unless Node refuses the call (the env is closing).
         unsafe {
-          let status = napi_sys::napi_call_threadsafe_function(
-            handles.tsfn,
-            data.cast(),
-            napi_sys::ThreadsafeFunctionCallMode::nonblocking,
-          );
+          let status = raw::call_threadsafe_function(handles.tsfn, data.cast());
           if status != napi_sys::Status::napi_ok {
             drop(Box::from_raw(data));
           }
-          napi_sys::napi_release_threadsafe_function(
-            handles.tsfn,
-            napi_sys::ThreadsafeFunctionReleaseMode::release,
-          );
+          raw::release_threadsafe_function(handles.tsfn);
         }
       })
   });
@@ -715,9 +362,7 @@ pub fn wait_async<'env>(
     Ok(thread) => thread,
     Err(err) => {
       // SAFETY: the hold the thread would have had: nothing calls the function.
-      unsafe {
-        napi_sys::napi_release_threadsafe_function(tsfn, napi_sys::ThreadsafeFunctionReleaseMode::release)
-      };
+      unsafe { raw::release_threadsafe_function(tsfn) };
       return reject(errors::system(env, &err, "pthread_create", None));
     }
   };
@@ -728,7 +373,7 @@ pub fn wait_async<'env>(
   // The outcome is settled on this thread, later than now: the hook is in place before it.
   let arg = Arc::into_raw(Arc::clone(&sleeper)).cast_mut().cast::<c_void>();
   // SAFETY: `abandon` takes `arg`, a reference released by whichever of it and `settle` runs.
-  let status = unsafe { napi_sys::napi_add_env_cleanup_hook(env.raw(), Some(abandon), arg) };
+  let status = unsafe { raw::add_cleanup_hook(env, abandon, arg) };
   if status == napi_sys::Status::napi_ok {
     sleeper.hooked.store(true, Ordering::Relaxed);
   } else {
@@ -764,68 +409,14 @@ pub fn notify(env: &Env, view: Unknown, byte_offset: Unknown, count: Optional) -
     Some(count) if args::number_value(env, count) == Some(f64::INFINITY) => i32::MAX,
     Some(count) => args::integer(env, count, "count", 0, i64::from(i32::MAX))? as i32,
   };
-  let Some(word) = word.filter(|word| !word.mapping.is_unmapped()) else {
+  let Some(word) = word.filter(|word| !word.is_unmapped()) else {
     return Ok(0); // nothing waits on memory that is gone (its waits end ERR_MMAP_UNMAPPED)
   };
   if count == 0 {
     return Ok(0); // FUTEX_WAKE with 0 wakes one waiter all the same
   }
-  let count = count as usize;
-  let wake = |count: usize, private| {
-    let count = count.min(i32::MAX as usize) as i32;
-    // SAFETY: the word is aligned and inside the mapping, which `word.mapping` keeps reserved.
-    match unsafe { sys::wake(word.addr(), count, private) } {
-      // The shared key of a word whose page refuses it (see `with_key`): nobody waits with it.
-      Err(err) if err.raw_os_error() == Some(libc::EFAULT) && !private => Ok(0),
-      woken => woken,
-    }
+  let woken = word.notify(count as usize);
+  woken
+    .map(|n| n as u32)
     .map_err(|err| errors::throw_system(env, &err, "futex", None))
-  };
-  // This process's waits, marked and counted under the lock: each one once, by one notify. The
-  // lock is held to the end, so that no wait of this word registers meanwhile: the kernel wake
-  // below cannot reach a wait of this process (by this address) that another notify could
-  // mark too, and count again.
-  let waiters = waiters();
-  let (mut woken, mut leaving) = (Vec::new(), Vec::new());
-  for waiter in waiters.get(&(word.addr() as usize)).into_iter().flatten() {
-    if woken.len() == count {
-      break; // nothing goes to the kernel: `leaving` is not needed
-    }
-    if waiter.mark(NOTIFIED) == PENDING {
-      woken.push(Arc::clone(waiter));
-    } else if waiter.state.load(Ordering::SeqCst) != PENDING {
-      leaving.push(Arc::clone(waiter));
-    }
-  }
-  for waiter in &woken {
-    // SAFETY: `state` is an aligned word of the waiter, alive for the call.
-    unsafe { sys::wake_private(waiter.state.as_ptr()) };
-  }
-  let here = woken.len();
-  if here == count {
-    return Ok(count as u32);
-  }
-  // The kernel tells only how many it woke, not whom: a wait of this process that was marked
-  // (by this notify or another) but is still queued on the word would be woken and counted
-  // twice. Those that sleep with futex_waitv leave the queue as soon as their thread runs: wait
-  // for them (they set `gone` before they take the lock). The others (sleeping in slices,
-  // before Linux 5.16) may still be there: what the kernel reports is counted less as many, so
-  // that it may count fewer than woke, never more.
-  let marked: Vec<_> = woken.into_iter().chain(leaving).collect();
-  for waiter in &marked {
-    if waiter.exact.load(Ordering::Relaxed) {
-      waiter.wait_gone();
-    }
-  }
-  let stale = marked
-    .iter()
-    .filter(|waiter| waiter.gone.load(Ordering::SeqCst) == 0)
-    .count();
-  let mut kernel = wake(count - here, false)?;
-  std::sync::atomic::fence(Ordering::SeqCst);
-  if kernel < count - here && PRIVATE_SLEEPERS.load(Ordering::SeqCst) != 0 {
-    kernel += wake(count - here - kernel, true)?;
-  }
-  drop(waiters);
-  Ok((here + kernel.saturating_sub(stale)).min(count) as u32)
 }

@@ -6,7 +6,6 @@ use std::cell::{Cell, RefCell};
 use std::ptr;
 
 use napi::bindgen_prelude::{AsyncTask, Unknown};
-use napi::sys;
 use napi::Env;
 use napi_derive::napi;
 
@@ -20,6 +19,7 @@ use crate::core::mapping::Mapping as Core;
 use crate::js::args::{self, MAX_SAFE_INTEGER};
 use crate::js::buffer;
 use crate::js::errors::{self, Class};
+use crate::js::raw;
 use crate::js::view;
 
 /// A memory mapping owned by a handle. Unlike a Buffer from `map()`, it works in runtimes that
@@ -137,27 +137,14 @@ impl Mapping {
     let source = base(env, mapping.as_deref(), length, READ)?;
     check_allocation(env, length)?;
     let faults = mapping.as_deref().map_or(0, Core::faults);
-    let mut data = ptr::null_mut();
-    let mut result = ptr::null_mut();
-    let status = if length == 0 {
-      // SAFETY: both out-pointers are valid; a zero-length Buffer reads nothing.
-      unsafe { sys::napi_create_buffer(env.raw(), 0, &mut data, &mut result) }
+    let made = if length == 0 {
+      raw::empty_buffer(env)
     } else {
       // SAFETY: `offset..offset + length` lies inside the live, readable mapping (checked by
-      // `range` and `base` above); Node copies it before returning.
-      unsafe {
-        sys::napi_create_buffer_copy(
-          env.raw(),
-          length,
-          source.add(offset).cast(),
-          &mut data,
-          &mut result,
-        )
-      }
+      // `range` and `base` above), and no JavaScript runs before Node copies it.
+      unsafe { raw::buffer_copy(env, source.add(offset), length) }
     };
-    if status != sys::Status::napi_ok {
-      return Err(errors::pending_or(env, "napi_create_buffer_copy", status));
-    }
+    let result = made.map_err(|status| errors::pending_or(env, "napi_create_buffer_copy", status))?;
     check_not_lost(env, mapping.as_deref(), faults, offset, length, READ)?;
     // SAFETY: `result` was just created in this env's current scope.
     Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), result) })
@@ -205,7 +192,7 @@ impl Mapping {
     let (mapping, offset, length) = self.range(env, offset.as_ref(), length.as_ref())?;
     check_buffer_length(env, length)?;
     let Some(mapping) = mapping.filter(|_| length > 0) else {
-      return self.read(env, Optional(None), Optional(Some(zero(env))));
+      return self.read(env, Optional(None), Optional(Some(args::zero(env))));
     };
     let buffer = buffer::create(env, mapping, offset, length)?;
     // SAFETY: `buffer` was just created in this env's current scope.
@@ -228,7 +215,7 @@ impl Mapping {
   ) -> napi::Result<()> {
     let request = SyncRequest::parse(env, offset, length, blocking, invalidate)?;
     if self.unmapped() {
-      return Err(view::unmapped(env));
+      return Err(errors::unmapped(env));
     }
     let (offset, length) = request.range(env, self.len)?;
     let Some(mapping) = self.core() else { return Ok(()) };
@@ -249,7 +236,7 @@ impl Mapping {
   fn flush_task(&self, env: &Env, options: Optional) -> napi::Result<AsyncTask<Flush>> {
     let options = FlushOptions::parse(env, &options)?;
     if self.unmapped() {
-      return Err(view::unmapped(env));
+      return Err(errors::unmapped(env));
     }
     let (offset, length) = options.range(env, self.len)?;
     Ok(AsyncTask::new(Flush::new(
@@ -272,7 +259,7 @@ impl Mapping {
   pub fn advise(&self, env: &Env, a: Optional, b: Optional, advice: Optional) -> napi::Result<()> {
     let request = AdviseRequest::parse(env, a, b, advice)?;
     if self.unmapped() {
-      return Err(view::unmapped(env));
+      return Err(errors::unmapped(env));
     }
     let (offset, length) = request.range(env, self.len)?;
     let Some(mapping) = self.core() else { return Ok(()) };
@@ -340,7 +327,7 @@ impl Mapping {
     length: Option<&Unknown>,
   ) -> napi::Result<(Option<Shared>, usize, usize)> {
     if self.unmapped() {
-      return Err(view::unmapped(env));
+      return Err(errors::unmapped(env));
     }
     let mapping = self.core();
     let (offset, length) = view::bounds(env, self.len, offset, length)?;
@@ -386,7 +373,7 @@ impl Mapping {
     let syscall = if lock { "mlock" } else { "munlock" };
     mapping
       .lock(offset, length, lock)
-      .map_err(|f| view::failure(env, f, syscall))
+      .map_err(|f| errors::throw_failure(env, f, syscall))
   }
 }
 
@@ -528,12 +515,4 @@ fn not_allowed(env: &Env, what: &str, needs: &str) -> napi::Error {
      a protect() of all of it gives it back)"
   );
   errors::throw_coded(env, Class::Error, "ERR_MMAP_ACCESS", &message)
-}
-
-fn zero(env: &Env) -> Unknown<'_> {
-  let mut value = ptr::null_mut();
-  // SAFETY: `value` is a valid out-pointer.
-  unsafe { sys::napi_create_uint32(env.raw(), 0, &mut value) };
-  // SAFETY: `value` is a number of this env.
-  unsafe { Unknown::from_raw_unchecked(env.raw(), value) }
 }

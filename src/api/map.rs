@@ -140,7 +140,7 @@ pub fn map_checked(
     // On failure `mapping` drops here, which unmaps it: nothing leaks.
     mapping
       .advise(0, size, advice)
-      .map_err(|failure| crate::js::view::failure(env, failure, "madvise"))?;
+      .map_err(|failure| crate::js::errors::throw_failure(env, failure, "madvise"))?;
   }
   Ok(mapping)
 }

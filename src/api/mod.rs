@@ -7,7 +7,7 @@
 //!   [`futex`] (`wait`, `waitAsync`, `notify`), [`handle`] (the `Mapping` class),
 //!   [`constants`].
 //! - [`fast`]: plain Node-API entry points for `map` and `unmap`, installed over napi-rs's glue
-//!   (the same hook gives each env its `reclaim` flusher).
+//!   (the same hook gives each env its flusher, `js::flusher`).
 
 pub mod constants;
 pub mod fast;

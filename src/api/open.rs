@@ -19,6 +19,7 @@ use crate::js::args::{self, MAX_SAFE_INTEGER};
 use crate::js::buffer;
 use crate::js::errors::{self, Class};
 use crate::js::options::Options;
+use crate::js::raw;
 use crate::sys;
 
 const OPTIONS: &[&str] = &["mode", "size", "offset", "length", "shared", "populate", "advise"];
@@ -415,9 +416,9 @@ impl Request {
     let opened = result.map_err(|failure| self.error(env, &failure))?;
     let buffer = match opened.mapping {
       Some(mapping) => {
-        buffer::create(env, mapping, opened.start, opened.len).map_err(|_| take_exception(env))?
+        buffer::create(env, mapping, opened.start, opened.len).map_err(|_| raw::take_exception(env))?
       }
-      None => empty_buffer(env).ok_or_else(|| take_exception(env))?,
+      None => raw::empty_buffer(env).map_err(|_| raw::take_exception(env))?,
     };
     // SAFETY: `buffer` was just created in this env's current scope.
     Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), buffer) })
@@ -519,22 +520,6 @@ fn remove_created(path: &std::path::Path, file: &std::fs::File) {
   if same {
     let _ = std::fs::remove_file(path);
   }
-}
-
-fn empty_buffer(env: &Env) -> Option<napi::sys::napi_value> {
-  let mut data = std::ptr::null_mut();
-  let mut buffer = std::ptr::null_mut();
-  // SAFETY: both out-pointers are valid; a zero-length Buffer owns no memory we touch.
-  let status = unsafe { napi::sys::napi_create_buffer(env.raw(), 0, &mut data, &mut buffer) };
-  (status == napi::sys::Status::napi_ok).then_some(buffer)
-}
-
-/// Takes the pending exception (to reject a Promise with it instead of throwing).
-fn take_exception(env: &Env) -> napi::sys::napi_value {
-  let mut error = std::ptr::null_mut();
-  // SAFETY: `error` is a valid out-pointer; with nothing pending it stays undefined.
-  unsafe { napi::sys::napi_get_and_clear_last_exception(env.raw(), &mut error) };
-  error
 }
 
 /// Opens the file at `path`, maps the part of it that `options` picks, closes the file and

@@ -104,7 +104,7 @@ pub fn remap<'env>(env: &'env Env, buffer: Unknown, new_size: Unknown) -> napi::
   let moved = view
     .mapping
     .remap(new_len)
-    .map_err(|failure| view::failure(env, failure, "mremap"))?;
+    .map_err(|failure| errors::throw_failure(env, failure, "mremap"))?;
   let buffer = buffer::create(env, moved, view.offset, new_size)?;
   // SAFETY: `buffer` was just created in this env's current scope.
   Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), buffer) })
@@ -167,7 +167,7 @@ impl<'env> AdviseRequest<'env> {
         env,
         "advice",
         "of type number",
-        &undefined(env),
+        &args::undefined(env),
       ));
     };
     Ok(AdviseRequest {
@@ -186,7 +186,7 @@ impl<'env> AdviseRequest<'env> {
   pub fn run(&self, env: &Env, mapping: &Mapping, offset: usize, length: usize) -> napi::Result<()> {
     mapping
       .advise(offset, length, self.advice)
-      .map_err(|f| view::failure(env, f, "madvise"))
+      .map_err(|f| errors::throw_failure(env, f, "madvise"))
   }
 }
 
@@ -212,7 +212,7 @@ pub fn incore(env: &Env, buffer: Unknown) -> napi::Result<Vec<f64>> {
 pub fn page_counts(env: &Env, mapping: &Mapping, offset: usize, len: usize) -> napi::Result<Vec<f64>> {
   let (resident, total) = mapping
     .resident_pages(offset, len)
-    .map_err(|f| view::failure(env, f, "mincore"))?;
+    .map_err(|f| errors::throw_failure(env, f, "mincore"))?;
   Ok(vec![(total - resident) as f64, resident as f64])
 }
 
@@ -291,7 +291,7 @@ impl<'env> SyncRequest<'env> {
   pub fn run(&self, env: &Env, mapping: &Mapping, offset: usize, length: usize) -> napi::Result<()> {
     mapping
       .sync(offset, length, self.flags)
-      .map_err(|f| view::failure(env, f, "msync"))
+      .map_err(|f| errors::throw_failure(env, f, "msync"))
   }
 }
 
@@ -331,11 +331,7 @@ impl<'env> ScopedTask<'env> for Flush {
   }
 
   fn resolve(&mut self, env: &'env Env, output: Self::Output) -> napi::Result<()> {
-    match output {
-      Ok(()) => Ok(()),
-      Err(Failure::Unmapped) => Err(errors::reject_with(env, view::unmapped_error(env))),
-      Err(Failure::Os(err)) => Err(errors::reject_with(env, errors::system(env, &err, "msync", None))),
-    }
+    output.map_err(|failure| errors::reject_with(env, errors::failure(env, &failure, "msync")))
   }
 }
 
@@ -437,7 +433,7 @@ fn lock_range(
   view
     .mapping
     .lock(view.offset + offset, length, lock)
-    .map_err(|f| view::failure(env, f, syscall))
+    .map_err(|f| errors::throw_failure(env, f, syscall))
 }
 
 /// Changes the access rights of a range of the view (`mprotect(2)`), rounded out to whole pages.
@@ -467,15 +463,7 @@ pub fn protect(
   view
     .mapping
     .protect(view.offset + offset, length, protection)
-    .map_err(|f| view::failure(env, f, "mprotect"))
-}
-
-fn undefined<'env>(env: &'env Env) -> Unknown<'env> {
-  let mut value = std::ptr::null_mut();
-  // SAFETY: `value` is a valid out-pointer.
-  unsafe { napi::sys::napi_get_undefined(env.raw(), &mut value) };
-  // SAFETY: `value` is `undefined` of this env.
-  unsafe { Unknown::from_raw_unchecked(env.raw(), value) }
+    .map_err(|f| errors::throw_failure(env, f, "mprotect"))
 }
 
 /// How many pages of the mapping behind `buffer` were lost under it and replaced with zeros:

@@ -10,10 +10,12 @@
 //! Each JS thread keeps one run of adjacent ranges whose mappings a finalizer has dropped. A
 //! range that touches the run at either end joins it; any other range, or one more than
 //! [`MAX_RANGES`], first has the run unmapped and starts a new one. The run left at the end of a
-//! batch is unmapped on the thread's next event-loop turn (a thread-safe function, the
-//! "flusher", made when the addon loads; unreferenced, so that it never keeps a program alive,
-//! and its async resource says so: `hasRef()` is false), when the env is torn down, or when the
-//! thread exits.
+//! batch is unmapped on the thread's next event-loop turn (by the thread's "flusher", which the
+//! JavaScript boundary makes when the addon loads: `crate::js::flusher`), when the env is torn
+//! down, or when the thread exits.
+//!
+//! No Node-API here: an env is known by an opaque identity (a `usize`, never 0), and the flusher
+//! by what [`enable`] was given: a handle, a token, and a function that asks it for a call.
 //!
 //! Only ranges of at most [`MAX_LEN`] wait (larger ones cost their pages, not the system call),
 //! only ranges their mapping allows (not huge pages, not memory that was ever locked), only
@@ -30,12 +32,8 @@
 //! ranges, adjacent end to end, so unmapping it unmaps nothing else.
 
 use std::cell::Cell;
-use std::ffi::c_void;
-use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
-
-use napi::sys;
 
 /// Ranges up to this length (rounded up to whole pages) may wait.
 const MAX_LEN: usize = 1 << 20;
@@ -59,15 +57,13 @@ fn join(
 struct Waiting {
   /// The run: its first byte, one past its last, and how many ranges it joins (0: no run).
   run: Cell<(usize, usize, usize)>,
-  /// The env of `flusher`, which loaded the addon on this thread ([`enable`]), or null: only
+  /// The env of `flusher`, which loaded the addon on this thread ([`enable`]), or 0: only
   /// its finalizers' ranges wait.
-  home: Cell<sys::napi_env>,
-  /// The env of the finalizer running now on this thread, or null outside finalizers.
-  finalizing: Cell<sys::napi_env>,
-  /// The flusher: a thread-safe function of `home` that unmaps the run, or null.
-  flusher: Cell<sys::napi_threadsafe_function>,
-  /// Which flusher `flusher` is (see [`closed`]); 0 with none.
-  token: Cell<usize>,
+  home: Cell<usize>,
+  /// The env of the finalizer running now on this thread, or 0 outside finalizers.
+  finalizing: Cell<usize>,
+  /// The flusher of `home`, which unmaps the run when called ([`flushed`]); none: handle 0.
+  flusher: Cell<Flusher>,
   /// A call of the flusher is queued and has not run yet.
   asked: Cell<bool>,
 }
@@ -77,10 +73,9 @@ impl Waiting {
   const fn idle() -> Waiting {
     Waiting {
       run: Cell::new((0, 0, 0)),
-      home: Cell::new(ptr::null_mut()),
-      finalizing: Cell::new(ptr::null_mut()),
-      flusher: Cell::new(ptr::null_mut()),
-      token: Cell::new(0),
+      home: Cell::new(0),
+      finalizing: Cell::new(0),
+      flusher: Cell::new(Flusher::NONE),
       asked: Cell::new(false),
     }
   }
@@ -88,7 +83,7 @@ impl Waiting {
   /// Takes `start..end` into the run; `false` if it cannot wait (the caller unmaps it).
   fn take(&self, start: usize, end: usize) -> bool {
     let (env, flusher) = (self.finalizing.get(), self.flusher.get());
-    if env.is_null() || env != self.home.get() || flusher.is_null() {
+    if env == 0 || env != self.home.get() || flusher.handle == 0 {
       return false;
     }
     let run = self.run.get();
@@ -100,7 +95,7 @@ impl Waiting {
     // runtime ever run it at once, it finds them), and undone if Node refuses.
     self.run.set((start, end, 1));
     unmap_run(run);
-    if !self.asked.replace(true) && !ask(flusher) {
+    if !self.asked.replace(true) && !flusher.ask() {
       // Closing (the env is being torn down): a flusher that refused once is never used again,
       // and nothing waits on this thread any more.
       self.forget_flusher();
@@ -112,9 +107,8 @@ impl Waiting {
 
   /// From now on nothing waits on this thread.
   fn forget_flusher(&self) {
-    self.flusher.set(ptr::null_mut());
-    self.home.set(ptr::null_mut());
-    self.token.set(0);
+    self.flusher.set(Flusher::NONE);
+    self.home.set(0);
     self.asked.set(false);
   }
 }
@@ -130,122 +124,30 @@ thread_local! {
   static WAITING: Waiting = const { Waiting::idle() };
 }
 
-/// The async resource of a flusher: an object whose `hasRef()` returns false, as a handle that
-/// does not keep the event loop alive says (`Timeout#hasRef`). Tools that list what is left
-/// open at the end of a test run from async_hooks (Jest's `--detectOpenHandles`) ask it.
-#[cfg(not(test))]
-fn unreferenced_resource(env: sys::napi_env) -> Option<sys::napi_value> {
-  unsafe extern "C" fn has_ref(env: sys::napi_env, _info: sys::napi_callback_info) -> sys::napi_value {
-    let mut result = ptr::null_mut();
-    // SAFETY: `env` is the env of this call; the out-pointer is valid. On failure `result`
-    // stays null, which Node-API reads as `undefined` (falsy too).
-    unsafe { sys::napi_get_boolean(env, false, &mut result) };
-    result
-  }
-  let mut resource = ptr::null_mut();
-  let mut function = ptr::null_mut();
-  let name = c"hasRef";
-  // SAFETY: `env` is the live env running the module's init on this thread; the out-pointers are
-  // valid, and `name` is valid for its length.
-  unsafe {
-    (sys::napi_create_object(env, &mut resource) == sys::Status::napi_ok
-      && sys::napi_create_function(
-        env,
-        name.as_ptr(),
-        name.to_bytes().len() as isize,
-        Some(has_ref),
-        ptr::null_mut(),
-        &mut function,
-      ) == sys::Status::napi_ok
-      && sys::napi_set_named_property(env, resource, name.as_ptr(), function) == sys::Status::napi_ok)
-      .then_some(resource)
-  }
+/// A thread's flusher, as the JavaScript boundary made it ([`enable`]): something that, asked,
+/// has [`flushed`] called on this thread on a later event-loop turn.
+#[derive(Clone, Copy)]
+pub struct Flusher {
+  /// The flusher itself (a thread-safe function, to the boundary); 0: none.
+  pub handle: usize,
+  /// Which flusher this is, as [`closed`] is told when one is freed; never 0.
+  pub token: usize,
+  /// Queues a call of the flusher `handle`, live (the boundary calls [`closed`] before it frees
+  /// it, and a refusal clears it here before it may); `false` if refused (the env is closing).
+  pub ask: fn(usize) -> bool,
 }
 
-/// Makes a flusher in `env`, which is loading the addon on this thread: the thread-safe function
-/// and its token; `None` if the runtime refused (then every range is unmapped at once).
-fn make_flusher(env: sys::napi_env) -> Option<(sys::napi_threadsafe_function, usize)> {
-  // Unit tests link no Node-API: there, no flusher can be made.
-  #[cfg(test)]
-  {
-    let _ = env;
-    None
-  }
-  #[cfg(not(test))]
-  {
-    let name = c"node-mmap unmap";
-    let mut resource_name = ptr::null_mut();
-    // SAFETY: `env` is the live env running the module's init on this thread; `name` is valid
-    // for its length; the out-pointer is valid.
-    let status = unsafe {
-      sys::napi_create_string_utf8(
-        env,
-        name.as_ptr(),
-        name.to_bytes().len() as isize,
-        &mut resource_name,
-      )
-    };
-    if status != sys::Status::napi_ok {
-      return None;
-    }
-    let resource = unreferenced_resource(env)?;
-    static TOKENS: AtomicUsize = AtomicUsize::new(1);
-    let token = TOKENS.fetch_add(1, Ordering::Relaxed);
-    let mut flusher = ptr::null_mut();
-    // SAFETY: as above. No JS function (Node-API 5: `call_js_cb` instead); `token` is handed to
-    // `closed` as its data. One hold, never released: it lives until its env is torn down.
-    let status = unsafe {
-      sys::napi_create_threadsafe_function(
-        env,
-        ptr::null_mut(),
-        resource,
-        resource_name,
-        0,
-        1,
-        token as *mut c_void,
-        Some(closed),
-        ptr::null_mut(),
-        Some(flush),
-        &mut flusher,
-      )
-    };
-    if status != sys::Status::napi_ok {
-      return None;
-    }
-    // SAFETY: `flusher` was just made in `env`, on its thread. Unreferenced, it never keeps the
-    // event loop alive: a run left when the program ends goes with the process.
-    if unsafe { sys::napi_unref_threadsafe_function(env, flusher) } != sys::Status::napi_ok {
-      // SAFETY: the one hold on `flusher`, given up: Node frees it (its `closed` call carries a
-      // token no thread holds, so it changes nothing).
-      unsafe { sys::napi_release_threadsafe_function(flusher, sys::ThreadsafeFunctionReleaseMode::release) };
-      return None;
-    }
-    Some((flusher, token))
-  }
-}
+impl Flusher {
+  /// No flusher: nothing waits.
+  const NONE: Flusher = Flusher {
+    handle: 0,
+    token: 0,
+    ask: |_| false,
+  };
 
-/// Queues a call of `flusher`, a live thread-safe function of this thread's env (`closed`
-/// clears it before Node frees it, and a refusal clears it before Node may); `false` if Node
-/// refused (the env is closing).
-fn ask(flusher: sys::napi_threadsafe_function) -> bool {
-  // Unit tests link no Node-API (and make no flusher): there, nothing can be queued.
-  #[cfg(test)]
-  {
-    let _ = flusher;
-    false
-  }
-  #[cfg(not(test))]
-  {
-    // SAFETY: `flusher` is live (this function's contract); calling one is allowed from any
-    // thread, and runs no JS here.
-    let status = unsafe {
-      sys::napi_call_threadsafe_function(
-        flusher,
-        ptr::null_mut(),
-        sys::ThreadsafeFunctionCallMode::nonblocking,
-      )
-    };
-    status == sys::Status::napi_ok
+  /// Queues a call of this flusher; `false` if refused.
+  fn ask(self) -> bool {
+    (self.ask)(self.handle)
   }
 }
 
@@ -294,7 +196,7 @@ unsafe fn unmap_or_defer(start: usize, len: usize) {
     // The flusher's next call settles them (this thread's, if it has one).
     let _ = WAITING.try_with(|waiting| {
       let flusher = waiting.flusher.get();
-      if !flusher.is_null() && !waiting.asked.replace(true) && !ask(flusher) {
+      if flusher.handle != 0 && !waiting.asked.replace(true) && !flusher.ask() {
         waiting.asked.set(false);
       }
     });
@@ -389,34 +291,30 @@ pub unsafe fn release(addr: *mut u8, len: usize, batchable: bool) {
   }
 }
 
-/// Runs `f`, the work of a finalizer of `env`, with the mappings it drops allowed to wait.
-pub fn finalizing<R>(env: sys::napi_env, f: impl FnOnce() -> R) -> R {
-  let set = |env: sys::napi_env| {
+/// Runs `f`, the work of a finalizer of `env` (an env identity, never 0), with the mappings it
+/// drops allowed to wait.
+pub fn finalizing<R>(env: usize, f: impl FnOnce() -> R) -> R {
+  let set = |env: usize| {
     let _ = WAITING.try_with(|waiting| waiting.finalizing.set(env));
   };
   set(env);
   let result = f();
-  set(ptr::null_mut());
+  set(0);
   result
 }
 
-/// Whether this thread runs `env`'s JavaScript (the env that loaded the addon here): Node-API
-/// calls on `env` are allowed from this thread.
-pub fn is_home(env: sys::napi_env) -> bool {
-  !env.is_null()
+/// Whether this thread runs `env`'s JavaScript (the env that loaded the addon here, given to
+/// [`enable`]).
+pub fn is_home(env: usize) -> bool {
+  env != 0
     && WAITING
       .try_with(|waiting| waiting.home.get() == env)
       .unwrap_or(false)
 }
 
-/// The flusher's call: unmaps this thread's run. (Node also calls it, with a null `env`, for a
-/// call still queued when the env is torn down: the run is unmapped then too.)
-unsafe extern "C" fn flush(
-  _env: sys::napi_env,
-  _callback: sys::napi_value,
-  _context: *mut c_void,
-  _data: *mut c_void,
-) {
+/// The flusher's call: unmaps this thread's run. (Node also calls it for a call still queued
+/// when the env is torn down: the run is unmapped then too.)
+pub fn flushed() {
   let _ = WAITING.try_with(|waiting| {
     waiting.asked.set(false);
     unmap_run(waiting.run.take());
@@ -424,11 +322,11 @@ unsafe extern "C" fn flush(
   retry_deferred();
 }
 
-/// A flusher is being freed (its env is torn down): if it is this thread's, the run is
-/// unmapped, and from now on nothing waits on this thread.
-unsafe extern "C" fn closed(_env: sys::napi_env, data: *mut c_void, _hint: *mut c_void) {
+/// A flusher is being freed (its env is torn down): if it is this thread's (`token`), the run
+/// is unmapped, and from now on nothing waits on this thread.
+pub fn closed(token: usize) {
   let _ = WAITING.try_with(|waiting| {
-    if waiting.token.get() != data as usize {
+    if waiting.flusher.get().token != token {
       return;
     }
     waiting.forget_flusher();
@@ -436,16 +334,17 @@ unsafe extern "C" fn closed(_env: sys::napi_env, data: *mut c_void, _hint: *mut 
   });
 }
 
-/// Gives this thread a flusher in `env`, which is loading the addon here, unless the thread
-/// has one (the addon loaded again): from now on `env`'s finalizers' ranges may wait.
-pub fn enable(env: sys::napi_env) {
+/// Gives this thread the flusher `make` makes in `env` (an env identity, never 0), which is
+/// loading the addon here, unless the thread has one (the addon loaded again; `make` is not
+/// called): from now on `env`'s finalizers' ranges may wait. With none made (`None`: the
+/// runtime refused), every range is unmapped at once.
+pub fn enable(env: usize, make: impl FnOnce() -> Option<Flusher>) {
   let _ = WAITING.try_with(|waiting| {
-    if !waiting.flusher.get().is_null() {
+    if waiting.flusher.get().handle != 0 {
       return;
     }
-    if let Some((flusher, token)) = make_flusher(env) {
+    if let Some(flusher) = make() {
       waiting.flusher.set(flusher);
-      waiting.token.set(token);
       waiting.home.set(env);
     }
   });
@@ -454,8 +353,17 @@ pub fn enable(env: sys::napi_env) {
 #[cfg(test)]
 mod tests {
   use super::*;
+  use std::ffi::c_void;
+  use std::ptr;
 
   const PAGE: usize = 4096;
+
+  /// A flusher whose every call is refused, as a closing env refuses.
+  const REFUSING: Flusher = Flusher {
+    handle: 1,
+    token: 7,
+    ask: |_| false,
+  };
   const BASE: usize = 0x7000_0000_0000;
 
   #[test]
@@ -555,24 +463,24 @@ mod tests {
 
   #[test]
   fn only_a_finalizer_of_the_home_env_with_a_flusher_makes_ranges_wait() {
-    let (home, other) = (ptr::NonNull::dangling().as_ptr(), 8 as sys::napi_env);
+    let (home, other) = (1, 8);
     let w = Waiting::idle();
-    // A flusher whose call is queued already (unit tests cannot queue one).
-    w.flusher.set(ptr::NonNull::dangling().as_ptr());
+    // A flusher whose call is queued already.
+    w.flusher.set(REFUSING);
     w.asked.set(true);
     w.finalizing.set(home);
     assert!(!w.take(BASE, BASE + PAGE), "no home env");
     w.home.set(home);
     w.finalizing.set(other);
     assert!(!w.take(BASE, BASE + PAGE), "a finalizer of another env");
-    w.finalizing.set(ptr::null_mut());
+    w.finalizing.set(0);
     assert!(!w.take(BASE, BASE + PAGE), "not in a finalizer");
     w.finalizing.set(home);
-    w.flusher.set(ptr::null_mut());
+    w.flusher.set(Flusher::NONE);
     assert!(!w.take(BASE, BASE + PAGE), "no flusher");
     assert_eq!(w.run.get(), (0, 0, 0));
     // All there: ranges start and join runs.
-    w.flusher.set(ptr::NonNull::dangling().as_ptr());
+    w.flusher.set(REFUSING);
     assert!(w.take(BASE, BASE + PAGE));
     assert!(w.take(BASE - PAGE, BASE));
     assert_eq!(w.run.get(), (BASE - PAGE, BASE + PAGE, 2));
@@ -584,11 +492,10 @@ mod tests {
     let page = crate::sys::page_size();
     let (start, file) = pages(3);
     let w = Waiting::idle();
-    let home = ptr::NonNull::dangling().as_ptr();
+    let home = 1;
     w.home.set(home);
     w.finalizing.set(home);
-    // Unit tests have no Node: every call of a flusher is refused, as a closing env refuses.
-    w.flusher.set(ptr::NonNull::dangling().as_ptr());
+    w.flusher.set(REFUSING);
     w.run.set((start, start + 2 * page, 2));
     // The middle page of three: never next to the run (a single page could be mapped right
     // below it, and join it).
@@ -600,8 +507,8 @@ mod tests {
     );
     assert_eq!(mapped(&file), page, "the run was unmapped, and nothing past it");
     assert_eq!(
-      (w.run.get(), w.flusher.get(), w.asked.get()),
-      ((0, 0, 0), ptr::null_mut(), false)
+      (w.run.get(), w.flusher.get().handle, w.asked.get()),
+      ((0, 0, 0), 0, false)
     );
     // SAFETY: our own pages, unmapped once.
     unsafe {
@@ -616,17 +523,14 @@ mod tests {
       let page = crate::sys::page_size();
       let (start, file) = pages(2);
       WAITING.with(|w| {
-        w.flusher.set(ptr::NonNull::dangling().as_ptr());
-        w.token.set(7);
+        w.flusher.set(REFUSING);
         w.run.set((start, start + 2 * page, 2));
       });
-      // SAFETY: `closed` only reads its data (a token) and this thread's state.
-      unsafe { closed(ptr::null_mut(), 8 as *mut c_void, ptr::null_mut()) };
+      closed(8);
       assert_eq!(mapped(&file), 2 * page, "another flusher's close");
-      // SAFETY: as above.
-      unsafe { closed(ptr::null_mut(), 7 as *mut c_void, ptr::null_mut()) };
+      closed(REFUSING.token);
       assert_eq!(mapped(&file), 0, "this thread's flusher closed: run unmapped");
-      WAITING.with(|w| assert_eq!((w.flusher.get(), w.run.get()), (ptr::null_mut(), (0, 0, 0))));
+      WAITING.with(|w| assert_eq!((w.flusher.get().handle, w.run.get()), (0, (0, 0, 0))));
     })
     .join()
     .unwrap();

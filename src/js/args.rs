@@ -8,13 +8,13 @@
 //! the stated range.
 
 use std::ffi::CStr;
-use std::ptr;
 
 use napi::bindgen_prelude::{FromNapiValue, JsValue, TypeName, Unknown, ValidateNapiValue, ValueType};
 use napi::sys;
 use napi::Env;
 
 use crate::js::errors::{self, Class};
+use crate::js::raw;
 
 /// The largest integer a JS number holds exactly (`Number.MAX_SAFE_INTEGER`).
 pub const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
@@ -67,13 +67,21 @@ pub fn raw(value: &Unknown) -> sys::napi_value {
   value.value().value
 }
 
+/// `undefined`, as an argument.
+pub fn undefined(env: &Env) -> Unknown<'_> {
+  // SAFETY: `undefined` of this env.
+  unsafe { Unknown::from_raw_unchecked(env.raw(), raw::undefined(env)) }
+}
+
+/// The number 0, as an argument.
+pub fn zero(env: &Env) -> Unknown<'_> {
+  // SAFETY: a number of this env.
+  unsafe { Unknown::from_raw_unchecked(env.raw(), raw::uint32(env, 0)) }
+}
+
 /// A JS number's value, or `None` when `value` is not a number.
 pub fn number_value(env: &Env, value: &Unknown) -> Option<f64> {
-  let mut result = 0f64;
-  // SAFETY: `value` is a live value of this env and `result` a valid out-pointer; for a value
-  // that is not a number Node-API answers `napi_number_expected` (one call instead of two).
-  let status = unsafe { sys::napi_get_value_double(env.raw(), raw(value), &mut result) };
-  (status == sys::Status::napi_ok).then_some(result)
+  raw::number(env, raw(value))
 }
 
 /// `ERR_INVALID_ARG_TYPE`: `The "name" argument must be of type <expected>. Received ...`.
@@ -174,10 +182,7 @@ pub fn optional_boolean(env: &Env, value: Option<&Unknown>, name: &str) -> napi:
   if type_of(value) != ValueType::Boolean {
     return Err(invalid_type(env, name, "of type boolean", value));
   }
-  let mut result = false;
-  // SAFETY: `value` is a live boolean of this env and `result` a valid out-pointer.
-  unsafe { sys::napi_get_value_bool(env.raw(), raw(value), &mut result) };
-  Ok(Some(result))
+  Ok(Some(raw::bool_value(env, raw(value))))
 }
 
 /// How Node's `ERR_OUT_OF_RANGE` shows a received number: JS's own formatting, `-0` kept,
@@ -279,10 +284,7 @@ fn quote_whole(shown: &str) -> String {
 }
 
 fn kind_of(env: &Env, value: sys::napi_value) -> sys::napi_valuetype {
-  let mut kind = sys::ValueType::napi_undefined;
-  // SAFETY: `value` is a live value of this env and `kind` a valid out-pointer.
-  unsafe { sys::napi_typeof(env.raw(), value, &mut kind) };
-  kind
+  raw::type_of(env, value)
 }
 
 /// A JS number as `util.inspect` shows it: JavaScript's own formatting, and `-0` kept.
@@ -293,40 +295,22 @@ fn number_text(env: &Env, value: &Unknown, number: f64) -> String {
   shown_string(env, raw(value)).unwrap_or_else(|| number.to_string())
 }
 
-/// Clears any exception a getter threw while we were only describing a value.
-pub fn clear_exception(env: &Env) {
-  let mut pending = false;
-  // SAFETY: `pending` is a valid out-pointer.
-  unsafe { sys::napi_is_exception_pending(env.raw(), &mut pending) };
-  if pending {
-    let mut ignored = ptr::null_mut();
-    // SAFETY: an exception is pending; `ignored` is a valid out-pointer.
-    unsafe { sys::napi_get_and_clear_last_exception(env.raw(), &mut ignored) };
-  }
-}
-
 fn to_object(env: &Env, value: sys::napi_value) -> sys::napi_value {
-  let mut object = ptr::null_mut();
-  // SAFETY: `value` is a live value of this env; `object` is a valid out-pointer.
-  if unsafe { sys::napi_coerce_to_object(env.raw(), value, &mut object) } != sys::Status::napi_ok {
-    clear_exception(env);
-    return ptr::null_mut();
-  }
-  object
+  raw::coerce_to_object(env, value).unwrap_or_else(|_| {
+    raw::clear_exception(env);
+    std::ptr::null_mut()
+  })
 }
 
 fn property(env: &Env, object: sys::napi_value, name: &CStr) -> Option<sys::napi_value> {
   if object.is_null() {
     return None;
   }
-  let mut result = ptr::null_mut();
-  // SAFETY: `object` is a live object of this env, `name` is NUL-terminated, `result` valid.
-  let status = unsafe { sys::napi_get_named_property(env.raw(), object, name.as_ptr(), &mut result) };
-  if status != sys::Status::napi_ok {
-    clear_exception(env);
-    return None;
+  let result = raw::get_named(env, object, name);
+  if result.is_err() {
+    raw::clear_exception(env);
   }
-  Some(result)
+  result.ok()
 }
 
 /// The first [`SHOWN_BYTES`] of a property that is a string (a name, a description).
@@ -342,24 +326,11 @@ pub fn string_value(env: &Env, value: &Unknown) -> Option<String> {
 /// The bytes of a Uint8Array (a Buffer), copied; `Ok(None)` for any other value, and an error
 /// when the bytes are memory that cannot be read (see `view::check_access`).
 pub fn uint8_bytes(env: &Env, value: &Unknown, name: &str) -> napi::Result<Option<Vec<u8>>> {
-  let mut kind = 0;
-  let mut is_typedarray = false;
-  // SAFETY: `value` is a live value of this env; `is_typedarray` a valid out-pointer.
-  unsafe { sys::napi_is_typedarray(env.raw(), raw(value), &mut is_typedarray) };
-  if is_typedarray {
-    // SAFETY: a typed array; only `kind` is asked for.
-    unsafe {
-      sys::napi_get_typedarray_info(
-        env.raw(),
-        raw(value),
-        &mut kind,
-        ptr::null_mut(),
-        ptr::null_mut(),
-        ptr::null_mut(),
-        ptr::null_mut(),
-      )
-    };
-  }
+  let is_typedarray = raw::is(env, raw(value), raw::Kind::TypedArray);
+  let kind = match is_typedarray {
+    true => raw::typedarray_info(env, raw(value)).map_or(0, |(kind, ..)| kind),
+    false => 0,
+  };
   let view = crate::js::view::raw_view(env, raw(value));
   let Some(view) = view.filter(|_| is_typedarray && kind == sys::TypedarrayType::uint8_array) else {
     return Ok(None);
@@ -383,11 +354,7 @@ pub fn uint8_bytes(env: &Env, value: &Unknown, name: &str) -> napi::Result<Optio
 
 /// The length in bytes of a JS string's UTF-8, without copying it; `None` for any other value.
 pub fn string_length(env: &Env, value: &Unknown) -> Option<usize> {
-  let mut len = 0usize;
-  // SAFETY: a null buffer asks only for the length; a non-string gives a status, not a read.
-  let status =
-    unsafe { sys::napi_get_value_string_utf8(env.raw(), raw(value), ptr::null_mut(), 0, &mut len) };
-  (status == sys::Status::napi_ok).then_some(len)
+  raw::string_utf8_len(env, raw(value))
 }
 
 /// The first [`SHOWN_BYTES`] of a JS string (whole characters), for text that is compared
@@ -425,12 +392,10 @@ fn shown_string(env: &Env, value: sys::napi_value) -> Option<String> {
 }
 
 fn coerce_to_string_prefix(env: &Env, value: sys::napi_value, max: usize) -> Option<String> {
-  let mut string = ptr::null_mut();
-  // SAFETY: `value` is a live value of this env; `string` a valid out-pointer.
-  if unsafe { sys::napi_coerce_to_string(env.raw(), value, &mut string) } != sys::Status::napi_ok {
-    clear_exception(env);
+  let Ok(string) = raw::coerce_to_string(env, value) else {
+    raw::clear_exception(env);
     return None;
-  }
+  };
   string_prefix(env, string, max)
 }
 
@@ -443,27 +408,11 @@ pub fn string_contents(env: &Env, string: sys::napi_value) -> Option<String> {
 /// The first `max` bytes (or fewer: whole characters only) of a JS string's UTF-8, for text
 /// that only needs its start (what an error message shows of a value); see [`string_contents`].
 fn string_prefix(env: &Env, string: sys::napi_value, max: usize) -> Option<String> {
-  let mut len = 0usize;
-  // SAFETY: a null buffer asks only for the length; a non-string gives a status, not a read.
-  if unsafe { sys::napi_get_value_string_utf8(env.raw(), string, ptr::null_mut(), 0, &mut len) }
-    != sys::Status::napi_ok
-  {
-    return None;
-  }
-  let mut len = len.min(max);
+  let len = raw::string_utf8_len(env, string)?.min(max);
   let mut bytes = Vec::new();
   bytes.try_reserve_exact(len + 1).ok()?;
   bytes.resize(len + 1, 0u8);
-  // SAFETY: `bytes` has room for `len` bytes plus the NUL Node-API writes.
-  unsafe {
-    sys::napi_get_value_string_utf8(
-      env.raw(),
-      string,
-      bytes.as_mut_ptr().cast(),
-      bytes.len(),
-      &mut len,
-    )
-  };
+  let len = raw::string_utf8_into(env, string, &mut bytes);
   bytes.truncate(len);
   match String::from_utf8(bytes) {
     Ok(text) => Some(text),

@@ -14,10 +14,11 @@ use napi::sys;
 use napi::Env;
 
 use crate::core::mapping::Mapping;
-use crate::core::reclaim;
 use crate::core::registry;
 use crate::core::shared::Shared;
 use crate::js::errors::{self, Class};
+use crate::js::flusher;
+use crate::js::raw;
 
 /// The environment variable that makes every Buffer creation act as if the runtime forbade
 /// external buffers: the switch that tests the Electron 21+ path on plain Node.
@@ -40,13 +41,12 @@ unsafe fn create_external_buffer(
   len: usize,
   finalize: sys::napi_finalize,
   hint: *mut c_void,
-  result: &mut sys::napi_value,
-) -> sys::napi_status {
+) -> (sys::napi_status, sys::napi_value) {
   if simulate_no_external_buffers() {
-    return sys::Status::napi_no_external_buffers_allowed;
+    return (sys::Status::napi_no_external_buffers_allowed, ptr::null_mut());
   }
   // SAFETY: forwarded from this function's contract.
-  unsafe { sys::napi_create_external_buffer(env.raw(), len, data.cast(), finalize, hint, result) }
+  unsafe { raw::external_buffer(env, data, len, finalize, hint) }
 }
 
 /// The finalizer of the memory of every Buffer made by [`create`]: Node calls it (from an
@@ -81,8 +81,8 @@ unsafe extern "C" fn finalize_memory(env: sys::napi_env, data: *mut c_void, hint
     mapping.clear_placeholder();
     return;
   }
-  // The mappings it drops may wait to be unmapped with their neighbours (src/reclaim.rs).
-  reclaim::finalizing(env, || {
+  // The mappings it drops may wait to be unmapped with their neighbours (src/core/reclaim.rs).
+  flusher::finalizing(env, || {
     // SAFETY: `data` is the Buffer's first byte and `hint` the reference `create` recorded for
     // it (`registry::record_buffer`); Node calls a Buffer's finalizer once. The last one unmaps.
     unsafe { registry::forget_buffer(data as usize, hint.cast_const().cast::<Mapping>()) }
@@ -92,7 +92,7 @@ unsafe extern "C" fn finalize_memory(env: sys::napi_env, data: *mut c_void, hint
 /// Whether `env` is a worker's env being torn down, asked on its own thread (see
 /// [`finalize_memory`]).
 fn worker_env_ending(env: sys::napi_env) -> bool {
-  !crate::sys::is_main_thread() && reclaim::is_home(env) && env_stopping(env)
+  !crate::sys::is_main_thread() && flusher::is_home(env) && env_stopping(env)
 }
 
 /// Whether `env` is being torn down (`worker.terminate()`, `process.exit()`, the end of a
@@ -101,14 +101,9 @@ fn worker_env_ending(env: sys::napi_env) -> bool {
 /// code asleep in the kernel, as they reach `Atomics.wait`: `wait` asks between slices. Only on
 /// `env`'s own thread.
 pub fn env_stopping(env: sys::napi_env) -> bool {
-  let (mut undefined, mut result) = (ptr::null_mut(), ptr::null_mut());
   // SAFETY: the caller is on `env`'s own thread, where the env is alive (its finalizers and
-  // calls run there); both out-pointers are valid. Coercing `undefined` to a boolean runs no
-  // JavaScript and changes nothing.
-  unsafe {
-    sys::napi_get_undefined(env, &mut undefined);
-    sys::napi_coerce_to_bool(env, undefined, &mut result) != sys::Status::napi_ok
-  }
+  // calls run there).
+  unsafe { raw::env_refuses_js(env) }
 }
 
 fn no_external_buffers(env: &Env) -> napi::Error {
@@ -141,11 +136,10 @@ pub fn create(env: &Env, mapping: Shared, offset: usize, len: usize) -> napi::Re
   // SAFETY: `offset <= mapping.len()`, so the pointer stays inside the mapping.
   let data = unsafe { mapping.addr().add(offset) };
   let hold = registry::record_buffer(mapping, data as usize).cast_mut();
-  let mut buffer = ptr::null_mut();
   // SAFETY: the range lies inside the mapping, which `hold` keeps mapped until the finalizer
   // releases it.
-  let status =
-    unsafe { create_external_buffer(env, data, len, Some(finalize_memory), hold.cast(), &mut buffer) };
+  let (status, buffer) =
+    unsafe { create_external_buffer(env, data, len, Some(finalize_memory), hold.cast()) };
   match status {
     sys::Status::napi_ok => {
       EXTERNAL_ALLOWED.store(ALLOWED, Ordering::Relaxed);
@@ -193,18 +187,9 @@ pub fn external_buffers_allowed(env: &Env) -> bool {
     _ => {}
   }
   static PROBE: u8 = 0;
-  let mut result = ptr::null_mut();
   // SAFETY: a zero-length Buffer over a static that lives forever, with no finalizer.
-  let status = unsafe {
-    create_external_buffer(
-      env,
-      ptr::addr_of!(PROBE).cast_mut(),
-      0,
-      None,
-      ptr::null_mut(),
-      &mut result,
-    )
-  };
+  let (status, _) =
+    unsafe { create_external_buffer(env, ptr::addr_of!(PROBE).cast_mut(), 0, None, ptr::null_mut()) };
   let allowed = status == sys::Status::napi_ok;
   EXTERNAL_ALLOWED.store(if allowed { ALLOWED } else { FORBIDDEN }, Ordering::Relaxed);
   allowed

@@ -5,12 +5,15 @@
 //! is exactly the object built here: its class, `code`, and for system errors `errno` (negative,
 //! as in `fs`), `syscall` and `path`.
 
-use std::ffi::c_char;
 use std::io;
-use std::ptr;
 
-use napi::sys;
-use napi::{Env, Status};
+use napi::Env;
+use napi::Status;
+
+use crate::core::mapping::Failure;
+use crate::js::raw::{self, Value};
+
+pub use crate::js::raw::Class;
 
 /// The `Err` every builder returns once the JS exception is pending.
 pub fn pending() -> napi::Error {
@@ -18,11 +21,8 @@ pub fn pending() -> napi::Error {
 }
 
 /// The pending exception if a Node-API call left one, else an error naming the failed call.
-pub fn pending_or(env: &Env, call: &str, status: sys::napi_status) -> napi::Error {
-  let mut is_pending = false;
-  // SAFETY: `is_pending` is a valid out-pointer.
-  unsafe { sys::napi_is_exception_pending(env.raw(), &mut is_pending) };
-  if is_pending {
+pub fn pending_or(env: &Env, call: &str, status: raw::Status) -> napi::Error {
+  if raw::is_exception_pending(env) {
     return pending();
   }
   throw_coded(
@@ -33,46 +33,16 @@ pub fn pending_or(env: &Env, call: &str, status: sys::napi_status) -> napi::Erro
   )
 }
 
-/// Which JS class an argument error takes.
-#[derive(Clone, Copy)]
-pub enum Class {
-  Error,
-  TypeError,
-  RangeError,
-}
-
 /// A JS string, or null when even that fails (the env is tearing down).
-pub fn js_string(env: &Env, text: &str) -> sys::napi_value {
-  let mut value = ptr::null_mut();
-  // SAFETY: `text` is valid UTF-8 of the given length and `value` is a valid out-pointer.
-  let status = unsafe {
-    sys::napi_create_string_utf8(
-      env.raw(),
-      text.as_ptr().cast::<c_char>(),
-      text.len() as isize,
-      &mut value,
-    )
-  };
-  if status == sys::Status::napi_ok {
-    value
-  } else {
-    ptr::null_mut()
-  }
+pub fn js_string(env: &Env, text: &str) -> Value {
+  raw::string(env, text)
 }
 
 /// Builds an error object of `class` with `code` and `message`, without throwing it.
-pub fn create(env: &Env, class: Class, code_text: &str, message_text: &str) -> sys::napi_value {
+pub fn create(env: &Env, class: Class, code_text: &str, message_text: &str) -> Value {
   let code = js_string(env, code_text);
   let message = js_string(env, message_text);
-  let mut error = ptr::null_mut();
-  let create = match class {
-    Class::Error => sys::napi_create_error,
-    Class::TypeError => sys::napi_create_type_error,
-    Class::RangeError => sys::napi_create_range_error,
-  };
-  // SAFETY: `code` and `message` are JS strings of this env (or null, which Node-API rejects
-  // with a status instead of reading), and `error` is a valid out-pointer.
-  unsafe { create(env.raw(), code, message, &mut error) };
+  let error = raw::error(env, class, code, message);
   tag_stack(env, error, class, code_text, message_text);
   error
 }
@@ -81,7 +51,7 @@ pub fn create(env: &Env, class: Class, code_text: &str, message_text: &str) -> s
 /// has a `stack`: Bun gives none to an error made while no JavaScript runs (the ones that reject
 /// `open()`'s and `waitAsync()`'s Promises, made when the work ends): there it is the first line
 /// that Node prints for such an error, which has no frames either.
-fn tag_stack(env: &Env, error: sys::napi_value, class: Class, code: &str, message: &str) {
+fn tag_stack(env: &Env, error: Value, class: Class, code: &str, message: &str) {
   let name = match class {
     Class::Error => "Error",
     Class::TypeError => "TypeError",
@@ -90,12 +60,9 @@ fn tag_stack(env: &Env, error: sys::napi_value, class: Class, code: &str, messag
   if error.is_null() {
     return;
   }
-  let mut stack = ptr::null_mut();
-  // SAFETY: `error` is a live object of this env; `stack` is a valid out-pointer.
-  let status = unsafe { sys::napi_get_named_property(env.raw(), error, c"stack".as_ptr(), &mut stack) };
-  if status != sys::Status::napi_ok {
+  let Ok(stack) = raw::get_named(env, error, c"stack") else {
     return;
-  }
+  };
   let tag = if code.starts_with("ERR_") {
     format!(" [{code}]")
   } else {
@@ -125,20 +92,16 @@ fn tag_stack(env: &Env, error: sys::napi_value, class: Class, code: &str, messag
 }
 
 /// Sets `object[name] = value`, ignoring failure (best effort while the env tears down).
-pub fn set(env: &Env, object: sys::napi_value, name: &std::ffi::CStr, value: sys::napi_value) {
+pub fn set(env: &Env, object: Value, name: &std::ffi::CStr, value: Value) {
   if object.is_null() || value.is_null() {
     return;
   }
-  // SAFETY: `object` and `value` are live values of this env, `name` is NUL-terminated.
-  unsafe { sys::napi_set_named_property(env.raw(), object, name.as_ptr(), value) };
+  raw::set_named(env, object, name, value);
 }
 
 /// Throws `error` and returns the pending-exception marker.
-pub fn throw(env: &Env, error: sys::napi_value) -> napi::Error {
-  if !error.is_null() {
-    // SAFETY: `error` is a live value of this env.
-    unsafe { sys::napi_throw(env.raw(), error) };
-  }
+pub fn throw(env: &Env, error: Value) -> napi::Error {
+  raw::throw(env, error);
   pending()
 }
 
@@ -154,25 +117,47 @@ pub fn throw_system(env: &Env, err: &io::Error, syscall: &str, path: Option<&str
 }
 
 /// Builds (without throwing) the error [`throw_system`] throws.
-pub fn system(env: &Env, err: &io::Error, syscall: &str, path: Option<&str>) -> sys::napi_value {
-  let raw = err.raw_os_error().unwrap_or(0);
-  let (code, description) = errno_name(raw);
-  let code = code.map_or_else(|| format!("E{raw}"), str::to_owned);
+pub fn system(env: &Env, err: &io::Error, syscall: &str, path: Option<&str>) -> Value {
+  let os_error = err.raw_os_error().unwrap_or(0);
+  let (code, description) = errno_name(os_error);
+  let code = code.map_or_else(|| format!("E{os_error}"), str::to_owned);
   let description = description.map_or_else(|| err.to_string().to_lowercase(), str::to_owned);
   let message = match path {
     Some(path) => format!("{code}: {description}, {syscall} '{path}'"),
     None => format!("{code}: {description}, {syscall}"),
   };
   let error = create(env, Class::Error, &code, &message);
-  let mut errno = ptr::null_mut();
-  // SAFETY: `errno` is a valid out-pointer.
-  unsafe { sys::napi_create_int32(env.raw(), -raw, &mut errno) };
-  set(env, error, c"errno", errno);
+  set(env, error, c"errno", raw::int32(env, -os_error));
   set(env, error, c"syscall", js_string(env, syscall));
   if let Some(path) = path {
     set(env, error, c"path", js_string(env, path));
   }
   error
+}
+
+/// Builds (without throwing) the JS error for a mapping's `failure` in `syscall`: the one place
+/// a `core::mapping::Failure` becomes a JS error (thrown by [`throw_failure`], or rejecting a
+/// Promise).
+pub fn failure(env: &Env, failure: &Failure, syscall: &str) -> Value {
+  match failure {
+    Failure::Unmapped => unmapped_error(env),
+    Failure::Os(err) => system(env, err, syscall, None),
+  }
+}
+
+/// Throws the error [`failure`] builds.
+pub fn throw_failure(env: &Env, failure: Failure, syscall: &str) -> napi::Error {
+  throw(env, self::failure(env, &failure, syscall))
+}
+
+/// `ERR_MMAP_UNMAPPED`: the operation needs memory that `unmap()` took away.
+pub fn unmapped(env: &Env) -> napi::Error {
+  throw(env, unmapped_error(env))
+}
+
+/// Builds (without throwing) the error [`unmapped`] throws.
+pub fn unmapped_error(env: &Env) -> Value {
+  create(env, Class::Error, "ERR_MMAP_UNMAPPED", "The mapping was unmapped")
 }
 
 /// The Promise a promise-returning function gives back: `result`'s, or, when `result` is an
@@ -185,30 +170,32 @@ pub fn promise<'env, T: napi::bindgen_prelude::ToNapiValue>(
     // SAFETY: `env` is the current env on its own thread.
     Ok(value) => unsafe { T::to_napi_value(env.raw(), value) }?,
     Err(err) => {
-      let mut is_pending = false;
-      // SAFETY: `is_pending` is a valid out-pointer.
-      unsafe { sys::napi_is_exception_pending(env.raw(), &mut is_pending) };
-      let mut error = ptr::null_mut();
-      if is_pending {
-        // SAFETY: an exception is pending; `error` is a valid out-pointer.
-        unsafe { sys::napi_get_and_clear_last_exception(env.raw(), &mut error) };
+      let error = if raw::is_exception_pending(env) {
+        raw::take_exception(env)
       } else {
-        error = create(env, Class::Error, err.status.as_ref(), &err.reason);
-      }
-      let (mut deferred, mut promise) = (ptr::null_mut(), ptr::null_mut());
-      // SAFETY: both out-pointers are valid.
-      unsafe { sys::napi_create_promise(env.raw(), &mut deferred, &mut promise) };
-      // SAFETY: `deferred` was just created and is settled exactly once, here.
-      unsafe { sys::napi_reject_deferred(env.raw(), deferred, error) };
-      promise
+        create(env, Class::Error, err.status.as_ref(), &err.reason)
+      };
+      rejected(env, error)
     }
   };
   // SAFETY: `value` is a live value of this env.
   Ok(unsafe { napi::bindgen_prelude::Unknown::from_raw_unchecked(env.raw(), value) })
 }
 
+/// A new Promise, rejected with `error` (null should the Promise not be made).
+pub fn rejected(env: &Env, error: Value) -> Value {
+  match raw::promise(env) {
+    Ok((deferred, promise)) => {
+      // SAFETY: `deferred` was just made and is settled once, here.
+      unsafe { raw::reject(env, deferred, error) };
+      promise
+    }
+    Err(_) => std::ptr::null_mut(),
+  }
+}
+
 /// An `Err` that makes napi-rs reject a Promise with exactly `error` (an object built here).
-pub fn reject_with(env: &Env, error: sys::napi_value) -> napi::Error {
+pub fn reject_with(env: &Env, error: Value) -> napi::Error {
   // SAFETY: `error` is a live value of this env.
   napi::Error::from(unsafe { napi::bindgen_prelude::Unknown::from_raw_unchecked(env.raw(), error) })
 }

@@ -7,14 +7,13 @@
 //! boxed primitives (`new String('r+')`), which Node's `fs` would read as empty options: an
 //! array or a boxed string passed where options belong is a mistake, never "all defaults".
 
-use std::ptr;
-
 use napi::bindgen_prelude::{Unknown, ValueType};
 use napi::sys;
 use napi::Env;
 
 use crate::js::args;
 use crate::js::errors::{self, Class};
+use crate::js::raw;
 
 /// An options argument: `undefined` (all defaults) or a plain object.
 pub struct Options {
@@ -54,12 +53,9 @@ impl Options {
       return Ok(None);
     };
     let key = errors::js_string(env, name);
-    let mut value = ptr::null_mut();
-    // SAFETY: `object` is a live object of this env, `key` a string of it, `value` valid.
-    let status = unsafe { sys::napi_get_property(env.raw(), object, key, &mut value) };
-    if status != sys::Status::napi_ok {
+    let Ok(value) = raw::get_property(env, object, key) else {
       return Err(errors::pending());
-    }
+    };
     // SAFETY: `value` was just returned by Node-API for this env.
     let value = unsafe { Unknown::from_raw_unchecked(env.raw(), value) };
     Ok((args::type_of(&value) != ValueType::Undefined).then_some(value))
@@ -84,42 +80,25 @@ const REFUSED: &[&std::ffi::CStr] = &[
 /// Whether `object` (of type object) is an ordinary object: not an array, not an ArrayBuffer
 /// view, not an instance of one of the [`REFUSED`] built-ins.
 fn ordinary(env: &Env, object: sys::napi_value) -> bool {
-  type Is = unsafe extern "C" fn(sys::napi_env, sys::napi_value, *mut bool) -> sys::napi_status;
-  let checks: [Is; 3] = [sys::napi_is_array, sys::napi_is_typedarray, sys::napi_is_dataview];
-  for check in checks {
-    let mut yes = false;
-    // SAFETY: `object` is a live value of this env and `yes` a valid out-pointer.
-    unsafe { check(env.raw(), object, &mut yes) };
-    if yes {
-      return false;
-    }
+  let kinds = [raw::Kind::Array, raw::Kind::TypedArray, raw::Kind::DataView];
+  if kinds.into_iter().any(|kind| raw::is(env, object, kind)) {
+    return false;
   }
-  let mut global = ptr::null_mut();
-  // SAFETY: `global` is a valid out-pointer.
-  if unsafe { sys::napi_get_global(env.raw(), &mut global) } != sys::Status::napi_ok {
+  let Ok(global) = raw::global(env) else {
     return true;
-  }
+  };
   for name in REFUSED {
-    let mut constructor = ptr::null_mut();
-    // SAFETY: `global` is this env's global object; `name` is NUL-terminated.
-    let status = unsafe { sys::napi_get_named_property(env.raw(), global, name.as_ptr(), &mut constructor) };
-    if status != sys::Status::napi_ok {
-      args::clear_exception(env);
+    let Ok(constructor) = raw::get_named(env, global, name) else {
+      raw::clear_exception(env);
+      continue;
+    };
+    if raw::type_of(env, constructor) != sys::ValueType::napi_function {
       continue;
     }
-    let mut kind = sys::ValueType::napi_undefined;
-    // SAFETY: `constructor` was just returned by Node-API for this env; `kind` is valid.
-    unsafe { sys::napi_typeof(env.raw(), constructor, &mut kind) };
-    if kind != sys::ValueType::napi_function {
-      continue;
-    }
-    let mut instance = false;
-    // SAFETY: `constructor` is a function of this env, `object` an object of it.
-    let status = unsafe { sys::napi_instanceof(env.raw(), object, constructor, &mut instance) };
-    if status != sys::Status::napi_ok {
-      args::clear_exception(env);
-    } else if instance {
-      return false;
+    match raw::instance_of(env, object, constructor) {
+      Err(_) => raw::clear_exception(env),
+      Ok(true) => return false,
+      Ok(false) => {}
     }
   }
   true
@@ -130,20 +109,14 @@ fn ordinary(env: &Env, object: sys::napi_value) -> bool {
 /// their start is copied: an object with millions of keys, or a key of hundreds of megabytes,
 /// costs no memory of its own.
 fn first_unknown_key(env: &Env, object: sys::napi_value, known: &[&str]) -> napi::Result<Option<String>> {
-  let mut names = ptr::null_mut();
-  // SAFETY: `object` is a live object of this env; `names` a valid out-pointer.
-  if unsafe { sys::napi_get_property_names(env.raw(), object, &mut names) } != sys::Status::napi_ok {
+  let Ok(names) = raw::property_names(env, object) else {
     return Err(errors::pending());
-  }
-  let mut count = 0u32;
-  // SAFETY: `names` is an array of this env.
-  unsafe { sys::napi_get_array_length(env.raw(), names, &mut count) };
+  };
+  let count = raw::array_length(env, names);
   for i in 0..count {
-    let mut key = ptr::null_mut();
-    // SAFETY: `i` is below the array's length.
-    if unsafe { sys::napi_get_element(env.raw(), names, i, &mut key) } != sys::Status::napi_ok {
+    let Ok(key) = raw::element(env, names, i) else {
       return Err(errors::pending());
-    }
+    };
     // SAFETY: `key` was just returned by Node-API for this env.
     let key = unsafe { Unknown::from_raw_unchecked(env.raw(), key) };
     // Property names are strings here (napi_get_property_names gives numbers as strings).

@@ -2,17 +2,17 @@
 //! or an ArrayBuffer, at any offset into the mapping. Ranges are relative to that view.
 
 use std::ffi::c_void;
-use std::ptr;
 
 use napi::bindgen_prelude::{Unknown, ValueType};
 use napi::sys;
 use napi::Env;
 
-use crate::core::mapping::{Failure, Mapping};
+use crate::core::mapping::Mapping;
 use crate::core::registry;
 use crate::core::shared::Shared;
 use crate::js::args;
 use crate::js::errors::{self, Class};
+use crate::js::raw::{self, Kind, Value};
 
 /// A view over part of a mapping.
 pub struct View {
@@ -32,20 +32,9 @@ pub enum Resolved {
   Empty,
 }
 
-fn is(
-  env: &Env,
-  value: sys::napi_value,
-  check: unsafe extern "C" fn(sys::napi_env, sys::napi_value, *mut bool) -> sys::napi_status,
-) -> bool {
-  let mut result = false;
-  // SAFETY: `value` is a live value of this env and `result` a valid out-pointer.
-  unsafe { check(env.raw(), value, &mut result) };
-  result
-}
-
 /// What Node-API tells about a TypedArray, DataView or ArrayBuffer.
 pub struct RawView {
-  pub arraybuffer: sys::napi_value,
+  pub arraybuffer: Value,
   /// Where the view starts in its ArrayBuffer.
   pub byte_offset: usize,
   /// The view's length in bytes.
@@ -56,55 +45,27 @@ pub struct RawView {
 
 /// The one place that reads a view: `None` if `value` is no TypedArray, DataView or
 /// ArrayBuffer, or is a TypedArray of a kind whose element size is unknown here.
-pub fn raw_view(env: &Env, value: sys::napi_value) -> Option<RawView> {
-  let mut view = RawView {
-    arraybuffer: ptr::null_mut(),
-    byte_offset: 0,
-    len: 0,
-    data: ptr::null_mut(),
-  };
-  let mut data = ptr::null_mut::<c_void>();
-  if is(env, value, sys::napi_is_typedarray) {
-    let (mut kind, mut elements) = (0, 0usize);
-    // SAFETY: `value` is a typed array of this env; every out-pointer is valid.
-    let status = unsafe {
-      sys::napi_get_typedarray_info(
-        env.raw(),
-        value,
-        &mut kind,
-        &mut elements,
-        &mut data,
-        &mut view.arraybuffer,
-        &mut view.byte_offset,
-      )
-    };
-    if status != sys::Status::napi_ok {
-      return None;
-    }
-    view.len = elements.checked_mul(element_size(kind)?)?;
-  } else if is(env, value, sys::napi_is_dataview) {
-    // SAFETY: `value` is a DataView of this env; every out-pointer is valid.
-    let status = unsafe {
-      sys::napi_get_dataview_info(
-        env.raw(),
-        value,
-        &mut view.len,
-        &mut data,
-        &mut view.arraybuffer,
-        &mut view.byte_offset,
-      )
-    };
-    if status != sys::Status::napi_ok {
-      return None;
-    }
-  } else if is(env, value, sys::napi_is_arraybuffer) {
-    view.arraybuffer = value;
-    (data, view.len) = arraybuffer_len(env, value)?;
+pub fn raw_view(env: &Env, value: Value) -> Option<RawView> {
+  let (arraybuffer, byte_offset, len, data);
+  if raw::is(env, value, Kind::TypedArray) {
+    let elements;
+    let kind;
+    (kind, elements, data, arraybuffer, byte_offset) = raw::typedarray_info(env, value).ok()?;
+    len = elements.checked_mul(element_size(kind)?)?;
+  } else if raw::is(env, value, Kind::DataView) {
+    (len, data, arraybuffer, byte_offset) = raw::dataview_info(env, value).ok()?;
+  } else if raw::is(env, value, Kind::ArrayBuffer) {
+    (arraybuffer, byte_offset) = (value, 0);
+    (data, len) = arraybuffer_len(env, value)?;
   } else {
     return None;
   }
-  view.data = data.cast();
-  Some(view)
+  Some(RawView {
+    arraybuffer,
+    byte_offset,
+    len,
+    data: data.cast(),
+  })
 }
 
 /// Bytes per element of a TypedArray kind; `None` for a kind this build does not know.
@@ -162,13 +123,8 @@ pub fn check_rights(env: &Env, mapping: &Mapping, write: bool, name: &str) -> na
 
 /// `(data, byte length)` of an ArrayBuffer; `(null, 0)` once detached. `None` when Node-API
 /// refuses the value (a `SharedArrayBuffer`, in Node versions that do).
-fn arraybuffer_len(env: &Env, arraybuffer: sys::napi_value) -> Option<(*mut c_void, usize)> {
-  let mut data = ptr::null_mut();
-  let mut len = 0usize;
-  // SAFETY: `arraybuffer` is a live value of this env (Node-API checks that it is an
-  // ArrayBuffer, with a status); both out-pointers are valid.
-  let status = unsafe { sys::napi_get_arraybuffer_info(env.raw(), arraybuffer, &mut data, &mut len) };
-  (status == sys::Status::napi_ok).then_some((data, len))
+fn arraybuffer_len(env: &Env, arraybuffer: Value) -> Option<(*mut c_void, usize)> {
+  raw::arraybuffer_info(env, arraybuffer).ok()
 }
 
 /// Resolves `value` (the argument `name`) to the mapping behind it: the one resolver every
@@ -191,7 +147,7 @@ pub fn resolve(env: &Env, value: &Unknown, name: &str) -> napi::Result<Resolved>
   };
   // A SharedArrayBuffer is never detached, so it is never "empty" here: it is not a mapping,
   // even with no bytes (some Node versions' napi_get_arraybuffer_info accept one).
-  let shared = !is(env, arraybuffer, sys::napi_is_arraybuffer);
+  let shared = !raw::is(env, arraybuffer, Kind::ArrayBuffer);
   let Some((data, total)) = arraybuffer_len(env, arraybuffer).filter(|_| !shared) else {
     return Err(not_a_mapping(env, value, name));
   };
@@ -240,22 +196,4 @@ pub fn bounds_named(
   let rest = view_len - offset;
   let length = args::optional_integer(env, length, length_name, 0, rest as i64)?;
   Ok((offset, length.map_or(rest, |n| n as usize)))
-}
-
-/// Turns a mapping failure into the JS error for `syscall`.
-pub fn failure(env: &Env, failure: Failure, syscall: &str) -> napi::Error {
-  match failure {
-    Failure::Unmapped => unmapped(env),
-    Failure::Os(err) => errors::throw_system(env, &err, syscall, None),
-  }
-}
-
-/// `ERR_MMAP_UNMAPPED`: the operation needs memory that `unmap()` took away.
-pub fn unmapped(env: &Env) -> napi::Error {
-  errors::throw(env, unmapped_error(env))
-}
-
-/// Builds (without throwing) the error [`unmapped`] throws.
-pub fn unmapped_error(env: &Env) -> sys::napi_value {
-  errors::create(env, Class::Error, "ERR_MMAP_UNMAPPED", "The mapping was unmapped")
 }
