@@ -7,7 +7,7 @@
 
 use std::ffi::c_void;
 use std::ptr;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -281,9 +281,10 @@ pub fn wait_async<'env>(
     Err(err) => return errors::promise::<()>(env, Err(err)),
   };
   // What the kernel would answer at once needs no thread: a word that differs, or no time left.
-  // SAFETY: the word is aligned, inside the mapping `word` keeps reserved, and readable (`word()`
-  // checked the rights); read as the atomic other threads and processes write.
-  let now = unsafe { &*word.addr().cast::<AtomicU32>() }.load(Ordering::SeqCst);
+  let now = match word.load() {
+    Ok(now) => now,
+    Err(failure) => return errors::promise::<()>(env, Err(errors::throw_failure(env, failure, "futex"))),
+  };
   let expired = deadline.is_some_and(|deadline| !later(&deadline, &sys::deadline_after(0.0)));
   let (deferred, promise) =
     raw::promise(env).map_err(|status| errors::pending_or(env, "napi_create_promise", status))?;

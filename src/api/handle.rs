@@ -134,17 +134,29 @@ impl Mapping {
   ) -> napi::Result<Unknown<'env>> {
     let (mapping, offset, length) = self.range(env, offset.as_ref(), length.as_ref())?;
     check_buffer_length(env, length)?;
-    let source = base(env, mapping.as_deref(), length, READ)?;
+    base(env, mapping.as_deref(), length, READ)?;
     check_allocation(env, length)?;
     let faults = mapping.as_deref().map_or(0, Core::faults);
-    let made = if length == 0 {
-      raw::empty_buffer(env)
-    } else {
-      // SAFETY: `offset..offset + length` lies inside the live, readable mapping (checked by
-      // `range` and `base` above), and no JavaScript runs before Node copies it.
-      unsafe { raw::buffer_copy(env, source.add(offset), length) }
-    };
-    let result = made.map_err(|status| errors::pending_or(env, "napi_create_buffer_copy", status))?;
+    // The Buffer first (allocating may collect garbage and run finalizers), then the copy, a
+    // native access of the mapping that nothing changes meanwhile (`Core::accessing`).
+    let (result, data) =
+      raw::new_buffer(env, length).map_err(|status| errors::pending_or(env, "napi_create_buffer", status))?;
+    if let Some(mapping) = mapping.as_deref().filter(|_| length > 0) {
+      let copied = mapping.accessing(READ.0, || {
+        if mapping.is_unmapped() {
+          return false; // unmapped on another thread since `range` looked
+        }
+        // SAFETY: `offset..offset + length` lies inside the mapping (`range`), live and readable
+        // while this access runs (`accessing`); `data` is the new Buffer's `length` bytes.
+        unsafe { ptr::copy_nonoverlapping(mapping.addr().add(offset).cast_const(), data, length) };
+        true
+      });
+      match copied {
+        Some(true) => {}
+        Some(false) => return Err(errors::unmapped(env)),
+        None => return Err(not_allowed(env, READ.1, "PROT_READ")),
+      }
+    }
     check_not_lost(env, mapping.as_deref(), faults, offset, length, READ)?;
     // SAFETY: `result` was just created in this env's current scope.
     Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), result) })
@@ -345,16 +357,23 @@ impl Mapping {
     direction: (i32, &str),
   ) -> napi::Result<f64> {
     let writes_view = direction == READ;
-    let (view_ptr, view_len) = view_bytes(env, view, name, writes_view)?;
+    let (view_ptr, view_len, view_mapping) = view_bytes(env, view, name, writes_view)?;
     let (mapping, offset, available) = self.range(env, offset.as_ref(), None)?;
     let count = available.min(view_len);
-    let base = base(env, mapping.as_deref(), count, direction)?;
+    base(env, mapping.as_deref(), count, direction)?;
     let faults = mapping.as_deref().map_or(0, Core::faults);
-    if count > 0 {
-      // SAFETY: `offset..offset + count` lies in the live mapping, which has the rights the copy
-      // needs (`range` and `base`); the view's `count` bytes lie in the view and have them too
-      // (`view_bytes`); `ptr::copy` (memmove) handles a view of this same mapping.
-      let mapped = unsafe { base.add(offset) };
+    let (Some(mapping), true) = (mapping.as_deref(), count > 0) else {
+      return Ok(0.0); // nothing to copy (an empty mapping has no bytes)
+    };
+    let copy = || {
+      if mapping.is_unmapped() {
+        return Copied::Unmapped; // unmapped on another thread since `range` looked
+      }
+      // SAFETY: `offset..offset + count` lies in the mapping (`range`), and the view's `count`
+      // bytes in the view (`view_bytes`); both are live and have the rights the copy needs
+      // while the accesses around this run (`accessing`); `ptr::copy` (memmove) handles a view
+      // of this same mapping.
+      let mapped = unsafe { mapping.addr().add(offset) };
       if writes_view {
         // SAFETY: as above.
         unsafe { ptr::copy(mapped.cast_const(), view_ptr, count) };
@@ -362,8 +381,52 @@ impl Mapping {
         // SAFETY: as above.
         unsafe { ptr::copy(view_ptr.cast_const(), mapped, count) };
       }
+      Copied::Done
+    };
+    // Both sides are native accesses: of the mapping, and of the view's mapping if it is one of
+    // ours (once, with both rights, when it is the same one: an access never nests in another
+    // of the same mapping).
+    let view_needs = if writes_view { WRITE.0 } else { READ.0 };
+    let outcome = match view_mapping.as_deref() {
+      Some(other) if ptr::eq(other, mapping) => mapping
+        .accessing(direction.0 | view_needs, copy)
+        .unwrap_or(Copied::Denied),
+      // The one at the lower address first, in every thread: an access that waits for a change
+      // of the second while holding the first then never closes a cycle with another thread.
+      Some(other) if (other.addr() as usize) < (mapping.addr() as usize) => other
+        .accessing(view_needs, || {
+          mapping.accessing(direction.0, copy).unwrap_or(Copied::Denied)
+        })
+        .unwrap_or(Copied::ViewDenied),
+      Some(other) => mapping
+        .accessing(direction.0, || {
+          other.accessing(view_needs, copy).unwrap_or(Copied::ViewDenied)
+        })
+        .unwrap_or(Copied::Denied),
+      None => mapping.accessing(direction.0, copy).unwrap_or(Copied::Denied),
+    };
+    match outcome {
+      Copied::Done => {}
+      Copied::Unmapped => return Err(errors::unmapped(env)),
+      Copied::Denied => {
+        let needs = if direction == READ {
+          "PROT_READ"
+        } else {
+          "PROT_WRITE"
+        };
+        // Same mapping: the view's side may be the one without the rights.
+        return Err(
+          match view_mapping.is_some_and(|other| ptr::eq(&*other, mapping)) {
+            true if mapping.guaranteed_prot() & direction.0 != 0 => {
+              errors::throw(env, errors::access_error(env, writes_view, name))
+            }
+            _ => not_allowed(env, direction.1, needs),
+          },
+        );
+      }
+      Copied::ViewDenied => return Err(errors::throw(env, errors::access_error(env, writes_view, name))),
     }
-    check_not_lost(env, mapping.as_deref(), faults, offset, count, direction)?;
+    check_not_lost(env, Some(mapping), faults, offset, count, direction)?;
     Ok(count as f64)
   }
 
@@ -379,17 +442,22 @@ impl Mapping {
 
 /// The bytes of a TypedArray or DataView as a raw range (not copied), checked for the access
 /// the copy needs (see `view::check_access`).
-fn view_bytes(env: &Env, value: &Unknown, name: &str, write: bool) -> napi::Result<(*mut u8, usize)> {
+fn view_bytes(
+  env: &Env,
+  value: &Unknown,
+  name: &str,
+  write: bool,
+) -> napi::Result<(*mut u8, usize, Option<Shared>)> {
   let expected = "an instance of Buffer, TypedArray or DataView";
   let raw = view::raw_view(env, args::raw(value)).filter(|view| view.arraybuffer != args::raw(value));
   let Some(view) = raw.filter(|_| args::type_of(value) == napi::bindgen_prelude::ValueType::Object) else {
     return Err(args::invalid_type(env, name, expected, value));
   };
   if view.data.is_null() {
-    return Ok((ptr::null_mut(), 0));
+    return Ok((ptr::null_mut(), 0, None));
   }
-  view::check_access(env, &view, write, name)?;
-  Ok((view.data, view.len))
+  let mapping = view::check_access(env, &view, write, name)?;
+  Ok((view.data, view.len, mapping))
 }
 
 /// Node-API's Buffer constructors abort the process when the memory cannot be had (Node 18–22,
@@ -426,6 +494,17 @@ fn check_buffer_length(env: &Env, length: usize) -> napi::Result<()> {
     ));
   }
   Ok(())
+}
+
+/// How a copy under [`Core::accessing`] ended.
+enum Copied {
+  Done,
+  /// The mapping was unmapped (on another thread) after the arguments were checked.
+  Unmapped,
+  /// The mapping lost the rights the copy needs (`protect()` on another thread).
+  Denied,
+  /// The view's mapping lost them.
+  ViewDenied,
 }
 
 const READ: (i32, &str) = (crate::api::constants::PROT_READ, "read");

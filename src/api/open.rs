@@ -353,7 +353,9 @@ impl Request {
         }
         return Err(match failure {
           Failure::Os(err) => os("madvise")(err),
-          Failure::Unmapped => os("madvise")(io::Error::from_raw_os_error(libc::EINVAL)),
+          Failure::Unmapped | Failure::Access { .. } => {
+            os("madvise")(io::Error::from_raw_os_error(libc::EINVAL))
+          }
         });
       }
     }

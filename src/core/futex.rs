@@ -172,6 +172,84 @@ impl Word {
     Word { mapping, offset }
   }
 
+  /// Runs `sleep` with the shared futex key, the one every process that maps the page uses; if
+  /// the kernel refuses it with `EFAULT`, with this process's private key instead. The kernel
+  /// refuses the shared key of a read-only page of anonymous memory (a `PROT_READ` mapping of
+  /// `MAP_PRIVATE | MAP_ANONYMOUS`, or a `MAP_PRIVATE` page that was written, then `protect()`ed
+  /// read-only): such a page belongs to this process alone, so the private key loses nothing.
+  ///
+  /// Both keys fail on a page lost to truncation (past the end of the file), where the kernel's
+  /// read of the word fails and a JavaScript read would be answered by SIGBUS recovery: then the
+  /// word is read here as JavaScript would read it (recovery puts zeros there, or, turned off,
+  /// ends the process with its diagnostic), and the wait tried again.
+  ///
+  /// That read is a native access ([`crate::core::mapping::Mapping::accessing`]): when the
+  /// mapping cannot be read (`PROT_NONE`, or `protect()`ed so, maybe by another thread since the
+  /// wait began: the kernel's read fails the same way), the outcome is `Failure::Access` instead
+  /// of a SIGSEGV in node-mmap's code.
+  fn with_key(
+    &self,
+    sleep: impl Fn(bool) -> std::io::Result<Wait>,
+  ) -> Result<std::io::Result<Wait>, Failure> {
+    let efault =
+      |result: &std::io::Result<Wait>| matches!(result, Err(err) if err.raw_os_error() == Some(libc::EFAULT));
+    let keyed = || {
+      let shared = sleep(false);
+      if !efault(&shared) {
+        return shared;
+      }
+      // Counted before the kernel looks at the word: a `notify` after the word changed either
+      // sees the count or finds the word changed (the kernel compares it in the futex call).
+      PRIVATE_SLEEPERS.fetch_add(1, Ordering::SeqCst);
+      std::sync::atomic::fence(Ordering::SeqCst);
+      let private = sleep(true);
+      PRIVATE_SLEEPERS.fetch_sub(1, Ordering::SeqCst);
+      private
+    };
+    let result = keyed();
+    if !efault(&result) {
+      return Ok(result);
+    }
+    let read = self.mapping.accessing(sys::consts::PROT_READ, || {
+      // SAFETY: the word is aligned and inside the mapping `self.mapping` keeps reserved, and
+      // readable while this access runs (`accessing` checked the rights, which no `protect()`
+      // changes meanwhile); a lost page raises SIGBUS, which the handler answers as for any
+      // read of the mapping.
+      unsafe { ptr::read_volatile(self.addr()) }
+    });
+    if read.is_none() {
+      return Err(Failure::Access {
+        write: false,
+        name: "view",
+      });
+    }
+    let again = keyed();
+    if efault(&again) {
+      // Unreadable again: a `protect()` toggled on another thread between the read and this
+      // try. The kernel's read failed for the reason a JavaScript read would.
+      return Err(Failure::Access {
+        write: false,
+        name: "view",
+      });
+    }
+    Ok(again)
+  }
+
+  /// The word's value now, read as the atomic other threads and processes write: a native
+  /// access (`Failure::Access` where the mapping cannot be read, `protect()`ed so maybe by
+  /// another thread since the arguments were checked).
+  pub fn load(&self) -> Result<u32, Failure> {
+    let read = self.mapping.accessing(sys::consts::PROT_READ, || {
+      // SAFETY: the word is aligned and inside the mapping `self.mapping` keeps reserved, and
+      // readable while this access runs (`accessing`).
+      unsafe { &*self.addr().cast::<std::sync::atomic::AtomicU32>() }.load(Ordering::SeqCst)
+    });
+    read.ok_or(Failure::Access {
+      write: false,
+      name: "view",
+    })
+  }
+
   /// Whether `unmap()` took the word's mapping away.
   pub fn is_unmapped(&self) -> bool {
     self.mapping.is_unmapped()
@@ -193,9 +271,7 @@ impl Word {
       // SAFETY: the word is aligned and inside the mapping, which `self.mapping` keeps reserved.
       unsafe { sys::wait(self.addr(), expected, deadline, private) }
     };
-    // SAFETY: the word is aligned, inside the mapping `self.mapping` keeps reserved, and
-    // readable: the caller of `Word::new` checked the mapping's rights.
-    Ok(unsafe { with_key(self.addr(), sleep) }?)
+    Ok(self.with_key(sleep)??)
   }
 
   /// The wait of a registered waiter (`wait`, `waitAsync`): as [`Word::wait`], but it also
@@ -259,9 +335,8 @@ impl Word {
           // aligned atomic of `waiter`, which the caller keeps alive during the call.
           unsafe { sys::wait_or_cancel(self.addr(), expected, private, &cancels, until) }
         };
-        // SAFETY: as in `Word::wait`.
-        unsafe { with_key(self.addr(), sleep) }
-      });
+        self.with_key(sleep)
+      })?;
       match waited {
         Ok(Wait::TimedOut) if !last => {
           if stop() {
@@ -373,49 +448,9 @@ impl Word {
   }
 }
 
-/// How many waits sleep now with the process-private futex key ([`with_key`]): while there are
+/// How many waits sleep now with the process-private futex key ([`Word::with_key`]): while there are
 /// any, `notify` wakes that key too.
 static PRIVATE_SLEEPERS: AtomicUsize = AtomicUsize::new(0);
-
-/// Runs `sleep` with the shared futex key, the one every process that maps the page uses; if
-/// the kernel refuses it with `EFAULT`, with this process's private key instead. The kernel
-/// refuses the shared key of a read-only page of anonymous memory (a `PROT_READ` mapping of
-/// `MAP_PRIVATE | MAP_ANONYMOUS`, or a `MAP_PRIVATE` page that was written, then `protect()`ed
-/// read-only): such a page belongs to this process alone, so the private key loses nothing.
-///
-/// Both keys fail on a page lost to truncation (past the end of the file), where the kernel's
-/// read of the word fails and a JavaScript read would be answered by SIGBUS recovery: then the
-/// word is read here as JavaScript would read it (recovery puts zeros there, or, turned off,
-/// ends the process with its diagnostic), and the wait tried again.
-///
-/// # Safety
-/// `addr` is the word `sleep` sleeps on: aligned, inside a mapping the caller keeps reserved,
-/// and readable (`view::check_rights`).
-unsafe fn with_key(addr: *const u32, sleep: impl Fn(bool) -> std::io::Result<Wait>) -> std::io::Result<Wait> {
-  let efault =
-    |result: &std::io::Result<Wait>| matches!(result, Err(err) if err.raw_os_error() == Some(libc::EFAULT));
-  let keyed = || {
-    let shared = sleep(false);
-    if !efault(&shared) {
-      return shared;
-    }
-    // Counted before the kernel looks at the word: a `notify` after the word changed either
-    // sees the count or finds the word changed (the kernel compares it in the futex call).
-    PRIVATE_SLEEPERS.fetch_add(1, Ordering::SeqCst);
-    std::sync::atomic::fence(Ordering::SeqCst);
-    let private = sleep(true);
-    PRIVATE_SLEEPERS.fetch_sub(1, Ordering::SeqCst);
-    private
-  };
-  let result = keyed();
-  if !efault(&result) {
-    return result;
-  }
-  // SAFETY: the word is aligned, reserved and readable (this function's contract); a lost page
-  // raises SIGBUS, which the handler answers as for any read of the mapping.
-  unsafe { ptr::read_volatile(addr) };
-  keyed()
-}
 
 /// Whether `a` is after `b`.
 pub fn later(a: &libc::timespec, b: &libc::timespec) -> bool {

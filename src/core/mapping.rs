@@ -50,6 +50,10 @@ pub enum Failure {
   Unmapped,
   /// The system call failed.
   Os(io::Error),
+  /// The memory lacks the rights a native access needs (`PROT_WRITE` with `write`, else
+  /// `PROT_READ`): mapped so, or `protect()`ed so, possibly by another thread since the
+  /// arguments were checked. `name` is the argument the memory came in.
+  Access { write: bool, name: &'static str },
 }
 
 impl From<io::Error> for Failure {
@@ -65,8 +69,17 @@ pub struct Mapping {
   record: faults::Record,
   state: AtomicU8,
   /// Rights every byte of the mapping has now: the protection asked for, narrowed by each
-  /// `protect()` of part of it, set again by a `protect()` of all of it.
+  /// `protect()` of part of it, set again by a `protect()` of all of it; after `unmap()`, the
+  /// placeholder's.
   guaranteed_prot: AtomicI32,
+  /// Native reads and writes of the memory in flight ([`Mapping::accessing`]), and changes of
+  /// what the memory is (`protect()`, `unmap()`, `remap()`: [`Mapping::changing`]) in flight.
+  /// A change waits for the accesses to end; an access waits for the changes to end.
+  accesses: AtomicUsize,
+  changes: AtomicUsize,
+  /// Held by the change in flight: changes of one mapping run one at a time (a `protect()`
+  /// racing `unmap()` would otherwise change the placeholder's rights behind its guarantee).
+  change_lock: Mutex<()>,
   /// Shared memory with no regular file behind it (`MAP_SHARED | MAP_ANONYMOUS`, or a shared
   /// mapping of `/dev/zero` or another device): an object of fixed size that `remap` cannot
   /// grow (the grown pages would be private to this process, and lost).
@@ -414,6 +427,9 @@ impl Mapping {
       record: faults::Record::new(addr as usize, len, prot, granule, file_pages, path),
       state: AtomicU8::new(LIVE),
       guaranteed_prot: AtomicI32::new(prot),
+      accesses: AtomicUsize::new(0),
+      changes: AtomicUsize::new(0),
+      change_lock: Mutex::new(()),
       fixed_size,
       slot: AtomicUsize::new(NO_SLOT),
       batchable: AtomicBool::new(batchable),
@@ -434,6 +450,69 @@ impl Mapping {
   /// Rights that every byte of the mapping has now (see the field).
   pub fn guaranteed_prot(&self) -> i32 {
     self.guaranteed_prot.load(Ordering::Acquire)
+  }
+
+  /// Runs `access` (native code reading the memory, or, with `PROT_WRITE` in `needs`, writing
+  /// it) if every byte has the rights `needs` (after `unmap()`, the zero-filled placeholder's:
+  /// read, and write where the mapping ever could be written); `None`, running nothing,
+  /// otherwise. While `access`
+  /// runs, neither the rights nor the memory change: a `protect()`, `unmap()` or `remap()` of
+  /// this mapping on another thread waits for it to end (so what [`Mapping::is_unmapped`] says
+  /// inside `access` stays true until it returns). Without this, a check of the rights and the
+  /// access after it race a `protect(PROT_NONE)` on another thread (a worker holding the
+  /// memory): a SIGSEGV inside node-mmap; and a copy racing `unmap()` is part file, part zeros.
+  ///
+  /// `access` must be short (a copy, a read of a word: a change waits for it), and must not
+  /// run JavaScript, nor anything that may change this mapping or wait for a thread that might
+  /// (that would wait for itself), nor an access of this same mapping. An access of another
+  /// mapping inside it is allowed when every thread nests them in one order (by address): an
+  /// access may wait for a change, and a change for the accesses of its own mapping only, so
+  /// waits then always go from lower to higher addresses, never round in a cycle.
+  pub fn accessing<R>(&self, needs: i32, access: impl FnOnce() -> R) -> Option<R> {
+    struct Done<'a>(&'a AtomicUsize);
+    impl Drop for Done<'_> {
+      fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+      }
+    }
+    // Counted, then the changes read (SeqCst both here and in `changing`, which counts itself,
+    // then reads the accesses): either this access sees the change and steps back until it is
+    // done, or the change sees this access and waits for it.
+    loop {
+      self.accesses.fetch_add(1, Ordering::SeqCst);
+      if self.changes.load(Ordering::SeqCst) == 0 {
+        break;
+      }
+      self.accesses.fetch_sub(1, Ordering::SeqCst);
+      while self.changes.load(Ordering::SeqCst) != 0 {
+        std::thread::yield_now();
+      }
+    }
+    let _done = Done(&self.accesses);
+    let allowed = self.guaranteed_prot.load(Ordering::SeqCst) & needs == needs;
+    allowed.then(access)
+  }
+
+  /// Runs `change` (a change of the pages' rights, or of the memory behind the range) once no
+  /// [`Mapping::accessing`] is in flight and no other change of this mapping; none starts until
+  /// it returns. Changes do not nest.
+  fn changing<R>(&self, change: impl FnOnce() -> R) -> R {
+    let _one_at_a_time = self
+      .change_lock
+      .lock()
+      .unwrap_or_else(|poisoned| poisoned.into_inner());
+    struct Done<'a>(&'a AtomicUsize);
+    impl Drop for Done<'_> {
+      fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+      }
+    }
+    self.changes.fetch_add(1, Ordering::SeqCst);
+    let _done = Done(&self.changes);
+    while self.accesses.load(Ordering::SeqCst) != 0 {
+      std::thread::yield_now();
+    }
+    change()
   }
 
   /// Whether `remap` may grow the mapping past its current length: not for shared memory with
@@ -567,12 +646,22 @@ impl Mapping {
   /// `mlock`/`munlock` over `offset..offset + len` (rounded out to pages).
   pub fn lock(&self, offset: usize, len: usize, lock: bool) -> Result<(), Failure> {
     self.reserve_split(offset, len)?;
+    // Nothing of the mapping was ever locked (ordinary pages, no `MAP_LOCKED`, no `lock()`).
+    let never_locked = self.batchable.load(Ordering::Relaxed);
     if lock && len > 0 {
       // Before the call: even a partly locked range must not wait once dropped.
       self.batchable.store(false, Ordering::Relaxed);
     }
     // SAFETY: the span lies inside our own mapping (safety model).
-    self.on_span(offset, len, |addr, span| unsafe { sys::lock(addr, span, lock) })
+    let locked = self.on_span(offset, len, |addr, span| unsafe { sys::lock(addr, span, lock) });
+    if lock && locked.is_err() && never_locked {
+      // mlock(2) that fails (past RLIMIT_MEMLOCK, a page it cannot fault in) leaves the pages it
+      // got to locked: a call that throws should change nothing, and where nothing was locked
+      // before, unlocking the span puts it back. (Pages locked by earlier calls stay locked.)
+      // SAFETY: as above; munlock only clears the lock.
+      let _ = self.on_span(offset, len, |addr, span| unsafe { sys::lock(addr, span, false) });
+    }
+    locked
   }
 
   /// `mprotect` over `offset..offset + len` (rounded out to pages).
@@ -583,15 +672,21 @@ impl Mapping {
     }
     self.reserve_split(offset, len)?;
     self.record.set_reprotected(true);
-    // Narrow the guarantee first, so no copy starts on rights the range is about to lose.
-    if offset == 0 && len == self.len() {
-      self.guaranteed_prot.store(prot, Ordering::Release);
-    } else {
-      self.guaranteed_prot.fetch_and(prot, Ordering::AcqRel);
-    }
-    // SAFETY: the span lies inside our own mapping (safety model).
-    self.on_span(offset, len, |addr, span| unsafe {
-      sys::protect(addr, span, prot)
+    // No native access is in flight meanwhile (`changing`): none began on the rights the range
+    // is about to lose, and the next ones see the narrowed guarantee.
+    self.changing(|| {
+      if self.is_unmapped() {
+        return Err(Failure::Unmapped); // the placeholder's rights stay as they are
+      }
+      if offset == 0 && len == self.len() {
+        self.guaranteed_prot.store(prot, Ordering::SeqCst);
+      } else {
+        self.guaranteed_prot.fetch_and(prot, Ordering::SeqCst);
+      }
+      // SAFETY: the span lies inside our own mapping (safety model).
+      self.on_span(offset, len, |addr, span| unsafe {
+        sys::protect(addr, span, prot)
+      })
     })
   }
 
@@ -626,15 +721,41 @@ impl Mapping {
     if splits > 0 {
       reserve_vmas_beyond(splits, UNMAP_GRACE)?;
     }
+    // No native access is in flight while the memory goes (`changing`): a copy is all of the
+    // user's bytes or, after, none of them.
+    let replaced = self.changing(|| self.take_away())?;
+    if replaced {
+      self.taken_away();
+    }
+    Ok(replaced)
+  }
+
+  /// [`Mapping::unmap`]'s change, under [`Mapping::changing`]: the placeholder in place of the
+  /// user's memory. `false` if it was unmapped already.
+  fn take_away(&self) -> io::Result<bool> {
     if self.state.swap(UNMAPPED, Ordering::AcqRel) != LIVE {
       return Ok(false);
     }
+    // Writable where the user's memory ever was (a `protect()` may have made it so): native
+    // code still writing into a view then writes into the placeholder, not into a fault.
+    let writable = self.record.prot() & sys::consts::PROT_WRITE != 0 || self.reprotected();
     // SAFETY: the range is ours (safety model); the placeholder replaces it in one step.
-    if let Err(err) = unsafe { sys::replace_with_placeholder(self.addr(), self.extent()) } {
+    if let Err(err) = unsafe { sys::replace_with_placeholder(self.addr(), self.extent(), writable) } {
       // Nothing changed: the user's memory is still there, and still ours to unmap.
       self.state.store(LIVE, Ordering::Release);
       return Err(err);
     }
+    let placeholder = match writable {
+      true => sys::consts::PROT_READ | sys::consts::PROT_WRITE,
+      false => sys::consts::PROT_READ,
+    };
+    self.guaranteed_prot.store(placeholder, Ordering::SeqCst);
+    Ok(true)
+  }
+
+  /// What follows [`Mapping::take_away`]: out of the fault table, the placeholder recorded, and
+  /// the waits on the user's memory woken.
+  fn taken_away(&self) {
     self.leave_fault_table();
     registry::placeholder_added(self.record.addr(), self.extent());
     // Wake the `wait`s and `waitAsync`s sleeping on the user's memory, which is gone: they see
@@ -646,7 +767,6 @@ impl Mapping {
       // SAFETY: `cancel` is an aligned word of this value, alive for the call.
       unsafe { sys::wake_private(self.cancel.as_ptr()) };
     }
-    Ok(true)
   }
 
   /// Hands back to the system the pages of the placeholder that were written after `unmap()`
@@ -671,6 +791,16 @@ impl Mapping {
     // The moved range is a new kernel mapping, and moving part of a mapping the kernel had
     // merged with its neighbours splits that one in three.
     reserve_vmas(3)?;
+    // No native access is in flight while the pages move (`changing`): a copy from the old range
+    // is all of the user's bytes or, after, none of them.
+    self.changing(|| self.move_to(new_len))
+  }
+
+  /// [`Mapping::remap`]'s work, with no native access in flight.
+  fn move_to(&self, new_len: usize) -> Result<Shared, Failure> {
+    if self.is_unmapped() {
+      return Err(Failure::Unmapped); // on another thread, since `remap` looked
+    }
     // SAFETY: the whole range is ours (safety model) and both lengths are non-zero.
     let addr = unsafe {
       sys::remap(
@@ -694,7 +824,9 @@ impl Mapping {
       .guaranteed_prot
       .store(self.guaranteed_prot(), Ordering::Release);
     moved.record.set_reprotected(self.reprotected());
-    self.unmap()?;
+    if self.take_away()? {
+      self.taken_away();
+    }
     Ok(moved)
   }
 }

@@ -338,17 +338,32 @@ pub fn uint8_bytes(env: &Env, value: &Unknown, name: &str) -> napi::Result<Optio
   if view.len == 0 || view.data.is_null() {
     return Ok(Some(Vec::new()));
   }
-  crate::js::view::check_access(env, &view, false, name)?;
-  // SAFETY: Node-API reported `len` readable bytes at `data` (checked readable above), and no
-  // JavaScript runs meanwhile.
-  let bytes = unsafe { std::slice::from_raw_parts(view.data, view.len) };
+  let mapping = crate::js::view::check_access(env, &view, false, name)?;
   let mut copy = Vec::new();
-  if copy.try_reserve_exact(bytes.len()).is_err() {
+  if copy.try_reserve_exact(view.len).is_err() {
     // The copy is of a path to open (the only use): the failure is that open's.
     let err = std::io::Error::from_raw_os_error(libc::ENOMEM);
     return Err(crate::js::errors::throw_system(env, &err, "open", None));
   }
-  copy.extend_from_slice(bytes);
+  let mut read = || {
+    // SAFETY: Node-API reported `len` readable bytes at `data`; when they are one of our
+    // mappings, they stay readable while the access around this runs (`accessing`, after the
+    // rights were checked above), and no JavaScript runs meanwhile.
+    let bytes = unsafe { std::slice::from_raw_parts(view.data, view.len) };
+    copy.extend_from_slice(bytes);
+  };
+  match mapping {
+    None => read(),
+    Some(mapping) => {
+      if mapping.accessing(crate::sys::consts::PROT_READ, read).is_none() {
+        // protect()ed on another thread since the check above.
+        return Err(crate::js::errors::throw(
+          env,
+          crate::js::errors::access_error(env, false, name),
+        ));
+      }
+    }
+  }
   Ok(Some(copy))
 }
 

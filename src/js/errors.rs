@@ -142,7 +142,20 @@ pub fn failure(env: &Env, failure: &Failure, syscall: &str) -> Value {
   match failure {
     Failure::Unmapped => unmapped_error(env),
     Failure::Os(err) => system(env, err, syscall, None),
+    Failure::Access { write, name } => access_error(env, *write, name),
   }
+}
+
+/// `ERR_MMAP_ACCESS` for the argument `name`, memory that native code cannot read (or, with
+/// `write`, write): mapped so, or `protect()`ed so.
+pub fn access_error(env: &Env, write: bool, name: &str) -> Value {
+  let what = if write {
+    "written: it is mapped without PROT_WRITE"
+  } else {
+    "read: it is mapped without PROT_READ"
+  };
+  let message = format!("The \"{name}\" argument is memory that cannot be {what} (or protect()ed so)");
+  create(env, Class::Error, "ERR_MMAP_ACCESS", &message)
 }
 
 /// Throws the error [`failure`] builds.

@@ -404,17 +404,14 @@ pub fn empty_buffer(env: &Env) -> Result<Value, Status> {
   ok(status, buffer)
 }
 
-/// A new Buffer holding a copy of the `len` bytes at `data` (Node copies them before returning).
-///
-/// # Safety
-/// `data..data + len` is readable until this returns (it may be memory other threads or
-/// processes write: it is only read, by Node's copy, never made a Rust reference).
-pub unsafe fn buffer_copy(env: &Env, data: *const u8, len: usize) -> Result<Value, Status> {
-  let mut copy = ptr::null_mut();
+/// A new Buffer of `len` bytes (not zeroed: the caller fills it before JavaScript sees it), and
+/// its first byte.
+pub fn new_buffer(env: &Env, len: usize) -> Result<(Value, *mut u8), Status> {
+  let mut data = ptr::null_mut();
   let mut buffer = ptr::null_mut();
-  // SAFETY: forwarded from this function's contract; both out-pointers are valid.
-  let status = unsafe { sys::napi_create_buffer_copy(env.raw(), len, data.cast(), &mut copy, &mut buffer) };
-  ok(status, buffer)
+  // SAFETY: both out-pointers are valid.
+  let status = unsafe { sys::napi_create_buffer(env.raw(), len, &mut data, &mut buffer) };
+  ok(status, (buffer, data.cast()))
 }
 
 /// `napi_create_external_buffer`: a Buffer over `data..data + len`, and the status.

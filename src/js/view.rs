@@ -85,14 +85,18 @@ fn element_size(kind: sys::napi_typedarray_type) -> Option<usize> {
 /// Checks that native code may read (or, with `write`, write) the bytes of a user's `view`: a
 /// view of one of our own mappings may lack the protection (`PROT_NONE`, a `protect()`ed
 /// range), and copying from it would fault inside our code.
-pub fn check_access(env: &Env, view: &RawView, write: bool, name: &str) -> napi::Result<()> {
+///
+/// Returns the mapping behind the view, if it is one of ours: the copy itself must then be a
+/// native access of it (`Mapping::accessing`), which a `protect()` on another thread cannot
+/// race.
+pub fn check_access(env: &Env, view: &RawView, write: bool, name: &str) -> napi::Result<Option<Shared>> {
   if view.len == 0 || view.data.is_null() {
-    return Ok(());
+    return Ok(None);
   }
   // The registry knows ArrayBuffers by their first byte.
   match registry::find(view.data as usize - view.byte_offset) {
-    Some(mapping) => check_rights(env, &mapping, write, name),
-    None => Ok(()),
+    Some(mapping) => check_rights(env, &mapping, write, name).map(|()| Some(mapping)),
+    None => Ok(None),
   }
 }
 
@@ -104,21 +108,11 @@ pub fn check_rights(env: &Env, mapping: &Mapping, write: bool, name: &str) -> na
   } else {
     crate::sys::consts::PROT_READ
   };
-  if mapping.is_unmapped() || mapping.guaranteed_prot() & needed != 0 {
+  // After `unmap()`, the placeholder's rights (see `Mapping::accessing`).
+  if mapping.guaranteed_prot() & needed != 0 {
     return Ok(());
   }
-  let what = if write {
-    "written: it is mapped without PROT_WRITE"
-  } else {
-    "read: it is mapped without PROT_READ"
-  };
-  let message = format!("The \"{name}\" argument is memory that cannot be {what} (or protect()ed so)");
-  Err(errors::throw_coded(
-    env,
-    Class::Error,
-    "ERR_MMAP_ACCESS",
-    &message,
-  ))
+  Err(errors::throw(env, errors::access_error(env, write, name)))
 }
 
 /// `(data, byte length)` of an ArrayBuffer; `(null, 0)` once detached. `None` when Node-API

@@ -111,7 +111,7 @@ pub unsafe fn unmap(_addr: *mut u8, _len: usize) -> io::Result<()> {
 ///
 /// # Safety
 /// As on Unix: `addr..addr + len` is a range this crate mapped and still owns.
-pub unsafe fn replace_with_placeholder(_addr: *mut u8, _len: usize) -> io::Result<()> {
+pub unsafe fn replace_with_placeholder(_addr: *mut u8, _len: usize, _writable: bool) -> io::Result<()> {
   Err(unsupported())
 }
 

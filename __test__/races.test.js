@@ -1,0 +1,140 @@
+'use strict'
+// Native code of node-mmap that touches a mapping's memory (the copies of Mapping#read,
+// readInto and write, the read of a futex word) racing a change of that memory on another
+// thread: protect(PROT_NONE), unmap(), remap(). Another thread holds the same mapping when the
+// memory moved to it without a copy (a byte stream's enqueue(), as moved.test.js does). Found by
+// the fifth attack pass: a check of the rights and the copy after it raced protect() (SIGSEGV in
+// node-mmap's code), a copy racing unmap() came back part file, part zeros with no error, and a
+// waitAsync() whose word was protect()ed before its thread read it killed the process.
+// What must hold: no crash; each copy is either all of the file's bytes or an error
+// (ERR_MMAP_ACCESS, ERR_MMAP_UNMAPPED); each wait settles. Oracles: the child's exit status, the
+// file's bytes.
+
+const { test } = require('node:test')
+const assert = require('node:assert/strict')
+const fs = require('node:fs')
+const path = require('node:path')
+
+const { runScript, assertExited, tempDir } = require('./helpers.js')
+
+// A round: the main thread moves the memory of `m.view()` to a worker through a byte stream; the
+// worker toggles protect() on it for 1.5 s, or unmap()s or remap()s it after `delay` ms; the
+// main thread copies (op) meanwhile, and three times more after the change. The file holds
+// random bytes: a copy is whole when it equals them.
+const SCENARIO = `
+const { Worker } = require('node:worker_threads')
+const fs = require('node:fs')
+const mmap = require(MMAP)
+const [file, op, change, rounds] = process.argv.slice(-4)
+const outcomes = { whole: 0, torn: 0 }
+const expected = fs.readFileSync(file)
+
+function round(delay) {
+  return new Promise((resolve) => {
+    // Set by the worker when its change is done: the copies below run synchronously, with no
+    // event-loop turn for a message.
+    const flag = new Int32Array(new SharedArrayBuffer(4))
+    const m = mmap.Mapping.open(file, { mode: 'r+' })
+    const worker = new Worker(\`
+      const { parentPort, workerData: { change, flag, delay } } = require('node:worker_threads')
+      const mmap = require(\${JSON.stringify(MMAP)})
+      parentPort.once('message', (u) => {
+        parentPort.postMessage('go')
+        if (change === 'protect') {
+          for (const end = Date.now() + 1500; Date.now() < end;) {
+            mmap.protect(u, 0, u.length, mmap.PROT_NONE)
+            mmap.protect(u, 0, u.length, mmap.PROT_READ | mmap.PROT_WRITE)
+          }
+        } else {
+          const until = Date.now() + delay
+          while (Date.now() < until);
+          if (change === 'unmap') mmap.unmap(u)
+          else mmap.remap(u, 4096)
+        }
+        Atomics.store(flag, 0, 1)
+      })
+    \`, { eval: true, workerData: { change, flag, delay } })
+    let controller
+    const stream = new ReadableStream({ type: 'bytes', start(c) { controller = c } })
+    controller.enqueue(m.view())
+    stream.getReader().read().then(({ value }) => worker.postMessage(value, [value.buffer]))
+    worker.once('message', () => {
+      const target = Buffer.alloc(m.length)
+      for (let after = 0; after < 3; after += Atomics.load(flag, 0)) {
+        try {
+          let bytes = null
+          if (op === 'read') bytes = m.read()
+          else if (op === 'readInto') bytes = (m.readInto(target), target)
+          else m.write(expected)
+          outcomes[bytes === null || bytes.equals(expected) ? 'whole' : 'torn']++
+        } catch (err) {
+          outcomes[err.code] = (outcomes[err.code] || 0) + 1
+        }
+      }
+      worker.terminate().then(resolve)
+    })
+  })
+}
+
+;(async () => {
+  for (let i = 0; i < Number(rounds); i++) await round(5 + 3 * i)
+  console.log(JSON.stringify({ outcomes, fileIntact: fs.readFileSync(file).equals(expected) }))
+})()
+`
+
+function run(t, op, change, rounds) {
+  const dir = tempDir(t)
+  const file = path.join(dir, `race-${op}-${change}.bin`)
+  fs.writeFileSync(file, require('node:crypto').randomBytes(16 << 20))
+  const result = runScript(SCENARIO, { args: [file, op, change, rounds], timeout: 120_000 })
+  assertExited(result)
+  return JSON.parse(result.stdout.trim().split('\n').pop())
+}
+
+for (const op of ['read', 'readInto', 'write']) {
+  test(`Mapping#${op} while another thread toggles protect(PROT_NONE) on the same memory: ERR_MMAP_ACCESS or a whole copy, never a crash (child)`, (t) => {
+    const { outcomes, fileIntact } = run(t, op, 'protect', 1)
+    const { whole = 0, torn = 0, ERR_MMAP_ACCESS = 0, ...other } = outcomes
+    assert.deepEqual(other, {}, 'no other error')
+    assert.equal(torn, 0, 'no copy of part of the bytes')
+    assert.ok(whole + ERR_MMAP_ACCESS > 0, JSON.stringify(outcomes))
+    assert.equal(fileIntact, true)
+  })
+}
+
+for (const change of ['unmap', 'remap']) {
+  test(`Mapping#read racing ${change}() of the same memory on another thread is all of the file or ERR_MMAP_UNMAPPED, never part of it (child)`, (t) => {
+    const { outcomes, fileIntact } = run(t, 'read', change, 8)
+    const { whole = 0, torn = 0, ERR_MMAP_UNMAPPED = 0, ...other } = outcomes
+    assert.deepEqual(other, {}, 'no other error')
+    assert.equal(torn, 0, `reads of part file, part zeros: ${JSON.stringify(outcomes)}`)
+    assert.ok(ERR_MMAP_UNMAPPED > 0, `the ${change}() happened during the reads: ${JSON.stringify(outcomes)}`)
+    t.diagnostic(JSON.stringify(outcomes))
+    assert.equal(fileIntact, true)
+  })
+}
+
+test('waitAsync() whose word is protect()ed PROT_NONE in the same tick settles (timed-out, or ERR_MMAP_ACCESS), never a crash (child)', () => {
+  const result = runScript(
+    `const mmap = require(MMAP)
+     const P = mmap.PAGESIZE
+     const outcomes = {}
+     let pending = 0
+     for (let i = 0; i < 40; i++) {
+       const flags = [mmap.MAP_SHARED | mmap.MAP_ANONYMOUS, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS][i % 2]
+       const b = mmap.map(P, mmap.PROT_READ | mmap.PROT_WRITE, flags, -1)
+       pending++
+       mmap.waitAsync(b, 0, 0, 200).then(
+         (value) => { outcomes[value] = (outcomes[value] || 0) + 1 },
+         (err) => { outcomes[err.code] = (outcomes[err.code] || 0) + 1 },
+       ).finally(() => { if (--pending === 0) console.log(JSON.stringify(outcomes)) })
+       mmap.protect(b, 0, P, mmap.PROT_NONE)
+     }`,
+    { timeout: 60_000 },
+  )
+  assertExited(result)
+  const outcomes = JSON.parse(result.stdout.trim().split('\n').pop())
+  const { 'timed-out': timedOut = 0, ERR_MMAP_ACCESS = 0, ...other } = outcomes
+  assert.deepEqual(other, {}, JSON.stringify(outcomes))
+  assert.equal(timedOut + ERR_MMAP_ACCESS, 40)
+})
