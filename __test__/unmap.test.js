@@ -254,39 +254,3 @@ describe('unmap', () => {
     assert.ok(r.endLines <= bound, `maps lines back near the start (or, interleaved, under the peak): ${report}`)
   })
 })
-
-// Found by attack pass 5: the zero-filled placeholder that unmap() leaves was private writable
-// memory even for a read-only mapping, which the kernel counts toward ulimit -d (VmData): under
-// a tight limit, unmapping a large file left V8 too little of it and the process died.
-describe('the placeholder of a mapping that was never writable', () => {
-  it('is read-only: VmData does not grow by the mapping, views read zeros, and writing into one is ERR_MMAP_ACCESS', () => {
-    const result = runScript(`
-      const fs = require('node:fs'), os = require('node:os'), path = require('node:path')
-      const mmap = require(MMAP)
-      const vmData = () => Number(fs.readFileSync('/proc/self/status', 'utf8').match(/VmData:\\s+(\\d+) kB/)[1])
-      const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'node-mmap-ph-')), 'big')
-      fs.writeFileSync(file, '')
-      fs.truncateSync(file, 256 << 20)
-      const ro = mmap.openSync(file)
-      const rw = mmap.openSync(file, { mode: 'r+' })
-      const before = vmData()
-      mmap.unmap(ro)
-      const afterReadOnly = vmData()
-      mmap.unmap(rw)
-      const afterWritable = vmData()
-      const m = mmap.Mapping.open(file, { mode: 'r+' })
-      let into
-      try { m.readInto(ro.subarray(0, 16)) } catch (err) { into = err.code }
-      rw[0] = 1 // the writable placeholder takes it
-      console.log(JSON.stringify({
-        readOnlyKb: afterReadOnly - before, writableKb: afterWritable - afterReadOnly,
-        zeros: ro[0] === 0 && ro[ro.length - 1] === 0, into, rw: rw[0],
-      }))
-    `)
-    assertExited(result)
-    const out = JSON.parse(result.stdout)
-    assert.ok(out.readOnlyKb < 16384, `VmData grew by ${out.readOnlyKb} kB for a read-only placeholder`)
-    assert.ok(out.writableKb >= 262144 - 16384, `the writable one counts (${out.writableKb} kB): the oracle sees placeholders`)
-    assert.deepEqual({ zeros: out.zeros, into: out.into, rw: out.rw }, { zeros: true, into: 'ERR_MMAP_ACCESS', rw: 1 })
-  })
-})

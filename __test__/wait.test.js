@@ -473,6 +473,37 @@ test('a notify() right after waitAsync() returns (same tick, word unchanged) wak
   }
 })
 
+// Found by attack pass 5: this process's waits were found by address, so a same-tick notify()
+// through another mapping of the same file missed a waitAsync() whose thread had not reached the
+// kernel yet, and the wait slept to its timeout (forever by default).
+test('a same-tick notify() through another mapping of the same file wakes and counts waitAsync()s on the others', { skip: !linux && 'futex(2) is Linux only' }, async (t) => {
+  const { runScript, assertCleanExit } = require('./helpers.js')
+  const file = path.join(dir, 'notify-other-mapping.bin')
+  fs.writeFileSync(file, Buffer.alloc(3 * 4096))
+  const script = `
+    const mmap = require(MMAP)
+    const file = process.argv[process.argv.length - 1]
+    const a = mmap.openSync(file, { mode: 'r+' })
+    const b = mmap.openSync(file, { mode: 'r+', offset: 4096 }) // page 1 of the file at b[0]
+    const c = mmap.Mapping.open(file, { mode: 'r+' }).view(4096)
+    const t0 = Date.now()
+    ;(async () => {
+      const first = mmap.waitAsync(a, 4096 + 8, 0, 5000)
+      const second = mmap.waitAsync(c, 8, 0, 5000)
+      const woke = mmap.notify(b, 8)
+      const outcomes = await Promise.all([first, second])
+      console.log(JSON.stringify({ woke, outcomes, fast: Date.now() - t0 < 3000 }))
+    })()
+  `
+  for (const [name, env] of [['futex_waitv', {}], ['without futex_waitv (simulated)', { NODE_MMAP_SIMULATE_NO_FUTEX_WAITV: '1' }]]) {
+    await t.test(name, () => {
+      const result = runScript(script, { env, args: [file], timeout: 20_000 })
+      assertCleanExit(result)
+      assert.deepEqual(JSON.parse(result.stdout), { woke: 2, outcomes: ['ok', 'ok'], fast: true })
+    })
+  }
+})
+
 test('notify() wakes and counts wait()s of other threads on the same mapping, at most count of them', { skip: !linux && 'futex(2) is Linux only', timeout: 60_000 }, () => {
   const { runScript, assertCleanExit } = require('./helpers.js')
   // Three workers wait on one word of the main thread's mapping (a byte stream moves a view's

@@ -107,16 +107,25 @@ impl Waiter {
   }
 }
 
-/// The pending waits of this process, by the address of their word, oldest first.
-static WAITERS: Mutex<BTreeMap<usize, VecDeque<Arc<Waiter>>>> = Mutex::new(BTreeMap::new());
+/// What tells two futex words apart, as the kernel's key does: in a shared mapping, the object
+/// mapped and the offset in it (so a wait on one mapping of a file is found by a `notify` through
+/// another mapping of the same file); in a private one, the address.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Key {
+  Address(usize),
+  Shared { device: u64, inode: u64, offset: u64 },
+}
 
-fn waiters() -> MutexGuard<'static, BTreeMap<usize, VecDeque<Arc<Waiter>>>> {
+/// The pending waits of this process, by their word's [`Key`], oldest first.
+static WAITERS: Mutex<BTreeMap<Key, VecDeque<Arc<Waiter>>>> = Mutex::new(BTreeMap::new());
+
+fn waiters() -> MutexGuard<'static, BTreeMap<Key, VecDeque<Arc<Waiter>>>> {
   WAITERS.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A waiter in [`WAITERS`], taken out when dropped (after its sleep).
 pub struct Registration {
-  key: usize,
+  key: Key,
   pub waiter: Arc<Waiter>,
 }
 
@@ -128,7 +137,7 @@ impl Registration {
       watched: AtomicBool::new(false),
       exact: AtomicBool::new(futex_waitv()),
     });
-    let key = word.addr() as usize;
+    let key = word.key();
     waiters().entry(key).or_default().push_back(Arc::clone(&waiter));
     Registration { key, waiter }
   }
@@ -248,6 +257,18 @@ impl Word {
       write: false,
       name: "view",
     })
+  }
+
+  /// The word's [`Key`] in this process's list of waits.
+  fn key(&self) -> Key {
+    match self.mapping.shared_identity(self.offset) {
+      Some((device, inode, offset)) => Key::Shared {
+        device,
+        inode,
+        offset,
+      },
+      None => Key::Address(self.addr() as usize),
+    }
   }
 
   /// Whether `unmap()` took the word's mapping away.
@@ -400,11 +421,11 @@ impl Word {
     };
     // This process's waits, marked and counted under the lock: each one once, by one notify. The
     // lock is held to the end, so that no wait of this word registers meanwhile: the kernel wake
-    // below cannot reach a wait of this process (by this address) that another notify could
+    // below cannot reach a wait of this process (by this key) that another notify could
     // mark too, and count again.
     let waiters = waiters();
     let (mut woken, mut leaving) = (Vec::new(), Vec::new());
-    for waiter in waiters.get(&(self.addr() as usize)).into_iter().flatten() {
+    for waiter in waiters.get(&self.key()).into_iter().flatten() {
       if woken.len() == count {
         break; // nothing goes to the kernel: `leaving` is not needed
       }

@@ -80,6 +80,9 @@ pub struct Mapping {
   /// Held by the change in flight: changes of one mapping run one at a time (a `protect()`
   /// racing `unmap()` would otherwise change the placeholder's rights behind its guarantee).
   change_lock: Mutex<()>,
+  /// For futex words: the identity of the mapping's first byte ([`sys::shared_identity`]),
+  /// looked up once, at the first `wait`/`notify` on it.
+  identity: OnceLock<Option<(u64, u64, u64)>>,
   /// Shared memory with no regular file behind it (`MAP_SHARED | MAP_ANONYMOUS`, or a shared
   /// mapping of `/dev/zero` or another device): an object of fixed size that `remap` cannot
   /// grow (the grown pages would be private to this process, and lost).
@@ -430,6 +433,7 @@ impl Mapping {
       accesses: AtomicUsize::new(0),
       changes: AtomicUsize::new(0),
       change_lock: Mutex::new(()),
+      identity: OnceLock::new(),
       fixed_size,
       slot: AtomicUsize::new(NO_SLOT),
       batchable: AtomicBool::new(batchable),
@@ -454,8 +458,7 @@ impl Mapping {
 
   /// Runs `access` (native code reading the memory, or, with `PROT_WRITE` in `needs`, writing
   /// it) if every byte has the rights `needs` (after `unmap()`, the zero-filled placeholder's:
-  /// read, and write where the mapping ever could be written); `None`, running nothing,
-  /// otherwise. While `access`
+  /// read and write); `None`, running nothing, otherwise. While `access`
   /// runs, neither the rights nor the memory change: a `protect()`, `unmap()` or `remap()` of
   /// this mapping on another thread waits for it to end (so what [`Mapping::is_unmapped`] says
   /// inside `access` stays true until it returns). Without this, a check of the rights and the
@@ -513,6 +516,16 @@ impl Mapping {
       std::thread::yield_now();
     }
     change()
+  }
+
+  /// The object and offset that the kernel's shared futex key of the byte at `offset` comes
+  /// from, for a shared mapping: the same for every mapping of that byte of a file (see
+  /// [`sys::shared_identity`]). `None` for a private mapping, whose bytes are its own.
+  pub fn shared_identity(&self, offset: usize) -> Option<(u64, u64, u64)> {
+    let first = *self
+      .identity
+      .get_or_init(|| sys::shared_identity(self.record.addr()));
+    first.map(|(device, inode, at)| (device, inode, at + offset as u64))
   }
 
   /// Whether `remap` may grow the mapping past its current length: not for shared memory with
@@ -736,19 +749,15 @@ impl Mapping {
     if self.state.swap(UNMAPPED, Ordering::AcqRel) != LIVE {
       return Ok(false);
     }
-    // Writable where the user's memory ever was (a `protect()` may have made it so): native
-    // code still writing into a view then writes into the placeholder, not into a fault.
-    let writable = self.record.prot() & sys::consts::PROT_WRITE != 0 || self.reprotected();
     // SAFETY: the range is ours (safety model); the placeholder replaces it in one step.
-    if let Err(err) = unsafe { sys::replace_with_placeholder(self.addr(), self.extent(), writable) } {
+    if let Err(err) = unsafe { sys::replace_with_placeholder(self.addr(), self.extent()) } {
       // Nothing changed: the user's memory is still there, and still ours to unmap.
       self.state.store(LIVE, Ordering::Release);
       return Err(err);
     }
-    let placeholder = match writable {
-      true => sys::consts::PROT_READ | sys::consts::PROT_WRITE,
-      false => sys::consts::PROT_READ,
-    };
+    // The placeholder is readable and writable, whatever the mapping was: what is written to a
+    // view afterwards stays there (README, `unmap()`).
+    let placeholder = sys::consts::PROT_READ | sys::consts::PROT_WRITE;
     self.guaranteed_prot.store(placeholder, Ordering::SeqCst);
     Ok(true)
   }

@@ -69,6 +69,11 @@ pub fn page_size() -> usize {
   4096
 }
 
+/// No identity: every futex key is an address here.
+pub fn shared_identity(_addr: usize) -> Option<(u64, u64, u64)> {
+  None
+}
+
 /// No huge pages here.
 pub fn huge_page_size_of_file(_fd: i32) -> Option<usize> {
   None
@@ -111,7 +116,7 @@ pub unsafe fn unmap(_addr: *mut u8, _len: usize) -> io::Result<()> {
 ///
 /// # Safety
 /// As on Unix: `addr..addr + len` is a range this crate mapped and still owns.
-pub unsafe fn replace_with_placeholder(_addr: *mut u8, _len: usize, _writable: bool) -> io::Result<()> {
+pub unsafe fn replace_with_placeholder(_addr: *mut u8, _len: usize) -> io::Result<()> {
   Err(unsupported())
 }
 

@@ -175,6 +175,41 @@ pub fn is_regular_file(fd: i32) -> bool {
   mode & libc::S_IFMT == libc::S_IFREG
 }
 
+/// What the kernel's shared futex key of the byte at `addr` comes from, for a byte of a shared
+/// mapping: the object mapped (its device and inode: a file, or the shared memory object of
+/// `MAP_SHARED | MAP_ANONYMOUS`) and the byte's offset in it, from the kernel mapping that holds
+/// `addr` in /proc/self/maps. Two mappings of the same file page give the same identity. `None`
+/// for private mappings (their pages are this process's own: the address is the key), when the
+/// list cannot be read, and off Linux.
+pub fn shared_identity(addr: usize) -> Option<(u64, u64, u64)> {
+  #[cfg(any(target_os = "linux", target_os = "android"))]
+  {
+    let maps = std::fs::read("/proc/self/maps").ok()?;
+    let hex = |text: &str| u64::from_str_radix(text, 16).ok();
+    maps.split(|&b| b == b'\n').find_map(|line| {
+      // start-end perms offset major:minor inode [path]
+      let line = std::str::from_utf8(line).ok()?;
+      let mut fields = line.split_ascii_whitespace();
+      let (start, end) = fields.next()?.split_once('-')?;
+      let (start, end) = (hex(start)? as usize, hex(end)? as usize);
+      if !(start <= addr && addr < end) {
+        return None;
+      }
+      let shared = fields.next()?.as_bytes().get(3) == Some(&b's');
+      let offset = hex(fields.next()?)?;
+      let (major, minor) = fields.next()?.split_once(':')?;
+      let inode = fields.next()?.parse::<u64>().ok()?;
+      let device = hex(major)? << 32 | hex(minor)?;
+      shared.then_some((device, inode, offset + (addr - start) as u64))
+    })
+  }
+  #[cfg(not(any(target_os = "linux", target_os = "android")))]
+  {
+    let _ = addr;
+    None
+  }
+}
+
 /// The smallest huge page size the system offers (Linux: the `hugepages-<size>kB` entries of
 /// /sys/kernel/mm/hugepages), or `None` where it has none. Read once.
 pub fn smallest_huge_page() -> Option<usize> {
@@ -230,18 +265,12 @@ pub unsafe fn unmap(addr: *mut u8, len: usize) -> io::Result<()> {
 /// (`MAP_FIXED` over our own range). Native code that still holds a pointer into the range
 /// (zlib, an `fs.write` in flight) then reads zeros and writes into memory nobody sees, instead
 /// of faulting; the file is no longer referenced. The range stays reserved until `unmap`.
-/// Read-only unless `writable`: the kernel counts private writable memory toward RLIMIT_DATA
-/// (VmData) whether or not it is ever touched, and a range that was never writable needs no
-/// writes afterwards either.
 ///
 /// # Safety
 /// `addr..addr + len` is a range this crate mapped and still owns.
-pub unsafe fn replace_with_placeholder(addr: *mut u8, len: usize, writable: bool) -> io::Result<()> {
+pub unsafe fn replace_with_placeholder(addr: *mut u8, len: usize) -> io::Result<()> {
   let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED | consts::MAP_NORESERVE;
-  let prot = match writable {
-    true => libc::PROT_READ | libc::PROT_WRITE,
-    false => libc::PROT_READ,
-  };
+  let prot = libc::PROT_READ | libc::PROT_WRITE;
   // SAFETY: MAP_FIXED replaces exactly the range the caller owns (see the contract), so no
   // memory that belongs to anyone else is touched.
   let got = unsafe { libc::mmap(addr.cast(), len, prot, flags, -1, 0) };
@@ -813,7 +842,7 @@ mod tests {
     )
     .unwrap();
     // SAFETY: the range was mapped above and is owned by this test.
-    unsafe { replace_with_placeholder(addr, len, true) }.unwrap();
+    unsafe { replace_with_placeholder(addr, len) }.unwrap();
     // SAFETY: the placeholder is readable and writable and `len` bytes long.
     let view = unsafe { std::slice::from_raw_parts_mut(addr, len) };
     assert!(view.iter().all(|&b| b == 0));
@@ -823,41 +852,6 @@ mod tests {
     assert_eq!(on_disk[0], 7);
     // SAFETY: still owned by this test; `view` is not used again.
     unsafe { unmap(addr, len) }.unwrap();
-  }
-
-  /// The VmData line of /proc/self/status, in kB.
-  #[cfg(target_os = "linux")]
-  fn vm_data_kb() -> usize {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|line| line.starts_with("VmData:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-  }
-
-  #[cfg(target_os = "linux")]
-  #[test]
-  fn a_read_only_placeholder_does_not_count_as_data() {
-    use std::os::fd::AsRawFd;
-    let len = 64 << 20;
-    let file = temp_file(&[]);
-    file.set_len(len as u64).unwrap(); // sparse
-    let addr = map(len, libc::PROT_READ, libc::MAP_SHARED, file.as_raw_fd(), 0).unwrap();
-    let before = vm_data_kb();
-    // SAFETY: the range was mapped above and is owned by this test.
-    unsafe { replace_with_placeholder(addr, len, false) }.unwrap();
-    let read_only = vm_data_kb();
-    // SAFETY: as above: the placeholder replaces the placeholder.
-    unsafe { replace_with_placeholder(addr, len, true) }.unwrap();
-    let writable = vm_data_kb();
-    // SAFETY: the placeholder is readable and `len` bytes long.
-    assert_eq!(unsafe { *addr.add(len - 1) }, 0);
-    // SAFETY: still owned by this test.
-    unsafe { unmap(addr, len) }.unwrap();
-    // Other threads of the test binary may map meanwhile: a margin far below 64 MiB.
-    assert!(read_only < before + 8192, "read-only: {before} -> {read_only} kB");
-    assert!(
-      writable >= before + 65536 - 8192,
-      "writable: {before} -> {writable} kB"
-    );
   }
 
   #[cfg(target_os = "linux")]
