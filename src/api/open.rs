@@ -338,19 +338,14 @@ impl Request {
       );
       Some((mapping.map_err(os("mmap"))?, map_len))
     };
-    // From here on the file changes; `mapping` unmaps itself if we return early.
-    let grown = target > current;
-    if grown {
-      file.set_len(target).map_err(os("ftruncate"))?;
-    }
+    // `mapping` unmaps itself if we return early. The advice first, while the file is as it was
+    // (madvise(2) past the end of a file is no error, and touches nothing): a failing advice
+    // then leaves nothing to undo. (Growing first and shrinking back on failure lost what
+    // another writer put in the grown part meanwhile.)
     if let (Some((mapping, map_len)), Some(advice)) = (&mapping, self.advice) {
       // The user's range only: the bytes before `offset` on its first page are not theirs to
       // discard (a destructive advice is rounded in to whole pages of this range).
       if let Err(failure) = mapping.advise(start, *map_len - start, advice) {
-        if grown {
-          // The grown part held only zeros: the old size is the old file.
-          let _ = file.set_len(current);
-        }
         return Err(match failure {
           Failure::Os(err) => os("madvise")(err),
           Failure::Unmapped | Failure::Access { .. } => {
@@ -358,6 +353,10 @@ impl Request {
           }
         });
       }
+    }
+    // From here on the file changes.
+    if target > current {
+      file.set_len(target).map_err(os("ftruncate"))?;
     }
     if self.create && current > 0 {
       file
