@@ -302,6 +302,45 @@ check('a worker thread loads the addon, maps a file and writes to it; the main t
   assert.equal(fs.readFileSync(file).toString('latin1', 10, 29), 'written by a worker')
 })
 
+// Found by attack pass 5 on Bun, which finalizes a worker's Buffers after the thread's own
+// destructors ran: node-mmap took that for an ordinary collection and unmapped for real, so the
+// main thread's moved view then faulted, or wrote into whatever the kernel mapped there next.
+check("memory a worker mapped and moved to the main thread (byte stream) reads zeros after the worker's end (or stays the file's, where the runtime keeps it alive), and no later mapping is touched through it", async () => {
+  const { file, bytes } = randomFile('moved.bin', PAGESIZE)
+  const source = `
+    const { parentPort, workerData } = require('node:worker_threads')
+    const mmap = require(workerData.root)
+    const buf = mmap.openSync(workerData.file, { mode: 'r+' })
+    let controller
+    const stream = new ReadableStream({ type: 'bytes', start(c) { controller = c } })
+    controller.enqueue(buf)
+    stream.getReader().read().then(({ value }) => parentPort.postMessage(value, [value.buffer]))
+  `
+  const worker = new Worker(source, { eval: true, workerData: { root, file } })
+  const [moved, exitCode] = await new Promise((resolve, reject) => {
+    let got
+    worker.on('message', (m) => (got = m))
+    worker.on('error', reject)
+    worker.on('exit', (code) => resolve([got, code]))
+  })
+  assert.equal(exitCode, 0, 'the worker exits with 0')
+  assert.equal(moved.length, PAGESIZE, 'the moved view keeps its length')
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  // Later mappings, then a write through the stale view: it must land in the placeholder.
+  const later = Array.from({ length: 16 }, () => mmap.map(PAGESIZE, RW(), mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1).fill(0x11))
+  // Node and Bun finalize a worker's Buffers at its end: the memory is then the zero-filled
+  // placeholder. Deno keeps the memory alive while another thread holds it: it is still the
+  // file's. Either way it is never another mapping's.
+  const zeros = moved.every((b) => b === 0)
+  const stillTheFile = Buffer.from(moved.buffer, moved.byteOffset, moved.length).equals(bytes)
+  assert.ok(zeros || stillTheFile, 'the moved memory reads zeros (or, kept alive, the file)')
+  moved.fill(0x58)
+  assert.equal(later.every((b) => b.every((x) => x === 0x11)), true, 'no later mapping changed')
+  const expected = zeros ? bytes : Buffer.alloc(PAGESIZE, 0x58)
+  assert.equal(fs.readFileSync(file).equals(expected), true, 'the write went where the memory is (placeholder, or the file)')
+  for (const b of later) mmap.unmap(b)
+})
+
 check('`using m = Mapping.open(...)` unmaps at the end of the block (where the runtime has `using`)', () => {
   let block
   try {

@@ -303,13 +303,18 @@ pub fn finalizing<R>(env: usize, f: impl FnOnce() -> R) -> R {
   result
 }
 
+thread_local! {
+  /// The env that loaded the addon on this thread ([`enable`]), for [`is_home`]. Apart from
+  /// `WAITING`, which has a destructor: a runtime may finalize a worker's Buffers after the
+  /// thread's destructors ran (Bun does), and a `const` cell with none is still readable then.
+  /// Never cleared: the env stays this thread's while it is torn down.
+  static HOME: Cell<usize> = const { Cell::new(0) };
+}
+
 /// Whether this thread runs `env`'s JavaScript (the env that loaded the addon here, given to
-/// [`enable`]).
+/// [`enable`]), also while the env is torn down.
 pub fn is_home(env: usize) -> bool {
-  env != 0
-    && WAITING
-      .try_with(|waiting| waiting.home.get() == env)
-      .unwrap_or(false)
+  env != 0 && HOME.with(|home| home.get() == env)
 }
 
 /// The flusher's call: unmaps this thread's run. (Node also calls it for a call still queued
@@ -339,6 +344,11 @@ pub fn closed(token: usize) {
 /// called): from now on `env`'s finalizers' ranges may wait. With none made (`None`: the
 /// runtime refused), every range is unmapped at once.
 pub fn enable(env: usize, make: impl FnOnce() -> Option<Flusher>) {
+  HOME.with(|home| {
+    if home.get() == 0 {
+      home.set(env);
+    }
+  });
   let _ = WAITING.try_with(|waiting| {
     if waiting.flusher.get().handle != 0 {
       return;
