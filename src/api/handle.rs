@@ -9,7 +9,7 @@ use napi::bindgen_prelude::{AsyncTask, Unknown};
 use napi::Env;
 use napi_derive::napi;
 
-use crate::core::shared::Shared;
+use crate::core::mapping::Shared;
 use crate::js::args::Optional;
 
 use crate::api::map::{map_checked, SizeLimit};

@@ -7,7 +7,7 @@ use napi::bindgen_prelude::Unknown;
 use napi::Env;
 use napi_derive::napi;
 
-use crate::core::shared::Shared;
+use crate::core::mapping::Shared;
 use crate::js::args::Optional;
 
 use crate::api::constants::{self as c, ADVICE, PLACEMENT_FLAGS};

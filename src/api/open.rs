@@ -9,7 +9,7 @@ use napi::bindgen_prelude::{AsyncTask, Unknown, ValueType};
 use napi::{Env, ScopedTask};
 use napi_derive::napi;
 
-use crate::core::shared::Shared;
+use crate::core::mapping::Shared;
 use crate::js::args::Optional;
 
 use crate::api::constants as c;

@@ -9,7 +9,7 @@ use napi::Env;
 use napi::ScopedTask;
 use napi_derive::napi;
 
-use crate::core::shared::Shared;
+use crate::core::mapping::Shared;
 use crate::js::args::Optional;
 
 use crate::api::constants::{self as c};

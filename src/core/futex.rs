@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::core::mapping::Failure;
-use crate::core::shared::Shared;
+use crate::core::mapping::Shared;
 use crate::sys::{self, Wait};
 
 /// How long a wait sleeps at a time before it looks whether it should stop: `wait` whether its

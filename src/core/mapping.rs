@@ -1,6 +1,6 @@
 //! The owner of one OS mapping.
 //!
-//! A [`Mapping`] is shared (through [`crate::core::shared::Shared`], a counted reference) by the
+//! A [`Mapping`] is shared (through [`Shared`], an `Arc`) by the
 //! finalizer of every ArrayBuffer that shows it, by `Mapping` handles, and by work in flight (a
 //! `flush` on the thread pool). The OS range is given back exactly once, when the last reference
 //! drops; nothing else ever unmaps it.
@@ -22,13 +22,12 @@
 use std::cell::Cell;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::core::faults;
 use crate::core::reclaim;
 use crate::core::recovery;
 use crate::core::registry;
-use crate::core::shared::Shared;
 use crate::sys;
 
 /// Advice that discards data in the range (so it is never applied to bytes outside it).
@@ -37,6 +36,12 @@ pub const DISCARDING_ADVICE: [i32; 3] = [
   sys::consts::MADV_FREE,
   sys::consts::MADV_REMOVE,
 ];
+
+/// A counted reference to a [`Mapping`]: every Buffer finalizer, `Mapping` handle and work in
+/// flight holds one; the last one dropped unmaps. A plain `Arc`: a hand-written one that
+/// recycled its blocks per thread gained nothing measurable over it (bench/PROFILE.md, issue
+/// 13's section).
+pub type Shared = Arc<Mapping>;
 
 /// The range holds the file (or anonymous memory) the user mapped.
 const LIVE: u8 = 0;

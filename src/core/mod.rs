@@ -2,8 +2,8 @@
 //! imported from the layers above (`js`, `api`); unit-testable without Node.
 //!
 //! - [`mapping`]: [`mapping::Mapping`], the owner of one OS mapping, unmapped exactly once, and
-//!   its safety model; the guard that keeps the process under `vm.max_map_count`.
-//! - [`shared`]: the counted reference to a `Mapping` that Buffers, handles and tasks hold.
+//!   its safety model ([`mapping::Shared`], an `Arc`, is the counted reference to it that
+//!   Buffers, handles and tasks hold); the guard that keeps the process under `vm.max_map_count`.
 //! - [`registry`]: ArrayBuffer start -> mapping, to find the mapping behind any view;
 //!   placeholder runs.
 //! - [`faults`]: the lock-free table of live mappings that the signal handlers read, each entry
@@ -19,4 +19,3 @@ pub mod mapping;
 pub mod reclaim;
 pub mod recovery;
 pub mod registry;
-pub mod shared;

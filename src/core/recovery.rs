@@ -250,7 +250,7 @@ fn protection_name(prot: i32) -> &'static [u8] {
 mod tests {
   use super::*;
   use crate::core::mapping::Mapping;
-  use crate::core::shared::Shared;
+  use crate::core::mapping::Shared;
   use crate::sys;
   use crate::sys::signals::testing::{on_small_stack, SMALL};
   use std::os::fd::AsRawFd;

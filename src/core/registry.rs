@@ -13,17 +13,21 @@
 //!
 //! Rust statics are shared by every worker thread, so the table sits behind a mutex; it is taken
 //! once when a Buffer is made, once when it is collected, and by every lookup. It is an
-//! open-addressing hash table that never allocates per record: with a `BTreeMap`, the node
-//! splits and merges of a `map` loop (records made and forgotten by the thousand between two
-//! garbage collections) and the three descents of a removal cost about 10% of a 4 KiB `map`
-//! (CPU time, same process, against the previous build; bench/PROFILE.md).
+//! open-addressing hash table that never allocates per record, with the likely slot prefetched
+//! before the lock. Measured 2026-12-07 (issue 13) against std's `HashMap` with a one-multiply
+//! hasher of the address, the same source otherwise, with bench/ab.js (CPU-time medians of 15
+//! runs of 40,000 calls, six runs with the builds' order alternated, 2-core host shared with
+//! other work): with `HashMap`, `map` + `unmap` pairs (4 KiB) took 1.038x (1.013-1.072x) the CPU
+//! time, `map` alone 1.002x (0.97-1.05x); lookups among 10,000 live mappings
+//! (bench/find-ab.js, `faults(view)`) 0.97x, 0.97x and 1.05x, inside that script's noise (the
+//! same build against itself read 0.88-1.19x). (Against a `BTreeMap`, earlier: about 10% of a
+//! 4 KiB `map`.)
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use crate::core::mapping::Mapping;
-use crate::core::shared::Shared;
+use crate::core::mapping::{Mapping, Shared};
 
 /// One ArrayBuffer start: the mapping behind it, and how many live ArrayBuffers start there.
 /// `start == 0` marks a free slot (no mapping of ours starts at 0: node-mmap never asks for a
@@ -220,7 +224,7 @@ pub fn record_buffer(mapping: Shared, start: usize) -> *const Mapping {
 pub unsafe fn forget_buffer(start: usize, hold: *const Mapping) {
   // Both are usually out of cache in a finalizer: start fetching them before the lock.
   prefetch(start);
-  Shared::prefetch_raw(hold);
+  crate::sys::prefetch_for_write(hold.cast());
   {
     let mut records = records();
     // Node-API hands the finalizer the data pointer the Buffer was made with, which is `start`.

@@ -14,8 +14,8 @@ use napi::sys;
 use napi::Env;
 
 use crate::core::mapping::Mapping;
+use crate::core::mapping::Shared;
 use crate::core::registry;
-use crate::core::shared::Shared;
 use crate::js::errors::{self, Class};
 use crate::js::flusher;
 use crate::js::raw;
