@@ -258,7 +258,7 @@ impl Request {
       // file with no name yet, where the file system has them.
       // Not for a path that names a directory (a trailing '/'): the named create gives the error
       // `fs` gives there.
-      let names_dir = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()).ends_with(b"/");
+      let names_dir = sys::path_bytes(&path).ends_with(b"/");
       if unnamed
         && !names_dir
         && std::fs::symlink_metadata(&path).is_err_and(|err| err.kind() == io::ErrorKind::NotFound)
@@ -301,7 +301,7 @@ impl Request {
       return Err(os("mmap")(io::Error::from_raw_os_error(errno)));
     }
     let current = metadata.len();
-    let fd = std::os::fd::AsRawFd::as_raw_fd(file);
+    let fd = sys::file_descriptor(file);
     // Where nothing will be mapped, a one-page mapping (no reservation, unmapped at once) asks
     // the kernel whether the file can be mapped at all: procfs files say 0 bytes whatever they
     // hold, sysfs files 4096, and both are ENODEV instead of an empty Buffer. First for an
@@ -326,7 +326,7 @@ impl Request {
       None
     } else {
       let map_len = usize::try_from(len).map_err(|_| OpenFailure::TooLong { len })? + start;
-      let path = std::os::unix::ffi::OsStrExt::as_bytes(self.path.as_os_str());
+      let path = sys::path_bytes(&self.path);
       let offset = self.offset - start as u64;
       let mapping = Mapping::new(
         map_len,
@@ -458,13 +458,11 @@ fn parse_path(env: &Env, value: &Unknown) -> napi::Result<(PathBuf, String)> {
   let shown = shown_path(&bytes);
   // No file has a longer path: the kernel refuses it (ENAMETOOLONG) without looking. Refused
   // here as the kernel would, before the standard library copies it once more to call open.
-  if bytes.len() >= libc::PATH_MAX as usize {
+  if bytes.len() >= sys::consts::PATH_MAX {
     let err = io::Error::from_raw_os_error(libc::ENAMETOOLONG);
     return Err(errors::throw_system(env, &err, "open", Some(&shown)));
   }
-  let path = PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(
-    bytes,
-  ));
+  let path = sys::path_from_bytes(bytes);
   // A relative path is taken from the directory current now: the call may look the path up
   // more than once (on the thread pool, for `open()`), and a `process.chdir()` in between must
   // not make it two files.
@@ -478,7 +476,7 @@ fn parse_path(env: &Env, value: &Unknown) -> napi::Result<(PathBuf, String)> {
 /// What error messages (and their `path`) show of a path: all of it up to [`SHOWN_PATH_BYTES`]
 /// (every path a file can have is shorter), else its start and `...`: never a second copy of a
 /// huge path.
-const SHOWN_PATH_BYTES: usize = libc::PATH_MAX as usize;
+const SHOWN_PATH_BYTES: usize = sys::consts::PATH_MAX;
 
 fn shown_path(bytes: &[u8]) -> String {
   if bytes.len() <= SHOWN_PATH_BYTES {
@@ -513,9 +511,8 @@ enum Created {
 /// Removes the file this call created at `path` (and is about to fail), unless the path names
 /// another file by now.
 fn remove_created(path: &std::path::Path, file: &std::fs::File) {
-  use std::os::unix::fs::MetadataExt;
   let same = match (std::fs::metadata(path), file.metadata()) {
-    (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+    (Ok(a), Ok(b)) => sys::same_file(&a, &b),
     _ => false,
   };
   if same {

@@ -15,6 +15,8 @@ fn unsupported() -> io::Error {
 /// the module's shape: the POSIX numbers most systems use for the basic set (so that arguments
 /// are still checked as elsewhere), 0 ("no effect") for the rest. A real port sets its own.
 pub mod consts {
+  /// A path length no file system here takes.
+  pub const PATH_MAX: usize = 4096;
   type Int = i32;
   pub const PROT_NONE: Int = 0;
   pub const PROT_READ: Int = 1;
@@ -67,6 +69,26 @@ pub mod consts {
 /// A page size to compute with (4 KiB): nothing is mapped here.
 pub fn page_size() -> usize {
   4096
+}
+
+/// A path's bytes (its encoding of the moment: this target maps no file anyway).
+pub fn path_bytes(path: &std::path::Path) -> &[u8] {
+  path.as_os_str().as_encoded_bytes()
+}
+
+/// The path made of `bytes`, read as UTF-8.
+pub fn path_from_bytes(bytes: Vec<u8>) -> std::path::PathBuf {
+  std::path::PathBuf::from(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// No descriptor to map with here: -1, which every operation refuses.
+pub fn file_descriptor(_file: &std::fs::File) -> i32 {
+  -1
+}
+
+/// Not known here: never the same.
+pub fn same_file(_a: &std::fs::Metadata, _b: &std::fs::Metadata) -> bool {
+  false
 }
 
 /// No identity: every futex key is an address here.

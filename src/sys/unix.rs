@@ -15,6 +15,8 @@ pub mod consts {
   pub use libc::{MAP_ANON, MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED};
   pub use libc::{MS_ASYNC, MS_INVALIDATE, MS_SYNC};
   pub use libc::{PROT_EXEC, PROT_NONE, PROT_READ, PROT_WRITE};
+  /// The longest path the kernel takes, its terminating NUL included.
+  pub const PATH_MAX: usize = libc::PATH_MAX as usize;
 
   #[cfg(any(target_os = "linux", target_os = "android"))]
   mod platform {
@@ -160,6 +162,29 @@ fn ask_main_thread() -> bool {
   {
     false
   }
+}
+
+/// A path's bytes, as the OS takes them (any bytes but NUL on Unix).
+pub fn path_bytes(path: &std::path::Path) -> &[u8] {
+  std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str())
+}
+
+/// The path made of `bytes` (a Buffer's or a string's), as the OS takes them.
+pub fn path_from_bytes(bytes: Vec<u8>) -> std::path::PathBuf {
+  std::path::PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(
+    bytes,
+  ))
+}
+
+/// The descriptor of an open file, for [`map`].
+pub fn file_descriptor(file: &std::fs::File) -> i32 {
+  std::os::fd::AsRawFd::as_raw_fd(file)
+}
+
+/// Whether two files' metadata are of the same file (device and inode).
+pub fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+  use std::os::unix::fs::MetadataExt;
+  a.dev() == b.dev() && a.ino() == b.ino()
 }
 
 /// Whether `fd` is a regular file (memfd and shm files are): the only kind a shared mapping
