@@ -341,6 +341,32 @@ check("memory a worker mapped and moved to the main thread (byte stream) reads z
   for (const b of later) mmap.unmap(b)
 })
 
+// Found by attack pass 5 on Deno, which finalizes none of a worker's objects when it ends with
+// Node-API work pending: everything the worker mapped stayed mapped (and resident).
+check('workers that end with a flush() and an open() pending leave none of their mappings behind', async () => {
+  const { file } = randomFile('pending.bin', 4 * PAGESIZE)
+  const source = `
+    const { workerData } = require('node:worker_threads')
+    const mmap = require(workerData.root)
+    const kept = [mmap.openSync(workerData.file, { mode: 'r+' }), mmap.Mapping.open(workerData.file)]
+    kept[0][0] = 1
+    mmap.flush(kept[0]).catch(() => {})
+    mmap.open(workerData.file).catch(() => {})
+    globalThis.kept = kept
+    process.exit(0)
+  `
+  for (let i = 0; i < 4; i++) {
+    const worker = new Worker(source, { eval: true, workerData: { root, file } })
+    await new Promise((resolve, reject) => {
+      worker.on('error', reject)
+      worker.on('exit', resolve)
+    })
+  }
+  const gc = gcFunction()
+  const gone = await collectUntil(() => mappingsOf(file).length === 0, gc ?? (() => {}))
+  assert.ok(gone, `${mappingsOf(file).length} mappings of the file left by ended workers`)
+})
+
 check('`using m = Mapping.open(...)` unmaps at the end of the block (where the runtime has `using`)', () => {
   let block
   try {

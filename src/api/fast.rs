@@ -149,6 +149,7 @@ fn install(env: &Env, exports: &Object, name: &CStr, callback: sys::napi_callbac
 #[napi(module_exports)]
 pub fn install_fast_entry_points(exports: Object, env: Env) -> napi::Result<()> {
   crate::js::flusher::enable(&env);
+  crate::js::buffer::release_at_env_end(&env);
   install(&env, &exports, c"map", Some(map))?;
   install(&env, &exports, c"unmap", Some(unmap))
 }

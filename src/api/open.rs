@@ -554,6 +554,9 @@ pub fn open_sync<'env>(env: &'env Env, path: Unknown, options: Optional) -> napi
 /// `openSync` on the libuv thread pool: the Promise fulfills with the Buffer.
 pub struct Open {
   request: Request,
+  /// The caller's env's list of mappings made for it (a worker's), to note the one made on the
+  /// thread pool in: released at the env's end even if the Promise never settles (Deno).
+  made_for: Option<crate::core::mapping::MadeFor>,
 }
 
 impl<'env> ScopedTask<'env> for Open {
@@ -561,7 +564,18 @@ impl<'env> ScopedTask<'env> for Open {
   type JsValue = Unknown<'env>;
 
   fn compute(&mut self) -> napi::Result<Self::Output> {
-    Ok(self.request.run())
+    let opened = self.request.run();
+    if let (
+      Ok(Opened {
+        mapping: Some(mapping),
+        ..
+      }),
+      Some(made),
+    ) = (&opened, &self.made_for)
+    {
+      made.note(mapping);
+    }
+    Ok(opened)
   }
 
   fn resolve(&mut self, env: &'env Env, output: Self::Output) -> napi::Result<Unknown<'env>> {
@@ -583,7 +597,11 @@ impl<'env> ScopedTask<'env> for Open {
 )]
 pub fn open<'env>(env: &'env Env, path: Unknown, options: Optional) -> napi::Result<Unknown<'env>> {
   let request = Request::parse(env, &path, options.as_ref(), buffer_max_length());
-  errors::promise(env, request.map(|request| AsyncTask::new(Open { request })))
+  let made_for = crate::core::mapping::made_here();
+  errors::promise(
+    env,
+    request.map(|request| AsyncTask::new(Open { request, made_for })),
+  )
 }
 
 /// Options of `openSync` and `open`.

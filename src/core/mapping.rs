@@ -19,10 +19,10 @@
 //! while native work on it is under way (zlib between chunks), and aborts the process if they
 //! shrank.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use crate::core::faults;
 use crate::core::reclaim;
@@ -448,6 +448,9 @@ impl Mapping {
     // Dropped on failure: unmapped at once (it holds no slot).
     let slot = faults::register(&mapping.record)?;
     mapping.slot.store(slot, Ordering::Release);
+    if let Some(made) = made_here() {
+      made.note(&mapping);
+    }
     Ok(mapping)
   }
 
@@ -845,6 +848,108 @@ impl Mapping {
   }
 }
 
+/// The mappings made for one worker's env, weakly (they keep nothing alive), for its end
+/// ([`MadeFor::release`]): those its thread makes, and those the thread pool makes for its
+/// `open()`s. Pruned of the dropped ones whenever it is full.
+#[derive(Clone)]
+pub struct MadeFor(Arc<Mutex<Made>>);
+
+/// What a [`MadeFor`] holds.
+#[derive(Default)]
+pub struct Made {
+  list: Vec<Weak<Mapping>>,
+  /// The env has ended: a mapping noted from now on (an `open()` the pool finished after it)
+  /// is released at once.
+  released: bool,
+}
+
+impl MadeFor {
+  /// Notes `mapping`. Best effort: with no memory for the note, the mapping is only left to its
+  /// finalizers, as before.
+  pub fn note(&self, mapping: &Shared) {
+    let mut made = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if made.released {
+      drop(made);
+      release_one(mapping);
+      return;
+    }
+    let list = &mut made.list;
+    if list.len() == list.capacity() {
+      list.retain(|weak| weak.strong_count() > 0);
+    }
+    if list.try_reserve(1).is_ok() {
+      list.push(Arc::downgrade(mapping));
+    }
+  }
+
+  /// The end of the worker's env: takes the user's memory out of every mapping noted that is
+  /// still alive (the zero-filled placeholder in its place, its pages given back), as `unmap()`
+  /// does. For runtimes that finalize none of a worker's objects when it ends with native work
+  /// pending (Deno, with a `flush()` or `open()` in flight): without this, all it mapped stayed
+  /// mapped and resident for the life of the process. What is still alive keeps its range
+  /// reserved until its last reference drops, which there may never be: address space, not
+  /// memory, as for a worker's Buffers everywhere (README, Caveats). Where the finalizers did
+  /// run (Node, Bun), little or nothing is alive by then.
+  pub fn release(&self) {
+    let list = {
+      let mut made = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+      made.released = true;
+      std::mem::take(&mut made.list)
+    };
+    for mapping in list.iter().filter_map(Weak::upgrade) {
+      release_one(&mapping);
+    }
+  }
+
+  /// The list as a pointer, for a cleanup hook's argument; back with [`MadeFor::from_raw`].
+  pub fn into_raw(self) -> *const Mutex<Made> {
+    Arc::into_raw(self.0)
+  }
+
+  /// # Safety
+  /// `raw` came from [`MadeFor::into_raw`], and is taken back once.
+  pub unsafe fn from_raw(raw: *const Mutex<Made>) -> MadeFor {
+    // SAFETY: forwarded from this function's contract.
+    MadeFor(unsafe { Arc::from_raw(raw) })
+  }
+}
+
+/// What [`MadeFor::release`] does to each mapping. Best effort, as a finalizer's: without a
+/// placeholder (ENOMEM) the memory stays mapped.
+fn release_one(mapping: &Mapping) {
+  let _ = mapping.unmap();
+  mapping.clear_placeholder();
+}
+
+thread_local! {
+  /// This thread's [`MadeFor`], once [`watch_made_here`] gave it one (a worker's env thread).
+  static MADE_HERE: RefCell<Option<MadeFor>> = const { RefCell::new(None) };
+}
+
+/// The list of the mappings made for this thread's env, if it has one (see [`MadeFor`]).
+pub fn made_here() -> Option<MadeFor> {
+  MADE_HERE
+    .try_with(|made| made.try_borrow().ok().and_then(|made| made.clone()))
+    .ok()
+    .flatten()
+}
+
+/// Gives this thread a [`MadeFor`] (unless it has one) and returns it: from now on the mappings
+/// made here are noted in it.
+pub fn watch_made_here() -> Option<MadeFor> {
+  MADE_HERE
+    .try_with(|made| {
+      let mut made = made.try_borrow_mut().ok()?;
+      Some(
+        made
+          .get_or_insert_with(|| MadeFor(Arc::new(Mutex::new(Made::default()))))
+          .clone(),
+      )
+    })
+    .ok()
+    .flatten()
+}
+
 impl Drop for Mapping {
   fn drop(&mut self) {
     // A run of placeholders is ordinary pages, but it may stand where huge or locked pages
@@ -948,6 +1053,22 @@ mod tests {
   fn anonymous(len: usize) -> Shared {
     let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
     Mapping::new(len, libc::PROT_READ | libc::PROT_WRITE, flags, -1, 0, None).unwrap()
+  }
+
+  #[test]
+  fn the_end_of_an_env_takes_its_mappings_memory_and_what_is_noted_after() {
+    let made = MadeFor(Arc::new(Mutex::new(Made::default())));
+    let (kept, dropped) = (anonymous(4096), anonymous(4096));
+    made.note(&kept);
+    made.note(&dropped);
+    drop(dropped);
+    made.release();
+    assert!(kept.is_unmapped(), "a live mapping noted before the end");
+    let late = anonymous(4096); // an open() the pool finished after the end
+    made.note(&late);
+    assert!(late.is_unmapped(), "a mapping noted after the end");
+    let other = anonymous(4096);
+    assert!(!other.is_unmapped(), "a mapping never noted");
   }
 
   #[test]

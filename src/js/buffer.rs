@@ -89,6 +89,33 @@ unsafe extern "C" fn finalize_memory(env: sys::napi_env, data: *mut c_void, hint
   });
 }
 
+/// Has `env`'s end (a worker's: nothing on the main thread, whose end is the process's) take
+/// the user's memory out of every mapping made for it that is still alive
+/// ([`crate::core::mapping::MadeFor`]). Once per thread: Node refuses the same cleanup hook
+/// twice (it aborts), and the addon may load again in the same env.
+pub fn release_at_env_end(env: &Env) {
+  if crate::sys::is_main_thread() || crate::core::mapping::made_here().is_some() {
+    return;
+  }
+  let Some(made) = crate::core::mapping::watch_made_here() else {
+    return;
+  };
+  let arg = made.into_raw().cast_mut().cast::<c_void>();
+  // SAFETY: the hook takes back the list `arg` points to, once, when it is called.
+  let status = unsafe { raw::add_cleanup_hook(env, release_made, arg) };
+  if status != sys::Status::napi_ok {
+    // SAFETY: `arg` came from `into_raw` above and the hook will not run.
+    drop(unsafe { crate::core::mapping::MadeFor::from_raw(arg.cast_const().cast()) });
+  }
+}
+
+/// The cleanup hook of [`release_at_env_end`].
+unsafe extern "C" fn release_made(arg: *mut c_void) {
+  // SAFETY: `arg` came from `MadeFor::into_raw` in `release_at_env_end`; Node calls the hook once.
+  let made = unsafe { crate::core::mapping::MadeFor::from_raw(arg.cast_const().cast()) };
+  made.release();
+}
+
 /// Whether `env` is a worker's env being torn down, asked on its own thread (see
 /// [`finalize_memory`]).
 fn worker_env_ending(env: sys::napi_env) -> bool {
