@@ -63,8 +63,5 @@ test('raw Node-API calls are made in src/js/raw.rs only', () => {
   const raw = /\bnapi_[a-z0-9_]+\s*\(/
   const found = []
   for (const layer of ['sys', 'core', 'js', 'api']) found.push(...offending(layer, raw))
-  // api/fast.rs: plain Node-API entry points for map() and unmap(), a speed layer that makes its
-  // own calls (its opening comment gives the measured gain).
-  const allowed = (line) => line.startsWith('src/js/raw.rs:') || line.startsWith('src/api/fast.rs:')
-  assert.deepEqual(found.filter((line) => !allowed(line)), [])
+  assert.deepEqual(found.filter((line) => !line.startsWith('src/js/raw.rs:')), [])
 })

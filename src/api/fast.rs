@@ -9,7 +9,7 @@
 //! alternated, on a 2-core host shared with other work (load 4-21): without these entry points
 //! `map` alone (4 KiB) took 1.034x (0.93-1.12x) and `map` + `unmap` pairs 1.060x (0.98-1.13x) the
 //! CPU time; the same build against itself read 0.98-1.01x and 0.92-1.01x.
-//! These callbacks read the arguments with `napi_get_cb_info` and call the very same Rust
+//! These callbacks read the arguments (`js::raw::callback_arguments`) and call the very same Rust
 //! functions, so they behave as the napi-rs exports did. (One difference: an exception that user
 //! code throws while an error is being built, say a `code` setter on `Object.prototype`, now
 //! reaches the caller, where napi-rs's glue replaced it with an error of its own.) The module's export hook puts them in place
@@ -21,6 +21,8 @@ use std::ptr;
 
 use napi::bindgen_prelude::{Object, Unknown};
 use napi::{sys, Env, JsError, JsValue, Status};
+
+use crate::js::raw;
 use napi_derive::napi;
 
 /// Reads up to `N` arguments (missing ones are `undefined`, as Node-API fills them), runs
@@ -34,28 +36,16 @@ unsafe fn call<const N: usize>(
   info: sys::napi_callback_info,
   body: impl FnOnce(&Env, [sys::napi_value; N], usize) -> napi::Result<sys::napi_value>,
 ) -> sys::napi_value {
-  let mut argc = N;
-  let mut argv = [ptr::null_mut(); N];
-  // SAFETY: `argv` has room for `argc` values; `this` and `data` are not asked for.
-  let status = unsafe {
-    sys::napi_get_cb_info(
-      env,
-      info,
-      &mut argc,
-      argv.as_mut_ptr(),
-      ptr::null_mut(),
-      ptr::null_mut(),
-    )
-  };
+  // SAFETY: forwarded from this function's contract.
+  let arguments = unsafe { raw::callback_arguments::<N>(env, info) };
   let wrapped = Env::from_raw(env);
-  let result = if status == sys::Status::napi_ok {
-    body(&wrapped, argv, argc)
-  } else {
-    Err(crate::js::errors::pending_or(
+  let result = match arguments {
+    Ok((argv, argc)) => body(&wrapped, argv, argc),
+    Err(status) => Err(crate::js::errors::pending_or(
       &wrapped,
       "napi_get_cb_info",
       status,
-    ))
+    )),
   };
   match result {
     Ok(value) => value,
@@ -107,41 +97,23 @@ unsafe extern "C" fn unmap(env: sys::napi_env, info: sys::napi_callback_info) ->
   unsafe {
     call::<1>(env, info, |env, [buffer], _| {
       crate::api::ops::unmap(env, unknown(env, buffer))?;
-      let mut undefined = ptr::null_mut();
-      sys::napi_get_undefined(env.raw(), &mut undefined);
-      Ok(undefined)
+      Ok(raw::undefined(env))
     })
   }
 }
 
 /// Replaces the export `name` with a function that calls `callback`.
 fn install(env: &Env, exports: &Object, name: &CStr, callback: sys::napi_callback) -> napi::Result<()> {
-  let mut function = ptr::null_mut();
-  // SAFETY: `name` is valid for `name.len()` bytes (`to_bytes` leaves out the NUL); `function`
-  // is a valid out-pointer.
-  let status = unsafe {
-    sys::napi_create_function(
-      env.raw(),
-      name.as_ptr(),
-      name.to_bytes().len() as isize,
-      callback,
-      ptr::null_mut(),
-      &mut function,
-    )
-  };
-  if status != sys::Status::napi_ok {
-    return Err(crate::js::errors::pending_or(env, "napi_create_function", status));
-  }
-  // SAFETY: `exports` is the module's exports object, `function` a function of this env.
-  let status = unsafe { sys::napi_set_named_property(env.raw(), exports.raw(), name.as_ptr(), function) };
-  if status != sys::Status::napi_ok {
-    return Err(crate::js::errors::pending_or(
+  let function = raw::function(env, name, callback)
+    .map_err(|status| crate::js::errors::pending_or(env, "napi_create_function", status))?;
+  match raw::set_named(env, exports.raw(), name, function) {
+    sys::Status::napi_ok => Ok(()),
+    status => Err(crate::js::errors::pending_or(
       env,
       "napi_set_named_property",
       status,
-    ));
+    )),
   }
-  Ok(())
 }
 
 /// Runs once per env after napi-rs has set the exports: gives the env's thread its flusher of

@@ -1,7 +1,7 @@
 //! The JavaScript boundary: everything that turns JS values into the core's terms and back.
 //!
 //! - [`args`], [`options`]: argument validation, in Node's words.
-//! - [`raw`]: every raw Node-API call (but `api::fast`'s), each in a small wrapper.
+//! - [`raw`]: every raw Node-API call, each in a small wrapper.
 //! - [`errors`]: Node-style errors (`ERR_*` codes, system errors with `errno` and `syscall`).
 //! - [`view`]: any view (Buffer, TypedArray, DataView, ArrayBuffer) -> its mapping and range;
 //!   the one bounds check.

@@ -97,6 +97,32 @@ pub fn undefined(env: &Env) -> Value {
   value
 }
 
+/// The first `N` arguments of the running callback (missing ones are `undefined`, as Node-API
+/// fills them) and how many the caller passed.
+///
+/// # Safety
+/// `env` and `info` are the ones Node-API passed to the running callback.
+pub unsafe fn callback_arguments<const N: usize>(
+  env: sys::napi_env,
+  info: sys::napi_callback_info,
+) -> Result<([Value; N], usize), Status> {
+  let mut argc = N;
+  let mut argv = [ptr::null_mut(); N];
+  // SAFETY: forwarded from this function's contract; `argv` has room for `argc` values; `this`
+  // and `data` are not asked for.
+  let status = unsafe {
+    sys::napi_get_cb_info(
+      env,
+      info,
+      &mut argc,
+      argv.as_mut_ptr(),
+      ptr::null_mut(),
+      ptr::null_mut(),
+    )
+  };
+  ok(status, (argv, argc))
+}
+
 /// A JS boolean (null should the call fail, which Node-API reads as `undefined`).
 pub fn boolean(env: &Env, value: bool) -> Value {
   let mut result = ptr::null_mut();
