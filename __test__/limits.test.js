@@ -312,3 +312,41 @@ for (const other of ['WebAssembly memories', 'a second copy of node-mmap']) {
     assert.equal(result.junk, 100)
   })
 }
+
+// Found by attack pass 6: a second copy's count, taken before the first copy filled the room,
+// let it map tens of thousands more (its bound trusted half the room it had seen), into V8's
+// headroom: std::bad_alloc. A count now refills allowances for 100 ms at most.
+test('a second copy of node-mmap that maps after the first filled the process to the limit gets ENOMEM at once, and V8 keeps room', () => {
+  const root = path.join(__dirname, '..')
+  const script = `
+    const fs = require('fs'), os = require('os'), path = require('path')
+    const copy = fs.mkdtempSync(path.join(os.tmpdir(), 'node-mmap-copy-'))
+    for (const name of fs.readdirSync(${JSON.stringify(root)})) {
+      if (/^(index\\.js|package\\.json)$|\\.node$/.test(name)) fs.copyFileSync(path.join(${JSON.stringify(root)}, name), path.join(copy, name))
+    }
+    const A = require(${JSON.stringify(root)}), B = require(copy)
+    const vmas = () => fs.readFileSync('/proc/self/maps', 'utf8').split(String.fromCharCode(10)).length - 1
+    const mk = (m, i) => m.map(4096, i & 1 ? m.PROT_READ : m.PROT_READ | m.PROT_WRITE, m.MAP_PRIVATE | m.MAP_ANONYMOUS, -1)
+    const keep = [mk(A, 0), mk(B, 0)] // each copy has counted once, early
+    let a = 0, b = 0, aError, bError
+    try { for (;;) { keep.push(mk(A, a)); a++ } } catch (err) { aError = err.code }
+    try { for (;;) { keep.push(mk(B, b)); b++ } } catch (err) { bError = err.code }
+    const atEnd = vmas()
+    const limit = Number(fs.readFileSync('/proc/sys/vm/max_map_count', 'utf8'))
+    const junk = []
+    for (let j = 0; j < 100; j++) junk.push(new Array(1e5).fill(j))
+    console.log(JSON.stringify({ a, b, aError, bError, atEnd, limit, junk: junk.length }))
+  `
+  const child = spawnSync('/bin/sh', ['-c', 'ulimit -c 0 2>/dev/null; exec "$0" -e "$1"', process.execPath, script], {
+    encoding: 'utf8',
+    timeout: 180000,
+  })
+  assert.equal(child.signal, null, `child died by ${child.signal}: ${child.stderr.slice(-2000)}`)
+  assert.equal(child.status, 0, child.stderr.slice(-2000))
+  const result = JSON.parse(child.stdout)
+  assert.ok(result.a > 1000, `precondition: the first copy mapped ${result.a}`)
+  assert.deepEqual([result.aError, result.bError], ['ENOMEM', 'ENOMEM'])
+  assert.ok(result.b <= 64, `the second copy mapped ${result.b} more past the limit`)
+  assert.ok(result.atEnd <= result.limit - 4096 + 128, `${result.atEnd} kernel mappings of ${result.limit}`)
+  assert.equal(result.junk, 100)
+})

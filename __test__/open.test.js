@@ -873,7 +873,35 @@ test('a failing advise makes no ftruncate at all: nothing to shrink back, so no 
   assert.equal(fs.statSync(file).size, 5000)
 })
 
-allForms('a resize the file system refuses (EFBIG at ftruncate, after mmap) leaves the file as it was', async (openFn, form, t) => {
+// Found by attack pass 6: the file was grown with ftruncate(size) after its size was read, so a
+// file another process appended to in between was cut back to `size`; and a 'w+' of a missing
+// file emptied it again after it was given its name, wiping what another process wrote into it
+// then. Now growing only ever grows (fallocate), and the file this call made is not emptied.
+test('size grows the file with fallocate (never ftruncate, which could shrink it), and w+ of a missing file empties nothing once named (strace)', (t) => {
+  const unavailable = straceUnavailable()
+  if (unavailable) return t.skip(unavailable)
+  const { file } = randomFile(5000)
+  const created = freshPath('w-plus-named')
+  const { result, lines } = straceScript(
+    `const mmap = require(MMAP)
+     const [file, created] = process.argv.slice(-2)
+     mmap.unmap(mmap.openSync(file, { mode: 'r+', size: 3 * mmap.PAGESIZE }))
+     process.stdout.write('grown ')
+     mmap.unmap(mmap.openSync(created, { mode: 'w+', size: 4096 }))
+     process.stdout.write('created')`,
+    'ftruncate,fallocate,linkat',
+    { args: [file, created] },
+  )
+  assertCleanExit(result)
+  assert.equal(result.stdout, 'grown created')
+  const calls = lines.filter((line) => /^(ftruncate|fallocate|linkat)\(/.test(line)).map((line) => line.split('(')[0])
+  // The grow: one fallocate. The create: the unnamed file grown, linked, and nothing after.
+  assert.deepEqual(calls, ['fallocate', 'fallocate', 'linkat'], lines.join('\n'))
+  assert.equal(fs.statSync(file).size, 3 * PAGESIZE)
+  assert.equal(fs.statSync(created).size, 4096)
+})
+
+allForms('a resize the file system refuses (EFBIG at fallocate, after mmap) leaves the file as it was', async (openFn, form, t) => {
   const { file } = randomFile(5000)
   const options = { mode: 'r+', size: 2 ** 50, offset: 2 ** 50 - 10, length: 10 }
   let failure = null
@@ -889,7 +917,7 @@ allForms('a resize the file system refuses (EFBIG at ftruncate, after mmap) leav
     fs.rmSync(file)
     return t.skip('this file system takes 1 PiB files')
   }
-  assertErrorShapeLike(failure, { code: 'EFBIG', errno: -27, syscall: 'ftruncate', path: file })
+  assertErrorShapeLike(failure, { code: 'EFBIG', errno: -27, syscall: 'fallocate', path: file })
   assert.deepEqual(fileState(file), before)
   assert.deepEqual(mappingsOf(file), [], 'the mapping made before the resize is gone')
 })

@@ -209,9 +209,17 @@ impl Request {
   /// with that file, as if it had been there.
   pub fn run(&self) -> Result<Opened, OpenFailure> {
     let mut unnamed = true;
+    // The file this call just made and named: found again by its name, it is not emptied a
+    // second time ('w+'), which would wipe what another process wrote into it since it has a
+    // name. (A file that took the name instead is emptied, as if it had been there.)
+    let mut named: Option<std::fs::Metadata> = None;
     for _ in 0..16 {
       let (file, created) = self.open_file(unnamed)?;
-      let result = self.map_file(&file);
+      let ours = match (&named, created.is_none()) {
+        (Some(made), true) => file.metadata().is_ok_and(|found| sys::same_file(made, &found)),
+        _ => false,
+      };
+      let result = self.map_file(&file, ours);
       match created {
         Some(Created::Unnamed(path)) => {
           // Every check and every system call that can fail has passed on the unnamed file.
@@ -220,7 +228,10 @@ impl Request {
             // Named now: map it again by its name, so that /proc/self/maps (and the fault
             // diagnostics that read it) show the path, not the unnamed file's "(deleted)".
             // What can fail has just succeeded on the same file, so this does too.
-            Ok(()) => continue,
+            Ok(()) => {
+              named = file.metadata().ok();
+              continue;
+            }
             // Taken meanwhile: use that file, as if it had been there.
             Err(err) if err.kind() == io::ErrorKind::AlreadyExists => continue,
             // Any other refusal (a path the link cannot name): the named create, whose errors
@@ -290,7 +301,9 @@ impl Request {
     Err(os("open")(io::Error::from_raw_os_error(libc::EEXIST)))
   }
 
-  fn map_file(&self, file: &std::fs::File) -> Result<Opened, OpenFailure> {
+  /// Maps `file` as the options say; `made_here`: this call made the file (it is not emptied
+  /// again for 'w+').
+  fn map_file(&self, file: &std::fs::File, made_here: bool) -> Result<Opened, OpenFailure> {
     let metadata = file.metadata().map_err(os("fstat"))?;
     let kind = metadata.file_type();
     // Only regular files: a directory is EISDIR (as `fs.readFileSync` says), and FIFOs,
@@ -356,9 +369,9 @@ impl Request {
     }
     // From here on the file changes.
     if target > current {
-      file.set_len(target).map_err(os("ftruncate"))?;
+      sys::grow_file(file, target).map_err(|(err, syscall)| os(syscall)(err))?;
     }
-    if self.create && current > 0 {
+    if self.create && current > 0 && !made_here {
       file
         .set_len(0)
         .and_then(|()| file.set_len(target))

@@ -21,7 +21,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use crate::core::faults;
@@ -215,6 +215,18 @@ static COUNTED: AtomicUsize = AtomicUsize::new(0);
 /// allowance. Unmapped ranges merge, or vanish, so they are not subtracted: the bound only
 /// grows until the next count.
 static ADDED: AtomicUsize = AtomicUsize::new(0);
+/// When the last count was taken ([`now_ms`]).
+static COUNTED_AT: AtomicU64 = AtomicU64::new(0);
+/// How old a count may be and still refill an allowance (see `reserve_vmas_beyond`).
+const STALE_MS: u64 = 100;
+
+/// Milliseconds on the monotonic clock since node-mmap first asked.
+fn now_ms() -> u64 {
+  static EPOCH: OnceLock<std::time::Instant> = OnceLock::new();
+  let elapsed = EPOCH.get_or_init(std::time::Instant::now).elapsed();
+  u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// Bumped by every count: allowances taken before it are void.
 static GENERATION: AtomicUsize = AtomicUsize::new(0);
 static RECOUNT: Mutex<()> = Mutex::new(());
@@ -291,10 +303,17 @@ fn reserve_vmas_beyond(extra: usize, grace: usize) -> io::Result<()> {
   // trusted for half the room, then the list is counted again. Far from the limit that is
   // rarely (the room halves from one count to the next only as the process fills up); near it,
   // as before, at every call that would pass it.
+  //
+  // And for no longer than [`STALE_MS`]: another copy of node-mmap (a second version in
+  // `node_modules`, with statics of its own) may fill the room this count saw, at a few hundred
+  // thousand mappings a second, without this bound moving. So an allowance is refilled from a
+  // count at most that old; a program mapping now and then reads the list at most once per
+  // [`STALE_MS`] (well under a millisecond for a few thousand mappings, a few at 60,000).
+  let fresh = now_ms().saturating_sub(COUNTED_AT.load(Ordering::Relaxed)) <= STALE_MS;
   let fits = |added: usize| {
     let counted = COUNTED.load(Ordering::Relaxed);
     // 0: never counted yet (a process has some mappings before it loads node-mmap).
-    counted != 0 && added <= limit.saturating_sub(counted) / 2
+    counted != 0 && fresh && added <= limit.saturating_sub(counted) / 2
   };
   let added = ADDED.fetch_add(extra, Ordering::Relaxed) + extra;
   if fits(added) {
@@ -310,6 +329,7 @@ fn reserve_vmas_beyond(extra: usize, grace: usize) -> io::Result<()> {
     std::fs::read("/proc/self/maps").map_or(0, |maps| maps.iter().filter(|&&b| b == b'\n').count());
   // At least 1, so that a list that cannot be read counts as read (as before: on the bound alone).
   COUNTED.store(counted.max(1), Ordering::Relaxed);
+  COUNTED_AT.store(now_ms(), Ordering::Relaxed);
   GENERATION.fetch_add(1, Ordering::Relaxed);
   if counted + extra > limit {
     ADDED.store(0, Ordering::Relaxed);
@@ -342,6 +362,7 @@ pub fn kernel_mappings() -> Option<(Vec<(usize, usize)>, usize)> {
   ranges.try_reserve_exact(lines).ok()?;
   ranges.extend(maps.split(|&b| b == b'\n').filter_map(maps_range));
   COUNTED.store(lines, Ordering::Relaxed);
+  COUNTED_AT.store(now_ms(), Ordering::Relaxed);
   GENERATION.fetch_add(1, Ordering::Relaxed);
   ADDED.store(0, Ordering::Relaxed);
   let room = vma_limit().saturating_add(UNMAP_GRACE).saturating_sub(lines);

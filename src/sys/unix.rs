@@ -181,6 +181,37 @@ pub fn file_descriptor(file: &std::fs::File) -> i32 {
   std::os::fd::AsRawFd::as_raw_fd(file)
 }
 
+/// Grows `file` to at least `size` bytes, never shrinking it: where the file system allocates
+/// (`fallocate(2)` of its last byte, Linux), a file another process grew past `size`
+/// meanwhile keeps all it holds (`ftruncate` would cut it back to `size`). That allocates the
+/// file's last block; the rest stays sparse. Elsewhere, and on file systems that cannot
+/// allocate, `ftruncate`, which can cut off what another process appended since the caller
+/// looked at the size (so also where there is no space to allocate: `ENOSPC`). Fails with
+/// the error and the system call that gave it.
+pub fn grow_file(file: &std::fs::File, size: u64) -> Result<(), (io::Error, &'static str)> {
+  #[cfg(any(target_os = "linux", target_os = "android"))]
+  {
+    let Ok(last) = libc::off_t::try_from(size - 1) else {
+      return Err((io::Error::from_raw_os_error(libc::EFBIG), "fallocate"));
+    };
+    let fd = std::os::fd::AsRawFd::as_raw_fd(file);
+    // SAFETY: fallocate reads no memory; `fd` is the caller's open file. Mode 0 allocates the
+    // range and extends the size when the range ends past it; it never shrinks the file nor
+    // changes what it holds.
+    if unsafe { libc::fallocate(fd, 0, last, 1) } == 0 {
+      return Ok(());
+    }
+    let err = io::Error::last_os_error();
+    if !matches!(
+      err.raw_os_error(),
+      Some(libc::EOPNOTSUPP | libc::ENOSYS | libc::ENOSPC)
+    ) {
+      return Err((err, "fallocate"));
+    }
+  }
+  file.set_len(size).map_err(|err| (err, "ftruncate"))
+}
+
 /// Whether two files' metadata are of the same file (device and inode).
 pub fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
   use std::os::unix::fs::MetadataExt;
