@@ -20,7 +20,7 @@ use crate::js::args::{self, MAX_SAFE_INTEGER};
 use crate::js::buffer;
 use crate::js::errors::{self, Class};
 use crate::js::raw;
-use crate::js::view;
+use crate::js::view::{self, Target};
 
 /// A memory mapping owned by a handle. Unlike a Buffer from `map()`, it works in runtimes that
 /// forbid external buffers (Electron 21+; there `view()` throws but everything else works) and
@@ -226,12 +226,7 @@ impl Mapping {
     invalidate: Optional,
   ) -> napi::Result<()> {
     let request = SyncRequest::parse(env, offset, length, blocking, invalidate)?;
-    if self.unmapped() {
-      return Err(errors::unmapped(env));
-    }
-    let (offset, length) = request.range(env, self.len)?;
-    let Some(mapping) = self.core() else { return Ok(()) };
-    request.run(env, &mapping, self.start + offset, length)
+    request.apply(env, &self.target(env)?)
   }
 
   /// Like the module's `flush(buffer, options)`: `msync(MS_SYNC)` on the thread pool.
@@ -247,16 +242,7 @@ impl Mapping {
 impl Mapping {
   fn flush_task(&self, env: &Env, options: Optional) -> napi::Result<AsyncTask<Flush>> {
     let options = FlushOptions::parse(env, &options)?;
-    if self.unmapped() {
-      return Err(errors::unmapped(env));
-    }
-    let (offset, length) = options.range(env, self.len)?;
-    Ok(AsyncTask::new(Flush::new(
-      self.core(),
-      self.start + offset,
-      length,
-      options.flags,
-    )))
+    Ok(AsyncTask::new(options.task(env, self.target(env)?)?))
   }
 }
 
@@ -270,34 +256,25 @@ impl Mapping {
   )]
   pub fn advise(&self, env: &Env, a: Optional, b: Optional, advice: Optional) -> napi::Result<()> {
     let request = AdviseRequest::parse(env, a, b, advice)?;
-    if self.unmapped() {
-      return Err(errors::unmapped(env));
-    }
-    let (offset, length) = request.range(env, self.len)?;
-    let Some(mapping) = self.core() else { return Ok(()) };
-    request.run(env, &mapping, self.start + offset, length)
+    request.apply(env, &self.target(env)?)
   }
 
   /// Like the module's `incore`: `[pagesNotResident, pagesResident]`.
   #[napi(ts_return_type = "[number, number]")]
   pub fn incore(&self, env: &Env) -> napi::Result<Vec<f64>> {
-    let (mapping, offset, length) = self.range(env, None, None)?;
-    let Some(mapping) = mapping else {
-      return Ok(vec![0.0, 0.0]);
-    };
-    crate::api::ops::page_counts(env, &mapping, offset, length)
+    crate::api::ops::page_counts(env, &self.target(env)?)
   }
 
   /// Like the module's `lock`: `mlock` over a range (default: all of it).
   #[napi(ts_args_type = "offset?: number, length?: number")]
   pub fn lock(&self, env: &Env, offset: Optional, length: Optional) -> napi::Result<()> {
-    self.lock_range(env, offset, length, true)
+    crate::api::ops::lock_target(env, &self.target(env)?, offset, length, true)
   }
 
   /// Like the module's `unlock`: `munlock` over a range (default: all of it).
   #[napi(ts_args_type = "offset?: number, length?: number")]
   pub fn unlock(&self, env: &Env, offset: Optional, length: Optional) -> napi::Result<()> {
-    self.lock_range(env, offset, length, false)
+    crate::api::ops::lock_target(env, &self.target(env)?, offset, length, false)
   }
 
   /// Unmaps now: every `view()` Buffer keeps its length and reads zeros from then on (as after
@@ -331,6 +308,19 @@ impl Mapping {
     self.mapping.borrow().clone()
   }
 
+  /// What the toolkit's operations work on (the same [`Target`] a view resolves to); an
+  /// `ERR_MMAP_UNMAPPED` error after `unmap()`.
+  fn target(&self, env: &Env) -> napi::Result<Target> {
+    if self.unmapped() {
+      return Err(errors::unmapped(env));
+    }
+    Ok(Target {
+      mapping: self.core(),
+      offset: self.start,
+      len: self.len,
+    })
+  }
+
   /// The one bounds check, then the range as bytes from the start of the OS mapping.
   fn range(
     &self,
@@ -338,12 +328,9 @@ impl Mapping {
     offset: Option<&Unknown>,
     length: Option<&Unknown>,
   ) -> napi::Result<(Option<Shared>, usize, usize)> {
-    if self.unmapped() {
-      return Err(errors::unmapped(env));
-    }
-    let mapping = self.core();
-    let (offset, length) = view::bounds(env, self.len, offset, length)?;
-    Ok((mapping, self.start + offset, length))
+    let target = self.target(env)?;
+    let (offset, length) = target.range(env, offset, length)?;
+    Ok((target.mapping, offset, length))
   }
 
   /// `readInto` (`READ`: mapping to `view`) and `write` (`WRITE`: `view` to mapping): as many
@@ -428,15 +415,6 @@ impl Mapping {
     }
     check_not_lost(env, Some(mapping), faults, offset, count, direction)?;
     Ok(count as f64)
-  }
-
-  fn lock_range(&self, env: &Env, offset: Optional, length: Optional, lock: bool) -> napi::Result<()> {
-    let (mapping, offset, length) = self.range(env, offset.as_ref(), length.as_ref())?;
-    let Some(mapping) = mapping else { return Ok(()) };
-    let syscall = if lock { "mlock" } else { "munlock" };
-    mapping
-      .lock(offset, length, lock)
-      .map_err(|f| errors::throw_failure(env, f, syscall))
   }
 }
 

@@ -14,12 +14,12 @@ use crate::js::args::Optional;
 
 use crate::api::constants::{self as c};
 use crate::api::map::{buffer_max_length, check_advice};
-use crate::core::mapping::{Failure, Mapping};
+use crate::core::mapping::Failure;
 use crate::js::args;
 use crate::js::buffer;
 use crate::js::errors;
 use crate::js::options;
-use crate::js::view::{self, Resolved};
+use crate::js::view::{self, Resolved, Target};
 
 /// Bytes of address space that unmapped mappings still hold as placeholders (until their last
 /// view is collected): for the tests, which cannot tell node-mmap's placeholders from the
@@ -133,8 +133,7 @@ pub fn advise(env: &Env, buffer: Unknown, a: Optional, b: Optional, advice: Opti
   let Resolved::View(view) = resolved else {
     return Ok(());
   };
-  let (offset, length) = request.range(env, view.len)?;
-  request.run(env, &view.mapping, view.offset + offset, length)
+  request.apply(env, &view.into())
 }
 
 /// The arguments of `advise` (the module function and `Mapping#advise`), read and checked: the
@@ -177,13 +176,12 @@ impl<'env> AdviseRequest<'env> {
     })
   }
 
-  /// The range within a view (or `Mapping`) of `len` bytes: the one bounds check.
-  pub fn range(&self, env: &Env, len: usize) -> napi::Result<(usize, usize)> {
-    view::bounds(env, len, self.offset.as_ref(), self.length.as_ref())
-  }
-
-  /// `madvise` over `offset..offset + length` of `mapping` (bytes from its start).
-  pub fn run(&self, env: &Env, mapping: &Mapping, offset: usize, length: usize) -> napi::Result<()> {
+  /// `madvise` over the range of `target` the request names (checked against its length).
+  pub fn apply(&self, env: &Env, target: &Target) -> napi::Result<()> {
+    let (offset, length) = target.range(env, self.offset.as_ref(), self.length.as_ref())?;
+    let Some(mapping) = &target.mapping else {
+      return Ok(());
+    };
     mapping
       .advise(offset, length, self.advice)
       .map_err(|f| errors::throw_failure(env, f, "madvise"))
@@ -204,14 +202,17 @@ pub fn incore(env: &Env, buffer: Unknown) -> napi::Result<Vec<f64>> {
   let Resolved::View(view) = view::resolve(env, &buffer, "buffer")? else {
     return Ok(vec![0.0, 0.0]);
   };
-  page_counts(env, &view.mapping, view.offset, view.len)
+  page_counts(env, &view.into())
 }
 
-/// `[pagesNotResident, pagesResident]` of a range of `mapping`, as numbers (a count of pages
-/// can pass 2^32): what `incore` and `Mapping#incore` return.
-pub fn page_counts(env: &Env, mapping: &Mapping, offset: usize, len: usize) -> napi::Result<Vec<f64>> {
+/// `[pagesNotResident, pagesResident]` of `target`, as numbers (a count of pages can pass
+/// 2^32): what `incore` and `Mapping#incore` return.
+pub fn page_counts(env: &Env, target: &Target) -> napi::Result<Vec<f64>> {
+  let Some(mapping) = &target.mapping else {
+    return Ok(vec![0.0, 0.0]);
+  };
   let (resident, total) = mapping
-    .resident_pages(offset, len)
+    .resident_pages(target.offset, target.len)
     .map_err(|f| errors::throw_failure(env, f, "mincore"))?;
   Ok(vec![(total - resident) as f64, resident as f64])
 }
@@ -243,8 +244,7 @@ pub fn sync(
   let Resolved::View(view) = resolved else {
     return Ok(());
   };
-  let (offset, length) = request.range(env, view.len)?;
-  request.run(env, &view.mapping, view.offset + offset, length)
+  request.apply(env, &view.into())
 }
 
 /// The arguments of `sync` (the module function and `Mapping#sync`), read and checked: the one
@@ -282,13 +282,12 @@ impl<'env> SyncRequest<'env> {
     })
   }
 
-  /// The range within a view (or `Mapping`) of `len` bytes: the one bounds check.
-  pub fn range(&self, env: &Env, len: usize) -> napi::Result<(usize, usize)> {
-    view::bounds(env, len, self.offset.as_ref(), self.length.as_ref())
-  }
-
-  /// `msync` over `offset..offset + length` of `mapping` (bytes from its start).
-  pub fn run(&self, env: &Env, mapping: &Mapping, offset: usize, length: usize) -> napi::Result<()> {
+  /// `msync` over the range of `target` the request names (checked against its length).
+  pub fn apply(&self, env: &Env, target: &Target) -> napi::Result<()> {
+    let (offset, length) = target.range(env, self.offset.as_ref(), self.length.as_ref())?;
+    let Some(mapping) = &target.mapping else {
+      return Ok(());
+    };
     mapping
       .sync(offset, length, self.flags)
       .map_err(|f| errors::throw_failure(env, f, "msync"))
@@ -371,30 +370,23 @@ impl<'env> FlushOptions<'env> {
     })
   }
 
-  /// The range within a view of `len` bytes.
-  pub fn range(&self, env: &Env, len: usize) -> napi::Result<(usize, usize)> {
+  /// The write-back of the range of `target` the options name (checked against its length),
+  /// for the thread pool.
+  pub fn task(&self, env: &Env, target: Target) -> napi::Result<Flush> {
     let offset = (self.offset.as_ref(), "options.offset");
-    view::bounds_named(env, len, offset, (self.length.as_ref(), "options.length"))
+    let (offset, len) = target.range_named(env, offset, (self.length.as_ref(), "options.length"))?;
+    Ok(Flush::new(target.mapping, offset, len, self.flags))
   }
 }
 
 fn flush_task(env: &Env, buffer: Unknown, options: Optional) -> napi::Result<AsyncTask<Flush>> {
   let resolved = view::resolve(env, &buffer, "buffer")?;
   let options = FlushOptions::parse(env, &options)?;
-  let (mapping, offset, len) = match resolved {
-    Resolved::View(view) => {
-      let (offset, len) = options.range(env, view.len)?;
-      (Some(view.mapping), view.offset + offset, len)
-    }
-    Resolved::Empty => (None, 0, 0),
+  let flush = match resolved {
+    Resolved::View(view) => options.task(env, view.into())?,
+    Resolved::Empty => Flush::new(None, 0, 0, options.flags),
   };
-  let flags = options.flags;
-  Ok(AsyncTask::new(Flush {
-    mapping,
-    offset,
-    len,
-    flags,
-  }))
+  Ok(AsyncTask::new(flush))
 }
 
 /// Locks a range of the view in memory (`mlock(2)`): its pages stay resident until `unlock`.
@@ -428,11 +420,25 @@ fn lock_range(
   let Resolved::View(view) = view::resolve(env, &buffer, "buffer")? else {
     return Ok(());
   };
-  let (offset, length) = view::bounds(env, view.len, offset.as_ref(), length.as_ref())?;
+  lock_target(env, &view.into(), offset, length, lock)
+}
+
+/// `mlock` (`lock`) or `munlock` over the range of `target` that `offset` and `length` name
+/// (checked against its length): what `lock`/`unlock` and `Mapping#lock`/`unlock` do.
+pub fn lock_target(
+  env: &Env,
+  target: &Target,
+  offset: Optional,
+  length: Optional,
+  lock: bool,
+) -> napi::Result<()> {
+  let (offset, length) = target.range(env, offset.as_ref(), length.as_ref())?;
+  let Some(mapping) = &target.mapping else {
+    return Ok(());
+  };
   let syscall = if lock { "mlock" } else { "munlock" };
-  view
-    .mapping
-    .lock(view.offset + offset, length, lock)
+  mapping
+    .lock(offset, length, lock)
     .map_err(|f| errors::throw_failure(env, f, syscall))
 }
 

@@ -4,7 +4,8 @@
 //! - [`raw`]: every raw Node-API call, each in a small wrapper.
 //! - [`errors`]: Node-style errors (`ERR_*` codes, system errors with `errno` and `syscall`).
 //! - [`view`]: any view (Buffer, TypedArray, DataView, ArrayBuffer) -> its mapping and range;
-//!   the one bounds check.
+//!   [`view::Target`], what every ranged operation works on, whether a view or a `Mapping`
+//!   named it; the one bounds check.
 //! - [`flusher`]: the thread-safe function that has [`crate::core::reclaim`] unmap a thread's
 //!   waiting run of dropped mappings on its next event-loop turn.
 //! - [`buffer`]: zero-copy Buffers via the raw `napi_create_external_buffer`, and their

@@ -23,6 +23,51 @@ pub struct View {
   pub len: usize,
 }
 
+/// What a ranged operation works on, whichever way it was named: a view (the module's
+/// functions, through [`resolve`]) or a `Mapping` handle. The mapping (`None` for an empty
+/// `Mapping`, which has none), where the named bytes start in it, and how many there are: what
+/// an operation's `offset` and `length` are checked against ([`Target::range`], the one bounds
+/// check). Each operation is written once, over a `Target`.
+pub struct Target {
+  pub mapping: Option<Shared>,
+  pub offset: usize,
+  pub len: usize,
+}
+
+impl Target {
+  /// `offset` and `length` (default: to the end) checked against the target's length, and the
+  /// range they name as bytes from the start of the mapping.
+  pub fn range(
+    &self,
+    env: &Env,
+    offset: Option<&Unknown>,
+    length: Option<&Unknown>,
+  ) -> napi::Result<(usize, usize)> {
+    self.range_named(env, (offset, "offset"), (length, "length"))
+  }
+
+  /// [`Target::range`] for arguments with other names (`options.offset`, ...).
+  pub fn range_named(
+    &self,
+    env: &Env,
+    offset: (Option<&Unknown>, &str),
+    length: (Option<&Unknown>, &str),
+  ) -> napi::Result<(usize, usize)> {
+    let (offset, length) = bounds_named(env, self.len, offset, length)?;
+    Ok((self.offset + offset, length))
+  }
+}
+
+impl From<View> for Target {
+  fn from(view: View) -> Target {
+    Target {
+      mapping: Some(view.mapping),
+      offset: view.offset,
+      len: view.len,
+    }
+  }
+}
+
 /// What a user's value turned out to be.
 pub enum Resolved {
   /// A view of a live mapping.
