@@ -17,6 +17,7 @@ const {
   nodeReceived,
   runScript,
   assertCleanExit,
+  assertExited,
 } = require('./helpers.js')
 
 const P = mmap.PAGESIZE
@@ -261,5 +262,42 @@ describe('remap', () => {
     )
     assertCleanExit(result)
     assert.equal(result.stdout, 'shared anonymous: ERR_MMAP_ACCESS, 42\nprivate anonymous: ERR_MMAP_ACCESS, 42\n')
+  })
+})
+
+// Found by attack pass 6: remap() moves the pages to a fresh range first, then grows that; when
+// the grow failed, the fresh range was given back with the pages in it, and a private mapping's
+// Buffer read zeros after a call that threw.
+describe('a remap() that fails', () => {
+  it('loses nothing: the Buffer of a private mapping keeps its bytes (grow refused under ulimit -v, child)', () => {
+    const result = runScript(
+      `const mmap = require(MMAP)
+       const out = {}
+       for (const [name, make] of [
+         ['anonymous', () => mmap.map(1 << 20, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1)],
+         ['file, private, written', () => {
+           const file = require('node:path').join(require('node:os').tmpdir(), 'node-mmap-remapfail-' + process.pid)
+           require('node:fs').writeFileSync(file, Buffer.alloc(1 << 20, 1))
+           const b = mmap.openSync(file, { shared: false, mode: 'r+' })
+           require('node:fs').rmSync(file)
+           return b
+         }],
+       ]) {
+         const b = make()
+         for (let i = 0; i < b.length; i++) b[i] = (i * 31 + 7) & 255
+         let error
+         try { mmap.remap(b, 2.5 * 2 ** 30) } catch (err) { error = err.code + ' ' + err.syscall }
+         let same = true
+         for (let i = 0; i < b.length; i++) if (b[i] !== ((i * 31 + 7) & 255)) { same = false; break }
+         out[name] = { error, same, length: b.length }
+       }
+       console.log(JSON.stringify(out))`,
+      { shell: 'ulimit -v 3000000' },
+    )
+    assertExited(result)
+    const out = JSON.parse(result.stdout)
+    for (const name of ['anonymous', 'file, private, written']) {
+      assert.deepEqual(out[name], { error: 'ENOMEM mremap', same: true, length: 1 << 20 }, name)
+    }
   })
 })

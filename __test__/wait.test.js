@@ -738,3 +738,35 @@ test('notify() calls racing in three threads against a stream of waitAsync()s co
     })
   }
 })
+
+// Found by attack pass 6: a worker that calls wait() in a loop went on for a while after
+// terminate() (V8 acts on it only at some turns of the loop), and each wait() then slept a whole
+// slice before it looked: terminate() and process.exit() took half a minute.
+test('worker.terminate() and process.exit() end a worker that loops on wait() at once (child)', { skip: !linux && 'futex(2) is Linux only', timeout: 120_000 }, () => {
+  const { runScript, assertExited } = require('./helpers.js')
+  for (const how of ['terminate', 'exit']) {
+    const result = runScript(
+      `const { Worker } = require('node:worker_threads')
+       const how = ${JSON.stringify(how)}
+       const worker = new Worker(\`
+         const mmap = require(\${JSON.stringify(MMAP)})
+         const b = mmap.map(4096, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED | mmap.MAP_ANONYMOUS, -1)
+         require('node:worker_threads').parentPort.postMessage('go')
+         for (;;) mmap.wait(b, 0, 0)
+       \`, { eval: true })
+       worker.once('message', () => setTimeout(async () => {
+         const t0 = Date.now()
+         if (how === 'exit') {
+           process.on('exit', () => process._rawDebug(String(Date.now() - t0)))
+           process.exit(0)
+         }
+         await worker.terminate()
+         console.log(Date.now() - t0)
+       }, 100))`,
+      { timeout: 90_000 },
+    )
+    assertExited(result)
+    const took = Number((how === 'exit' ? result.stderr : result.stdout).trim().split('\n').pop())
+    assert.ok(took < 1500, `${how}: took ${took} ms`)
+  }
+})

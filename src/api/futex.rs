@@ -140,6 +140,12 @@ pub fn wait(
   let Some(word) = word else {
     return Err(errors::unmapped(env));
   };
+  // Asked before sleeping too: a loop of `wait()`s goes on for a while after a worker is told to
+  // end (V8 acts on `terminate()` only at some of the loop's turns), and a slice slept at each
+  // of those turns made `terminate()` and `process.exit()` take half a minute.
+  if crate::js::buffer::env_stopping(env.raw()) {
+    return Err(errors::pending());
+  }
   let registration = Registration::new(&word);
   let slept = word.sleep(expected, deadline, &registration.waiter, true, || {
     crate::js::buffer::env_stopping(env.raw())

@@ -476,8 +476,17 @@ pub unsafe fn remap(addr: *mut u8, len: usize, new_len: usize) -> io::Result<*mu
   };
   if resized == libc::MAP_FAILED {
     let err = io::Error::last_os_error();
-    // SAFETY: `moved` is still ours and unused; give it back.
-    let _ = unsafe { unmap(moved.cast(), len) };
+    // The pages are in `moved` now: for private memory the source range holds only zeros since
+    // the move (DONTUNMAP leaves it mapped, empty). Move them back over the source, so that a
+    // remap() that fails loses nothing; only if even that fails is `moved` given back.
+    let back = libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED;
+    // SAFETY: `moved` is ours and unused by anyone else; MREMAP_FIXED replaces exactly the
+    // caller's source range (`addr..addr + len`, see the contract) with it.
+    let restored = unsafe { libc::mremap(moved, len, len, back, addr.cast::<libc::c_void>()) };
+    if restored == libc::MAP_FAILED {
+      // SAFETY: `moved` is still ours and unused; give it back.
+      let _ = unsafe { unmap(moved.cast(), len) };
+    }
     return Err(err);
   }
   Ok(resized.cast())
