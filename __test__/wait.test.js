@@ -770,3 +770,24 @@ test('worker.terminate() and process.exit() end a worker that loops on wait() at
     assert.ok(took < 1500, `${how}: took ${took} ms`)
   }
 })
+
+// Found by attack pass 6: the kernel's shared futex key takes the page for writing, which made a
+// writable private mapping's page a private copy: after a wait() or notify() it no longer showed
+// the file's changes.
+test("wait() and notify() on a writable MAP_PRIVATE mapping of a file leave its page the file's (no copy-on-write)", { skip: !linux && 'futex(2) is Linux only' }, () => {
+  const file = path.join(dir, 'private-futex.bin')
+  fs.writeFileSync(file, Buffer.alloc(8192))
+  const fd = fs.openSync(file, 'r+')
+  try {
+    for (const op of ['wait', 'notify']) {
+      const b = mmap.map(8192, RW, mmap.MAP_PRIVATE, fd, 0)
+      if (op === 'wait') assert.equal(mmap.wait(b, 0, 0, 1), 'timed-out')
+      else assert.equal(mmap.notify(b, 0), 0)
+      fs.writeSync(fd, Buffer.from([op.length]), 0, 1, 0)
+      assert.equal(b[0], op.length, `${op}: the mapping still shows the file`)
+      mmap.unmap(b)
+    }
+  } finally {
+    fs.closeSync(fd)
+  }
+})

@@ -202,9 +202,10 @@ impl Word {
   ) -> Result<std::io::Result<Wait>, Failure> {
     let efault =
       |result: &std::io::Result<Wait>| matches!(result, Err(err) if err.raw_os_error() == Some(libc::EFAULT));
+    let own = self.own_pages();
     let keyed = || {
-      let shared = sleep(false);
-      if !efault(&shared) {
+      let shared = if own { None } else { Some(sleep(false)) };
+      if let Some(shared) = shared.filter(|shared| !efault(shared)) {
         return shared;
       }
       // Counted before the kernel looks at the word: a `notify` after the word changed either
@@ -257,6 +258,17 @@ impl Word {
       write: false,
       name: "view",
     })
+  }
+
+  /// Whether the word lies in pages only this process can ever wait on: a private mapping that
+  /// can be written (made writable, or `protect()`ed since). The kernel's shared futex key takes
+  /// such a page for writing (get_user_pages with FOLL_WRITE), which makes it a private copy:
+  /// a `wait()` or `notify()` then cut the page off from the file, and it no longer showed the
+  /// file's changes. Its waits use the process's own key from the start (as they would end up
+  /// with after the copy anyway: no other process's wait can share such a page).
+  fn own_pages(&self) -> bool {
+    let writable = self.mapping.prot() & sys::consts::PROT_WRITE != 0 || self.mapping.reprotected();
+    writable && self.mapping.shared_identity(0).is_none()
   }
 
   /// The word's [`Key`] in this process's list of waits.
@@ -459,7 +471,12 @@ impl Word {
       .iter()
       .filter(|waiter| waiter.gone.load(Ordering::SeqCst) == 0)
       .count();
-    let mut kernel = wake(count - here, false)?;
+    // A word of this process's own pages has only private waits (see `Word::own_pages`).
+    let mut kernel = if self.own_pages() {
+      0
+    } else {
+      wake(count - here, false)?
+    };
     std::sync::atomic::fence(Ordering::SeqCst);
     if kernel < count - here && PRIVATE_SLEEPERS.load(Ordering::SeqCst) != 0 {
       kernel += wake(count - here - kernel, true)?;

@@ -475,6 +475,11 @@ impl Mapping {
     Ok(mapping)
   }
 
+  /// The protection the mapping was made with.
+  pub fn prot(&self) -> i32 {
+    self.record.prot()
+  }
+
   /// Whether `protect()` ever changed part of the mapping's rights.
   pub fn reprotected(&self) -> bool {
     self.record.reprotected()
