@@ -247,7 +247,7 @@ report(out)`,
     const lost = (what, count, from, detail) => ({
       name: 'Error',
       code: 'ERR_MMAP_LOST_PAGES',
-      message: `Cannot ${what} ${count} bytes: the file was truncated and the bytes from ${from} of them on lie on pages lost with it; ${detail} (see faults)`,
+      message: `Cannot ${what} ${count} bytes: the bytes from ${from} of them on lie on pages past the end of the file (lost to its truncation, or mapped past its end); ${detail} (see faults)`,
     })
     const zeros = 'what is read there is zeros, not the file'
     assert.deepEqual(out.read, { error: lost('read', 4 * P, P, zeros), page0, faults: 3, again: 'ERR_MMAP_LOST_PAGES' })
@@ -288,7 +288,7 @@ report(out)`,
     assert.deepEqual(out.error, {
       name: 'Error',
       code: 'ERR_MMAP_LOST_PAGES',
-      message: `Cannot write ${P} bytes: the file was truncated and the bytes from 0 of them on lie on pages lost with it; what lands there stays in anonymous memory and never reaches the file (see faults)`,
+      message: `Cannot write ${P} bytes: the bytes from 0 of them on lie on pages past the end of the file (lost to its truncation, or mapped past its end); what lands there stays in anonymous memory and never reaches the file (see faults)`,
     })
     assert.equal(out.returned, undefined)
     assert.equal(out.faults, 2)

@@ -544,8 +544,8 @@ fn check_not_lost(
   };
   let message = if overlaps {
     format!(
-      "Cannot {what} {count} bytes: the file was truncated and the bytes from {} of them on lie on \
-       pages lost with it; {detail} (see faults)",
+      "Cannot {what} {count} bytes: the bytes from {} of them on lie on pages past the end of the \
+       file (lost to its truncation, or mapped past its end); {detail} (see faults)",
       lost_from.saturating_sub(offset)
     )
   } else {
