@@ -138,3 +138,61 @@ test('waitAsync() whose word is protect()ed PROT_NONE in the same tick settles (
   assert.deepEqual(other, {}, JSON.stringify(outcomes))
   assert.equal(timedOut + ERR_MMAP_ACCESS, 40)
 })
+
+// Found by attack pass 6: SIGBUS recovery in one thread (reading memory of a truncated file)
+// raced protect() and unmap() of the same mapping in another. Recovery put back the rights it
+// had seen before a protect() made a page writable, and the write that protect() allowed died
+// of SIGSEGV; and a read that faulted just before unmap() found the mapping gone from the
+// table, and the process died of SIGBUS with no diagnostic. Now recovery and those changes
+// exclude each other, and a read of a missing page that can be read by the time its handler
+// runs simply runs again.
+for (const write of [false, true]) {
+  test(`SIGBUS recovery in a worker racing protect()${write ? ' and a write it allows' : ''} and unmap() in the main thread never ends the process (child)`, (t) => {
+    const dir = tempDir(t)
+    const file = path.join(dir, 'recovery-race.bin')
+    const result = runScript(
+      `const { Worker } = require('node:worker_threads')
+       const fs = require('node:fs')
+       const mmap = require(MMAP)
+       const [file, write] = [process.argv[process.argv.length - 2], process.argv[process.argv.length - 1] === 'true']
+       const PS = mmap.PAGESIZE, RW = mmap.PROT_READ | mmap.PROT_WRITE, NP = 64
+       async function move(buf) {
+         const rs = new ReadableStream({ type: 'bytes', start(c) { c.enqueue(buf); c.close() } })
+         return (await rs.getReader().read()).value.buffer
+       }
+       const w = new Worker(\`
+         const { parentPort } = require('node:worker_threads')
+         parentPort.on('message', (ab) => {
+           const u = new Uint8Array(ab)
+           parentPort.postMessage('reading')
+           let s = 0
+           const end = Date.now() + 3
+           while (Date.now() < end) for (let i = 0; i < u.length; i += \${PS}) s += u[i]
+         })
+       \`, { eval: true })
+       let m, round = 0
+       const next = async () => {
+         if (++round > 1500) { console.log('survived'); return w.terminate() }
+         fs.writeFileSync(file, Buffer.alloc(NP * PS, 7))
+         m = mmap.Mapping.open(file, { mode: 'r+' })
+         mmap.protect(m.view(), 0, NP * PS, mmap.PROT_READ)
+         const ab = await move(m.view())
+         w.postMessage(ab, [ab])
+       }
+       w.on('message', () => {
+         const v = m.view()
+         fs.truncateSync(file, 0)
+         for (let p = NP - 1; p >= 0; p--) {
+           mmap.protect(v, p * PS, PS, RW)
+           if (write) v[p * PS] = 1
+         }
+         m.unmap()
+         next()
+       })
+       next()`,
+      { args: [file, String(write)], timeout: 120_000 },
+    )
+    assertExited(result)
+    assert.equal(result.stdout.trim(), 'survived')
+  })
+}

@@ -730,9 +730,11 @@ impl Mapping {
       } else {
         self.guaranteed_prot.fetch_and(prot, Ordering::SeqCst);
       }
-      // SAFETY: the span lies inside our own mapping (safety model).
-      self.on_span(offset, len, |addr, span| unsafe {
-        sys::protect(addr, span, prot)
+      recovery::excluding_recovery(|| {
+        // SAFETY: the span lies inside our own mapping (safety model).
+        self.on_span(offset, len, |addr, span| unsafe {
+          sys::protect(addr, span, prot)
+        })
       })
     })
   }
@@ -770,7 +772,7 @@ impl Mapping {
     }
     // No native access is in flight while the memory goes (`changing`): a copy is all of the
     // user's bytes or, after, none of them.
-    let replaced = self.changing(|| self.take_away())?;
+    let replaced = self.changing(|| recovery::excluding_recovery(|| self.take_away()))?;
     if replaced {
       self.taken_away();
     }
@@ -836,7 +838,7 @@ impl Mapping {
     reserve_vmas(3)?;
     // No native access is in flight while the pages move (`changing`): a copy from the old range
     // is all of the user's bytes or, after, none of them.
-    self.changing(|| self.move_to(new_len))
+    self.changing(|| recovery::excluding_recovery(|| self.move_to(new_len)))
   }
 
   /// [`Mapping::remap`]'s work, with no native access in flight.

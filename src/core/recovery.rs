@@ -70,7 +70,8 @@ fn on_fault(fault: Fault) -> Outcome {
 
 /// The thread (its id) whose handler is replacing pages, or 0: two threads faulting in the same
 /// lost range must not both replace it (the second would wipe what the first thread wrote
-/// since). Only handlers take it, and nothing they do while holding it faults; a handler that
+/// since); and changes of pages' rights or backing ([`excluding_recovery`]) take it too.
+/// Nothing done while holding it faults; a handler that
 /// interrupted the holder on its own thread (a fault in another signal's handler) goes on
 /// without it rather than wait for itself.
 static RECOVERING: AtomicUsize = AtomicUsize::new(0);
@@ -98,6 +99,18 @@ impl Drop for RecoveryLock {
       RECOVERING.store(0, Ordering::Release);
     }
   }
+}
+
+/// Runs `change` (a `protect()`, `unmap()` or `remap()`: the rights of a mapping's pages, or
+/// what backs them) with no SIGBUS recovery in flight and none starting until it returns.
+/// Recovery looks at the rights a page has and then puts zero pages with those rights in place
+/// of the lost ones: a `protect()` on another thread between the two was undone (a write it
+/// allowed then died of SIGSEGV), and a replacement racing one of these changes could leave a
+/// lost page behind (SIGBUS, the process killed with no diagnostic). A handler on another thread
+/// waits for the change meanwhile: it is a system call or two. Nothing in `change` may fault.
+pub fn excluding_recovery<R>(change: impl FnOnce() -> R) -> R {
+  let _exclusive = RecoveryLock::take();
+  change()
 }
 
 /// The most one recovery replaces at once: a lost tail longer than this is replaced a piece at

@@ -273,10 +273,30 @@ fn handle(signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut c_void)
     addr,
     write: is_write(context),
   };
+  let write = fault.write;
   match hook(fault) {
     Outcome::Recovered => {}
     Outcome::Fatal => restore_default(signal),
+    // A read of a page that was missing when it faulted and can be read now: another thread
+    // put memory there meanwhile (`unmap()` of a mapping whose file was truncated swaps in a
+    // zero-filled placeholder, and takes the mapping out of the table the hook looks in).
+    // The read runs again. Only a read, only a missing page (BUS_ADRERR), only where
+    // `is_readable` can tell: a write or any other kind of fault could fail the same way again.
+    Outcome::NotOurs if resolved_meanwhile(signal, code, addr, write) => {}
     Outcome::NotOurs => chain(signal, info, context),
+  }
+}
+
+/// See `handle`: whether a SIGBUS read of a missing page can simply run again.
+fn resolved_meanwhile(signal: libc::c_int, code: libc::c_int, addr: usize, write: Option<bool>) -> bool {
+  #[cfg(any(target_os = "linux", target_os = "android"))]
+  {
+    signal == libc::SIGBUS && code == libc::BUS_ADRERR && write == Some(false) && is_readable(addr)
+  }
+  #[cfg(not(any(target_os = "linux", target_os = "android")))]
+  {
+    let _ = (signal, code, addr, write);
+    false
   }
 }
 
@@ -315,6 +335,19 @@ pub unsafe fn replace_with_zeros(addr: usize, len: usize, prot: i32) -> bool {
 /// system, is never allocated by the look). `false` where the system cannot tell.
 /// Async-signal-safe; changes `errno` (which the handlers give back to the interrupted code).
 pub fn is_lost(addr: usize) -> bool {
+  probe(addr) == Some(false)
+}
+
+/// Whether the byte at `addr` can be read now (a `process_vm_readv` of it succeeds): `false`
+/// where it cannot. Async-signal-safe; changes `errno`. Linux only.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub fn is_readable(addr: usize) -> bool {
+  probe(addr) == Some(true)
+}
+
+/// Reads the byte at `addr` through the kernel: `Some(true)` if it could, `Some(false)` if the
+/// page is lost (EFAULT), `None` where the system cannot tell.
+fn probe(addr: usize) -> Option<bool> {
   #[cfg(any(target_os = "linux", target_os = "android"))]
   {
     let mut byte = 0u8;
@@ -339,13 +372,16 @@ pub fn is_lost(addr: usize) -> bool {
         0usize,
       )
     };
-    // SAFETY: the thread's errno (restored by `on_fault` before it returns).
-    got == -1 && unsafe { *errno_location() } == libc::EFAULT
+    if got == 1 {
+      return Some(true);
+    }
+    // SAFETY: the thread's errno (restored by the handler before it returns).
+    (unsafe { *errno_location() } == libc::EFAULT).then_some(false)
   }
   #[cfg(not(any(target_os = "linux", target_os = "android")))]
   {
     let _ = addr;
-    false
+    None
   }
 }
 
