@@ -901,6 +901,28 @@ test('size grows the file with fallocate (never ftruncate, which could shrink it
   assert.equal(fs.statSync(created).size, 4096)
 })
 
+// Found by attack pass 7: 'w+' with size grew an existing file first and emptied it last; where
+// the emptying was refused (a memfd sealed against shrinking) the call threw and the file stayed
+// grown. Now 'w+' of a file with something in it only empties it and then sizes it.
+test("w+ of an existing file with size makes no grow before it empties the file: ftruncate to 0, then to size (strace)", (t) => {
+  const unavailable = straceUnavailable()
+  if (unavailable) return t.skip(unavailable)
+  const { file } = randomFile(5000)
+  const { result, lines } = straceScript(
+    `const mmap = require(MMAP)
+     mmap.unmap(mmap.openSync(process.argv[process.argv.length - 1], { mode: 'w+', size: 3 * mmap.PAGESIZE }))
+     process.stdout.write('done')`,
+    'ftruncate,fallocate',
+    { args: [file] },
+  )
+  assertCleanExit(result)
+  assert.equal(result.stdout, 'done')
+  const calls = lines.filter((line) => /^(ftruncate|fallocate)\(/.test(line)).map((line) => line.replace(/\(\d+,/, '(fd,').replace(/ +=.*$/, ''))
+  assert.deepEqual(calls, ['ftruncate(fd, 0)', `ftruncate(fd, ${3 * PAGESIZE})`], lines.join('\n'))
+  assert.equal(fs.statSync(file).size, 3 * PAGESIZE)
+  assert.ok(fs.readFileSync(file).every((b) => b === 0), 'emptied: zeros only')
+})
+
 allForms('a resize the file system refuses (EFBIG at fallocate, after mmap) leaves the file as it was', async (openFn, form, t) => {
   const { file } = randomFile(5000)
   const options = { mode: 'r+', size: 2 ** 50, offset: 2 ** 50 - 10, length: 10 }

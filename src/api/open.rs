@@ -367,11 +367,14 @@ impl Request {
         });
       }
     }
-    // From here on the file changes.
-    if target > current {
+    // From here on the file changes. 'w+' of a file with something in it empties it and then
+    // sizes it, last: a separate grow before that would stay when the emptying is refused (a
+    // memfd sealed against shrinking), a call that throws having changed the file.
+    let empties = self.create && current > 0 && !made_here;
+    if target > current && !empties {
       sys::grow_file(file, target).map_err(|(err, syscall)| os(syscall)(err))?;
     }
-    if self.create && current > 0 && !made_here {
+    if empties {
       file
         .set_len(0)
         .and_then(|()| file.set_len(target))
