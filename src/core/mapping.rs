@@ -707,6 +707,8 @@ impl Mapping {
       // before, unlocking the span puts it back. (Pages locked by earlier calls stay locked.)
       // SAFETY: as above; munlock only clears the lock.
       let _ = self.on_span(offset, len, |addr, span| unsafe { sys::lock(addr, span, false) });
+      // Never locked still: a retry that fails is undone too.
+      self.batchable.store(true, Ordering::Relaxed);
     }
     locked
   }
