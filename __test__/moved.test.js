@@ -149,3 +149,61 @@ for (const call of ['unmap(b)', 'remap(b, 4096)']) {
     assert.ok(out.grewMiB < 64, `RssAnon grew ${out.grewMiB} MiB for 5 workers that each wrote 64 MiB`)
   })
 }
+
+// Attack pass 7 asked whether toolkit calls work on mapped memory in the thread it moved to.
+// They do, where the memory moved (a byte stream; transfer()): the registry is the process's.
+// A mapping's ArrayBuffer put straight into postMessage's transfer list does not move: Node 21+
+// refuses it (DataCloneError), Node 20 and older send a copy, which is no mapping (writes to it
+// never reach the file). README, Caveats.
+test('toolkit calls in a worker find mapped memory moved to it; a transfer list sends none', async (t) => {
+  const { Worker } = require('node:worker_threads')
+  const dir = tempDir(t)
+  const file = path.join(dir, 'moved-to-worker.bin')
+  fs.writeFileSync(file, Buffer.alloc(4 * mmap.PAGESIZE, 0x41))
+  const worker = new Worker(`
+    const { parentPort } = require('node:worker_threads')
+    const mmap = require(${JSON.stringify(path.join(__dirname, '..'))})
+    parentPort.on('message', ({ moved, copied }) => {
+      const out = {}
+      for (const [name, ab] of Object.entries({ moved, copied })) {
+        if (!ab) continue
+        const u = new Uint8Array(ab)
+        if (name === 'moved') u[1] = 0x42
+        else u[2] = 0x43
+        out[name] = {}
+        for (const call of ['faults', 'sync', 'incore']) {
+          try { mmap[call](u); out[name][call] = 'ok' } catch (err) { out[name][call] = err.code }
+        }
+      }
+      parentPort.postMessage(out)
+    })
+  `, { eval: true })
+  t.after(() => worker.terminate())
+  const b = mmap.openSync(file, { mode: 'r+' })
+  let controller
+  const stream = new ReadableStream({ type: 'bytes', start(c) { controller = c } })
+  controller.enqueue(b)
+  const { value } = await stream.getReader().read()
+  const reply = () => new Promise((resolve) => worker.once('message', resolve))
+  const movedReply = reply()
+  worker.postMessage({ moved: value.buffer }, [value.buffer])
+  const out = await movedReply
+  assert.equal(fs.readFileSync(file)[1], 0x42, 'the moved memory is the file')
+  const direct = mmap.openSync(file, { mode: 'r+' })
+  let refused = null
+  const copiedReply = reply()
+  try {
+    worker.postMessage({ copied: direct.buffer }, [direct.buffer])
+    Object.assign(out, await copiedReply)
+  } catch (err) {
+    refused = err.name // Node 21+: nothing was sent
+  }
+  assert.deepEqual(out.moved, { faults: 'ok', sync: 'ok', incore: 'ok' })
+  if (refused === null) {
+    assert.deepEqual(out.copied, { faults: 'ERR_MMAP_NOT_A_MAPPING', sync: 'ERR_MMAP_NOT_A_MAPPING', incore: 'ERR_MMAP_NOT_A_MAPPING' })
+    assert.equal(direct.length, 4 * mmap.PAGESIZE, 'the transfer list left the Buffer where it was')
+    assert.equal(direct[2], 0x41, "the copy's write did not reach the mapping")
+  } else {
+    assert.equal(refused, 'DataCloneError')
+  }
+})

@@ -233,16 +233,51 @@ static RECOUNT: Mutex<()> = Mutex::new(());
 
 /// How many more kernel mappings replacing `addr..addr + len` (page-aligned) with a new mapping
 /// could make: 1 for each end that falls inside a kernel mapping (which the replacement cuts in
-/// two). `None` if `/proc/self/maps` cannot be read.
-fn vmas_split_by(addr: usize, len: usize) -> Option<usize> {
-  let maps = std::fs::read("/proc/self/maps").ok()?;
+/// two). From two lookups by address where the kernel has them; else, if `may_read_list`, from
+/// `/proc/self/maps`, whose count then becomes the bound's (as after a recount: so a loop of
+/// `unmap()` at the limit reads it until the count shows room, not at every call). `None` if
+/// neither tells.
+fn vmas_split_by(addr: usize, len: usize, may_read_list: bool) -> Option<usize> {
   let end = addr + len;
+  if let Some([first, last]) = sys::kernel_mappings_at([addr, end - 1]) {
+    let start_inside = first.is_some_and(|(from, _)| from < addr);
+    let end_inside = last.is_some_and(|(_, to)| end < to);
+    return Some(usize::from(start_inside) + usize::from(end_inside));
+  }
+  if !may_read_list {
+    return None;
+  }
+  let _recounting = RECOUNT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+  let maps = std::fs::read("/proc/self/maps").ok()?;
   let (mut start_inside, mut end_inside) = (false, false);
   for (from, to) in maps.split(|&b| b == b'\n').filter_map(maps_range) {
     start_inside |= from < addr && addr < to;
     end_inside |= from < end && end < to;
   }
+  counted_now(maps.iter().filter(|&&b| b == b'\n').count(), 0);
   Some(usize::from(start_inside) + usize::from(end_inside))
+}
+
+/// Makes `counted` (lines of `/proc/self/maps`, just read under [`RECOUNT`]) the bound's count,
+/// with `added` more on top (what the caller reserves).
+fn counted_now(counted: usize, added: usize) {
+  // At least 1, so that a list that cannot be read counts as read (as before: on the bound alone).
+  COUNTED.store(counted.max(1), Ordering::Relaxed);
+  COUNTED_AT.store(now_ms(), Ordering::Relaxed);
+  FREES_AT_COUNT.store(FREES.load(Ordering::Relaxed), Ordering::Relaxed);
+  GENERATION.fetch_add(1, Ordering::Relaxed);
+  ADDED.store(added, Ordering::Relaxed);
+}
+
+/// Bumped each time node-mmap gives kernel mappings back (a `munmap`, a placeholder that may
+/// merge with its neighbours): a count taken before may be too high.
+static FREES: AtomicUsize = AtomicUsize::new(0);
+/// [`FREES`] when the last count was taken.
+static FREES_AT_COUNT: AtomicUsize = AtomicUsize::new(0);
+
+/// Notes that node-mmap gave kernel mappings back (see [`FREES`]).
+pub fn note_freed() {
+  FREES.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Whether `extra` more kernel mappings might not fit `grace` past [`vma_limit`] by the bound
@@ -324,29 +359,51 @@ fn reserve_vmas_beyond(extra: usize, grace: usize) -> io::Result<()> {
     }
     return Ok(());
   }
+  // Refused by a count that is fresh, with nothing given back since: refused again without
+  // reading the list, which at the limit is long (some 30 ms at 60,000 kernel mappings), and
+  // which a worker ending there, taking the memory out of each of its 40,000 Buffers, read once
+  // per Buffer (attack pass 7: the worker took most of an hour to end).
+  let counted = COUNTED.load(Ordering::Relaxed);
+  let unchanged = FREES.load(Ordering::Relaxed) == FREES_AT_COUNT.load(Ordering::Relaxed);
+  if counted != 0 && fresh && unchanged && counted.saturating_add(added) > limit {
+    ADDED.fetch_sub(extra.min(added), Ordering::Relaxed);
+    return Err(io::Error::from_raw_os_error(libc::ENOMEM));
+  }
   let _recounting = RECOUNT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
   let counted =
     std::fs::read("/proc/self/maps").map_or(0, |maps| maps.iter().filter(|&&b| b == b'\n').count());
-  // At least 1, so that a list that cannot be read counts as read (as before: on the bound alone).
-  COUNTED.store(counted.max(1), Ordering::Relaxed);
-  COUNTED_AT.store(now_ms(), Ordering::Relaxed);
-  GENERATION.fetch_add(1, Ordering::Relaxed);
   if counted + extra > limit {
-    ADDED.store(0, Ordering::Relaxed);
+    counted_now(counted, 0);
     return Err(io::Error::from_raw_os_error(libc::ENOMEM));
   }
-  ADDED.store(extra, Ordering::Relaxed);
+  counted_now(counted, extra);
   Ok(())
 }
 
-/// For `reclaim::release`: reserves the kernel mapping a `munmap` of dropped memory may add
-/// (when the range is a hole in the middle of a kernel mapping: the kernel had merged it with
-/// neighbours that stay), as `unmap()` may, up to [`UNMAP_GRACE`] past the limit. On the bound
-/// alone, never reading the kernel's list (a storm of finalizers near the limit would read it
-/// once each): `false` when the bound says it might not fit. `reclaim` then defers the
-/// `munmap`, and [`kernel_mappings`] settles the deferred ones with one read of the list.
-pub fn reserve_for_release() -> bool {
-  !near_limit(1, UNMAP_GRACE) && reserve_vmas_beyond(1, UNMAP_GRACE).is_ok()
+/// For `reclaim::release`, and the end of a worker's env: reserves `extra` kernel mappings that
+/// a `munmap` of dropped memory, or a placeholder, may add (when the range is a hole in the
+/// middle of a kernel mapping: the kernel had merged it with neighbours that stay), as `unmap()`
+/// may, up to [`UNMAP_GRACE`] past the limit. On the bound alone, never reading the kernel's
+/// list: `false` (nothing reserved) when the bound says they might not fit. `reclaim` then
+/// defers the `munmap`, and [`kernel_mappings`] settles the deferred ones with one read of the
+/// list. (Reading it here, as `reserve_vmas` does once half the room is used, read it once per
+/// finalizer near the limit: some 30 ms each at 60,000 kernel mappings, so a worker ending with
+/// 40,000 Buffers took most of an hour to end. Attack pass 7.)
+pub fn reserve_on_bound(extra: usize) -> bool {
+  let limit = vma_limit().saturating_add(UNMAP_GRACE);
+  let added = ADDED.fetch_add(extra, Ordering::Relaxed).saturating_add(extra);
+  let counted = COUNTED.load(Ordering::Relaxed);
+  // Never counted: nothing was mapped through the guard yet.
+  let fits = counted == 0 || counted.saturating_add(added) <= limit;
+  if !fits {
+    ADDED.fetch_sub(extra, Ordering::Relaxed);
+  }
+  fits
+}
+
+/// The process's kernel mappings at the last count (0: never counted).
+pub fn counted_mappings() -> usize {
+  COUNTED.load(Ordering::Relaxed)
 }
 
 /// For `reclaim`'s deferred releases: the process's kernel mappings now (their ranges, in
@@ -361,10 +418,7 @@ pub fn kernel_mappings() -> Option<(Vec<(usize, usize)>, usize)> {
   let mut ranges = Vec::new();
   ranges.try_reserve_exact(lines).ok()?;
   ranges.extend(maps.split(|&b| b == b'\n').filter_map(maps_range));
-  COUNTED.store(lines, Ordering::Relaxed);
-  COUNTED_AT.store(now_ms(), Ordering::Relaxed);
-  GENERATION.fetch_add(1, Ordering::Relaxed);
-  ADDED.store(0, Ordering::Relaxed);
+  counted_now(lines, 0);
   let room = vma_limit().saturating_add(UNMAP_GRACE).saturating_sub(lines);
   Some((ranges, room))
 }
@@ -760,22 +814,46 @@ impl Mapping {
   /// past the limit of [`reserve_vmas`], and fails with `ENOMEM` beyond (the mapping stays as
   /// it was). A mapping that is a kernel mapping of its own never fails so.
   pub fn unmap(&self) -> io::Result<bool> {
+    self.unmap_reading(true)
+  }
+
+  /// What the end of a worker's env does to a mapping it made, from a finalizer or a cleanup
+  /// hook: the user's memory taken away as by [`Mapping::unmap`], and the pages written to the
+  /// placeholder since an earlier `unmap()` given back. Best effort: without a placeholder
+  /// (`ENOMEM` at the limit) the user's memory stays mapped, which is as safe. Never reads the
+  /// kernel's whole list for one mapping (a worker ending at the limit with 40,000 Buffers would
+  /// read it 40,000 times, some 30 ms each).
+  pub fn unmap_at_env_end(&self) {
+    let _ = self.unmap_reading(false);
+    self.clear_placeholder();
+  }
+
+  /// [`Mapping::unmap`]; `exact`: whether it may read the kernel's whole list, to learn whether
+  /// the placeholder splits a kernel mapping where the kernel cannot be asked by address, and to
+  /// count the room; else it goes by the bound alone ([`reserve_on_bound`]).
+  fn unmap_reading(&self, exact: bool) -> io::Result<bool> {
     if self.is_unmapped() {
       return Ok(false);
     }
-    // Near the limit, the kernel's list tells whether the placeholder splits anything (most
-    // mappings are kernel mappings of their own: then it adds none).
+    // Near the limit, the kernel tells whether the placeholder splits anything (most mappings
+    // are kernel mappings of their own: then it adds none).
     let splits = match near_limit(2, UNMAP_GRACE) {
-      true => vmas_split_by(self.record.addr(), self.extent()).unwrap_or(2),
+      true => vmas_split_by(self.record.addr(), self.extent(), exact).unwrap_or(2),
       false => 2,
     };
     if splits > 0 {
-      reserve_vmas_beyond(splits, UNMAP_GRACE)?;
+      match exact {
+        true => reserve_vmas_beyond(splits, UNMAP_GRACE)?,
+        false if reserve_on_bound(splits) => {}
+        false => return Err(io::Error::from_raw_os_error(libc::ENOMEM)),
+      }
     }
     // No native access is in flight while the memory goes (`changing`): a copy is all of the
     // user's bytes or, after, none of them.
     let replaced = self.changing(|| recovery::excluding_recovery(|| self.take_away()))?;
     if replaced {
+      // The placeholder may merge with placeholders beside it: fewer kernel mappings.
+      note_freed();
       self.taken_away();
     }
     Ok(replaced)
@@ -820,7 +898,7 @@ impl Mapping {
   /// (they read as zeros again): for a range kept for good (a worker's end, see
   /// `buffer::finalize_memory`), whose writes would otherwise stay resident until the process
   /// ends. Nothing on a live mapping.
-  pub fn clear_placeholder(&self) {
+  fn clear_placeholder(&self) {
     if !self.is_unmapped() {
       return;
     }
@@ -944,11 +1022,9 @@ impl MadeFor {
   }
 }
 
-/// What [`MadeFor::release`] does to each mapping. Best effort, as a finalizer's: without a
-/// placeholder (ENOMEM) the memory stays mapped.
+/// What [`MadeFor::release`] does to each mapping.
 fn release_one(mapping: &Mapping) {
-  let _ = mapping.unmap();
-  mapping.clear_placeholder();
+  mapping.unmap_at_env_end();
 }
 
 thread_local! {

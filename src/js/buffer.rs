@@ -74,11 +74,7 @@ unsafe extern "C" fn finalize_memory(env: sys::napi_env, data: *mut c_void, hint
     // SAFETY: `hint` is the registry's reference for this Buffer (`create`); it stays alive,
     // with its record, since the record is never forgotten from here on.
     let mapping = unsafe { &*hint.cast_const().cast::<Mapping>() };
-    // Best effort: without the placeholder (ENOMEM) the user's memory stays mapped for good,
-    // which is as safe.
-    let _ = mapping.unmap();
-    // What was written to the placeholder after an earlier `unmap()` would stay resident.
-    mapping.clear_placeholder();
+    mapping.unmap_at_env_end();
     return;
   }
   // The mappings it drops may wait to be unmapped with their neighbours (src/core/reclaim.rs).

@@ -101,6 +101,11 @@ pub fn shared_identity(_addr: usize) -> Option<(u64, u64, u64)> {
   None
 }
 
+/// No kernel mappings to look up here.
+pub fn kernel_mappings_at<const N: usize>(_addrs: [usize; N]) -> Option<[Option<(usize, usize)>; N]> {
+  None
+}
+
 /// No huge pages here.
 pub fn huge_page_size_of_file(_fd: i32) -> Option<usize> {
   None

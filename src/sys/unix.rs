@@ -266,6 +266,78 @@ pub fn shared_identity(addr: usize) -> Option<(u64, u64, u64)> {
   }
 }
 
+/// The kernel mappings (VMAs) holding each of `addrs`, `[start, end)` (`None`: the address is
+/// not mapped), from the `PROCMAP_QUERY` ioctl of /proc/self/maps: a lookup by address, where
+/// reading the list costs time in proportion to its length (some 30 ms at 60,000 mappings).
+/// `None` where the kernel lacks it (Linux before 6.11, and every other system): then only the
+/// whole list tells.
+pub fn kernel_mappings_at<const N: usize>(addrs: [usize; N]) -> Option<[Option<(usize, usize)>; N]> {
+  #[cfg(any(target_os = "linux", target_os = "android"))]
+  {
+    use std::os::fd::AsRawFd;
+    /// `struct procmap_query` of linux/fs.h (104 bytes).
+    #[repr(C)]
+    #[derive(Default)]
+    struct Query {
+      size: u64,
+      query_flags: u64,
+      query_addr: u64,
+      vma_start: u64,
+      vma_end: u64,
+      vma_flags: u64,
+      vma_page_size: u64,
+      vma_offset: u64,
+      inode: u64,
+      dev_major: u32,
+      dev_minor: u32,
+      vma_name_size: u32,
+      build_id_size: u32,
+      vma_name_addr: u64,
+      build_id_addr: u64,
+    }
+    /// `_IOWR('f', 17, struct procmap_query)`.
+    const PROCMAP_QUERY: u64 = 0xC068_6611;
+    static UNSUPPORTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    static SIMULATE_OLD_KERNEL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    // The switch that tests the path of kernels without the ioctl on this one.
+    let old_kernel = *SIMULATE_OLD_KERNEL
+      .get_or_init(|| std::env::var_os("NODE_MMAP_SIMULATE_NO_PROCMAP_QUERY").is_some_and(|v| v == "1"));
+    if old_kernel || UNSUPPORTED.load(std::sync::atomic::Ordering::Relaxed) {
+      return None;
+    }
+    let maps = std::fs::File::open("/proc/self/maps").ok()?;
+    let mut found = [None; N];
+    for (slot, &addr) in found.iter_mut().zip(addrs.iter()) {
+      let mut query = Query {
+        size: std::mem::size_of::<Query>() as u64,
+        query_addr: addr as u64,
+        ..Query::default()
+      };
+      // SAFETY: `query` is a `struct procmap_query` with its size set and no name or build-id
+      // buffers (their sizes are 0), alive for the call; the fd is open.
+      let status = unsafe { libc::ioctl(maps.as_raw_fd(), PROCMAP_QUERY as _, &mut query) };
+      if status == 0 {
+        *slot = Some((query.vma_start as usize, query.vma_end as usize));
+        continue;
+      }
+      match io::Error::last_os_error().raw_os_error() {
+        Some(libc::ENOENT) => {} // no kernel mapping holds `addr`
+        Some(libc::ENOTTY | libc::EINVAL) => {
+          UNSUPPORTED.store(true, std::sync::atomic::Ordering::Relaxed);
+          return None;
+        }
+        _ => return None,
+      }
+    }
+    Some(found)
+  }
+  #[cfg(not(any(target_os = "linux", target_os = "android")))]
+  {
+    let _ = addrs;
+    None
+  }
+}
+
 /// The smallest huge page size the system offers (Linux: the `hugepages-<size>kB` entries of
 /// /sys/kernel/mm/hugepages), or `None` where it has none. Read once.
 pub fn smallest_huge_page() -> Option<usize> {
@@ -861,6 +933,46 @@ mod tests {
     std::fs::remove_file(&path).unwrap();
     file.write_all(bytes).unwrap();
     file
+  }
+
+  #[test]
+  fn kernel_mappings_at_gives_the_kernel_mapping_of_each_address() {
+    let page = page_size();
+    // Three pages, the middle one read-only: three kernel mappings.
+    let addr = map(
+      3 * page,
+      libc::PROT_READ | libc::PROT_WRITE,
+      libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+      -1,
+      0,
+    )
+    .unwrap() as usize;
+    // SAFETY: the middle page of the mapping just made, which nothing else uses.
+    unsafe { protect((addr + page) as *mut u8, page, libc::PROT_READ) }.unwrap();
+    let Some(found) = kernel_mappings_at([addr, addr + page + 5, addr + 3 * page - 1]) else {
+      // Before Linux 6.11 there is no lookup by address: the caller reads the list.
+      let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+      let version: Vec<u32> = release
+        .split(['.', '-'])
+        .take(2)
+        .map(|n| n.parse().unwrap())
+        .collect();
+      assert!(version < vec![6, 11], "PROCMAP_QUERY missing on {release}");
+      return;
+    };
+    assert_eq!(
+      found[0].map(|(from, to)| (from <= addr, to)),
+      Some((true, addr + page))
+    );
+    assert_eq!(found[1], Some((addr + page, addr + 2 * page)));
+    assert_eq!(
+      found[2].map(|(from, to)| (from, to >= addr + 3 * page)),
+      Some((addr + 2 * page, true))
+    );
+    // SAFETY: the mapping made above, not used after.
+    unsafe { unmap(addr as *mut u8, 3 * page) }.unwrap();
+    // Page 0 is never mapped (vm.mmap_min_addr).
+    assert_eq!(kernel_mappings_at([0]), Some([None]), "nothing holds page 0");
   }
 
   #[test]
