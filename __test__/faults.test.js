@@ -1124,3 +1124,65 @@ report({ hole, faults, data, disk: [disk[20 * P], disk[30 * P], disk[20 * P + 1]
     assert.deepEqual(out, { hole: 0, faults: 16, data: [0x77, 0x66], disk: [0x77, 0x66, 0x43, 0x44], filler: true })
   })
 })
+
+// Found by attack pass 8: zero pages put in place of lost ones are private memory, which counts
+// toward RLIMIT_DATA (ulimit -d); past it the kernel refused them and the process died of the
+// read ("replacing it with zeros failed"). Past the limit they are now shared anonymous memory,
+// which does not count.
+describe('SIGBUS recovery under ulimit -d', () => {
+  it('reads all of a truncated 1 GiB mapping as zeros past the data limit', (t) => {
+    const { dataLimitUnavailable, runScript, assertExited } = require('./helpers.js')
+    const kib = 500000
+    const unavailable = dataLimitUnavailable(kib, 'const a = []; for (let i = 0; i < 1e5; i++) a.push({ i })')
+    if (unavailable) return t.skip(unavailable)
+    const dir = tempDir(t)
+    const file = path.join(dir, 'lost-past-ulimit-d.bin')
+    const result = runScript(
+      `const mmap = require(MMAP)
+       const fs = require('fs')
+       const file = process.argv[process.argv.length - 1]
+       const size = 2 ** 30
+       fs.closeSync(fs.openSync(file, 'w'))
+       fs.truncateSync(file, size)
+       const buf = mmap.openSync(file, { mode: 'r+' })
+       fs.truncateSync(file, 0)
+       let sum = 0
+       for (let at = 0; at < size; at += 64 * 2 ** 20) sum += buf[at] + buf[at + 2 ** 20 - 1]
+       buf[size - 1] = 7
+       const data = Number(fs.readFileSync('/proc/self/status', 'utf8').match(/VmData:\\s+(\\d+)/)[1])
+       console.log(JSON.stringify({ sum, last: buf[size - 1], faults: mmap.faults(buf), data }))`,
+      { args: [file], shell: `ulimit -d ${kib}` },
+    )
+    assertExited(result)
+    const out = JSON.parse(result.stdout)
+    assert.equal(out.sum, 0)
+    assert.equal(out.last, 7, 'a write to a replaced page stays there')
+    assert.equal(out.faults, 2 ** 30 / mmap.PAGESIZE)
+    assert.ok(out.data <= kib, `VmData ${out.data} kB within the limit`)
+  })
+})
+
+// Found by attack pass 8: recovery replaces at most 256 MiB of a lost tail at once, and only a
+// replacement that reached the end of the mapping marked the tail lost; on a longer mapping,
+// Mapping#write onto the replaced pages returned a count (the bytes never reached the file)
+// and read() gave zeros that are not the file.
+describe('a lost tail longer than one replacement (256 MiB)', () => {
+  it('Mapping#read, #readInto and #write throw ERR_MMAP_LOST_PAGES on every part of it', (t) => {
+    const dir = tempDir(t)
+    const file = path.join(dir, 'long-tail.bin')
+    const size = 600 * 2 ** 20
+    fs.closeSync(fs.openSync(file, 'w'))
+    fs.truncateSync(file, size)
+    const m = mmap.Mapping.open(file, { mode: 'r+' })
+    t.after(() => m.unmap())
+    fs.truncateSync(file, 0)
+    const code = (f) => { try { f(); return 'returned' } catch (err) { return err.code } }
+    assert.equal(code(() => m.read(0, 4)), 'ERR_MMAP_LOST_PAGES', 'the copy that found the loss')
+    for (const at of [0, 100 * 2 ** 20, 255 * 2 ** 20, 256 * 2 ** 20, 599 * 2 ** 20]) {
+      assert.equal(code(() => m.write(Buffer.from('DATA'), at)), 'ERR_MMAP_LOST_PAGES', `write at ${at}`)
+      assert.equal(code(() => m.read(at, 4)), 'ERR_MMAP_LOST_PAGES', `read at ${at}`)
+      assert.equal(code(() => m.readInto(Buffer.alloc(4), at)), 'ERR_MMAP_LOST_PAGES', `readInto at ${at}`)
+    }
+    assert.equal(fs.statSync(file).size, 0)
+  })
+})

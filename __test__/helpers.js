@@ -472,6 +472,7 @@ module.exports = {
   childEnv,
   runNode,
   runScript,
+  scriptSource,
   assertExited,
   assertCleanExit,
   straceUnavailable,

@@ -424,3 +424,71 @@ for (const kernel of ['this kernel', 'a kernel without PROCMAP_QUERY']) {
     })
   }
 }
+
+// Found by attack pass 8: a count read the kernel's list (some 30 ms at 60,000 lines) while
+// workers kept mapping; the kernel places each new mapping below the last, where the read had
+// passed, so thousands went uncounted and workers mapping at once took V8's room (the process
+// aborted, or a worker ran out of memory). A count now holds this copy's reservations back.
+test('workers mapping at once until ENOMEM stop at the guard, and V8 keeps its room', () => {
+  const root = path.join(__dirname, '..')
+  const script = `
+    const { Worker } = require('worker_threads')
+    const fs = require('fs'), os = require('os'), path = require('path')
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'node-mmap-limits-'))
+    const file = path.join(dir, 'page')
+    fs.writeFileSync(file, Buffer.alloc(4096, 1))
+    const W = 4
+    const sab = new Int32Array(new SharedArrayBuffer(4 * (W + 1)))
+    const vmas = () => fs.readFileSync('/proc/self/maps', 'utf8').split(String.fromCharCode(10)).length - 1
+    const results = []
+    let exited = 0
+    for (let i = 0; i < W; i++) {
+      const worker = new Worker(\`
+        const { parentPort, workerData: { file, sab, W, root } } = require('worker_threads')
+        const fs = require('fs')
+        const mmap = require(root)
+        const fd = fs.openSync(file, 'r+')
+        const keep = []
+        let code
+        Atomics.add(sab, 0, 1)
+        while (Atomics.load(sab, 0) < W);
+        try {
+          for (let n = 0; ; n++) keep.push(mmap.map(4096, n & 1 ? mmap.PROT_READ : mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED, fd, 0))
+        } catch (err) { code = err.code }
+        // All stopped: the count is what they left.
+        Atomics.add(sab, 1, 1)
+        while (Atomics.load(sab, 1) < W);
+        const vmas = fs.readFileSync('/proc/self/maps', 'utf8').split(String.fromCharCode(10)).length - 1
+        const junk = []
+        for (let k = 0; k < 300000; k++) junk.push({ k, s: 'v' + k })
+        parentPort.postMessage({ code, n: keep.length, vmas, junk: junk.length })
+      \`, { eval: true, workerData: { file, sab, W, root: ${JSON.stringify(root)} } })
+      worker.on('message', (m) => results.push(m))
+      worker.on('error', (err) => results.push({ error: err.code || err.message }))
+      worker.on('exit', () => {
+        if (++exited === W) {
+          const junk = Array.from({ length: 200000 }, (_, k) => ({ k }))
+          fs.rmSync(dir, { recursive: true, force: true })
+          console.log(JSON.stringify({ results, limit: Number(fs.readFileSync('/proc/sys/vm/max_map_count', 'utf8')), junk: junk.length }))
+        }
+      })
+    }
+  `
+  const child = spawnSync('/bin/sh', ['-c', 'ulimit -c 0 2>/dev/null; exec "$0" -e "$1"', process.execPath, script], {
+    encoding: 'utf8',
+    timeout: 180000,
+  })
+  assert.equal(child.signal, null, `child died by ${child.signal}: ${child.stderr.slice(-2000)}`)
+  assert.equal(child.status, 0, child.stderr.slice(-2000))
+  const { results, limit, junk } = JSON.parse(child.stdout)
+  assert.equal(results.length, 4)
+  for (const result of results) {
+    assert.equal(result.error, undefined, `a worker failed: ${result.error}`)
+    assert.equal(result.code, 'ENOMEM')
+    assert.equal(result.junk, 300000)
+    // At the guard (the limit less V8's 4096), give or take one in-flight mapping per thread
+    // and what V8 made since; the race left a few hundred at most.
+    assert.ok(result.vmas <= limit - 4096 + 64, `${result.vmas} kernel mappings of ${limit}`)
+  }
+  assert.equal(junk, 200000)
+})

@@ -24,7 +24,10 @@ const {
   assertRejectsExactly,
   fsError,
   dataLimitUnavailable,
+  assertExited,
+  scriptSource,
 } = require('./helpers.js')
+const { spawnSync } = require('node:child_process')
 
 const { PAGESIZE } = mmap
 const dir = tempDir(test)
@@ -894,7 +897,11 @@ test('size grows the file with fallocate (never ftruncate, which could shrink it
   )
   assertCleanExit(result)
   assert.equal(result.stdout, 'grown created')
-  const calls = lines.filter((line) => /^(ftruncate|fallocate|linkat)\(/.test(line)).map((line) => line.split('(')[0])
+  // A size is first checked with an allocation past the end that keeps the size (see the
+  // RLIMIT_FSIZE and EFBIG tests below): those change nothing the file holds.
+  const calls = lines
+    .filter((line) => /^(ftruncate|fallocate|linkat)\(/.test(line) && !line.includes('FALLOC_FL_KEEP_SIZE'))
+    .map((line) => line.split('(')[0])
   // The grow: one fallocate. The create: the unnamed file grown, linked, and nothing after.
   assert.deepEqual(calls, ['fallocate', 'fallocate', 'linkat'], lines.join('\n'))
   assert.equal(fs.statSync(file).size, 3 * PAGESIZE)
@@ -918,7 +925,13 @@ test("w+ of an existing file with size makes no grow before it empties the file:
   assertCleanExit(result)
   assert.equal(result.stdout, 'done')
   const calls = lines.filter((line) => /^(ftruncate|fallocate)\(/.test(line)).map((line) => line.replace(/\(\d+,/, '(fd,').replace(/ +=.*$/, ''))
-  assert.deepEqual(calls, ['ftruncate(fd, 0)', `ftruncate(fd, ${3 * PAGESIZE})`], lines.join('\n'))
+  // First the check that the file may have that size (an allocation past its end, keeping the
+  // size: nothing it holds changes), then the emptying and the sizing.
+  assert.deepEqual(
+    calls,
+    [`fallocate(fd, FALLOC_FL_KEEP_SIZE, ${3 * PAGESIZE - 1}, 1)`, 'ftruncate(fd, 0)', `ftruncate(fd, ${3 * PAGESIZE})`],
+    lines.join('\n'),
+  )
   assert.equal(fs.statSync(file).size, 3 * PAGESIZE)
   assert.ok(fs.readFileSync(file).every((b) => b === 0), 'emptied: zeros only')
 })
@@ -1260,4 +1273,115 @@ test('a relative path is taken from the current directory at the call: open() th
   assertCleanExit(result)
   const out = JSON.parse(result.stdout.trim().split('\n').pop())
   assert.deepEqual(out, { a: ['f0', 'f1', 'f2', 'f3', 'f4', 'f5', 'f6', 'f7'], b: [], lengths: Array(8).fill(100) })
+})
+
+// Found by attack pass 8: what the resize would refuse was found out only after the file had
+// changed. 'w+' with size emptied an existing file, then failed to size it (EFBIG past
+// RLIMIT_FSIZE or the file system's largest file, EPERM on a memfd sealed against growing), and
+// threw with the file empty; a destructive advise (MADV_REMOVE) in the options punched its hole,
+// then the resize failed. Now such a resize is refused before anything changes.
+allForms("'w+' with a size the file system refuses (EFBIG) leaves the file as it was", async (openFn, form, t) => {
+  const { file } = randomFile(5000)
+  const before = fileState(file)
+  let failure = null
+  try {
+    const result = await openFn(file, { mode: 'w+', size: 2 ** 50, offset: 0, length: 10 })
+    if (Buffer.isBuffer(result)) mmap.unmap(result)
+    else result.unmap()
+  } catch (err) {
+    failure = err
+  }
+  if (!failure) return t.skip('this file system takes 1 PiB files')
+  assertErrorShapeLike(failure, { code: 'EFBIG', errno: -27, syscall: 'ftruncate', path: file })
+  assert.deepEqual(fileState(file), before, 'emptied by a call that failed')
+})
+
+allForms('a destructive advise with a resize the file system refuses leaves every byte of the file', async (openFn, form, t) => {
+  const { file } = randomFile(3 * PAGESIZE)
+  const before = fileState(file)
+  let failure = null
+  try {
+    const result = await openFn(file, { mode: 'r+', size: 2 ** 50, offset: 0, length: 2 * PAGESIZE, advise: mmap.MADV_REMOVE })
+    if (Buffer.isBuffer(result)) mmap.unmap(result)
+    else result.unmap()
+  } catch (err) {
+    failure = err
+  }
+  if (!failure) return t.skip('this file system takes 1 PiB files')
+  assertErrorShapeLike(failure, { code: 'EFBIG', errno: -27, syscall: 'fallocate', path: file })
+  assert.deepEqual(fileState(file), before, 'a hole punched by a call that failed')
+})
+
+test('under RLIMIT_FSIZE, a resize past it fails before the file changes (w+ emptying; a destructive advise), in every form', () => {
+  const { file } = randomFile(2 * PAGESIZE)
+  const result = runScript(
+    `const mmap = require(MMAP)
+     const fs = require('fs')
+     const file = process.argv[process.argv.length - 1]
+     const forms = {
+       openSync: (o) => mmap.openSync(file, o),
+       open: (o) => mmap.open(file, o),
+       'Mapping.open': (o) => mmap.Mapping.open(file, o),
+     }
+     const cases = [
+       { mode: 'w+', size: 16 * mmap.PAGESIZE },
+       { mode: 'r+', size: 16 * mmap.PAGESIZE, length: 2 * mmap.PAGESIZE, advise: mmap.MADV_REMOVE },
+     ]
+     ;(async () => {
+       const out = []
+       for (const [form, openFn] of Object.entries(forms)) {
+         for (const options of cases) {
+           const before = fs.readFileSync(file)
+           let error = null
+           try { await openFn(options) } catch (err) { error = { code: err.code, syscall: err.syscall } }
+           out.push({ form, mode: options.mode, error, same: fs.readFileSync(file).equals(before) })
+         }
+       }
+       console.log(JSON.stringify(out))
+     })()`,
+    { args: [file], shell: `prlimit --pid $$ --fsize=${4 * PAGESIZE}` },
+  )
+  assertExited(result)
+  const out = JSON.parse(result.stdout)
+  assert.equal(out.length, 6)
+  for (const { form, mode, error, same } of out) {
+    assert.deepEqual(error, { code: 'EFBIG', syscall: mode === 'w+' ? 'ftruncate' : 'fallocate' }, `${form} ${mode}`)
+    assert.equal(same, true, `${form} ${mode}: the file changed`)
+  }
+})
+
+test("'w+' with size on a memfd sealed against growing fails with EPERM before it empties it", (t) => {
+  const python = spawnSync('python3', ['-c', 'import os; os.memfd_create'], { encoding: 'utf8' })
+  if (python.status !== 0) return t.skip('python3 with os.memfd_create (to seal a memfd) is not here')
+  const script = scriptSource(`
+    const mmap = require(MMAP)
+    const fs = require('fs')
+    const file = '/proc/self/fd/' + process.argv[process.argv.length - 1]
+    const out = []
+    for (const size of [4096, 12288]) {
+      for (const [form, openFn] of [['openSync', mmap.openSync], ['Mapping.open', (f, o) => mmap.Mapping.open(f, o)]]) {
+        let error = null
+        try { openFn(file, { mode: 'w+', size }) } catch (err) { error = { code: err.code, syscall: err.syscall } }
+        const bytes = fs.readFileSync(file)
+        out.push({ size, form, error, intact: bytes.length === 8192 && bytes.every((b) => b === 0x61) })
+      }
+    }
+    console.log(JSON.stringify(out))
+  `)
+  const launcher = [
+    'import os, fcntl, sys',
+    "fd = os.memfd_create('node-mmap-sealed', os.MFD_ALLOW_SEALING)",
+    "os.write(fd, b'a' * 8192)",
+    'fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_GROW)',
+    'os.set_inheritable(fd, True)',
+    "os.execv(sys.argv[1], [sys.argv[1], '-e', sys.argv[2], '--', str(fd)])",
+  ].join('\n')
+  const child = spawnSync('python3', ['-c', launcher, process.execPath, script], { encoding: 'utf8', timeout: 60_000 })
+  assertExited(child)
+  const out = JSON.parse(child.stdout)
+  assert.equal(out.length, 4)
+  for (const { size, form, error, intact } of out) {
+    assert.deepEqual(error, { code: 'EPERM', syscall: 'ftruncate' }, `${form} size ${size}`)
+    assert.equal(intact, true, `${form} size ${size}: emptied by a call that failed`)
+  }
 })

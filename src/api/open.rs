@@ -351,7 +351,16 @@ impl Request {
       );
       Some((mapping.map_err(os("mmap"))?, map_len))
     };
-    // `mapping` unmaps itself if we return early. The advice first, while the file is as it was
+    // `mapping` unmaps itself if we return early. What the resize below would refuse is
+    // refused now, while the file is as it was: 'w+' emptied a file and then failed to size it
+    // (EFBIG past RLIMIT_FSIZE or the file system's largest file, EPERM on a memfd sealed
+    // against growing), and a destructive advice punched its hole before a resize that failed
+    // (attack pass 8).
+    let empties = self.create && current > 0 && !made_here;
+    if target != current || empties {
+      sys::check_resize(file, current, target, empties).map_err(|(err, syscall)| os(syscall)(err))?;
+    }
+    // The advice first, while the file is as it was
     // (madvise(2) past the end of a file is no error, and touches nothing): a failing advice
     // then leaves nothing to undo. (Growing first and shrinking back on failure lost what
     // another writer put in the grown part meanwhile.)
@@ -370,7 +379,6 @@ impl Request {
     // From here on the file changes. 'w+' of a file with something in it empties it and then
     // sizes it, last: a separate grow before that would stay when the emptying is refused (a
     // memfd sealed against shrinking), a call that throws having changed the file.
-    let empties = self.create && current > 0 && !made_here;
     if target > current && !empties {
       sys::grow_file(file, target).map_err(|(err, syscall)| os(syscall)(err))?;
     }

@@ -49,6 +49,10 @@ pub struct Record {
   /// The offset from which SIGBUS recovery replaced the rest of the mapping with zeros (a lost
   /// tail), or `usize::MAX`: a later recovery below it replaces only up to it.
   lost_from: AtomicUsize,
+  /// The offset from which every page is lost, as far as SIGBUS recovery learned, or
+  /// `usize::MAX`: at most [`Record::lost_from`], and below it where recovery replaced the start
+  /// of a lost tail longer than it replaces at once (the rest is replaced as it is touched).
+  lost_tail: AtomicUsize,
 }
 
 impl Record {
@@ -72,6 +76,7 @@ impl Record {
       file_pages,
       faults: AtomicUsize::new(0),
       lost_from: AtomicUsize::new(usize::MAX),
+      lost_tail: AtomicUsize::new(usize::MAX),
     }
   }
 
@@ -139,6 +144,18 @@ impl Record {
   /// Records that everything from `offset` to the end was replaced (from the signal handler).
   pub fn lose_from(&self, offset: usize) {
     self.lost_from.fetch_min(offset, Ordering::AcqRel);
+    self.lost_tail.fetch_min(offset, Ordering::AcqRel);
+  }
+
+  /// Where the lost tail starts, replaced or not yet (see the field).
+  pub fn lost_tail(&self) -> usize {
+    self.lost_tail.load(Ordering::Acquire)
+  }
+
+  /// Records that every page from `offset` on is lost, though only the first ones were replaced
+  /// (from the signal handler).
+  pub fn lose_tail_from(&self, offset: usize) {
+    self.lost_tail.fetch_min(offset, Ordering::AcqRel);
   }
 }
 

@@ -231,6 +231,28 @@ fn now_ms() -> u64 {
 static GENERATION: AtomicUsize = AtomicUsize::new(0);
 static RECOUNT: Mutex<()> = Mutex::new(());
 
+/// Set while a count reads the kernel's list (see [`recounting`]).
+static RECOUNTING: AtomicBool = AtomicBool::new(false);
+
+/// Takes [`RECOUNT`] to read the kernel's list, and holds back this copy's new mappings while it
+/// does: the list is read a page at a time, and the kernel places a new mapping below the last
+/// (at an address the read has passed), so mappings made meanwhile are not counted. Reading
+/// 60,000 lines takes some 30 ms, long enough for workers mapping at once to make thousands,
+/// which then went uncounted: they took V8's room and the process aborted (attack pass 8).
+/// A reservation waits while this is held ([`reserve_vmas_beyond`]); a mapping already past its
+/// reservation (one per thread at most) may still be missed, far inside the headroom.
+fn recounting() -> impl Drop {
+  struct Recounting(#[allow(dead_code)] std::sync::MutexGuard<'static, ()>);
+  impl Drop for Recounting {
+    fn drop(&mut self) {
+      RECOUNTING.store(false, Ordering::SeqCst);
+    }
+  }
+  let guard = RECOUNT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+  RECOUNTING.store(true, Ordering::SeqCst);
+  Recounting(guard)
+}
+
 /// How many more kernel mappings replacing `addr..addr + len` (page-aligned) with a new mapping
 /// could make: 1 for each end that falls inside a kernel mapping (which the replacement cuts in
 /// two). From two lookups by address where the kernel has them; else, if `may_read_list`, from
@@ -247,7 +269,7 @@ fn vmas_split_by(addr: usize, len: usize, may_read_list: bool) -> Option<usize> 
   if !may_read_list {
     return None;
   }
-  let _recounting = RECOUNT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+  let _recounting = recounting();
   let maps = std::fs::read("/proc/self/maps").ok()?;
   let (mut start_inside, mut end_inside) = (false, false);
   for (from, to) in maps.split(|&b| b == b'\n').filter_map(maps_range) {
@@ -315,6 +337,10 @@ const UNMAP_GRACE: usize = RUNTIME_HEADROOM / 4;
 
 /// [`reserve_vmas`] that may go `grace` kernel mappings past [`vma_limit`].
 fn reserve_vmas_beyond(extra: usize, grace: usize) -> io::Result<()> {
+  if RECOUNTING.load(Ordering::SeqCst) {
+    // A count is reading the list: wait for it (its generation voids this thread's allowance).
+    drop(RECOUNT.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+  }
   let generation = GENERATION.load(Ordering::Relaxed);
   let from_allowance = LEFT
     .try_with(|left| match left.get() {
@@ -369,7 +395,7 @@ fn reserve_vmas_beyond(extra: usize, grace: usize) -> io::Result<()> {
     ADDED.fetch_sub(extra.min(added), Ordering::Relaxed);
     return Err(io::Error::from_raw_os_error(libc::ENOMEM));
   }
-  let _recounting = RECOUNT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+  let _recounting = recounting();
   let counted =
     std::fs::read("/proc/self/maps").map_or(0, |maps| maps.iter().filter(|&&b| b == b'\n').count());
   if counted + extra > limit {
@@ -412,7 +438,7 @@ pub fn counted_mappings() -> usize {
 /// bound's (as after a recount); the caller reports what it then adds with [`note_added`].
 /// `None` when the list cannot be read, or held.
 pub fn kernel_mappings() -> Option<(Vec<(usize, usize)>, usize)> {
-  let _recounting = RECOUNT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+  let _recounting = recounting();
   let maps = std::fs::read("/proc/self/maps").ok()?;
   let lines = maps.iter().filter(|&&b| b == b'\n').count();
   let mut ranges = Vec::new();
@@ -639,9 +665,10 @@ impl Mapping {
     self.record.faults()
   }
 
-  /// Where the lost tail replaced by SIGBUS recovery starts (see [`faults::Record`]).
+  /// Where the lost tail starts, as far as SIGBUS recovery learned: every page from there on
+  /// is lost, replaced with zeros or to be replaced when touched (see [`faults::Record`]).
   pub fn lost_from(&self) -> usize {
-    self.record.lost_from()
+    self.record.lost_tail()
   }
 
   /// Leaves the fault table: afterwards no signal handler looks at this mapping.

@@ -163,6 +163,12 @@ fn recover(mapping: &Record, addr: usize) -> Result<(), Refusal> {
   mapping.record_fault((end - page) / granule);
   if end == tail_end {
     mapping.lose_from(page - base);
+  } else if mapping.file_pages() && end < tail_end && signals::is_lost(end) {
+    // A tail longer than one replacement (MAX_TAIL): the rest is lost too, and `Mapping`'s
+    // copies must say so, though it is replaced only when touched (attack pass 8: a copy onto
+    // a replaced page of a mapping over 256 MiB returned a count, and the bytes never reached
+    // the file).
+    mapping.lose_tail_from(page - base);
   }
   Ok(())
 }

@@ -315,18 +315,59 @@ pub fn thread_id() -> usize {
   }
 }
 
-/// Replaces `addr..addr + len` with fresh zero-filled private memory of protection `prot`
-/// (`MAP_FIXED` over the caller's range, `MAP_NORESERVE`); `false` if mmap(2) failed.
-/// Async-signal-safe.
+/// Replaces `addr..addr + len` with fresh zero-filled memory of protection `prot` (`MAP_FIXED`
+/// over the caller's range, `MAP_NORESERVE`); `false` if mmap(2) failed. Async-signal-safe.
+///
+/// Private anonymous memory, unless it is writable and the process has a data limit
+/// (`RLIMIT_DATA`, `ulimit -d`): writable private memory counts toward it, and once a
+/// replacement had taken the process past it (the kernel lets a replacement of memory already
+/// mapped through) V8 could commit nothing more and aborted, and the next replacement was
+/// refused, which ended the process (attack pass 8). Shared anonymous memory, which this process
+/// alone maps too, does not count; it is the fallback of a private replacement refused too.
 ///
 /// # Safety
 /// `addr..addr + len` is a page-aligned range the caller owns (whole pages of the size the
 /// kernel maps it in), so that `MAP_FIXED` replaces only the caller's own memory.
 pub unsafe fn replace_with_zeros(addr: usize, len: usize, prot: i32) -> bool {
-  let flags = libc::MAP_FIXED | libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | super::consts::MAP_NORESERVE;
-  // SAFETY: the caller owns the range (see the contract), so MAP_FIXED replaces only its memory.
-  let got = unsafe { libc::mmap(addr as *mut c_void, len, prot, flags, -1, 0) };
-  got != libc::MAP_FAILED
+  let fixed = libc::MAP_FIXED | libc::MAP_ANONYMOUS | super::consts::MAP_NORESERVE;
+  let replace = |sharing: i32| {
+    // SAFETY: the caller owns the range (see the contract), so MAP_FIXED replaces only its memory.
+    let got = unsafe { libc::mmap(addr as *mut c_void, len, prot, fixed | sharing, -1, 0) };
+    got != libc::MAP_FAILED
+  };
+  let writable = prot & libc::PROT_WRITE != 0;
+  if writable && data_limited() {
+    return replace(libc::MAP_SHARED) || replace(libc::MAP_PRIVATE);
+  }
+  replace(libc::MAP_PRIVATE) || (writable && replace(libc::MAP_SHARED))
+}
+
+/// Whether the process has a data limit (`RLIMIT_DATA` below infinity). Async-signal-safe: the
+/// `prlimit64` system call itself, nothing of the C library's.
+fn data_limited() -> bool {
+  #[cfg(any(target_os = "linux", target_os = "android"))]
+  {
+    let mut limit = libc::rlimit64 {
+      rlim_cur: libc::RLIM64_INFINITY,
+      rlim_max: libc::RLIM64_INFINITY,
+    };
+    // SAFETY: prlimit64 of this process (pid 0) with no new limit writes the current one into
+    // `limit`, a live `rlimit64`, and reads nothing else.
+    let status = unsafe {
+      libc::syscall(
+        libc::SYS_prlimit64,
+        0,
+        libc::RLIMIT_DATA,
+        std::ptr::null::<libc::rlimit64>(),
+        std::ptr::addr_of_mut!(limit),
+      )
+    };
+    status == 0 && limit.rlim_cur != libc::RLIM64_INFINITY
+  }
+  #[cfg(not(any(target_os = "linux", target_os = "android")))]
+  {
+    false
+  }
 }
 
 /// Whether reading the byte at `addr` fails (EFAULT): the page is lost. Each call is a system

@@ -212,6 +212,70 @@ pub fn grow_file(file: &std::fs::File, size: u64) -> Result<(), (io::Error, &'st
   file.set_len(size).map_err(|err| (err, "ftruncate"))
 }
 
+/// Checks, changing nothing the file holds, that it can be given `target` bytes from `current`:
+/// emptied first if `empties` (mode 'w+'), else grown. What that resize would refuse is refused
+/// now, before the caller changes anything (a call that fails leaves the file as it was): a size
+/// past `RLIMIT_FSIZE` (`EFBIG`), a memfd sealed against shrinking or growing (`EPERM`), a size
+/// past what the file system allows (`EFBIG`; asked with `fallocate(FALLOC_FL_KEEP_SIZE)` of the
+/// last byte, which keeps the size and is the block [`grow_file`] allocates next). Fails with the
+/// error and the system call the resize would have named.
+pub fn check_resize(
+  file: &std::fs::File,
+  current: u64,
+  target: u64,
+  empties: bool,
+) -> Result<(), (io::Error, &'static str)> {
+  let syscall = if empties { "ftruncate" } else { "fallocate" };
+  let grows = if empties { target > 0 } else { target > current };
+  let shrinks = empties && current > 0;
+  let refuse = |errno: i32| Err((io::Error::from_raw_os_error(errno), syscall));
+  if grows {
+    let mut limit = std::mem::MaybeUninit::<libc::rlimit>::uninit();
+    // SAFETY: getrlimit writes an `rlimit` into `limit` when it succeeds and reads nothing.
+    if unsafe { libc::getrlimit(libc::RLIMIT_FSIZE, limit.as_mut_ptr()) } == 0 {
+      // SAFETY: getrlimit succeeded, so it filled `limit`.
+      let soft = unsafe { limit.assume_init() }.rlim_cur;
+      // `rlim_t` is 32 bits on some 32-bit targets.
+      #[allow(clippy::unnecessary_cast)]
+      if soft != libc::RLIM_INFINITY && target > soft as u64 {
+        return refuse(libc::EFBIG);
+      }
+    }
+  }
+  #[cfg(any(target_os = "linux", target_os = "android"))]
+  {
+    let fd = std::os::fd::AsRawFd::as_raw_fd(file);
+    // SAFETY: F_GET_SEALS reads nothing from memory; -1 (EINVAL) for a file that takes no seals.
+    let seals = unsafe { libc::fcntl(fd, libc::F_GET_SEALS) };
+    if seals > 0 {
+      if shrinks && seals & libc::F_SEAL_SHRINK != 0 {
+        return Err((io::Error::from_raw_os_error(libc::EPERM), "ftruncate"));
+      }
+      if grows && seals & libc::F_SEAL_GROW != 0 {
+        return refuse(libc::EPERM);
+      }
+    }
+    if grows && target > current {
+      let Ok(last) = libc::off_t::try_from(target - 1) else {
+        return refuse(libc::EFBIG);
+      };
+      // SAFETY: fallocate reads no memory; FALLOC_FL_KEEP_SIZE allocates past the end without
+      // changing the size or anything the file holds.
+      if unsafe { libc::fallocate(fd, libc::FALLOC_FL_KEEP_SIZE, last, 1) } != 0 {
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EFBIG) {
+          return Err((err, syscall));
+        }
+      }
+    }
+  }
+  #[cfg(not(any(target_os = "linux", target_os = "android")))]
+  {
+    let _ = (file, shrinks);
+  }
+  Ok(())
+}
+
 /// Whether two files' metadata are of the same file (device and inode).
 pub fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
   use std::os::unix::fs::MetadataExt;
