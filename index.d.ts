@@ -144,7 +144,7 @@ export declare class Mapping {
  * @param length - Bytes in the range. Default: to the end of the view.
  * @param advice - One of the `MADV_*` constants.
  */
-export declare function advise(buffer: ArrayBufferView | ArrayBuffer, ...args: [advice: number] | [offset: number | undefined, length: number | undefined, advice: number]): void
+export declare function advise(buffer: ArrayBufferView | ArrayBufferLike, ...args: [advice: number] | [offset: number | undefined, length: number | undefined, advice: number]): void
 
 /** The alignment that `offset` must have: `PAGESIZE` on POSIX systems. */
 export declare const ALLOCATION_GRANULARITY: SystemValue
@@ -167,7 +167,7 @@ export declare function externalBuffersAllowed(): boolean
  *
  * @param buffer - A Buffer returned by `map()` or any view of the same memory.
  */
-export declare function faults(buffer: ArrayBufferView | ArrayBuffer): number
+export declare function faults(buffer: ArrayBufferView | ArrayBufferLike): number
 
 /**
  * Writes changed pages of the view back to the file and waits until they are on the storage
@@ -179,7 +179,7 @@ export declare function faults(buffer: ArrayBufferView | ArrayBuffer): number
  *   byte range of the view; `invalidate` (default `false`) adds `MS_INVALIDATE`.
  * @returns A Promise that fulfills with `undefined`, or rejects with a Node-style system error.
  */
-export declare function flush(buffer: ArrayBufferView | ArrayBuffer, options?: { offset?: number, length?: number, invalidate?: boolean } | null): Promise<void>
+export declare function flush(buffer: ArrayBufferView | ArrayBufferLike, options?: { offset?: number, length?: number, invalidate?: boolean } | null): Promise<void>
 
 /**
  * Reports which pages of the view are resident in memory (`mincore(2)`), as mmap-io does:
@@ -189,7 +189,7 @@ export declare function flush(buffer: ArrayBufferView | ArrayBuffer, options?: {
  * @param buffer - A Buffer returned by `map()` or any view of the same memory.
  * @returns `[unmappedPages, mappedPages]`.
  */
-export declare function incore(buffer: ArrayBufferView | ArrayBuffer): [number, number]
+export declare function incore(buffer: ArrayBufferView | ArrayBufferLike): [number, number]
 
 /**
  * Locks a range of the view in memory (`mlock(2)`): its pages stay resident until `unlock`.
@@ -199,7 +199,7 @@ export declare function incore(buffer: ArrayBufferView | ArrayBuffer): [number, 
  * @param offset - Start of the range within the view. Default: `0`.
  * @param length - Bytes in the range. Default: to the end of the view.
  */
-export declare function lock(buffer: ArrayBufferView | ArrayBuffer, offset?: number, length?: number): void
+export declare function lock(buffer: ArrayBufferView | ArrayBufferLike, offset?: number, length?: number): void
 
 /** Deactivate the range: reclaim it sooner under pressure (Linux 5.4+; 0 elsewhere). */
 export declare const MADV_COLD: number
@@ -346,7 +346,7 @@ export declare const MS_SYNC: number
  * @param byteOffset - Where the word is in the view: it must be 4-byte aligned in the mapping.
  * @param count - How many waiters to wake at most. Default: `Infinity` (all).
  */
-export declare function notify(view: ArrayBufferView | ArrayBuffer, byteOffset: number, count?: number): number
+export declare function notify(view: ArrayBufferView | ArrayBufferLike, byteOffset: number, count?: number): number
 
 /**
  * Like `openSync`, but the system calls run on the libuv thread pool.
@@ -433,7 +433,7 @@ export declare const PROT_WRITE: number
  * @param length - Bytes in the range.
  * @param protection - `PROT_NONE` or a bitwise OR of `PROT_READ`, `PROT_WRITE`, `PROT_EXEC`.
  */
-export declare function protect(buffer: ArrayBufferView | ArrayBuffer, offset: number, length: number, protection: number): void
+export declare function protect(buffer: ArrayBufferView | ArrayBufferLike, offset: number, length: number, protection: number): void
 
 /**
  * Resizes the mapping behind `buffer` so that it ends `newSize` bytes after the start of
@@ -452,7 +452,7 @@ export declare function protect(buffer: ArrayBufferView | ArrayBuffer, offset: n
  * @param buffer - A Buffer returned by `map()` or any view of the same memory.
  * @param newSize - The new Buffer's size in bytes, from 1 to `buffer.constants.MAX_LENGTH`.
  */
-export declare function remap(buffer: ArrayBufferView | ArrayBuffer, newSize: number): Buffer
+export declare function remap(buffer: ArrayBufferView | ArrayBufferLike, newSize: number): Buffer
 
 /**
  * Turns the SIGBUS recovery described under `faults()` on (the default) or off. Off, an access
@@ -476,7 +476,7 @@ export declare function setSigbusRecovery(enabled: boolean): void
  * @param blocking - Wait for the write-back (`MS_SYNC`). Default: `false`.
  * @param invalidate - Add `MS_INVALIDATE`. Default: `false`.
  */
-export declare function sync(buffer: ArrayBufferView | ArrayBuffer, ...args: [offset?: number, length?: number, blocking?: boolean, invalidate?: boolean] | [blocking: boolean, invalidate?: boolean]): void
+export declare function sync(buffer: ArrayBufferView | ArrayBufferLike, ...args: [offset?: number, length?: number, blocking?: boolean, invalidate?: boolean] | [blocking: boolean, invalidate?: boolean]): void
 
 /** A number the OS reports when the addon loads, rather than one fixed at compile time. */
 export type SystemValue = number
@@ -488,7 +488,7 @@ export type SystemValue = number
  * @param offset - Start of the range within the view. Default: `0`.
  * @param length - Bytes in the range. Default: to the end of the view.
  */
-export declare function unlock(buffer: ArrayBufferView | ArrayBuffer, offset?: number, length?: number): void
+export declare function unlock(buffer: ArrayBufferView | ArrayBufferLike, offset?: number, length?: number): void
 
 /**
  * Unmaps the mapping behind `buffer` now, instead of when it is garbage-collected: the file (or
@@ -502,7 +502,7 @@ export declare function unlock(buffer: ArrayBufferView | ArrayBuffer, offset?: n
  *
  * @param buffer - A Buffer returned by `map()` or any view of the same memory.
  */
-export declare function unmap(buffer: ArrayBufferView | ArrayBuffer): void
+export declare function unmap(buffer: ArrayBufferView | ArrayBufferLike): void
 
 /**
  * Sleeps while the 32-bit word at `byteOffset` of `view` holds `expected`, until `notify` wakes
@@ -526,7 +526,7 @@ export declare function unmap(buffer: ArrayBufferView | ArrayBuffer): void
  * @param timeout - Milliseconds to wait at most. Default: `Infinity`.
  * @returns `'ok'` when woken, `'not-equal'` when the word did not hold `expected`, `'timed-out'`.
  */
-export declare function wait(view: ArrayBufferView | ArrayBuffer, byteOffset: number, expected: number, timeout?: number): 'ok' | 'not-equal' | 'timed-out'
+export declare function wait(view: ArrayBufferView | ArrayBufferLike, byteOffset: number, expected: number, timeout?: number): 'ok' | 'not-equal' | 'timed-out'
 
 /**
  * Like `wait`, without blocking: the wait sleeps in a thread of its own, and the Promise settles
@@ -547,4 +547,4 @@ export declare function wait(view: ArrayBufferView | ArrayBuffer, byteOffset: nu
  * @param timeout - Milliseconds to wait at most. Default: `Infinity`.
  * @returns A Promise of `'ok'`, `'not-equal'` or `'timed-out'`.
  */
-export declare function waitAsync(view: ArrayBufferView | ArrayBuffer, byteOffset: number, expected: number, timeout?: number): Promise<'ok' | 'not-equal' | 'timed-out'>
+export declare function waitAsync(view: ArrayBufferView | ArrayBufferLike, byteOffset: number, expected: number, timeout?: number): Promise<'ok' | 'not-equal' | 'timed-out'>

@@ -791,3 +791,45 @@ test("wait() and notify() on a writable MAP_PRIVATE mapping of a file leave its 
     fs.closeSync(fd)
   }
 })
+
+// Found by attack pass 8: each pending waitAsync() is a thread; at a thread limit the waits took
+// every thread left before libuv had started its pool, and the next fs call aborted the process
+// (libuv aborts when it cannot make its threads). The pool is now started before the first wait.
+test('pending waitAsync() calls at a thread limit leave the runtime its thread pool (ulimit -u, another user)', (t) => {
+  const { spawnSync } = require('node:child_process')
+  if (typeof process.getuid !== 'function' || process.getuid() !== 0) {
+    return t.skip('needs root, to run the child as another user under its own ulimit -u')
+  }
+  if (spawnSync('setpriv', ['--help']).status !== 0) return t.skip('setpriv (util-linux) is not here')
+  const dir = fs.mkdtempSync('/tmp/node-mmap-threads-')
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }))
+  fs.chmodSync(dir, 0o755)
+  const script = path.join(dir, 'waits.js')
+  fs.writeFileSync(script, `
+    const mmap = require(${JSON.stringify(path.join(__dirname, '..'))})
+    const buf = mmap.map(mmap.PAGESIZE, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED | mmap.MAP_ANONYMOUS, -1, 0)
+    const waits = []
+    for (let i = 0; i < 200; i++) waits.push(mmap.waitAsync(buf, 0, 0, 1500).then((r) => r, (e) => e.code))
+    setTimeout(() => {
+      require('fs').readFile(__filename, (err, data) => {
+        Promise.all(waits).then((outcomes) => {
+          const counts = {}
+          for (const o of outcomes) counts[o] = (counts[o] || 0) + 1
+          console.log(JSON.stringify({ read: err ? err.code : data.length, counts }))
+        })
+      })
+    }, 100)
+  `)
+  fs.chmodSync(script, 0o644)
+  const child = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'prlimit', '--nproc=40:40', process.execPath, script], {
+    encoding: 'utf8',
+    timeout: 60_000,
+  })
+  assert.equal(child.signal, null, `the child died by ${child.signal}: ${child.stderr}`)
+  assert.equal(child.status, 0, child.stderr)
+  const out = JSON.parse(child.stdout)
+  assert.ok(out.read > 0, 'fs.readFile worked')
+  // Threads ran out: the waits that got none were refused with EAGAIN, the others timed out.
+  assert.ok(out.counts.EAGAIN > 0, `precondition: the limit was reached: ${JSON.stringify(out.counts)}`)
+  assert.equal((out.counts.EAGAIN || 0) + (out.counts['timed-out'] || 0), 200, JSON.stringify(out.counts))
+})

@@ -111,9 +111,12 @@ map(4096, PROT_READ, MAP_SHARED, fd, 0, MADV_NORMAL, 0)
 unmap(a)
 unmap(new Uint8Array(b.buffer, b.byteOffset, b.length))
 unmap(new DataView(c.buffer))
-// An ArrayBuffer works too. (Buffer#buffer is typed ArrayBufferLike, which may be a
-// SharedArrayBuffer, so `unmap(buf.buffer)` needs a cast: `unmap(buf.buffer as ArrayBuffer)`.)
+// An ArrayBuffer works too, as Buffer#buffer types it (ArrayBufferLike: the runtime says
+// ERR_MMAP_NOT_A_MAPPING for a SharedArrayBuffer, as for any memory it did not map). Attack pass
+// 8: `unmap(buf.buffer)` and `remap(buf.buffer, n)` needed a cast.
+unmap(c.buffer)
 unmap(c.buffer as ArrayBuffer)
+remap(map(4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1).buffer, 8192)
 const plain: ArrayBuffer = new ArrayBuffer(8)
 unmap(plain)
 const grown: Buffer = remap(d, 8192)

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use napi::bindgen_prelude::Unknown;
+use napi::ScopedTask;
 use napi::{sys as napi_sys, Env};
 use napi_derive::napi;
 
@@ -124,7 +125,7 @@ fn outcome(wait: Wait) -> String {
 /// @param timeout - Milliseconds to wait at most. Default: `Infinity`.
 /// @returns `'ok'` when woken, `'not-equal'` when the word did not hold `expected`, `'timed-out'`.
 #[napi(
-  ts_args_type = "view: ArrayBufferView | ArrayBuffer, byteOffset: number, expected: number, timeout?: number",
+  ts_args_type = "view: ArrayBufferView | ArrayBufferLike, byteOffset: number, expected: number, timeout?: number",
   ts_return_type = "'ok' | 'not-equal' | 'timed-out'"
 )]
 pub fn wait(
@@ -266,7 +267,7 @@ unsafe extern "C" fn settle(
 /// @param timeout - Milliseconds to wait at most. Default: `Infinity`.
 /// @returns A Promise of `'ok'`, `'not-equal'` or `'timed-out'`.
 #[napi(
-  ts_args_type = "view: ArrayBufferView | ArrayBuffer, byteOffset: number, expected: number, timeout?: number",
+  ts_args_type = "view: ArrayBufferView | ArrayBufferLike, byteOffset: number, expected: number, timeout?: number",
   ts_return_type = "Promise<'ok' | 'not-equal' | 'timed-out'>"
 )]
 pub fn wait_async<'env>(
@@ -335,6 +336,7 @@ pub fn wait_async<'env>(
   });
   let handles = Handles { tsfn, deferred };
   let theirs = Arc::clone(&sleeper);
+  start_thread_pool(env);
   // A thread's stack and its guard page are two more kernel mappings, counted as ours are.
   let spawned = mapping::reserve_vmas(2).and_then(|()| {
     std::thread::Builder::new()
@@ -392,6 +394,35 @@ pub fn wait_async<'env>(
   Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), promise) })
 }
 
+/// An empty task for the runtime's thread pool (see [`start_thread_pool`]).
+struct StartPool;
+
+impl<'env> ScopedTask<'env> for StartPool {
+  type Output = ();
+  type JsValue = ();
+
+  fn compute(&mut self) -> napi::Result<()> {
+    Ok(())
+  }
+
+  fn resolve(&mut self, _env: &'env Env, _output: ()) -> napi::Result<()> {
+    Ok(())
+  }
+}
+
+/// Starts the runtime's thread pool, once, before the first `waitAsync()` makes its thread.
+/// libuv starts its pool with its first task and aborts the process when it cannot make the
+/// threads; each pending `waitAsync()` is a thread, and at a thread limit (`ulimit -u`, a
+/// cgroup's `pids.max`) the waits took every thread left, so the next `fs`, `zlib` or `crypto`
+/// call ended the process (attack pass 8). Once started, the pool makes no more threads.
+fn start_thread_pool(env: &Env) {
+  static STARTED: AtomicBool = AtomicBool::new(false);
+  if !STARTED.swap(true, Ordering::Relaxed) {
+    // The task's promise is not wanted: nothing waits for it.
+    let _ = env.spawn(StartPool);
+  }
+}
+
 /// Wakes up to `count` waiters (`wait`, `waitAsync`) of the 32-bit word at `byteOffset` of
 /// `view`, and returns how many woke: first the waits of this process on this word, oldest
 /// first, each counted from the moment its call returned (or blocked), asleep yet or not, as
@@ -407,7 +438,7 @@ pub fn wait_async<'env>(
 /// @param view - A Buffer returned by `map()` or any view of the same memory.
 /// @param byteOffset - Where the word is in the view: it must be 4-byte aligned in the mapping.
 /// @param count - How many waiters to wake at most. Default: `Infinity` (all).
-#[napi(ts_args_type = "view: ArrayBufferView | ArrayBuffer, byteOffset: number, count?: number")]
+#[napi(ts_args_type = "view: ArrayBufferView | ArrayBufferLike, byteOffset: number, count?: number")]
 pub fn notify(env: &Env, view: Unknown, byte_offset: Unknown, count: Optional) -> napi::Result<u32> {
   let word = word(env, &view, &byte_offset)?;
   // `Optional` already leaves `undefined` out.

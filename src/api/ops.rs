@@ -46,7 +46,7 @@ pub fn deferred_bytes() -> f64 {
 /// nothing.
 ///
 /// @param buffer - A Buffer returned by `map()` or any view of the same memory.
-#[napi(ts_args_type = "buffer: ArrayBufferView | ArrayBuffer")]
+#[napi(ts_args_type = "buffer: ArrayBufferView | ArrayBufferLike")]
 pub fn unmap(env: &Env, buffer: Unknown) -> napi::Result<()> {
   let Resolved::View(view) = view::resolve(env, &buffer, "buffer")? else {
     return Ok(());
@@ -75,7 +75,7 @@ pub fn unmap(env: &Env, buffer: Unknown) -> napi::Result<()> {
 /// @param buffer - A Buffer returned by `map()` or any view of the same memory.
 /// @param newSize - The new Buffer's size in bytes, from 1 to `buffer.constants.MAX_LENGTH`.
 #[napi(
-  ts_args_type = "buffer: ArrayBufferView | ArrayBuffer, newSize: number",
+  ts_args_type = "buffer: ArrayBufferView | ArrayBufferLike, newSize: number",
   ts_return_type = "Buffer"
 )]
 pub fn remap<'env>(env: &'env Env, buffer: Unknown, new_size: Unknown) -> napi::Result<Unknown<'env>> {
@@ -125,7 +125,7 @@ pub fn remap<'env>(env: &'env Env, buffer: Unknown, new_size: Unknown) -> napi::
 /// @param length - Bytes in the range. Default: to the end of the view.
 /// @param advice - One of the `MADV_*` constants.
 #[napi(
-  ts_args_type = "buffer: ArrayBufferView | ArrayBuffer, ...args: [advice: number] | [offset: number | undefined, length: number | undefined, advice: number]"
+  ts_args_type = "buffer: ArrayBufferView | ArrayBufferLike, ...args: [advice: number] | [offset: number | undefined, length: number | undefined, advice: number]"
 )]
 pub fn advise(env: &Env, buffer: Unknown, a: Optional, b: Optional, advice: Optional) -> napi::Result<()> {
   let resolved = view::resolve(env, &buffer, "buffer")?;
@@ -195,7 +195,7 @@ impl<'env> AdviseRequest<'env> {
 /// @param buffer - A Buffer returned by `map()` or any view of the same memory.
 /// @returns `[unmappedPages, mappedPages]`.
 #[napi(
-  ts_args_type = "buffer: ArrayBufferView | ArrayBuffer",
+  ts_args_type = "buffer: ArrayBufferView | ArrayBufferLike",
   ts_return_type = "[number, number]"
 )]
 pub fn incore(env: &Env, buffer: Unknown) -> napi::Result<Vec<f64>> {
@@ -229,7 +229,7 @@ pub fn page_counts(env: &Env, target: &Target) -> napi::Result<Vec<f64>> {
 /// @param blocking - Wait for the write-back (`MS_SYNC`). Default: `false`.
 /// @param invalidate - Add `MS_INVALIDATE`. Default: `false`.
 #[napi(
-  ts_args_type = "buffer: ArrayBufferView | ArrayBuffer, ...args: [offset?: number, length?: number, blocking?: boolean, invalidate?: boolean] | [blocking: boolean, invalidate?: boolean]"
+  ts_args_type = "buffer: ArrayBufferView | ArrayBufferLike, ...args: [offset?: number, length?: number, blocking?: boolean, invalidate?: boolean] | [blocking: boolean, invalidate?: boolean]"
 )]
 pub fn sync(
   env: &Env,
@@ -343,7 +343,7 @@ impl<'env> ScopedTask<'env> for Flush {
 ///   byte range of the view; `invalidate` (default `false`) adds `MS_INVALIDATE`.
 /// @returns A Promise that fulfills with `undefined`, or rejects with a Node-style system error.
 #[napi(
-  ts_args_type = "buffer: ArrayBufferView | ArrayBuffer, options?: { offset?: number, length?: number, invalidate?: boolean } | null",
+  ts_args_type = "buffer: ArrayBufferView | ArrayBufferLike, options?: { offset?: number, length?: number, invalidate?: boolean } | null",
   ts_return_type = "Promise<void>"
 )]
 pub fn flush<'env>(env: &'env Env, buffer: Unknown, options: Optional) -> napi::Result<Unknown<'env>> {
@@ -395,7 +395,7 @@ fn flush_task(env: &Env, buffer: Unknown, options: Optional) -> napi::Result<Asy
 /// @param buffer - A Buffer returned by `map()` or any view of the same memory.
 /// @param offset - Start of the range within the view. Default: `0`.
 /// @param length - Bytes in the range. Default: to the end of the view.
-#[napi(ts_args_type = "buffer: ArrayBufferView | ArrayBuffer, offset?: number, length?: number")]
+#[napi(ts_args_type = "buffer: ArrayBufferView | ArrayBufferLike, offset?: number, length?: number")]
 pub fn lock(env: &Env, buffer: Unknown, offset: Optional, length: Optional) -> napi::Result<()> {
   lock_range(env, buffer, offset, length, true)
 }
@@ -405,7 +405,7 @@ pub fn lock(env: &Env, buffer: Unknown, offset: Optional, length: Optional) -> n
 /// @param buffer - A Buffer returned by `map()` or any view of the same memory.
 /// @param offset - Start of the range within the view. Default: `0`.
 /// @param length - Bytes in the range. Default: to the end of the view.
-#[napi(ts_args_type = "buffer: ArrayBufferView | ArrayBuffer, offset?: number, length?: number")]
+#[napi(ts_args_type = "buffer: ArrayBufferView | ArrayBufferLike, offset?: number, length?: number")]
 pub fn unlock(env: &Env, buffer: Unknown, offset: Optional, length: Optional) -> napi::Result<()> {
   lock_range(env, buffer, offset, length, false)
 }
@@ -451,7 +451,7 @@ pub fn lock_target(
 /// @param length - Bytes in the range.
 /// @param protection - `PROT_NONE` or a bitwise OR of `PROT_READ`, `PROT_WRITE`, `PROT_EXEC`.
 #[napi(
-  ts_args_type = "buffer: ArrayBufferView | ArrayBuffer, offset: number, length: number, protection: number"
+  ts_args_type = "buffer: ArrayBufferView | ArrayBufferLike, offset: number, length: number, protection: number"
 )]
 pub fn protect(
   env: &Env,
@@ -481,7 +481,7 @@ pub fn protect(
 /// later does not show there. 0 for a healthy mapping.
 ///
 /// @param buffer - A Buffer returned by `map()` or any view of the same memory.
-#[napi(ts_args_type = "buffer: ArrayBufferView | ArrayBuffer")]
+#[napi(ts_args_type = "buffer: ArrayBufferView | ArrayBufferLike")]
 pub fn faults(env: &Env, buffer: Unknown) -> napi::Result<f64> {
   match view::resolve(env, &buffer, "buffer")? {
     Resolved::View(view) => Ok(view.mapping.faults() as f64),

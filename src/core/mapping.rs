@@ -953,6 +953,14 @@ impl Mapping {
     if self.is_unmapped() {
       return Err(Failure::Unmapped); // on another thread, since `remap` looked
     }
+    if !self.batchable.load(Ordering::Relaxed) {
+      // Ever locked (or huge pages, where this is a no-op): unlocked before the move. The
+      // kernel clears the lock of the range `MREMAP_DONTUNMAP` leaves behind without giving
+      // back its share of `RLIMIT_MEMLOCK`, which stayed taken for the life of the process, so
+      // that `lock()` failed after a few rounds (attack pass 8). The moved mapping is unlocked.
+      // SAFETY: the whole range is ours (safety model); munlock changes no byte.
+      let _ = unsafe { sys::lock(self.addr(), self.extent(), false) };
+    }
     // SAFETY: the whole range is ours (safety model) and both lengths are non-zero.
     let addr = unsafe {
       sys::remap(
