@@ -371,8 +371,8 @@ export interface OpenOptions {
   /** Bytes to map. Default: from `offset` to the end of the file. */
   length?: number
   /**
-   * `true`: writes reach the file (`MAP_SHARED`); `false`: private copy-on-write, writable only
-   * in mode `'r+'`/`'w+'`. Default: `true`.
+   * `true`: writes reach the file (`MAP_SHARED`); `false`: private copy-on-write, writable in
+   * every mode (writes never reach the file). Default: `true`.
    */
   shared?: boolean
   /**

@@ -1186,3 +1186,24 @@ describe('a lost tail longer than one replacement (256 MiB)', () => {
     assert.equal(fs.statSync(file).size, 0)
   })
 })
+
+// Attack pass 9 asked: bytes past the end of a file on its last page. The kernel maps whole
+// pages, so those bytes are the page's, not lost pages: they can be written (Mapping#write
+// counts them) and never reach the file. README, Caveats ("Lost pages read as zeros").
+describe('the last page of a file cut to the middle of a page', () => {
+  it('takes writes past the end of the file that never reach it, with no fault (as documented)', (t) => {
+    const P = mmap.PAGESIZE
+    const dir = tempDir(t)
+    const file = path.join(dir, 'partial-tail.bin')
+    fs.writeFileSync(file, Buffer.alloc(2 * P, 0x41))
+    const m = mmap.Mapping.open(file, { mode: 'r+' })
+    t.after(() => m.unmap())
+    fs.truncateSync(file, P + 1000)
+    assert.equal(m.write(Buffer.alloc(3000, 0x42), P + 1000), 3000)
+    assert.equal(m.faults, 0)
+    m.sync(0, 2 * P, true)
+    const bytes = fs.readFileSync(file)
+    assert.equal(bytes.length, P + 1000, 'the file keeps its size')
+    assert.ok(bytes.every((b) => b === 0x41), 'and its bytes: none of the 3000 reached it')
+  })
+})

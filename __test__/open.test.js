@@ -911,7 +911,10 @@ test('size grows the file with fallocate (never ftruncate, which could shrink it
 // Found by attack pass 7: 'w+' with size grew an existing file first and emptied it last; where
 // the emptying was refused (a memfd sealed against shrinking) the call threw and the file stayed
 // grown. Now 'w+' of a file with something in it only empties it and then sizes it.
-test("w+ of an existing file with size makes no grow before it empties the file: ftruncate to 0, then to size (strace)", (t) => {
+// Attack pass 9: emptying first (ftruncate to 0, then to size) threw with the file empty when
+// another process lowered RLIMIT_FSIZE or sealed the memfd between the two. Now the size comes
+// first and the bytes are zeroed in place (a punched hole), which no size limit can refuse.
+test("w+ of an existing file with size sizes it first, then zeroes it in place, never emptying it to 0 (strace)", (t) => {
   const unavailable = straceUnavailable()
   if (unavailable) return t.skip(unavailable)
   const { file } = randomFile(5000)
@@ -929,7 +932,11 @@ test("w+ of an existing file with size makes no grow before it empties the file:
   // size: nothing it holds changes), then the emptying and the sizing.
   assert.deepEqual(
     calls,
-    [`fallocate(fd, FALLOC_FL_KEEP_SIZE, ${3 * PAGESIZE - 1}, 1)`, 'ftruncate(fd, 0)', `ftruncate(fd, ${3 * PAGESIZE})`],
+    [
+      `fallocate(fd, FALLOC_FL_KEEP_SIZE, ${3 * PAGESIZE - 1}, 1)`,
+      `fallocate(fd, 0, ${3 * PAGESIZE - 1}, 1)`,
+      'fallocate(fd, FALLOC_FL_KEEP_SIZE|FALLOC_FL_PUNCH_HOLE, 0, 5000)',
+    ],
     lines.join('\n'),
   )
   assert.equal(fs.statSync(file).size, 3 * PAGESIZE)
@@ -1292,7 +1299,7 @@ allForms("'w+' with a size the file system refuses (EFBIG) leaves the file as it
     failure = err
   }
   if (!failure) return t.skip('this file system takes 1 PiB files')
-  assertErrorShapeLike(failure, { code: 'EFBIG', errno: -27, syscall: 'ftruncate', path: file })
+  assertErrorShapeLike(failure, { code: 'EFBIG', errno: -27, syscall: 'fallocate', path: file })
   assert.deepEqual(fileState(file), before, 'emptied by a call that failed')
 })
 
@@ -1345,12 +1352,12 @@ test('under RLIMIT_FSIZE, a resize past it fails before the file changes (w+ emp
   const out = JSON.parse(result.stdout)
   assert.equal(out.length, 6)
   for (const { form, mode, error, same } of out) {
-    assert.deepEqual(error, { code: 'EFBIG', syscall: mode === 'w+' ? 'ftruncate' : 'fallocate' }, `${form} ${mode}`)
+    assert.deepEqual(error, { code: 'EFBIG', syscall: 'fallocate' }, `${form} ${mode}`)
     assert.equal(same, true, `${form} ${mode}: the file changed`)
   }
 })
 
-test("'w+' with size on a memfd sealed against growing fails with EPERM before it empties it", (t) => {
+test("'w+' with size on a memfd sealed against growing: a smaller size zeroes it, a larger one fails with EPERM before anything changes", (t) => {
   const python = spawnSync('python3', ['-c', 'import os; os.memfd_create'], { encoding: 'utf8' })
   if (python.status !== 0) return t.skip('python3 with os.memfd_create (to seal a memfd) is not here')
   const script = scriptSource(`
@@ -1361,9 +1368,12 @@ test("'w+' with size on a memfd sealed against growing fails with EPERM before i
     for (const size of [4096, 12288]) {
       for (const [form, openFn] of [['openSync', mmap.openSync], ['Mapping.open', (f, o) => mmap.Mapping.open(f, o)]]) {
         let error = null
+        // Written again each time: a 'w+' that works zeroes it.
+        fs.writeSync(fs.openSync(file, 'r+'), Buffer.alloc(Math.min(size, 8192), 0x61), 0, Math.min(size, 8192), 0)
+        const before = fs.readFileSync(file)
         try { openFn(file, { mode: 'w+', size }) } catch (err) { error = { code: err.code, syscall: err.syscall } }
         const bytes = fs.readFileSync(file)
-        out.push({ size, form, error, intact: bytes.length === 8192 && bytes.every((b) => b === 0x61) })
+        out.push({ size, form, error, intact: bytes.equals(before), zeroed: bytes.length === size && bytes.every((b) => b === 0) })
       }
     }
     console.log(JSON.stringify(out))
@@ -1380,8 +1390,14 @@ test("'w+' with size on a memfd sealed against growing fails with EPERM before i
   assertExited(child)
   const out = JSON.parse(child.stdout)
   assert.equal(out.length, 4)
-  for (const { size, form, error, intact } of out) {
-    assert.deepEqual(error, { code: 'EPERM', syscall: 'ftruncate' }, `${form} size ${size}`)
-    assert.equal(intact, true, `${form} size ${size}: emptied by a call that failed`)
+  for (const { size, form, error, intact, zeroed } of out) {
+    if (size < 8192) {
+      // Cutting it is allowed, and zeroing changes no size: 'w+' does what it says.
+      assert.equal(error, null, `${form} size ${size}`)
+      assert.equal(zeroed, true, `${form} size ${size}: ${size} zero bytes`)
+    } else {
+      assert.deepEqual(error, { code: 'EPERM', syscall: 'fallocate' }, `${form} size ${size}`)
+      assert.equal(intact, true, `${form} size ${size}: changed by a call that failed`)
+    }
   }
 })

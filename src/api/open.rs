@@ -376,17 +376,15 @@ impl Request {
         });
       }
     }
-    // From here on the file changes. 'w+' of a file with something in it empties it and then
-    // sizes it, last: a separate grow before that would stay when the emptying is refused (a
-    // memfd sealed against shrinking), a call that throws having changed the file.
+    // From here on the file changes. 'w+' of a file with something in it sizes it and then
+    // zeroes it in place (`sys::empty_file`): no step after the first can be refused for a
+    // size, so a call that throws has changed nothing, even when another process changes the
+    // file's limits or seals meanwhile.
     if target > current && !empties {
       sys::grow_file(file, target).map_err(|(err, syscall)| os(syscall)(err))?;
     }
     if empties {
-      file
-        .set_len(0)
-        .and_then(|()| file.set_len(target))
-        .map_err(os("ftruncate"))?;
+      sys::empty_file(file, current, target).map_err(|(err, syscall)| os(syscall)(err))?;
     }
     if let (Some((mapping, map_len)), true) = (&mapping, self.populate) {
       populate(mapping, *map_len);
@@ -643,8 +641,8 @@ pub struct OpenOptions {
   pub offset: Option<f64>,
   /// Bytes to map. Default: from `offset` to the end of the file.
   pub length: Option<f64>,
-  /// `true`: writes reach the file (`MAP_SHARED`); `false`: private copy-on-write, writable only
-  /// in mode `'r+'`/`'w+'`. Default: `true`.
+  /// `true`: writes reach the file (`MAP_SHARED`); `false`: private copy-on-write, writable in
+  /// every mode (writes never reach the file). Default: `true`.
   pub shared: Option<bool>,
   /// Read the whole range into memory now, without writing to it (`MADV_POPULATE_READ` on Linux
   /// 5.14+, else `MADV_WILLNEED`): a private mapping stays copy-on-write. A hint: failures are

@@ -225,9 +225,10 @@ pub fn check_resize(
   target: u64,
   empties: bool,
 ) -> Result<(), (io::Error, &'static str)> {
-  let syscall = if empties { "ftruncate" } else { "fallocate" };
-  let grows = if empties { target > 0 } else { target > current };
-  let shrinks = empties && current > 0;
+  // 'w+' grows or shrinks the file to `target` and then zeroes it ([`empty_file`]).
+  let syscall = "fallocate";
+  let grows = target > current;
+  let shrinks = empties && target < current;
   let refuse = |errno: i32| Err((io::Error::from_raw_os_error(errno), syscall));
   if grows {
     let mut limit = std::mem::MaybeUninit::<libc::rlimit>::uninit();
@@ -274,6 +275,46 @@ pub fn check_resize(
     let _ = (file, shrinks);
   }
   Ok(())
+}
+
+/// Empties `file` (`current` bytes) to `target` zero bytes, for mode 'w+': first the size
+/// (grown by [`grow_file`], or cut), then every byte zeroed in place by punching a hole
+/// (`fallocate(FALLOC_FL_PUNCH_HOLE)`), which changes no size and so cannot be refused for one.
+/// Emptying first (`ftruncate` to 0, then to `target`) threw after the file was empty when the
+/// second step was refused: another process had lowered `RLIMIT_FSIZE` or sealed the memfd
+/// since [`check_resize`] looked (attack pass 9). Where holes cannot be punched, `ftruncate` to
+/// 0 and to `target`. Fails with the error and the system call that gave it.
+pub fn empty_file(file: &std::fs::File, current: u64, target: u64) -> Result<(), (io::Error, &'static str)> {
+  if target > current {
+    grow_file(file, target)?;
+  } else if target < current {
+    file.set_len(target).map_err(|err| (err, "ftruncate"))?;
+  }
+  let kept = current.min(target);
+  if kept == 0 {
+    return Ok(());
+  }
+  #[cfg(any(target_os = "linux", target_os = "android"))]
+  {
+    let fd = std::os::fd::AsRawFd::as_raw_fd(file);
+    let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+    let Ok(len) = libc::off_t::try_from(kept) else {
+      return Err((io::Error::from_raw_os_error(libc::EFBIG), "fallocate"));
+    };
+    // SAFETY: fallocate reads no memory; punching a hole with KEEP_SIZE zeroes bytes
+    // `0..kept` of the caller's file and changes nothing else.
+    if unsafe { libc::fallocate(fd, mode, 0, len) } == 0 {
+      return Ok(());
+    }
+    let err = io::Error::last_os_error();
+    if !matches!(err.raw_os_error(), Some(libc::EOPNOTSUPP | libc::ENOSYS)) {
+      return Err((err, "fallocate"));
+    }
+  }
+  file
+    .set_len(0)
+    .and_then(|()| file.set_len(target))
+    .map_err(|err| (err, "ftruncate"))
 }
 
 /// Whether two files' metadata are of the same file (device and inode).
