@@ -53,8 +53,9 @@ test('mapping until the kernel limit throws ENOMEM, leaves the process alive, an
 })
 
 /** Runs `script` in a child node; returns its one JSON line, asserting it exited 0. */
-function runChild(script, timeout = 120000) {
-  const child = spawnSync('/bin/sh', ['-c', 'ulimit -c 0 2>/dev/null; exec "$0" -e "$1"', process.execPath, script], {
+function runChild(script, { timeout = 120000, descriptors = null } = {}) {
+  const limits = `ulimit -c 0 2>/dev/null;${descriptors ? ` ulimit -n ${descriptors};` : ''}`
+  const child = spawnSync('/bin/sh', ['-c', `${limits} exec "$0" -e "$1"`, process.execPath, script], {
     encoding: 'utf8',
     timeout,
   })
@@ -492,3 +493,89 @@ test('workers mapping at once until ENOMEM stop at the guard, and V8 keeps its r
   }
   assert.equal(junk, 200000)
 })
+
+// Found by attack pass 9: when no descriptor was left (EMFILE), the guard could not read
+// vm.max_map_count and kept "no limit" for good, or could not read /proc/self/maps and counted
+// it as empty: map() then ran to the kernel's own limit and V8 aborted. Now it fails closed.
+test('with no file descriptor left, the guard fails closed: EMFILE, never mappings past it', () => {
+  const result = runChild(`${PRELUDE}
+    const fill = () => { const fds = []; try { for (;;) fds.push(fs.openSync('/dev/null', 'r')) } catch (err) { return fds } }
+    const free = (fds) => { for (const fd of fds) fs.closeSync(fd) }
+    const mapUntilError = (keep) => {
+      try {
+        for (;;) {
+          const b = mmap.map(2 * P, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1)
+          mmap.protect(b, 0, P, mmap.PROT_READ)
+          keep.push(b)
+        }
+      } catch (err) { return err.code }
+    }
+    // The first map() of the process, with every descriptor in use.
+    let fds = fill()
+    let first = null
+    try { mmap.unmap(mmap.map(P, mmap.PROT_READ, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1)) } catch (err) { first = { code: err.code, syscall: err.syscall } }
+    free(fds)
+    const keep = []
+    const freed = mapUntilError(keep)
+    const atFreed = vmas()
+    // Descriptors run out again while it maps on.
+    keep.splice(0, 20000).forEach((b) => mmap.unmap(b))
+    fds = fill()
+    const late = mapUntilError(keep)
+    free(fds)
+    const atLate = vmas()
+    const limit = Number(fs.readFileSync('/proc/sys/vm/max_map_count', 'utf8'))
+    const junk = []
+    for (let k = 0; k < 400; k++) junk.push(new Array(10000).fill(k))
+    console.log(JSON.stringify({ first, freed, atFreed, late, atLate, limit, junk: junk.length }))
+  `, { descriptors: 256 })
+  assert.deepEqual(result.first, { code: 'EMFILE', syscall: 'mmap' })
+  assert.equal(result.freed, 'ENOMEM')
+  assert.ok(result.atFreed <= result.limit - 4096 + 64, `${result.atFreed} kernel mappings of ${result.limit}`)
+  assert.ok(['ENOMEM', 'EMFILE'].includes(result.late), result.late)
+  assert.ok(result.atLate <= result.limit - 4096 + 64, `${result.atLate} kernel mappings of ${result.limit}`)
+  assert.equal(result.junk, 400)
+})
+
+// Found by attack pass 9: without PROCMAP_QUERY (Linux before 6.11) a worker's end reserved two
+// kernel mappings on the bound for each placeholder, and the bound ran out long before the
+// limit: a worker that ended holding 40,000 mappings left most of them mapped, the file's, for
+// the life of the process. The end of a worker's env now reads the kernel's list once a second.
+for (const kernel of ['this kernel', 'a kernel without PROCMAP_QUERY']) {
+  test(`a worker that ends holding 40,000 mappings of a file leaves none of them mapped (${kernel})`, () => {
+    const root = path.join(__dirname, '..')
+    const script = `
+      const { Worker } = require('worker_threads')
+      const fs = require('fs'), os = require('os'), path = require('path')
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'node-mmap-limits-'))
+      const file = path.join(dir, 'page')
+      fs.writeFileSync(file, Buffer.alloc(8192, 1))
+      const fileMaps = () => fs.readFileSync('/proc/self/maps', 'utf8').split(String.fromCharCode(10)).filter((l) => l.endsWith(' ' + file)).length
+      const worker = new Worker(\`
+        const { parentPort, workerData: { file, root } } = require('worker_threads')
+        const mmap = require(root)
+        const fd = require('fs').openSync(file, 'r')
+        const keep = []
+        while (keep.length < 40000) keep.push(mmap.map(4096, mmap.PROT_READ, mmap.MAP_SHARED, fd))
+        globalThis.keep = keep
+        parentPort.postMessage(keep.length)
+      \`, { eval: true, workerData: { file, root: ${JSON.stringify(root)} } })
+      let made = 0
+      worker.on('message', (n) => { made = n })
+      worker.on('exit', () => {
+        const left = fileMaps()
+        fs.rmSync(dir, { recursive: true, force: true })
+        console.log(JSON.stringify({ made, left }))
+      })
+    `
+    const env = { ...process.env, NODE_MMAP_SIMULATE_NO_PROCMAP_QUERY: kernel === 'this kernel' ? '0' : '1' }
+    const child = spawnSync('/bin/sh', ['-c', 'ulimit -c 0 2>/dev/null; exec "$0" -e "$1"', process.execPath, script], {
+      encoding: 'utf8',
+      timeout: 180000,
+      env,
+    })
+    assert.equal(child.signal, null, `child died by ${child.signal}: ${child.stderr.slice(-2000)}`)
+    assert.equal(child.status, 0, child.stderr.slice(-2000))
+    assert.deepEqual(JSON.parse(child.stdout), { made: 40000, left: 0 })
+  })
+}

@@ -167,17 +167,40 @@ fn granule(flags: i32, fd: i32, addr: usize) -> usize {
 /// as refusing there would keep a program at the limit from freeing memory, or end it.
 const RUNTIME_HEADROOM: usize = 4096;
 
-/// `vm.max_map_count` less [`RUNTIME_HEADROOM`], once read (no limit where the kernel tells none).
-static LIMIT: OnceLock<usize> = OnceLock::new();
+/// `vm.max_map_count` less [`RUNTIME_HEADROOM`], once read (`usize::MAX`: the kernel tells no
+/// limit); 0 until then.
+static LIMIT: AtomicUsize = AtomicUsize::new(0);
+
+/// The kernel's default `vm.max_map_count` less [`RUNTIME_HEADROOM`]: the limit while the real
+/// one cannot be read for the moment (no descriptor left: `EMFILE`). Keeping "no limit" after
+/// such a failure turned the guard off for good, and V8 aborted at the kernel's limit (attack
+/// pass 9).
+const DEFAULT_LIMIT: usize = 65530 - RUNTIME_HEADROOM;
 
 /// The most kernel mappings node-mmap lets the process reach: `vm.max_map_count` less
-/// [`RUNTIME_HEADROOM`] (no limit where the kernel tells none).
+/// [`RUNTIME_HEADROOM`] (no limit where the kernel tells none; [`DEFAULT_LIMIT`] while it cannot
+/// be read, asked again at the next call).
 fn vma_limit() -> usize {
-  *LIMIT.get_or_init(|| {
-    let max = std::fs::read_to_string("/proc/sys/vm/max_map_count").ok();
-    let max = max.and_then(|text| text.trim().parse::<usize>().ok());
-    max.map_or(usize::MAX, |max| max.saturating_sub(RUNTIME_HEADROOM).max(1))
-  })
+  let known = LIMIT.load(Ordering::Relaxed);
+  if known != 0 {
+    return known;
+  }
+  match std::fs::read_to_string("/proc/sys/vm/max_map_count") {
+    Ok(text) => {
+      let limit = text
+        .trim()
+        .parse::<usize>()
+        .map_or(DEFAULT_LIMIT, |max| max.saturating_sub(RUNTIME_HEADROOM).max(1));
+      LIMIT.store(limit, Ordering::Relaxed);
+      limit
+    }
+    // No such file: no procfs, or not Linux. The kernel tells no limit.
+    Err(err) if err.kind() == io::ErrorKind::NotFound => {
+      LIMIT.store(usize::MAX, Ordering::Relaxed);
+      usize::MAX
+    }
+    Err(_) => DEFAULT_LIMIT,
+  }
 }
 
 /// Reads the limit now, so that [`reserve_vmas_in_handler`] finds it without reading a file
@@ -192,8 +215,9 @@ pub fn prepare_handler_reservations() {
 /// handler may go half way into [`RUNTIME_HEADROOM`]: refusing ends the process, so it gets
 /// what V8 can spare, and V8 keeps the other half. Returns whether the mappings may be added.
 pub fn reserve_vmas_in_handler(extra: usize, count: impl FnOnce() -> Option<usize>) -> bool {
-  let Some(&limit) = LIMIT.get() else {
-    return true; // never read: there is no limit to keep
+  let limit = match LIMIT.load(Ordering::Relaxed) {
+    0 => DEFAULT_LIMIT, // not read yet (no descriptor was left): the kernel's default
+    limit => limit,
   };
   let limit = limit.saturating_add(RUNTIME_HEADROOM / 2);
   let added = ADDED.fetch_add(extra, Ordering::Relaxed).saturating_add(extra);
@@ -278,6 +302,54 @@ fn vmas_split_by(addr: usize, len: usize, may_read_list: bool) -> Option<usize> 
   }
   counted_now(maps.iter().filter(|&&b| b == b'\n').count(), 0);
   Some(usize::from(start_inside) + usize::from(end_inside))
+}
+
+/// How long a thread's [`SNAPSHOT`] of the kernel's list serves.
+const SNAPSHOT_MS: u64 = 1000;
+
+/// The kernel's mappings (ranges in address order) as read at a time ([`now_ms`]).
+type Snapshot = (u64, Vec<(usize, usize)>);
+
+thread_local! {
+  /// The kernel's mappings as this thread last read them: for [`vmas_split_by_snapshot`].
+  static SNAPSHOT: RefCell<Option<Snapshot>> = const { RefCell::new(None) };
+}
+
+/// [`vmas_split_by`] for the end of a worker's env where the kernel cannot be asked by address:
+/// from one read of the kernel's list per [`SNAPSHOT_MS`] on this thread, not one per mapping
+/// (some 30 ms each at 60,000 lines). The read also becomes the bound's count. Mappings the
+/// process made since the read are not in it: a range it shows as a kernel mapping of its own
+/// may since have merged with a new neighbour (rare at a worker's end; far inside the
+/// headroom). Without it, every placeholder reserved two kernel mappings on the bound, which
+/// ran out long before the limit: a worker that ended with 40,000 mappings left most of them
+/// mapped, the file's, for the life of the process (attack pass 9). `None` if the list cannot
+/// be read.
+fn vmas_split_by_snapshot(addr: usize, len: usize) -> Option<usize> {
+  let fresh = |taken: u64| now_ms().saturating_sub(taken) <= SNAPSHOT_MS;
+  let stale = SNAPSHOT
+    .try_with(|snapshot| !snapshot.borrow().as_ref().is_some_and(|(taken, _)| fresh(*taken)))
+    .ok()?;
+  if stale {
+    let (ranges, _) = kernel_mappings()?;
+    SNAPSHOT
+      .try_with(|snapshot| *snapshot.borrow_mut() = Some((now_ms(), ranges)))
+      .ok()?;
+  }
+  let end = addr + len;
+  SNAPSHOT
+    .try_with(|snapshot| {
+      let snapshot = snapshot.borrow();
+      let (_, ranges) = snapshot.as_ref()?;
+      let holding = |at: usize| {
+        let after = ranges.partition_point(|&(from, _)| from <= at);
+        (after > 0).then(|| ranges[after - 1]).filter(|&(_, to)| at < to)
+      };
+      let start_inside = holding(addr).is_some_and(|(from, _)| from < addr);
+      let end_inside = holding(end - 1).is_some_and(|(_, to)| end < to);
+      Some(usize::from(start_inside) + usize::from(end_inside))
+    })
+    .ok()
+    .flatten()
 }
 
 /// Makes `counted` (lines of `/proc/self/maps`, just read under [`RECOUNT`]) the bound's count,
@@ -396,8 +468,15 @@ fn reserve_vmas_beyond(extra: usize, grace: usize) -> io::Result<()> {
     return Err(io::Error::from_raw_os_error(libc::ENOMEM));
   }
   let _recounting = recounting();
-  let counted =
-    std::fs::read("/proc/self/maps").map_or(0, |maps| maps.iter().filter(|&&b| b == b'\n').count());
+  // A list that cannot be read (no descriptor left: EMFILE) refuses: counting it as empty let
+  // mappings run to the kernel's limit, and V8 aborted (attack pass 9).
+  let counted = match std::fs::read("/proc/self/maps") {
+    Ok(maps) => maps.iter().filter(|&&b| b == b'\n').count(),
+    Err(err) => {
+      ADDED.fetch_sub(extra.min(added), Ordering::Relaxed);
+      return Err(err);
+    }
+  };
   if counted + extra > limit {
     counted_now(counted, 0);
     return Err(io::Error::from_raw_os_error(libc::ENOMEM));
@@ -432,7 +511,7 @@ pub fn counted_mappings() -> usize {
   COUNTED.load(Ordering::Relaxed)
 }
 
-/// For `reclaim`'s deferred releases: the process's kernel mappings now (their ranges, in
+/// For `reclaim`'s deferred releases (and a worker's end: [`vmas_split_by_snapshot`]): the process's kernel mappings now (their ranges, in
 /// address order, from one read of `/proc/self/maps`), and how many more `munmap`s of dropped
 /// memory may add ([`UNMAP_GRACE`] past the limit, less what is there). The count becomes the
 /// bound's (as after a recount); the caller reports what it then adds with [`note_added`].
@@ -864,8 +943,11 @@ impl Mapping {
     }
     // Near the limit, the kernel tells whether the placeholder splits anything (most mappings
     // are kernel mappings of their own: then it adds none).
+    let (addr, extent) = (self.record.addr(), self.extent());
     let splits = match near_limit(2, UNMAP_GRACE) {
-      true => vmas_split_by(self.record.addr(), self.extent(), exact).unwrap_or(2),
+      true => vmas_split_by(addr, extent, exact)
+        .or_else(|| (!exact).then(|| vmas_split_by_snapshot(addr, extent)).flatten())
+        .unwrap_or(2),
       false => 2,
     };
     if splits > 0 {
@@ -945,11 +1027,19 @@ impl Mapping {
     reserve_vmas(3)?;
     // No native access is in flight while the pages move (`changing`): a copy from the old range
     // is all of the user's bytes or, after, none of them.
-    self.changing(|| recovery::excluding_recovery(|| self.move_to(new_len)))
+    let (moved, replaced) = self.changing(|| recovery::excluding_recovery(|| self.move_to(new_len)))?;
+    // Out of the fault table only after the exclusion, as for `unmap()`: leaving it waits for
+    // the signal handlers using the record, and one of them may be waiting for the exclusion
+    // (SIGBUS recovery of the old range on another thread: both spun for ever, attack pass 9).
+    if replaced {
+      self.taken_away();
+    }
+    Ok(moved)
   }
 
-  /// [`Mapping::remap`]'s work, with no native access in flight.
-  fn move_to(&self, new_len: usize) -> Result<Shared, Failure> {
+  /// [`Mapping::remap`]'s work, with no native access in flight: the moved mapping, and whether
+  /// the old range was taken away (the caller finishes that with [`Mapping::taken_away`]).
+  fn move_to(&self, new_len: usize) -> Result<(Shared, bool), Failure> {
     if self.is_unmapped() {
       return Err(Failure::Unmapped); // on another thread, since `remap` looked
     }
@@ -984,10 +1074,8 @@ impl Mapping {
       .guaranteed_prot
       .store(self.guaranteed_prot(), Ordering::Release);
     moved.record.set_reprotected(self.reprotected());
-    if self.take_away()? {
-      self.taken_away();
-    }
-    Ok(moved)
+    let replaced = self.take_away()?;
+    Ok((moved, replaced))
   }
 }
 
