@@ -279,30 +279,32 @@ pub fn check_resize(
 
 /// Empties `file` (`current` bytes) to `target` zero bytes, for mode 'w+': first the size
 /// (grown by [`grow_file`], or cut), then every byte zeroed in place by punching a hole
-/// (`fallocate(FALLOC_FL_PUNCH_HOLE)`), which changes no size and so cannot be refused for one.
-/// Emptying first (`ftruncate` to 0, then to `target`) threw after the file was empty when the
-/// second step was refused: another process had lowered `RLIMIT_FSIZE` or sealed the memfd
-/// since [`check_resize`] looked (attack pass 9). Where holes cannot be punched, `ftruncate` to
-/// 0 and to `target`. Fails with the error and the system call that gave it.
+/// (`fallocate(FALLOC_FL_PUNCH_HOLE)`) over all `target` of them, which changes no size and so
+/// cannot be refused for one. Emptying first (`ftruncate` to 0, then to `target`) threw after the
+/// file was empty when the second step was refused: another process had lowered
+/// `RLIMIT_FSIZE` or sealed the memfd since [`check_resize`] looked (attack pass 9). The hole
+/// covers the grown part too: on tmpfs, bytes written through a mapping past the old end, on
+/// the old last page, showed in the grown file (attack pass 10). Where holes cannot be punched
+/// (ramfs), `ftruncate` to 0 and to `target`, with that window. Fails with the error and the
+/// system call that gave it.
 pub fn empty_file(file: &std::fs::File, current: u64, target: u64) -> Result<(), (io::Error, &'static str)> {
   if target > current {
     grow_file(file, target)?;
   } else if target < current {
     file.set_len(target).map_err(|err| (err, "ftruncate"))?;
   }
-  let kept = current.min(target);
-  if kept == 0 {
+  if target == 0 || current == 0 {
     return Ok(());
   }
   #[cfg(any(target_os = "linux", target_os = "android"))]
   {
     let fd = std::os::fd::AsRawFd::as_raw_fd(file);
     let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
-    let Ok(len) = libc::off_t::try_from(kept) else {
+    let Ok(len) = libc::off_t::try_from(target) else {
       return Err((io::Error::from_raw_os_error(libc::EFBIG), "fallocate"));
     };
     // SAFETY: fallocate reads no memory; punching a hole with KEEP_SIZE zeroes bytes
-    // `0..kept` of the caller's file and changes nothing else.
+    // `0..target` of the caller's file and changes nothing else.
     if unsafe { libc::fallocate(fd, mode, 0, len) } == 0 {
       return Ok(());
     }
