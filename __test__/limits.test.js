@@ -53,10 +53,11 @@ test('mapping until the kernel limit throws ENOMEM, leaves the process alive, an
 })
 
 /** Runs `script` in a child node; returns its one JSON line, asserting it exited 0. */
-function runChild(script, { timeout = 120000, descriptors = null } = {}) {
+function runChild(script, { timeout = 120000, descriptors = null, env = {} } = {}) {
   const limits = `ulimit -c 0 2>/dev/null;${descriptors ? ` ulimit -n ${descriptors};` : ''}`
   const child = spawnSync('/bin/sh', ['-c', `${limits} exec "$0" -e "$1"`, process.execPath, script], {
     encoding: 'utf8',
+    env: { ...process.env, ...env },
     timeout,
   })
   assert.equal(child.signal, null, `child died by ${child.signal}: ${child.stderr}`)
@@ -496,46 +497,113 @@ test('workers mapping at once until ENOMEM stop at the guard, and V8 keeps its r
 
 // Found by attack pass 9: when no descriptor was left (EMFILE), the guard could not read
 // vm.max_map_count and kept "no limit" for good, or could not read /proc/self/maps and counted
-// it as empty: map() then ran to the kernel's own limit and V8 aborted. Now it fails closed.
-test('with no file descriptor left, the guard fails closed: EMFILE, never mappings past it', () => {
-  const result = runChild(`${PRELUDE}
-    const fill = () => { const fds = []; try { for (;;) fds.push(fs.openSync('/dev/null', 'r')) } catch (err) { return fds } }
-    const free = (fds) => { for (const fd of fds) fs.closeSync(fd) }
-    const mapUntilError = (keep) => {
-      try {
-        for (;;) {
-          const b = mmap.map(2 * P, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1)
-          mmap.protect(b, 0, P, mmap.PROT_READ)
-          keep.push(b)
-        }
-      } catch (err) { return err.code }
-    }
-    // The first map() of the process, with every descriptor in use.
-    let fds = fill()
-    let first = null
-    try { mmap.unmap(mmap.map(P, mmap.PROT_READ, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1)) } catch (err) { first = { code: err.code, syscall: err.syscall } }
-    free(fds)
-    const keep = []
-    const freed = mapUntilError(keep)
-    const atFreed = vmas()
-    // Descriptors run out again while it maps on.
-    keep.splice(0, 20000).forEach((b) => mmap.unmap(b))
-    fds = fill()
-    const late = mapUntilError(keep)
-    free(fds)
-    const atLate = vmas()
-    const limit = Number(fs.readFileSync('/proc/sys/vm/max_map_count', 'utf8'))
-    const junk = []
-    for (let k = 0; k < 400; k++) junk.push(new Array(10000).fill(k))
-    console.log(JSON.stringify({ first, freed, atFreed, late, atLate, limit, junk: junk.length }))
-  `, { descriptors: 256 })
-  assert.deepEqual(result.first, { code: 'EMFILE', syscall: 'mmap' })
-  assert.equal(result.freed, 'ENOMEM')
-  assert.ok(result.atFreed <= result.limit - 4096 + 64, `${result.atFreed} kernel mappings of ${result.limit}`)
-  assert.ok(['ENOMEM', 'EMFILE'].includes(result.late), result.late)
-  assert.ok(result.atLate <= result.limit - 4096 + 64, `${result.atLate} kernel mappings of ${result.limit}`)
-  assert.equal(result.junk, 400)
-})
+// it as empty: map() then ran to the kernel's own limit and V8 aborted. Pass 10: it then failed
+// closed, so unmap() threw EMFILE there, and a worker that ended with no descriptor free kept
+// its mappings. The guard now keeps a descriptor of the list from the addon's load, and reads
+// through it when none is left; a program that closes it gets EMFILE (closed), until a
+// descriptor is free again.
+for (const kernel of ['this kernel', 'a kernel without PROCMAP_QUERY']) {
+  test(`with no file descriptor left, the guard still counts: ENOMEM at its limit, never mappings past it, unmap() works (${kernel})`, () => {
+    const result = runChild(`${PRELUDE}
+      const fill = () => { const fds = []; try { for (;;) fds.push(fs.openSync('/dev/null', 'r')) } catch (err) { return fds } }
+      const free = (fds) => { for (const fd of fds) fs.closeSync(fd) }
+      const attempt = (f) => { try { f(); return 'ok' } catch (err) { return err.code + ' ' + err.syscall } }
+      const mapUntilError = (keep) => {
+        try {
+          for (;;) {
+            const b = mmap.map(2 * P, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1)
+            mmap.protect(b, 0, P, mmap.PROT_READ)
+            keep.push(b)
+          }
+        } catch (err) { return err.code }
+      }
+      // The first map() of the process, with every descriptor in use.
+      let fds = fill()
+      const first = attempt(() => mmap.unmap(mmap.map(P, mmap.PROT_READ, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1)))
+      const keep = []
+      const full = mapUntilError(keep)
+      // At the limit, unmap() of part of a mapping (a hole: it may split a kernel mapping).
+      const hole = attempt(() => mmap.unmap(keep[keep.length - 1].subarray(0, P)))
+      const unmapped = attempt(() => keep.splice(0, 20000).forEach((b) => mmap.unmap(b)))
+      const late = mapUntilError(keep)
+      free(fds)
+      const atLate = vmas()
+      const limit = Number(fs.readFileSync('/proc/sys/vm/max_map_count', 'utf8'))
+      keep.forEach((b) => mmap.unmap(b))
+      // A program that closes the guard's descriptor (it did not open it) gets EMFILE, closed.
+      const reserve = fs.readdirSync('/proc/self/fd').map(Number).find((fd) => {
+        try { const link = fs.readlinkSync('/proc/self/fd/' + fd); return link.startsWith('/proc/') && link.endsWith('/maps') } catch { return false }
+      })
+      fs.closeSync(reserve)
+      fds = fill()
+      const closed = mapUntilError([])
+      free(fds)
+      // A descriptor free again: the guard keeps one anew at its next read of the list.
+      const again = []
+      const refilled = mapUntilError(again)
+      fds = fill()
+      const afterReopen = attempt(() => again.forEach((b) => mmap.unmap(b)))
+      free(fds)
+      const junk = []
+      for (let k = 0; k < 400; k++) junk.push(new Array(10000).fill(k))
+      console.log(JSON.stringify({ first, full, hole, unmapped, late, atLate, limit, closed, refilled, afterReopen, junk: junk.length }))
+    `, { descriptors: 256, env: kernel === 'this kernel' ? {} : { NODE_MMAP_SIMULATE_NO_PROCMAP_QUERY: '1' } })
+    assert.equal(result.first, 'ok')
+    assert.equal(result.full, 'ENOMEM')
+    assert.equal(result.hole, 'ok')
+    assert.equal(result.unmapped, 'ok')
+    assert.equal(result.late, 'ENOMEM')
+    assert.ok(result.atLate <= result.limit - 4096 + 64, `${result.atLate} kernel mappings of ${result.limit}`)
+    assert.equal(result.closed, 'EMFILE')
+    assert.equal(result.refilled, 'ENOMEM')
+    assert.equal(result.afterReopen, 'ok')
+    assert.equal(result.junk, 400)
+  })
+}
+
+// Found by attack pass 10: a worker that ended while no descriptor was free kept its mappings,
+// the file's, for the life of the process (the guard could not read the kernel's list).
+for (const kernel of ['this kernel', 'a kernel without PROCMAP_QUERY']) {
+  test(`a worker that ends while no descriptor is free leaves none of its mappings mapped (${kernel})`, () => {
+    const result = runChild(`${PRELUDE}
+      const { Worker } = require('worker_threads')
+      const file = path.join(dir, 'pages')
+      fs.writeFileSync(file, Buffer.alloc(64 * P, 1))
+      const worker = new Worker(\`
+        const { parentPort, workerData: { file, root } } = require('worker_threads')
+        const mmap = require(root)
+        const fd = require('fs').openSync(file, 'r')
+        const P = mmap.PAGESIZE
+        // Each its own kernel mapping: the same page of the file, mapped again and again.
+        globalThis.keep = Array.from({ length: 2000 }, () => mmap.map(P, mmap.PROT_READ, mmap.MAP_SHARED, fd))
+        require('fs').closeSync(fd)
+        parentPort.postMessage('mapped')
+        setInterval(() => {}, 1000)
+      \`, { eval: true, workerData: { file, root: ${JSON.stringify(path.join(__dirname, '..'))} } })
+      worker.once('message', () => {
+        const before = linesOf(file)
+        // The process at the guard's limit, where a worker's end must ask the kernel.
+        const keep = []
+        try {
+          for (;;) {
+            const b = mmap.map(2 * P, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1)
+            mmap.protect(b, 0, P, mmap.PROT_READ)
+            keep.push(b)
+          }
+        } catch {}
+        globalThis.keep = keep
+        const fds = []
+        try { for (;;) fds.push(fs.openSync('/dev/null', 'r')) } catch {}
+        worker.terminate().then(() => {
+          for (const fd of fds) fs.closeSync(fd)
+          console.log(JSON.stringify({ before, after: linesOf(file) }))
+        })
+      })
+    `, { descriptors: 256, env: kernel === 'this kernel' ? {} : { NODE_MMAP_SIMULATE_NO_PROCMAP_QUERY: '1' } })
+    assert.ok(result.before >= 1000, `${result.before} kernel mappings of the file before the worker ended`)
+    assert.equal(result.after, 0)
+  })
+}
 
 // Found by attack pass 9: without PROCMAP_QUERY (Linux before 6.11) a worker's end reserved two
 // kernel mappings on the bound for each placeholder, and the bound ran out long before the

@@ -116,10 +116,12 @@ fn install(env: &Env, exports: &Object, name: &CStr, callback: sys::napi_callbac
   }
 }
 
-/// Runs once per env after napi-rs has set the exports: gives the env's thread its flusher of
+/// Runs once per env after napi-rs has set the exports: readies the kernel-mapping guard while
+/// descriptors are free (`mapping::prepare_guard`), gives the env's thread its flusher of
 /// mappings that finalizers drop (`flusher::enable`), then puts the fast entry points in place.
 #[napi(module_exports)]
 pub fn install_fast_entry_points(exports: Object, env: Env) -> napi::Result<()> {
+  crate::core::mapping::prepare_guard();
   crate::js::flusher::enable(&env);
   crate::js::buffer::release_at_env_end(&env);
   install(&env, &exports, c"map", Some(map))?;

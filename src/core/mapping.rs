@@ -204,8 +204,11 @@ fn vma_limit() -> usize {
 }
 
 /// Reads the limit now, so that [`reserve_vmas_in_handler`] finds it without reading a file
-/// (`recovery::install` calls this before installing the handlers).
-pub fn prepare_handler_reservations() {
+/// (`recovery::install` calls this before installing the handlers), and keeps a descriptor of
+/// the kernel's list for when no descriptor is left (`sys::keep_maps_descriptor`). Called when
+/// the addon loads in an env too: while descriptors are free.
+pub fn prepare_guard() {
+  sys::keep_maps_descriptor();
   vma_limit();
 }
 
@@ -294,7 +297,7 @@ fn vmas_split_by(addr: usize, len: usize, may_read_list: bool) -> Option<usize> 
     return None;
   }
   let _recounting = recounting();
-  let maps = std::fs::read("/proc/self/maps").ok()?;
+  let maps = sys::read_maps().ok()?;
   let (mut start_inside, mut end_inside) = (false, false);
   for (from, to) in maps.split(|&b| b == b'\n').filter_map(maps_range) {
     start_inside |= from < addr && addr < to;
@@ -470,7 +473,7 @@ fn reserve_vmas_beyond(extra: usize, grace: usize) -> io::Result<()> {
   let _recounting = recounting();
   // A list that cannot be read (no descriptor left: EMFILE) refuses: counting it as empty let
   // mappings run to the kernel's limit, and V8 aborted (attack pass 9).
-  let counted = match std::fs::read("/proc/self/maps") {
+  let counted = match sys::read_maps() {
     Ok(maps) => maps.iter().filter(|&&b| b == b'\n').count(),
     Err(err) => {
       ADDED.fetch_sub(extra.min(added), Ordering::Relaxed);
@@ -518,7 +521,7 @@ pub fn counted_mappings() -> usize {
 /// `None` when the list cannot be read, or held.
 pub fn kernel_mappings() -> Option<(Vec<(usize, usize)>, usize)> {
   let _recounting = recounting();
-  let maps = std::fs::read("/proc/self/maps").ok()?;
+  let maps = sys::read_maps().ok()?;
   let lines = maps.iter().filter(|&&b| b == b'\n').count();
   let mut ranges = Vec::new();
   ranges.try_reserve_exact(lines).ok()?;
@@ -1412,7 +1415,7 @@ mod tests {
 
   #[test]
   fn a_handler_reservation_counts_the_maps_and_keeps_the_runtime_half_its_headroom() {
-    prepare_handler_reservations();
+    prepare_guard();
     let limit = vma_limit();
     if limit == usize::MAX {
       eprintln!("skipped: no vm.max_map_count here");

@@ -31,7 +31,7 @@ static RECOVER_SIGBUS: AtomicBool = AtomicBool::new(true);
 /// `sys::signals::install`, which also sets up the calling thread's test stack). Reads the
 /// limit of kernel mappings that recovery keeps to before the handlers can need it.
 pub fn install() {
-  mapping::prepare_handler_reservations();
+  mapping::prepare_guard();
   signals::install(on_fault);
 }
 

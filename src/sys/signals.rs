@@ -490,28 +490,42 @@ fn is_write(context: *mut c_void) -> Option<bool> {
 const CHUNK: usize = 512;
 
 /// Reads `/proc/self/maps` chunk by chunk, calling `line_byte` with each byte; stops when it
-/// returns `false`. `false` if the file cannot be opened.
+/// returns `false`. Opens the list afresh, or reads it through the reserve descriptor
+/// (`unix::maps_reserve`) when no descriptor is left (`EMFILE`). `false` if neither can.
 fn read_maps(mut byte: impl FnMut(u8) -> bool) -> bool {
   // SAFETY: a NUL-terminated path; open(2) is async-signal-safe.
-  let fd = unsafe { libc::open(c"/proc/self/maps".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-  if fd < 0 {
+  let opened = unsafe { libc::open(c"/proc/self/maps".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+  // errno is read before any other call can change it (the handler saves and restores errno).
+  let fd = if opened >= 0 {
+    opened
+  } else if super::out_of_descriptors(&io::Error::last_os_error()) {
+    match super::maps_reserve() {
+      Some(reserve) => reserve,
+      None => return false,
+    }
+  } else {
     return false;
-  }
+  };
   let mut chunk = [0u8; CHUNK];
+  let mut at: libc::off_t = 0;
   'read: loop {
-    // SAFETY: reads into our own buffer of the given size.
-    let got = unsafe { libc::read(fd, chunk.as_mut_ptr().cast(), chunk.len()) };
+    // SAFETY: reads into our own buffer of the given size; pread leaves the descriptor's
+    // position alone, so the reserve may be read by several threads at once.
+    let got = unsafe { libc::pread(fd, chunk.as_mut_ptr().cast(), chunk.len(), at) };
     if got <= 0 {
       break;
     }
+    at += got as libc::off_t;
     for &b in &chunk[..got as usize] {
       if !byte(b) {
         break 'read;
       }
     }
   }
-  // SAFETY: closes the descriptor opened above.
-  unsafe { libc::close(fd) };
+  if opened >= 0 {
+    // SAFETY: closes the descriptor opened above (never the reserve).
+    unsafe { libc::close(opened) };
+  }
   true
 }
 

@@ -116,6 +116,14 @@ pub fn shared_identity(_addr: usize) -> Option<(u64, u64, u64)> {
   None
 }
 
+/// No list of kernel mappings to keep a descriptor of here.
+pub fn keep_maps_descriptor() {}
+
+/// No list of kernel mappings here: `ENOTSUP`.
+pub fn read_maps() -> io::Result<Vec<u8>> {
+  Err(unsupported())
+}
+
 /// No kernel mappings to look up here.
 pub fn kernel_mappings_at<const N: usize>(_addrs: [usize; N]) -> Option<[Option<(usize, usize)>; N]> {
   None

@@ -338,6 +338,125 @@ pub fn is_regular_file(fd: i32) -> bool {
   mode & libc::S_IFMT == libc::S_IFREG
 }
 
+/// A descriptor of `/proc/self/maps` kept for the life of the process (close-on-exec), opened
+/// when the addon loads ([`keep_maps_descriptor`]): the one [`read_maps`] and
+/// [`kernel_mappings_at`] fall back to when no descriptor is left to open the list afresh
+/// (`EMFILE`). Without it the kernel-mapping guard, which must read the list, could only refuse
+/// there: `unmap()` threw `EMFILE`, and a worker that ended with no descriptor free kept its
+/// mappings for the life of the process (attack pass 10). Used only then, after checking it is
+/// still the list: a program may close descriptors it did not open. -1 until opened.
+static MAPS_RESERVE: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+/// The device and inode of [`MAPS_RESERVE`]'s file, written before it is published.
+static MAPS_RESERVE_DEV: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static MAPS_RESERVE_INO: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The device and inode of `fd`, `None` if it is not open. Async-signal-safe.
+fn file_id(fd: i32) -> Option<(u64, u64)> {
+  let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
+  // SAFETY: fstat writes a `struct stat` into our own buffer, whatever `fd` is.
+  if unsafe { libc::fstat(fd, stat.as_mut_ptr()) } != 0 {
+    return None;
+  }
+  // SAFETY: fstat returned 0, so it filled the buffer.
+  let stat = unsafe { stat.assume_init() };
+  #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+  Some((stat.st_dev as u64, stat.st_ino as u64))
+}
+
+/// Opens the reserve descriptor of `/proc/self/maps` ([`MAPS_RESERVE`]) once per process, or
+/// again if it was closed behind our back. Called when the addon loads in an env, while
+/// descriptors are free. Nothing happens off Linux.
+pub fn keep_maps_descriptor() {
+  #[cfg(any(target_os = "linux", target_os = "android"))]
+  {
+    static OPENING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = OPENING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if maps_reserve().is_some() {
+      return;
+    }
+    // SAFETY: a NUL-terminated path; the descriptor is ours until published below.
+    let fd = unsafe { libc::open(c"/proc/self/maps".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+      return;
+    }
+    let Some((dev, ino)) = file_id(fd) else {
+      // SAFETY: closes the descriptor opened above, published nowhere.
+      unsafe { libc::close(fd) };
+      return;
+    };
+    // Not published while its identity is written: a reader in between sees no reserve.
+    MAPS_RESERVE.store(-1, Ordering::Release);
+    MAPS_RESERVE_DEV.store(dev, Ordering::Relaxed);
+    MAPS_RESERVE_INO.store(ino, Ordering::Relaxed);
+    // A replaced reserve is not closed: its number is someone else's now.
+    MAPS_RESERVE.store(fd, Ordering::Release);
+  }
+}
+
+/// The reserve descriptor of `/proc/self/maps` if it is still that file (see [`MAPS_RESERVE`]).
+/// Async-signal-safe.
+pub fn maps_reserve() -> Option<i32> {
+  let fd = MAPS_RESERVE.load(Ordering::Acquire);
+  let id = (
+    MAPS_RESERVE_DEV.load(Ordering::Relaxed),
+    MAPS_RESERVE_INO.load(Ordering::Relaxed),
+  );
+  (fd >= 0 && file_id(fd) == Some(id)).then_some(fd)
+}
+
+/// Whether `err` says no descriptor was left to open a file.
+pub fn out_of_descriptors(err: &io::Error) -> bool {
+  matches!(err.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
+/// The whole of `/proc/self/maps`: opened afresh, or read through the reserve descriptor
+/// ([`MAPS_RESERVE`]) when no descriptor is left to open it.
+pub fn read_maps() -> io::Result<Vec<u8>> {
+  match std::fs::read("/proc/self/maps") {
+    Err(err) if out_of_descriptors(&err) => {
+      let Some(fd) = maps_reserve() else { return Err(err) };
+      let mut text = Vec::with_capacity(64 * 1024);
+      loop {
+        text
+          .try_reserve(64 * 1024)
+          .map_err(|_| io::Error::from_raw_os_error(libc::ENOMEM))?;
+        let spare = text.spare_capacity_mut();
+        // SAFETY: reads at most `spare.len()` bytes into the vector's unused capacity; pread
+        // leaves the shared descriptor's position alone, so threads may read it at once.
+        let got = unsafe {
+          libc::pread(
+            fd,
+            spare.as_mut_ptr().cast(),
+            spare.len(),
+            text.len() as libc::off_t,
+          )
+        };
+        if got < 0 {
+          let err = io::Error::last_os_error();
+          if err.kind() == io::ErrorKind::Interrupted {
+            continue;
+          }
+          return Err(err);
+        }
+        if got == 0 {
+          return Ok(text);
+        }
+        // SAFETY: pread initialized `got` more bytes past the length.
+        unsafe { text.set_len(text.len() + got as usize) };
+      }
+    }
+    Ok(text) => {
+      // The reserve was closed behind our back (a program may close descriptors it did not
+      // open): a descriptor is free now, so keep one again.
+      if maps_reserve().is_none() {
+        keep_maps_descriptor();
+      }
+      Ok(text)
+    }
+    other => other,
+  }
+}
+
 /// What the kernel's shared futex key of the byte at `addr` comes from, for a byte of a shared
 /// mapping: the object mapped (its device and inode: a file, or the shared memory object of
 /// `MAP_SHARED | MAP_ANONYMOUS`) and the byte's offset in it, from the kernel mapping that holds
@@ -347,7 +466,7 @@ pub fn is_regular_file(fd: i32) -> bool {
 pub fn shared_identity(addr: usize) -> Option<(u64, u64, u64)> {
   #[cfg(any(target_os = "linux", target_os = "android"))]
   {
-    let maps = std::fs::read("/proc/self/maps").ok()?;
+    let maps = read_maps().ok()?;
     let hex = |text: &str| u64::from_str_radix(text, 16).ok();
     maps.split(|&b| b == b'\n').find_map(|line| {
       // start-end perms offset major:minor inode [path]
@@ -412,7 +531,19 @@ pub fn kernel_mappings_at<const N: usize>(addrs: [usize; N]) -> Option<[Option<(
     if old_kernel || UNSUPPORTED.load(std::sync::atomic::Ordering::Relaxed) {
       return None;
     }
-    let maps = std::fs::File::open("/proc/self/maps").ok()?;
+    use std::os::fd::{BorrowedFd, OwnedFd};
+    let opened: Option<OwnedFd> = match std::fs::File::open("/proc/self/maps") {
+      Ok(file) => Some(file.into()),
+      Err(err) if out_of_descriptors(&err) => None,
+      Err(_) => return None,
+    };
+    let fd = match &opened {
+      Some(file) => file.as_raw_fd(),
+      None => maps_reserve()?,
+    };
+    // SAFETY: `fd` is open for the rest of this call: ours (`opened`), or the reserve, which is
+    // never closed by us.
+    let maps = unsafe { BorrowedFd::borrow_raw(fd) };
     let mut found = [None; N];
     for (slot, &addr) in found.iter_mut().zip(addrs.iter()) {
       let mut query = Query {
