@@ -840,3 +840,136 @@ test('pending waitAsync() calls at a thread limit leave the runtime its thread p
   assert.ok(out.counts.EAGAIN > 0, `precondition: the limit was reached: ${JSON.stringify(out.counts)}`)
   assert.equal((out.counts.EAGAIN || 0) + (out.counts['timed-out'] || 0), 200, JSON.stringify(out.counts))
 })
+
+// Found by attack pass 11: a waitAsync() (or a wait() in another thread) already asleep when
+// protect() took read access away (PROT_NONE; PROT_WRITE, where x86 still reads) could never be
+// woken: notify() refuses such a word with ERR_MMAP_ACCESS, and the Promise kept the process
+// alive for ever. Such waits now end with ERR_MMAP_ACCESS, as a wait begun on the word does.
+for (const kernel of ['this kernel', 'a kernel without futex_waitv (simulated)']) {
+  test(`waits asleep when protect() takes read access away end with ERR_MMAP_ACCESS, never hang (${kernel})`, { skip: !linux && 'futex(2) is Linux only' }, () => {
+    const { runScript, assertCleanExit } = require('./helpers.js')
+    const result = runScript(
+      `
+      const mmap = require(MMAP)
+      const { Worker } = require('worker_threads')
+      const outcome = (p) => p.then((v) => 'settled ' + v, (e) => e.code)
+      const fresh = () => mmap.map(8192, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED | mmap.MAP_ANONYMOUS, -1)
+      const later = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+      ;(async () => {
+        const results = {}
+        for (const [name, prot] of [['PROT_NONE', mmap.PROT_NONE], ['PROT_WRITE', mmap.PROT_WRITE]]) {
+          // A later tick: the wait is asleep in its thread.
+          let b = fresh()
+          let p = outcome(mmap.waitAsync(b, 0, 0))
+          await later(50)
+          mmap.protect(b, 0, 8192, prot)
+          let notified
+          try { notified = mmap.notify(b, 0) } catch (e) { notified = e.code }
+          results[name] = [await p, notified]
+          // Only part of the mapping (the other page): the mapping no longer guarantees reading.
+          b = fresh()
+          p = outcome(mmap.waitAsync(b, 0, 0))
+          await later(50)
+          mmap.protect(b, 4096, 4096, prot)
+          results[name + ' other page'] = await p
+        }
+        // Read access back before the wait's thread runs, or after: it ends, or sleeps on and
+        // a notify wakes it. Never pending for ever.
+        const b = fresh()
+        const p = outcome(mmap.waitAsync(b, 0, 0))
+        await later(50)
+        mmap.protect(b, 0, 8192, mmap.PROT_NONE)
+        mmap.protect(b, 0, 8192, mmap.PROT_READ | mmap.PROT_WRITE)
+        await later(50)
+        mmap.notify(b, 0)
+        results.toggled = await p
+        // Another thread: a worker protects the memory this thread waits on. A byte stream
+        // moves a view's memory into a transferable Uint8Array the worker then holds.
+        const move = async (view) => {
+          let ctl
+          const rs = new ReadableStream({ type: 'bytes', start(c) { ctl = c } })
+          ctl.enqueue(view)
+          return (await rs.getReader().read()).value
+        }
+        const mapping = () => new mmap.Mapping(8192, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED | mmap.MAP_ANONYMOUS, -1)
+        const shared = mapping()
+        const worker = new Worker(
+          'const mmap = require(' + JSON.stringify(MMAP) + '); const { parentPort } = require("worker_threads");' +
+          'parentPort.once("message", (b) => setTimeout(() => { mmap.protect(b, 0, 8192, mmap.PROT_NONE); parentPort.postMessage("done") }, 50))',
+          { eval: true })
+        const waited = outcome(mmap.waitAsync(shared.view(), 0, 0))
+        const toWorker = await move(shared.view(0, 8192))
+        worker.postMessage(toWorker, [toWorker.buffer])
+        results.worker = await waited
+        // And a sync wait() in a worker, protected from this thread.
+        const sync = new Worker(
+          'const mmap = require(' + JSON.stringify(MMAP) + '); const { parentPort } = require("worker_threads");' +
+          'parentPort.once("message", (b) => { try { parentPort.postMessage(mmap.wait(b, 0, 0)) } catch (e) { parentPort.postMessage(e.code) } })',
+          { eval: true })
+        const other = mapping()
+        const toSync = await move(other.view(0, 8192))
+        sync.postMessage(toSync, [toSync.buffer])
+        await later(100)
+        mmap.protect(other.view(), 0, 8192, mmap.PROT_NONE)
+        const [syncResult] = await require('events').once(sync, 'message')
+        results.syncWait = syncResult
+        await worker.terminate()
+        await sync.terminate()
+        console.log(JSON.stringify(results))
+      })()
+      `,
+      { env: kernel === 'this kernel' ? {} : { NODE_MMAP_SIMULATE_NO_FUTEX_WAITV: '1' }, timeout: 30_000 },
+    )
+    assertCleanExit(result)
+    const results = JSON.parse(result.stdout)
+    assert.deepEqual(results.PROT_NONE, ['ERR_MMAP_ACCESS', 'ERR_MMAP_ACCESS'])
+    assert.deepEqual(results.PROT_WRITE, ['ERR_MMAP_ACCESS', 'ERR_MMAP_ACCESS'])
+    assert.equal(results['PROT_NONE other page'], 'ERR_MMAP_ACCESS')
+    assert.equal(results['PROT_WRITE other page'], 'ERR_MMAP_ACCESS')
+    assert.ok(['ERR_MMAP_ACCESS', 'settled ok'].includes(results.toggled), results.toggled)
+    assert.equal(results.worker, 'ERR_MMAP_ACCESS')
+    assert.equal(results.syncWait, 'ERR_MMAP_ACCESS')
+  })
+}
+
+// Found by attack pass 11: with an Error.prepareStackTrace that throws, node-mmap's errors
+// (which it tags with their code in `stack`) were replaced by the hook's exception, and a
+// waitAsync() ended later by unmap() or protect() never settled: Node exited in the middle of
+// the await, Deno aborted ("Cannot create a handle without a HandleScope").
+test('a throwing Error.prepareStackTrace neither replaces node-mmap errors nor keeps a waitAsync() from settling', { skip: !linux && 'futex(2) is Linux only' }, () => {
+  const { runScript, assertExited } = require('./helpers.js')
+  const result = runScript(
+    `
+    const mmap = require(MMAP)
+    Error.prepareStackTrace = () => { throw new Error('the hook throws') }
+    const later = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+    const fresh = () => mmap.map(4096, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED | mmap.MAP_ANONYMOUS, -1)
+    const results = {}
+    try { mmap.map(0, mmap.PROT_READ, mmap.MAP_SHARED | mmap.MAP_ANONYMOUS, -1) } catch (e) { results.sync = [e.code, e.message.startsWith('The value of "size" is out of range')] }
+    try { mmap.openSync('/nonexistent/file') } catch (e) { results.open = [e.code, e.syscall] }
+    ;(async () => {
+      let b = fresh()
+      let p = mmap.waitAsync(b, 0, 0)
+      await later(20)
+      mmap.unmap(b)
+      results.unmapped = await p.then(String, (e) => e.code)
+      b = fresh()
+      p = mmap.waitAsync(b, 0, 0)
+      await later(20)
+      mmap.protect(b, 0, 4096, mmap.PROT_NONE)
+      results.protected = await p.then(String, (e) => e.code)
+      results.opened = await mmap.open('/nonexistent/file').then(String, (e) => e.code)
+      console.log(JSON.stringify(results))
+    })()
+    `,
+    { timeout: 30_000 },
+  )
+  assertExited(result)
+  assert.deepEqual(JSON.parse(result.stdout), {
+    sync: ['ERR_OUT_OF_RANGE', true],
+    open: ['ENOENT', 'open'],
+    unmapped: 'ERR_MMAP_UNMAPPED',
+    protected: 'ERR_MMAP_ACCESS',
+    opened: 'ENOENT',
+  })
+})

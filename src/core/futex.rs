@@ -283,6 +283,11 @@ impl Word {
     }
   }
 
+  /// Whether the word's mapping still guarantees read access, which `notify()` needs.
+  fn readable(&self) -> bool {
+    self.mapping.guaranteed_prot() & sys::consts::PROT_READ != 0
+  }
+
   /// Whether `unmap()` took the word's mapping away.
   pub fn is_unmapped(&self) -> bool {
     self.mapping.is_unmapped()
@@ -379,9 +384,18 @@ impl Word {
         }
         // After a slice, a changed word means a notifier changed it: as good as a wake.
         Ok(Wait::NotEqual) if !first => return Ok(Wait::Woken),
-        // The state or the cancel word: the first is `sleep`'s to sort out, the second is unmap's.
+        // The state or the cancel word: the first is `sleep`'s to sort out, the second unmap's
+        // or protect's.
         Ok(Wait::Cancelled) if marked() => return Ok(Wait::Cancelled),
-        Ok(Wait::Cancelled) => return Err(Failure::Unmapped),
+        Ok(Wait::Cancelled) if self.mapping.is_unmapped() => return Err(Failure::Unmapped),
+        Ok(Wait::Cancelled) if !self.readable() => {
+          return Err(Failure::Access {
+            write: false,
+            name: "view",
+          })
+        }
+        // Read access back before this thread ran: sleep on.
+        Ok(Wait::Cancelled) => first = false,
         Ok(wait) => return Ok(wait),
         Err(err) if err.raw_os_error() == Some(libc::ENOSYS) => {
           NO_FUTEX_WAITV.store(true, Ordering::Relaxed);
@@ -407,6 +421,14 @@ impl Word {
     loop {
       let slice = sys::deadline_after(SLICE_MS);
       let last = deadline.is_some_and(|deadline| !later(&deadline, &slice));
+      // No notify reaches a word whose mapping lost read access (`protect()`): end as a wait
+      // begun on it does.
+      if !self.readable() {
+        return Err(Failure::Access {
+          write: false,
+          name: "view",
+        });
+      }
       match self.wait(expected, if last { deadline } else { Some(slice) })? {
         Wait::TimedOut if !last && stop() => return Ok(Wait::Cancelled),
         Wait::TimedOut if !last => first = false,

@@ -98,8 +98,9 @@ pub struct Mapping {
   /// (`reclaim::release`): not for huge pages, nor for memory that was ever locked
   /// (`MAP_LOCKED` or `lock()`), whose charge against `RLIMIT_MEMLOCK` would linger.
   batchable: AtomicBool,
-  /// 0 while live, 1 once unmapped: the futex word that wakes `wait`s and `waitAsync`s of the
-  /// mapping.
+  /// The futex word that wakes `wait`s and `waitAsync`s of the mapping: 0 while live and
+  /// readable, [`CANCEL_UNMAPPED`] once unmapped, [`CANCEL_UNREADABLE`] while `protect()` has
+  /// taken read access away (see [`Mapping::with_cancel_word`]).
   cancel: AtomicU32,
   /// How many threads may be sleeping on `cancel` now: `unmap()` wakes them only if any (a
   /// futex syscall on every unmap was about 9% of a `map` + `unmap` pair's CPU time).
@@ -107,6 +108,12 @@ pub struct Mapping {
 }
 
 const NO_SLOT: usize = usize::MAX;
+
+/// [`Mapping`]'s cancel word once `unmap()` took the memory away.
+const CANCEL_UNMAPPED: u32 = 1;
+/// [`Mapping`]'s cancel word while the mapping does not guarantee read access (`protect()`):
+/// no `notify()` can reach its words then (it needs read access), so their waits must end.
+const CANCEL_UNREADABLE: u32 = 2;
 
 /// What `adopt` needs to know of a range besides its address, length and rights.
 struct Layout {
@@ -730,10 +737,12 @@ impl Mapping {
     !self.fixed_size
   }
 
-  /// Runs `sleep` with the futex word that is 0 while the mapping is live and 1 once `unmap()`
-  /// took it away; `unmap()` wakes the threads sleeping on it (see `sys::wait_or_cancel`).
-  /// `sleep` must read the word in the kernel (futex), which is ordered after this call's count
-  /// of sleepers: either `unmap()` sees the count and wakes, or the kernel sees the word set.
+  /// Runs `sleep` with the futex word that is 0 while the mapping is live and readable, and
+  /// not 0 once `unmap()` took it away or while `protect()` has taken read access away; each of
+  /// them wakes the threads sleeping on it (see `sys::wait_or_cancel`), which then look at
+  /// [`Mapping::is_unmapped`] and [`Mapping::guaranteed_prot`]. `sleep` must read the word in
+  /// the kernel (futex), which is ordered after this call's count of sleepers: either the
+  /// change sees the count and wakes, or the kernel sees the word set.
   pub fn with_cancel_word<R>(&self, sleep: impl FnOnce(*const u32) -> R) -> R {
     self.cancel_waiters.fetch_add(1, Ordering::SeqCst);
     std::sync::atomic::fence(Ordering::SeqCst);
@@ -895,13 +904,38 @@ impl Mapping {
       } else {
         self.guaranteed_prot.fetch_and(prot, Ordering::SeqCst);
       }
-      recovery::excluding_recovery(|| {
+      let changed = recovery::excluding_recovery(|| {
         // SAFETY: the span lies inside our own mapping (safety model).
         self.on_span(offset, len, |addr, span| unsafe {
           sys::protect(addr, span, prot)
         })
-      })
+      });
+      self.rights_changed();
+      changed
     })
+  }
+
+  /// After `protect()`: sets the cancel word to [`CANCEL_UNREADABLE`] and wakes the waits of
+  /// the mapping when it no longer guarantees read access, back to 0 when it does again. A
+  /// wait on a word that became unreadable slept on for ever (attack pass 11): `notify()`
+  /// refuses such a word (`ERR_MMAP_ACCESS`), so nothing could wake it. Its waits now end
+  /// with `ERR_MMAP_ACCESS`, as a wait begun on it does.
+  fn rights_changed(&self) {
+    let readable = self.guaranteed_prot() & sys::consts::PROT_READ != 0;
+    let (from, to) = match readable {
+      true => (CANCEL_UNREADABLE, 0),
+      false => (0, CANCEL_UNREADABLE),
+    };
+    // Never over `CANCEL_UNMAPPED`: unmapped stays so.
+    let set = self
+      .cancel
+      .compare_exchange(from, to, Ordering::SeqCst, Ordering::SeqCst)
+      .is_ok();
+    // SeqCst store, then SeqCst load of the sleepers, as in `taken_away`.
+    if set && !readable && self.cancel_waiters.load(Ordering::SeqCst) != 0 {
+      // SAFETY: `cancel` is an aligned word of this value, alive for the call.
+      unsafe { sys::wake_private(self.cancel.as_ptr()) };
+    }
   }
 
   /// `mincore` over `offset..offset + len`: `(resident pages, pages spanned)`.
@@ -999,7 +1033,7 @@ impl Mapping {
     // the word set.
     // SeqCst store, then SeqCst load of the sleepers (`with_cancel_word` counts, then sleeps):
     // a sleeper this load misses counted itself later, so its futex sees the word already set.
-    self.cancel.store(1, Ordering::SeqCst);
+    self.cancel.store(CANCEL_UNMAPPED, Ordering::SeqCst);
     if self.cancel_waiters.load(Ordering::SeqCst) != 0 {
       // SAFETY: `cancel` is an aligned word of this value, alive for the call.
       unsafe { sys::wake_private(self.cancel.as_ptr()) };

@@ -60,13 +60,24 @@ fn tag_stack(env: &Env, error: Value, class: Class, code: &str, message: &str) {
   if error.is_null() {
     return;
   }
-  let Ok(stack) = raw::get_named(env, error, c"stack") else {
-    return;
-  };
   let tag = if code.starts_with("ERR_") {
     format!(" [{code}]")
   } else {
     String::new()
+  };
+  let Ok(stack) = raw::get_named(env, error, c"stack") else {
+    // The program's `Error.prepareStackTrace` threw. Left pending, its exception replaced this
+    // error (no `code`) or, where the error rejects a Promise when work ends, kept the Promise
+    // from settling: the process exited in the middle of an `await`, and Deno aborted (attack
+    // pass 11). The error gets the first line Node prints instead.
+    raw::clear_exception(env);
+    set(
+      env,
+      error,
+      c"stack",
+      js_string(env, &format!("{name}{tag}: {message}")),
+    );
+    return;
   };
   match crate::js::args::string_contents(env, stack) {
     Some(text) if !text.is_empty() => {
@@ -91,12 +102,16 @@ fn tag_stack(env: &Env, error: Value, class: Class, code: &str, message: &str) {
   }
 }
 
-/// Sets `object[name] = value`, ignoring failure (best effort while the env tears down).
+/// Sets `object[name] = value`, ignoring failure (best effort while the env tears down, or
+/// where a setter of the program's throws: its exception is cleared, so that the error still
+/// goes where it was going).
 pub fn set(env: &Env, object: Value, name: &std::ffi::CStr, value: Value) {
   if object.is_null() || value.is_null() {
     return;
   }
-  raw::set_named(env, object, name, value);
+  if raw::set_named(env, object, name, value) != raw::OK {
+    raw::clear_exception(env);
+  }
 }
 
 /// Throws `error` and returns the pending-exception marker.

@@ -23,7 +23,8 @@ pub type Value = sys::napi_value;
 /// A raw Node-API status.
 pub type Status = sys::napi_status;
 
-const OK: Status = sys::Status::napi_ok;
+/// `napi_ok`.
+pub const OK: Status = sys::Status::napi_ok;
 
 /// `Ok(value)` when `status` is `napi_ok`, else `Err(status)`.
 fn ok<T>(status: Status, value: T) -> Result<T, Status> {
