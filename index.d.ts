@@ -404,7 +404,9 @@ export interface OpenOptions {
  * @throws {RangeError} `ERR_OUT_OF_RANGE` when the range reaches past the end of the file (the
  *   size it would have after `size`, or after `'w+'`).
  * @throws {Error} `EISDIR` (`syscall: 'mmap'`) for a directory; `ENODEV` for a FIFO, socket or
- *   device, or a file the kernel cannot map (procfs): never a hang, never an empty Buffer.
+ *   device, or a file the kernel cannot map (procfs; `EIO` for most of `/proc`): never a
+ *   hang, never an empty Buffer. `EAGAIN` (`syscall: 'open'`) at once for a file under another
+ *   process's lease.
  */
 export declare function openSync(path: string | Buffer | Uint8Array, options?: OpenOptions | null): Buffer
 

@@ -54,7 +54,13 @@ function invalidThis() {
 }
 function isForeignReceiver(error) {
   if (!error || error.code !== undefined && error.code !== 'InvalidArg') return false
-  return error.message === 'Illegal invocation' || /^Failed to unwrap .*`Mapping`/.test(error.message)
+  // napi-rs's messages: a method's unwrap, or a getter's check of the class (an object another
+  // addon wrapped, given Mapping.prototype, passes `instanceof` and fails there).
+  return (
+    error.message === 'Illegal invocation' ||
+    /^Failed to unwrap .*`Mapping`/.test(error.message) ||
+    error.message === 'Value is not an instance of class `Mapping`'
+  )
 }
 for (const name of Object.getOwnPropertyNames(binding.Mapping.prototype)) {
   if (name === 'constructor') continue

@@ -309,3 +309,61 @@ test(
     )
   },
 )
+
+// Found by attack pass 11: an object another addon wrapped (napi_wrap), given
+// Mapping.prototype, passes `instanceof`; the getters then threw napi-rs's uncoded `Error`
+// (code 'InvalidArg') instead of ERR_INVALID_THIS. The addon is built here, from C with its
+// own declarations of the four Node-API calls it makes (no headers needed).
+test('Mapping members on an object another addon wrapped throw ERR_INVALID_THIS', (t) => {
+  const { spawnSync } = require('node:child_process')
+  const os = require('node:os')
+  const path = require('node:path')
+  const fs = require('node:fs')
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'node-mmap-wrapper-'))
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const src = path.join(dir, 'wrapper.c')
+  const addon = path.join(dir, 'wrapper.node')
+  fs.writeFileSync(src, `
+    #include <stddef.h>
+    typedef struct env *napi_env;
+    typedef struct value *napi_value;
+    typedef struct info *napi_callback_info;
+    typedef napi_value (*napi_callback)(napi_env, napi_callback_info);
+    extern int napi_create_object(napi_env, napi_value *);
+    extern int napi_wrap(napi_env, napi_value, void *, void *, void *, void *);
+    extern int napi_create_function(napi_env, const char *, size_t, napi_callback, void *, napi_value *);
+    extern int napi_set_named_property(napi_env, napi_value, const char *, napi_value);
+    static int block[4];
+    static napi_value make(napi_env env, napi_callback_info info) {
+      napi_value object;
+      napi_create_object(env, &object);
+      napi_wrap(env, object, block, NULL, NULL, NULL);
+      return object;
+    }
+    napi_value napi_register_module_v1(napi_env env, napi_value exports) {
+      napi_value fn;
+      napi_create_function(env, "makeWrapped", (size_t)-1, make, NULL, &fn);
+      napi_set_named_property(env, exports, "makeWrapped", fn);
+      return exports;
+    }
+  `)
+  const cc = process.env.CC || 'cc'
+  const built = spawnSync(cc, ['-shared', '-fPIC', '-o', addon, src], { encoding: 'utf8' })
+  assert.equal(built.error, undefined, `\`${cc}\` is needed to build the test addon: ${built.error}`)
+  assert.equal(built.status, 0, built.stderr)
+  const wrapped = require(addon).makeWrapped()
+  Object.setPrototypeOf(wrapped, Mapping.prototype)
+  assert.ok(wrapped instanceof Mapping)
+  const members = Reflect.ownKeys(Mapping.prototype).filter((k) => k !== 'constructor')
+  const odd = []
+  for (const key of members) {
+    const descriptor = Object.getOwnPropertyDescriptor(Mapping.prototype, key)
+    try {
+      ;(descriptor.get ?? descriptor.value).call(wrapped)
+      odd.push(`${String(key)}: no error`)
+    } catch (err) {
+      if (!(err instanceof TypeError) || err.code !== 'ERR_INVALID_THIS') odd.push(`${String(key)}: ${err.name} ${err.code} ${err.message}`)
+    }
+  }
+  assert.deepEqual(odd, [])
+})

@@ -289,6 +289,8 @@ describe('a remap() that fails', () => {
          try { mmap.remap(b, 3.5 * 2 ** 30) } catch (err) { error = err.code + ' ' + err.syscall }
          let same = true
          for (let i = 0; i < b.length; i++) if (b[i] !== ((i * 31 + 7) & 255)) { same = false; break }
+         b[0] = 9 // still writable: the rights a move takes away for a while are back
+         same = same && b[0] === 9
          out[name] = { error, same, length: b.length }
        }
        console.log(JSON.stringify(out))`,
@@ -298,6 +300,75 @@ describe('a remap() that fails', () => {
     const out = JSON.parse(result.stdout)
     for (const name of ['anonymous', 'file, private, written']) {
       assert.deepEqual(out[name], { error: 'ENOMEM mremap', same: true, length: 1 << 20 }, name)
+    }
+  })
+})
+
+// Found by attack pass 11: remap() of a MAP_PRIVATE file mapping left the old range mapped to
+// the FILE for the milliseconds between the move and the placeholder: zlib reading it on the
+// thread pool compressed the file's original bytes, which the mapping never held (2 in 24 runs
+// of this test on the build before). Now such a read waits for the move, then reads zeros.
+describe('remap() racing a reader on another thread', () => {
+  it('of a MAP_PRIVATE file mapping: the reader sees the mapping\'s bytes, then zeros, never the file\'s', { timeout: 240_000 }, () => {
+    const result = runScript(`
+      const mmap = require(MMAP)
+      const fs = require('fs'), os = require('os'), path = require('path'), zlib = require('zlib')
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'node-mmap-remap-'))
+      const file = path.join(dir, 'f')
+      const SIZE = 32 << 20
+      fs.writeFileSync(file, Buffer.alloc(SIZE, 0x46)) // 'F': the file's bytes
+      ;(async () => {
+        const counts = { P: 0, zero: 0, F: 0, other: 0 }
+        for (let trial = 0; trial < 24; trial++) {
+          const b = mmap.openSync(file, { shared: false })
+          b.fill(0x50) // 'P': the mapping's own bytes; the file keeps 'F'
+          const done = new Promise((resolve, reject) => zlib.deflateRaw(b, { level: 1 }, (e, out) => (e ? reject(e) : resolve(out))))
+          await new Promise((resolve) => setTimeout(resolve, 2 + 3 * (trial % 8)))
+          const grown = mmap.remap(b, trial % 2 ? SIZE + 4096 : SIZE / 2)
+          for (const x of zlib.inflateRawSync(await done)) {
+            if (x === 0x50) counts.P++
+            else if (x === 0) counts.zero++
+            else if (x === 0x46) counts.F++
+            else counts.other++
+          }
+          // The moved mapping kept the bytes and its rights.
+          if (grown[0] !== 0x50 || grown[grown.length / 2 - 1] !== 0x50) throw new Error('the moved mapping lost its bytes')
+          grown[0] = 1
+          mmap.unmap(grown)
+        }
+        fs.rmSync(dir, { recursive: true, force: true })
+        console.log(JSON.stringify(counts))
+      })()
+    `, { timeout: 230_000 })
+    assertCleanExit(result)
+    const counts = JSON.parse(result.stdout)
+    assert.equal(counts.F, 0, `the reader saw ${counts.F} bytes of the file the mapping never held`)
+    assert.equal(counts.other, 0)
+    assert.ok(counts.P > 0 && counts.zero > 0, JSON.stringify(counts))
+  })
+
+  it('of a MAP_PRIVATE file mapping: the moved mapping keeps its rights, those protect() set too', () => {
+    const file = require('node:path').join(require('node:os').tmpdir(), `node-mmap-remap-ro-${process.pid}`)
+    fs.writeFileSync(file, Buffer.alloc(4 * P, 0x46))
+    try {
+      const plain = mmap.openSync(file, { shared: false })
+      plain.fill(0x50)
+      const movedPlain = mmap.remap(plain, 8 * P)
+      const readOnly = mmap.openSync(file, { shared: false })
+      readOnly.fill(0x51)
+      mmap.protect(readOnly, 0, readOnly.length, mmap.PROT_READ)
+      const movedReadOnly = mmap.remap(readOnly, 2 * P)
+      assert.equal(movedPlain[0], 0x50)
+      assert.equal(movedPlain[4 * P - 1], 0x50)
+      assert.equal(movedReadOnly[0], 0x51)
+      movedPlain[0] = 1 // writable, as before
+      // Two kernel mappings of the file now: rw-p (8 pages) and r--p (2 pages).
+      const entries = mappingsOf(file).map((e) => `${e.perms} ${e.length / P}`).sort()
+      assert.deepEqual(entries, ['r--p 2', 'rw-p 8'])
+      mmap.unmap(movedPlain)
+      mmap.unmap(movedReadOnly)
+    } finally {
+      fs.rmSync(file, { force: true })
     }
   })
 })

@@ -560,7 +560,9 @@ fn remove_created(path: &std::path::Path, file: &std::fs::File) {
 /// @throws {RangeError} `ERR_OUT_OF_RANGE` when the range reaches past the end of the file (the
 ///   size it would have after `size`, or after `'w+'`).
 /// @throws {Error} `EISDIR` (`syscall: 'mmap'`) for a directory; `ENODEV` for a FIFO, socket or
-///   device, or a file the kernel cannot map (procfs): never a hang, never an empty Buffer.
+///   device, or a file the kernel cannot map (procfs; `EIO` for most of `/proc`): never a
+///   hang, never an empty Buffer. `EAGAIN` (`syscall: 'open'`) at once for a file under another
+///   process's lease.
 #[napi(
   ts_args_type = "path: string | Buffer | Uint8Array, options?: OpenOptions | null",
   ts_return_type = "Buffer"

@@ -53,6 +53,10 @@ pub struct Record {
   /// `usize::MAX`: at most [`Record::lost_from`], and below it where recovery replaced the start
   /// of a lost tail longer than it replaces at once (the rest is replaced as it is touched).
   lost_tail: AtomicUsize,
+  /// Set while `remap()` moves the pages of a `MAP_PRIVATE` file mapping, whose range has no
+  /// rights meanwhile: a fault there waits for the move to end, then the access runs again
+  /// (see `Mapping::move_to`).
+  moving: AtomicBool,
 }
 
 impl Record {
@@ -77,7 +81,18 @@ impl Record {
       faults: AtomicUsize::new(0),
       lost_from: AtomicUsize::new(usize::MAX),
       lost_tail: AtomicUsize::new(usize::MAX),
+      moving: AtomicBool::new(false),
     }
+  }
+
+  /// Whether `remap()` is moving the pages (see the field).
+  pub fn moving(&self) -> bool {
+    self.moving.load(Ordering::SeqCst)
+  }
+
+  /// Sets whether `remap()` is moving the pages (see the field).
+  pub fn set_moving(&self, moving: bool) {
+    self.moving.store(moving, Ordering::SeqCst);
   }
 
   /// The first byte of the mapping (page-aligned).

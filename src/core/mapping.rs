@@ -1088,14 +1088,66 @@ impl Mapping {
       // SAFETY: the whole range is ours (safety model); munlock changes no byte.
       let _ = unsafe { sys::lock(self.addr(), self.extent(), false) };
     }
+    // A `MAP_PRIVATE` mapping of a file: the range `MREMAP_DONTUNMAP` leaves behind reads the
+    // file's own bytes (the pages the mapping held go with the move) until the placeholder
+    // replaces it, milliseconds later for a large mapping: work on another thread reading it
+    // meanwhile saw bytes the mapping never held (attack pass 11). The range loses its rights
+    // first, so that such a read faults instead; the handler sees `moving`, waits for this
+    // change (it holds the recovery lock), and the access runs again on the placeholder's
+    // zeros, or, if the move fails, on the mapping with its rights back.
+    let hidden = match self.record.file_pages() && self.shared_identity(0).is_none() {
+      true => Some(self.rights_now()),
+      false => None,
+    };
+    if hidden.is_some() {
+      self.record.set_moving(true);
+      // SAFETY: the whole range is ours (safety model); no native access of ours is in flight
+      // (`changing`), and others' faults wait (see above).
+      if let Err(err) = unsafe { sys::protect(self.addr(), self.extent(), sys::consts::PROT_NONE) } {
+        self.record.set_moving(false);
+        return Err(err.into());
+      }
+    }
     // SAFETY: the whole range is ours (safety model) and both lengths are non-zero.
-    let addr = unsafe {
+    let moved = unsafe {
       sys::remap(
         self.addr(),
         self.extent(),
         new_len.next_multiple_of(self.granule()),
       )
-    }?;
+    };
+    let addr = match (moved, hidden) {
+      (Ok(addr), Some(prot)) => {
+        // The moved pages have no rights either (mremap keeps them): theirs again, before
+        // anyone knows the new range.
+        // SAFETY: `addr` is the new range the kernel just made for us, of the new length.
+        let new_extent = new_len.next_multiple_of(self.granule());
+        // SAFETY: `addr..addr + new_extent` is the new range, ours alone.
+        let restored = unsafe { sys::protect(addr, new_extent, prot) };
+        if let Err(err) = restored {
+          // Not expected (the rights it had, over one whole kernel mapping: no split, and the
+          // memory stays charged as it was). Should it fail, the pages go back where they were
+          // and keep their bytes, and remap() fails.
+          // SAFETY: `addr..addr + new_extent` is ours alone; the old range is ours (safety
+          // model) and holds nothing the move did not take.
+          let _ = unsafe { sys::move_back(addr, new_extent, self.addr(), self.extent()) };
+          // SAFETY: the old range is ours (safety model).
+          let _ = unsafe { sys::protect(self.addr(), self.extent(), prot) };
+          self.record.set_moving(false);
+          return Err(err.into());
+        }
+        addr
+      }
+      (Ok(addr), None) => addr,
+      (Err(err), hidden) => {
+        if let Some(prot) = hidden {
+          // SAFETY: the whole range is ours; a failed move left the pages in it.
+          let _ = unsafe { sys::protect(self.addr(), self.extent(), prot) };
+          self.record.set_moving(false);
+        }
+        return Err(err.into());
+      }
+    };
     let layout = Layout {
       fixed_size: self.fixed_size,
       file_pages: self.record.file_pages(),
@@ -1111,8 +1163,22 @@ impl Mapping {
       .guaranteed_prot
       .store(self.guaranteed_prot(), Ordering::Release);
     moved.record.set_reprotected(self.reprotected());
-    let replaced = self.take_away()?;
-    Ok((moved, replaced))
+    let replaced = self.take_away();
+    self.record.set_moving(false);
+    Ok((moved, replaced?))
+  }
+
+  /// The rights the mapping's pages have now: those it was made with, unless `protect()` ran
+  /// on it; then the kernel's (a range `remap()` can move is one kernel mapping, of one set of
+  /// rights). What `protect()` left guaranteed where the kernel cannot tell.
+  fn rights_now(&self) -> i32 {
+    if !self.reprotected() {
+      return self.record.prot();
+    }
+    let addr = self.record.addr();
+    sys::signals::maps_region(addr, |_| {})
+      .filter(|&(start, end, _)| start <= addr && addr + self.extent() <= end)
+      .map_or(self.guaranteed_prot(), |(_, _, prot)| prot)
   }
 }
 

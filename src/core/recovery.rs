@@ -53,6 +53,15 @@ enum Refusal {
 /// process ends; [`Outcome::NotOurs`] for any other address.
 fn on_fault(fault: Fault) -> Outcome {
   let outcome = faults::with_record_at(fault.addr, |mapping, offset| {
+    if mapping.moving() {
+      if let Some(waited) = RecoveryLock::wait_for_holder() {
+        // `remap()` is moving the pages, with the range's rights taken away meanwhile (see
+        // `Mapping::move_to`); the move holds the lock until the placeholder is in place, or
+        // the rights are back: the access runs again, and reads the one or the other.
+        drop(waited);
+        return Outcome::Recovered;
+      }
+    }
     let recovering =
       fault.signal == Signal::Bus && signals::CAN_REPLACE_LOST_PAGES && RECOVER_SIGBUS.load(Ordering::SeqCst);
     let mut refusal = None;
@@ -90,6 +99,15 @@ impl RecoveryLock {
         Err(_) => std::hint::spin_loop(),
       }
     }
+  }
+}
+
+impl RecoveryLock {
+  /// Waits until the lock is free, taking it; `None` when this thread holds it already (a
+  /// handler cannot wait for its own thread).
+  fn wait_for_holder() -> Option<RecoveryLock> {
+    let lock = RecoveryLock::take();
+    lock.taken.then_some(lock)
   }
 }
 

@@ -154,6 +154,14 @@ pub fn allocation_granularity() -> usize {
   page_size()
 }
 
+/// Nothing is ever moved here.
+///
+/// # Safety
+/// None needed: nothing happens.
+pub unsafe fn move_back(_from: *mut u8, _from_len: usize, _to: *mut u8, _to_len: usize) -> io::Result<()> {
+  Err(unsupported())
+}
+
 /// `ENOTSUP`: no mapping here.
 pub fn map(_len: usize, _prot: i32, _flags: i32, _fd: i32, _offset: u64) -> io::Result<*mut u8> {
   Err(unsupported())

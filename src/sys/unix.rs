@@ -802,6 +802,32 @@ pub unsafe fn remap(addr: *mut u8, len: usize, new_len: usize) -> io::Result<*mu
   Ok(resized.cast())
 }
 
+/// Moves the pages of `from..from + from_len` (a range [`remap`] made) back over
+/// `to..to + to_len` (its source), resized to `to_len`: a move that must be undone.
+///
+/// # Safety
+/// `from..from + from_len` is a mapping of ours no one else knows; `to..to + to_len` is a whole
+/// mapping of ours whose bytes may be replaced.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub unsafe fn move_back(from: *mut u8, from_len: usize, to: *mut u8, to_len: usize) -> io::Result<()> {
+  let flags = libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED;
+  // SAFETY: both ranges are ours (the contract); MREMAP_FIXED replaces exactly `to..to + to_len`.
+  let moved = unsafe { libc::mremap(from.cast(), from_len, to_len, flags, to.cast::<libc::c_void>()) };
+  if moved == libc::MAP_FAILED {
+    return Err(io::Error::last_os_error());
+  }
+  Ok(())
+}
+
+/// Nothing is ever moved without `mremap`.
+///
+/// # Safety
+/// As the Linux version.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub unsafe fn move_back(_from: *mut u8, _from_len: usize, _to: *mut u8, _to_len: usize) -> io::Result<()> {
+  Err(io::Error::from_raw_os_error(libc::ENOTSUP))
+}
+
 /// Without `mremap`, a mapping cannot be moved with its file: the caller maps anew instead.
 ///
 /// # Safety
