@@ -19,12 +19,23 @@ function platformName() {
   return `${process.platform}-${process.arch}${abi}`
 }
 
+// The addon files to look for beside this one, best first. On Windows x64 the MSVC build comes
+// first (what a Windows machine builds); then the MinGW one (x86_64-pc-windows-gnu), which is
+// what a Linux machine can cross-build (.ci/wine.sh) and which the official node.exe loads too.
+function localFiles(platform) {
+  const files = [`node-mmap.${platform}.node`]
+  if (process.platform === 'win32' && process.arch === 'x64') files.push('node-mmap.win32-x64-gnu.node')
+  return files
+}
+
 function load() {
   const platform = platformName()
-  const file = `node-mmap.${platform}.node`
-  const local = join(__dirname, file)
-  const tried = [local]
-  if (existsSync(local)) return require(local)
+  const tried = []
+  for (const file of localFiles(platform)) {
+    const local = join(__dirname, file)
+    tried.push(local)
+    if (existsSync(local)) return require(local)
+  }
   const pkg = `node-mmap-${platform}`
   tried.push(pkg)
   try {
@@ -32,8 +43,9 @@ function load() {
   } catch (err) {
     if (err && err.code !== 'MODULE_NOT_FOUND') throw err
   }
+  const looked = tried.length > 2 ? `${tried.slice(0, -1).join(', ')} and ${tried.at(-1)}` : tried.join(' and ')
   const error = new Error(
-    `node-mmap: no native addon for ${platform}. Looked for ${tried.join(' and ')}. ` +
+    `node-mmap: no native addon for ${platform}. Looked for ${looked}. ` +
       'Build it from a clone of the repository with `npm install` (needs Rust and Cargo), ' +
       'or `npm run build` after changing the Rust sources.',
   )
