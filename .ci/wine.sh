@@ -6,7 +6,9 @@
 #   bash .ci/wine.sh build            cross-builds the addon (release) into
 #                                     ./node-mmap.win32-x64-gnu.node
 #   bash .ci/wine.sh node ARGS...     runs node.exe ARGS... under Wine from the repository root,
-#                                     prints its output and exits with its exit code
+#                                     prints its output (stdout, then stderr: node.exe writes
+#                                     to files, since a pipe gives it EBADF under Wine; stdin
+#                                     is /dev/null) and exits with its exit code
 #   bash .ci/wine.sh env              prints the paths the other subcommands use
 #
 # setup puts, under ${XDG_CACHE_HOME:-~/.cache}/node-mmap-ci/win/:
@@ -215,8 +217,11 @@ case $command in
     echo "LIBNODE_PATH=$LIBNODE_DIR"
     echo "WINEPREFIX=$WINEPREFIX"
     ;;
-  *)
+  -h | --help)
     sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
-    [ "$command" = -h ] || [ "$command" = --help ] || exit 2
+    ;;
+  *)
+    echo "error: unknown subcommand '$command' (setup, build, node ARGS..., env; --help)" >&2
+    exit 2
     ;;
 esac
