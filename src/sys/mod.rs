@@ -5,8 +5,9 @@
 //! - `unix.rs`: Linux, macOS and the BSDs (Linux-only calls are `cfg`-gated inside it and
 //!   refused with `ENOTSUP`, or 0 for a flag, on the others), with [`signals`]: the SIGBUS and
 //!   SIGSEGV handlers and the async-signal-safe primitives their hook uses.
-//! - `stub.rs`: every other target (Windows until its port): compiles, and every operation
-//!   fails with `ENOTSUP`.
+//! - `windows.rs`: Windows (issue 14, in progress): mapping, unmapping and the toolkit over
+//!   sections and views; what is not ported yet is `stub.rs`'s, re-exported (`ENOTSUP`).
+//! - `stub.rs`: every other target: compiles, and every operation fails with `ENOTSUP`.
 
 #[cfg(unix)]
 mod unix;
@@ -15,10 +16,16 @@ pub use unix::*;
 #[cfg(unix)]
 pub mod signals;
 
+// On Windows only the parts not ported yet are used (re-exported by windows.rs).
 #[cfg(not(unix))]
+#[cfg_attr(windows, allow(dead_code))]
 mod stub;
-#[cfg(not(unix))]
+#[cfg(windows)]
+mod windows;
+#[cfg(not(any(unix, windows)))]
 pub use stub::*;
+#[cfg(windows)]
+pub use windows::*;
 
 /// Asks the CPU to bring the cache line at `address` in, ready to be written, while other work
 /// goes on. The hot paths use it on memory that is usually out of cache by the time it is needed

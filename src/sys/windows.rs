@@ -1,0 +1,766 @@
+//! The Windows side of the OS layer (issue 14, first slice): mapping, unmapping with a
+//! zero-filled placeholder, and the toolkit (`sync`, `protect`, `lock`, `advise`, residency)
+//! over `CreateFileMappingW` and views of it. What is not ported yet (waits, `remap()`, opening
+//! files by path, resizing) is re-exported from `stub.rs` and fails with `ENOTSUP`.
+//!
+//! Errors: every failure is an `io::Error` whose raw number is an errno value (libc's numbers
+//! for this target, the ones `errno_name` above this layer knows), never a Win32 code: each
+//! Win32 error is translated right after the failing call by [`last_error`] (libuv's table,
+//! `uv_translate_sys_error`, is the model).
+//!
+//! Kinds of memory this file hands out, told apart by `VirtualQuery`'s `Type`:
+//! - a view (`MEM_MAPPED`) of a section: every mapping [`map`] makes, file-backed or
+//!   pagefile-backed (anonymous). The section handle is closed once the view exists; the view
+//!   keeps the section alive.
+//! - a placeholder (`MEM_PRIVATE`): the zero-filled, read-write memory [`replace_with_placeholder`]
+//!   puts where a view was (see there).
+//!
+//! [`unmap`] releases either kind, a whole allocation at a time.
+
+use std::collections::HashMap;
+use std::ffi::c_void;
+use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use windows_sys::Win32::Foundation::{
+  CloseHandle, DuplicateHandle, GetLastError, DUPLICATE_SAME_ACCESS, HANDLE, INVALID_HANDLE_VALUE,
+};
+use windows_sys::Win32::Storage::FileSystem::{FlushFileBuffers, GetFileSizeEx};
+use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleW, GetProcAddress};
+use windows_sys::Win32::System::Memory::{
+  CreateFileMappingW, FlushViewOfFile, MapViewOfFile, PrefetchVirtualMemory, UnmapViewOfFile, VirtualAlloc,
+  VirtualFree, VirtualLock, VirtualProtect, VirtualQuery, VirtualUnlock, FILE_MAP, FILE_MAP_COPY,
+  FILE_MAP_EXECUTE, FILE_MAP_READ, FILE_MAP_WRITE, MEMORY_BASIC_INFORMATION, MEMORY_MAPPED_VIEW_ADDRESS,
+  MEM_COMMIT, MEM_DECOMMIT, MEM_FREE, MEM_MAPPED, MEM_PRIVATE, MEM_RELEASE, MEM_RESERVE, PAGE_EXECUTE_READ,
+  PAGE_EXECUTE_READWRITE, PAGE_EXECUTE_WRITECOPY, PAGE_NOACCESS, PAGE_PROTECTION_FLAGS, PAGE_READONLY,
+  PAGE_READWRITE, PAGE_WRITECOPY, WIN32_MEMORY_RANGE_ENTRY,
+};
+use windows_sys::Win32::System::ProcessStatus::{K32QueryWorkingSetEx, PSAPI_WORKING_SET_EX_INFORMATION};
+use windows_sys::Win32::System::SystemInformation::{GetSystemInfo, SYSTEM_INFO};
+use windows_sys::Win32::System::Threading::GetCurrentProcess;
+
+// Not ported yet: each of these is stub.rs's, which fails with ENOTSUP (or answers "not known
+// here", for the queries), as on a target with no port at all.
+pub use super::stub::{
+  // Resizing a file (`'w+'`, size options): no Windows code yet (stub's `set_len`/no check).
+  check_resize,
+  // Opening files by path for `openSync`/`open`/`Mapping` (UTF-16 paths, long paths): ENOTSUP.
+  create_unnamed,
+  // Deadlines for `wait`: nothing waits yet.
+  deadline_after,
+  empty_file,
+  // A descriptor of an open `File`: -1 (paths are not opened here yet).
+  file_descriptor,
+  grow_file,
+  // No huge pages (large pages need SeLockMemoryPrivilege): none.
+  huge_page_size_of_file,
+  // Not known yet: `false` (used only for diagnostics and the kernel-mapping guard).
+  is_main_thread,
+  // Not known yet: `false`, so a shared file mapping is treated as fixed in size.
+  is_regular_file,
+  // No list of kernel mappings (Linux's /proc/self/maps, `vm.max_map_count`) on Windows.
+  keep_maps_descriptor,
+  kernel_mappings_at,
+  link_unnamed,
+  // `remap()`'s moves: ENOTSUP until a Windows `remap` exists.
+  move_back,
+  open,
+  path_bytes,
+  path_from_bytes,
+  read_maps,
+  remap,
+  // No futex identity across processes yet.
+  same_file,
+  shared_identity,
+  // Faults: no vectored exception handler yet; an access violation ends the process as
+  // Windows does by default.
+  signals,
+  smallest_huge_page,
+  // `wait`/`notify`: ENOTSUP until WaitOnAddress / named events are wired in.
+  wait,
+  wait_or_cancel,
+  wake,
+  wake_private,
+  Wait,
+};
+
+/// The constants the module exports on Windows. Windows has no numbers of its own for them, so
+/// the rule is: the basic set (`PROT_*`, `MAP_SHARED`/`MAP_PRIVATE`/`MAP_ANONYMOUS`, `MS_*`,
+/// `MADV_NORMAL`/`RANDOM`/`SEQUENTIAL`/`WILLNEED`/`DONTNEED`) keeps Linux's numbers, so that
+/// portable code is the same code; every flag Windows cannot honour (`MAP_POPULATE`,
+/// `MAP_HUGETLB`, `MAP_LOCKED`, `MAP_NORESERVE`, the other `MADV_*`, ...) is 0 there: "no
+/// effect on Windows", never an error.
+pub mod consts {
+  /// `MAX_PATH` is 260, but long paths (`\\?\`) go to 32,767 UTF-16 units; this bounds the
+  /// UTF-8 bytes a path may take (3 per unit at most) before any conversion.
+  pub const PATH_MAX: usize = 32_767 * 3;
+  type Int = i32;
+  pub const PROT_NONE: Int = 0;
+  pub const PROT_READ: Int = 1;
+  pub const PROT_WRITE: Int = 2;
+  pub const PROT_EXEC: Int = 4;
+  pub const MAP_SHARED: Int = 1;
+  pub const MAP_PRIVATE: Int = 2;
+  pub const MAP_ANONYMOUS: Int = 0x20;
+  pub const MAP_ANON: Int = MAP_ANONYMOUS;
+  pub const MS_ASYNC: Int = 1;
+  pub const MS_INVALIDATE: Int = 2;
+  pub const MS_SYNC: Int = 4;
+  pub const MADV_NORMAL: Int = 0;
+  pub const MADV_RANDOM: Int = 1;
+  pub const MADV_SEQUENTIAL: Int = 2;
+  pub const MADV_WILLNEED: Int = 3;
+  pub const MADV_DONTNEED: Int = 4;
+  pub const MADV_COLD: Int = 0;
+  pub const MADV_DODUMP: Int = 0;
+  pub const MADV_DOFORK: Int = 0;
+  pub const MADV_DONTDUMP: Int = 0;
+  pub const MADV_DONTFORK: Int = 0;
+  pub const MADV_FREE: Int = 0;
+  pub const MADV_HUGEPAGE: Int = 0;
+  pub const MADV_KEEPONFORK: Int = 0;
+  pub const MADV_MERGEABLE: Int = 0;
+  pub const MADV_NOHUGEPAGE: Int = 0;
+  pub const MADV_PAGEOUT: Int = 0;
+  pub const MADV_REMOVE: Int = 0;
+  pub const MADV_UNMERGEABLE: Int = 0;
+  pub const MADV_WIPEONFORK: Int = 0;
+  pub const MAP_HUGETLB: Int = 0;
+  pub const MAP_HUGE_1GB: Int = 0;
+  pub const MAP_HUGE_2MB: Int = 0;
+  pub const MAP_HUGE_MASK: Int = 0;
+  pub const MAP_HUGE_SHIFT: Int = 0;
+  pub const MAP_LOCKED: Int = 0;
+  pub const MAP_NONBLOCK: Int = 0;
+  pub const MAP_NORESERVE: Int = 0;
+  pub const MAP_POPULATE: Int = 0;
+  pub const MAP_SHARED_VALIDATE: Int = 0;
+  pub const MAP_STACK: Int = 0;
+  pub const MAP_SYNC: Int = 0;
+  /// Flags that choose or constrain the address of a mapping: none exists here.
+  pub const PLACEMENT_FLAGS: &[(&str, Int)] = &[];
+  /// The bits of `flags` that name the mapping type (shared, private).
+  pub const MAP_TYPE_MASK: Int = MAP_SHARED | MAP_PRIVATE;
+}
+
+use consts::{MADV_DONTNEED, MADV_WILLNEED, MAP_ANONYMOUS, MAP_PRIVATE, MAP_TYPE_MASK, MS_SYNC};
+use consts::{PROT_EXEC, PROT_READ, PROT_WRITE};
+
+// --- errors -------------------------------------------------------------------------------------
+
+/// The errno value for a Win32 error code, after libuv's `uv_translate_sys_error` for the codes
+/// the calls here can return; `EIO` for any other.
+fn errno_of(code: u32) -> i32 {
+  use windows_sys::Win32::Foundation as f;
+  match code {
+    f::ERROR_ACCESS_DENIED | f::ERROR_NOACCESS => libc::EACCES,
+    f::ERROR_FILE_NOT_FOUND | f::ERROR_PATH_NOT_FOUND => libc::ENOENT,
+    f::ERROR_INVALID_HANDLE => libc::EBADF,
+    f::ERROR_NOT_ENOUGH_MEMORY | f::ERROR_OUTOFMEMORY | f::ERROR_COMMITMENT_LIMIT => libc::ENOMEM,
+    // VirtualLock beyond the working set's quota: Linux's mlock says ENOMEM (or EAGAIN).
+    f::ERROR_WORKING_SET_QUOTA => libc::ENOMEM,
+    // An address outside any allocation: mprotect and madvise say ENOMEM on Linux.
+    f::ERROR_INVALID_ADDRESS => libc::ENOMEM,
+    f::ERROR_MAPPED_ALIGNMENT | f::ERROR_INVALID_PARAMETER => libc::EINVAL,
+    // An empty file cannot back a section of its own size.
+    f::ERROR_FILE_INVALID => libc::EINVAL,
+    f::ERROR_DISK_FULL | f::ERROR_HANDLE_DISK_FULL => libc::ENOSPC,
+    f::ERROR_SHARING_VIOLATION | f::ERROR_LOCK_VIOLATION => libc::EBUSY,
+    f::ERROR_NOT_SUPPORTED => libc::ENOTSUP,
+    f::ERROR_CALL_NOT_IMPLEMENTED | f::ERROR_PROC_NOT_FOUND => libc::ENOSYS,
+    f::ERROR_WRITE_PROTECT => libc::EROFS,
+    _ => libc::EIO,
+  }
+}
+
+/// The calling thread's last Win32 error, as an errno-numbered `io::Error` (take it right after
+/// the failing call).
+fn last_error() -> io::Error {
+  // SAFETY: GetLastError only reads the calling thread's error value.
+  let code = unsafe { GetLastError() };
+  io::Error::from_raw_os_error(errno_of(code))
+}
+
+fn errno(value: i32) -> io::Error {
+  io::Error::from_raw_os_error(value)
+}
+
+// --- system facts -------------------------------------------------------------------------------
+
+/// GetSystemInfo's page size and allocation granularity, asked once (then an atomic load each).
+fn system_info() -> (usize, usize) {
+  static PAGE: AtomicUsize = AtomicUsize::new(0);
+  static GRANULARITY: AtomicUsize = AtomicUsize::new(0);
+  let page = PAGE.load(Ordering::Relaxed);
+  if page != 0 {
+    return (page, GRANULARITY.load(Ordering::Relaxed));
+  }
+  let mut info = SYSTEM_INFO::default();
+  // SAFETY: GetSystemInfo fills the structure it is given, which lives for the call.
+  unsafe { GetSystemInfo(&mut info) };
+  // Windows guarantees both; 4096 and 65536 are only fallbacks for a broken answer.
+  let page = Some(info.dwPageSize as usize).filter(|&p| p > 0).unwrap_or(4096);
+  let granularity = Some(info.dwAllocationGranularity as usize)
+    .filter(|&g| g > 0)
+    .unwrap_or(65536);
+  GRANULARITY.store(granularity, Ordering::Relaxed);
+  PAGE.store(page, Ordering::Relaxed);
+  (page, granularity)
+}
+
+/// The page size (GetSystemInfo's `dwPageSize`: 4096 on x64).
+pub fn page_size() -> usize {
+  system_info().0
+}
+
+/// The alignment a file offset needs: the allocation granularity (`dwAllocationGranularity`,
+/// 65536), which MapViewOfFile requires of offsets (else ERROR_MAPPED_ALIGNMENT).
+pub fn allocation_granularity() -> usize {
+  system_info().1
+}
+
+// --- descriptors --------------------------------------------------------------------------------
+
+/// `uv_os_fd_t uv_get_osfhandle(int fd)`, as libuv declares it.
+type GetOsfHandle = unsafe extern "C" fn(i32) -> HANDLE;
+
+/// The host's `uv_get_osfhandle`, found at run time among the host executable's exports
+/// (node.exe and Electron export libuv): only the host's own C runtime knows the descriptors
+/// `fs.openSync` returns, a private copy's `_get_osfhandle` says -1 for them (DESIGN §4).
+/// `None` when the host does not export it.
+fn uv_get_osfhandle() -> Option<GetOsfHandle> {
+  static FOUND: OnceLock<Option<usize>> = OnceLock::new();
+  let address = *FOUND.get_or_init(|| {
+    // SAFETY: a NULL name asks for the executable's own module handle, which is never freed.
+    let host = unsafe { GetModuleHandleW(std::ptr::null()) };
+    if host.is_null() {
+      return None;
+    }
+    // SAFETY: `host` is a loaded module and the name is a NUL-terminated ASCII string.
+    let found = unsafe { GetProcAddress(host, c"uv_get_osfhandle".as_ptr().cast()) };
+    found.map(|f| f as usize)
+  });
+  // SAFETY: the address is the export `uv_get_osfhandle`, whose signature libuv fixes as
+  // GetOsfHandle; the host module stays loaded for the life of the process.
+  address.map(|a| unsafe { std::mem::transmute::<usize, GetOsfHandle>(a) })
+}
+
+/// The HANDLE behind a descriptor of the host's C runtime: `EBADF` when it names nothing.
+fn handle_of(fd: i32) -> io::Result<HANDLE> {
+  let get = uv_get_osfhandle().ok_or_else(|| errno(libc::ENOSYS))?;
+  // SAFETY: uv_get_osfhandle only looks the descriptor up in the C runtime's table; any int is
+  // accepted (an unknown one gives INVALID_HANDLE_VALUE).
+  let handle = unsafe { get(fd) };
+  if handle.is_null() || handle == INVALID_HANDLE_VALUE {
+    return Err(errno(libc::EBADF));
+  }
+  Ok(handle)
+}
+
+// --- the views' file handles --------------------------------------------------------------------
+
+/// For each shared, writable file view (by its base address): a duplicate of its file's handle,
+/// owned here, for `sync`'s FlushFileBuffers. The user may close the descriptor at any time after
+/// `map()` (as on Unix); the duplicate keeps a handle for as long as the view exists, and is
+/// closed when the view goes ([`replace_with_placeholder`], [`unmap`]).
+static FILE_HANDLES: Mutex<Option<HashMap<usize, usize>>> = Mutex::new(None);
+
+fn file_handles() -> std::sync::MutexGuard<'static, Option<HashMap<usize, usize>>> {
+  FILE_HANDLES
+    .lock()
+    .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Closes and forgets the file handle kept for the view at `base`, if any.
+fn forget_file_handle(base: usize) {
+  let handle = file_handles().as_mut().and_then(|table| table.remove(&base));
+  if let Some(handle) = handle {
+    // SAFETY: the handle was duplicated for this table alone and has just left it.
+    unsafe { CloseHandle(handle as HANDLE) };
+  }
+}
+
+/// The file handle kept for the view at `base`, duplicated again for the caller (who closes it),
+/// so that a concurrent unmap cannot close it under a flush.
+fn file_handle(base: usize) -> Option<OwnedHandle> {
+  let table = file_handles();
+  let handle = *table.as_ref()?.get(&base)?;
+  duplicate(handle as HANDLE).ok()
+}
+
+/// A handle closed when dropped.
+struct OwnedHandle(HANDLE);
+
+impl Drop for OwnedHandle {
+  fn drop(&mut self) {
+    // SAFETY: the handle is owned by this value alone.
+    unsafe { CloseHandle(self.0) };
+  }
+}
+
+/// DuplicateHandle within this process, with the same access.
+fn duplicate(handle: HANDLE) -> io::Result<OwnedHandle> {
+  let mut copy: HANDLE = std::ptr::null_mut();
+  // SAFETY: both process handles are the current-process pseudo handle; `handle` is open for
+  // the call (the caller holds it or the table's lock) and `copy` receives the new handle.
+  let ok = unsafe {
+    DuplicateHandle(
+      GetCurrentProcess(),
+      handle,
+      GetCurrentProcess(),
+      &mut copy,
+      0,
+      0,
+      DUPLICATE_SAME_ACCESS,
+    )
+  };
+  if ok == 0 {
+    return Err(last_error());
+  }
+  Ok(OwnedHandle(copy))
+}
+
+// --- regions ------------------------------------------------------------------------------------
+
+/// VirtualQuery at `addr`: the region it lies in. `EINVAL` for an address outside user space.
+fn query(addr: usize) -> io::Result<MEMORY_BASIC_INFORMATION> {
+  let mut info = MEMORY_BASIC_INFORMATION::default();
+  let size = std::mem::size_of::<MEMORY_BASIC_INFORMATION>();
+  // SAFETY: VirtualQuery only reads the process's address-space bookkeeping and fills `info`.
+  if unsafe { VirtualQuery(addr as *const c_void, &mut info, size) } == 0 {
+    return Err(last_error());
+  }
+  Ok(info)
+}
+
+/// The end of the allocation (view or VirtualAlloc reservation) that starts at `base`: the sum
+/// of its regions, which VirtualQuery reports one run of equal attributes at a time.
+fn allocation_end(base: usize) -> io::Result<usize> {
+  let mut end = base;
+  loop {
+    let info = query(end)?;
+    if info.State == MEM_FREE || info.AllocationBase as usize != base {
+      return Ok(end);
+    }
+    end = info.BaseAddress as usize + info.RegionSize;
+  }
+}
+
+/// The page protection for `prot`; `copy` picks the copy-on-write variants (a private view).
+/// Write alone cannot be expressed on Windows and gives read-write (as on x86 Linux).
+fn page_protection(prot: i32, copy: bool) -> PAGE_PROTECTION_FLAGS {
+  let write = prot & PROT_WRITE != 0;
+  let exec = prot & PROT_EXEC != 0;
+  match (write, exec, copy) {
+    (true, true, true) => PAGE_EXECUTE_WRITECOPY,
+    (true, true, false) => PAGE_EXECUTE_READWRITE,
+    (true, false, true) => PAGE_WRITECOPY,
+    (true, false, false) => PAGE_READWRITE,
+    (false, true, _) => PAGE_EXECUTE_READ,
+    (false, false, _) if prot & PROT_READ != 0 => PAGE_READONLY,
+    (false, false, _) => PAGE_NOACCESS,
+  }
+}
+
+/// Whether the view at `addr` was mapped copy-on-write (a MAP_PRIVATE file view).
+fn is_copy_view(info: &MEMORY_BASIC_INFORMATION) -> bool {
+  info.Type == MEM_MAPPED && matches!(info.AllocationProtect, PAGE_WRITECOPY | PAGE_EXECUTE_WRITECOPY)
+}
+
+// --- map and unmap ------------------------------------------------------------------------------
+
+/// A new mapping of `len` bytes at an address Windows picks:
+/// - `MAP_SHARED` of a file: a section (CreateFileMappingW) over the file and a read/write view
+///   of it (FILE_MAP_WRITE, + FILE_MAP_EXECUTE for `PROT_EXEC`), then VirtualProtect to `prot`
+///   if it asks for less, so that `protect()` can later widen it as `mprotect` could. The
+///   section is as large as `offset + len`: a writable shared mapping past the end of the file
+///   GROWS the file (Windows does, at once); if the file is open read-only, the section is
+///   read-only and so is the view (then `PROT_WRITE` fails with `EACCES`, as on Linux).
+/// - `MAP_PRIVATE` of a file: a copy-on-write section and view (FILE_MAP_COPY): writes stay in
+///   this process, the file never changes.
+/// - `MAP_ANONYMOUS` (fd -1): a pagefile-backed section (zeroed), whoever the type.
+///
+/// A read-only or private view cannot pass the end of the file by more than the rest of its
+/// last page (Windows refuses a section larger than the file there): beyond that, `EINVAL`.
+/// Within it, the view covers whole pages, so the tail of the last page reads as zeros, as on
+/// Linux. The section handle is closed once the view exists: the view keeps the section alive.
+pub fn map(len: usize, prot: i32, flags: i32, fd: i32, offset: u64) -> io::Result<*mut u8> {
+  let anonymous = flags & MAP_ANONYMOUS != 0;
+  let private = flags & MAP_TYPE_MASK == MAP_PRIVATE;
+  let exec = prot & PROT_EXEC != 0;
+  let end = offset
+    .checked_add(len as u64)
+    .ok_or_else(|| errno(libc::EOVERFLOW))?;
+
+  let (file, copy) = if anonymous {
+    (INVALID_HANDLE_VALUE, false)
+  } else {
+    (handle_of(fd)?, private)
+  };
+  // The section's size and the view's length.
+  let (mut size, mut view_len) = (end, len);
+  if !anonymous && (copy || prot & PROT_WRITE == 0) {
+    let mut file_size = 0i64;
+    // SAFETY: `file` is an open handle (the user's descriptor, alive for the call) and
+    // `file_size` lives for the call.
+    if unsafe { GetFileSizeEx(file, &mut file_size) } == 0 {
+      return Err(last_error());
+    }
+    let file_size = file_size as u64;
+    if end > file_size {
+      let page = page_size() as u64;
+      // Only the tail of the file's last page may be asked for.
+      if offset >= file_size || end > file_size.next_multiple_of(page) {
+        return Err(errno(libc::EINVAL));
+      }
+      size = file_size;
+      view_len = (file_size - offset) as usize;
+    }
+  }
+
+  // The section: read-write (copy-on-write for a private view) where the file allows, so that
+  // protect() can widen the view later; `size` passes the file's end only for a writable
+  // shared mapping, which grows the file.
+  let want = page_protection(PROT_READ | PROT_WRITE | (prot & PROT_EXEC), copy);
+  let section = create_section(file, want, size).or_else(|err| {
+    // A file open read-only: a read-only section, if no write was asked for.
+    if err.raw_os_error() == Some(libc::EACCES) && !copy && !anonymous && prot & PROT_WRITE == 0 {
+      create_section(file, page_protection(PROT_READ | (prot & PROT_EXEC), false), size)
+    } else {
+      Err(err)
+    }
+  })?;
+  let writable_section = section.1;
+  let mut access: FILE_MAP = if copy {
+    FILE_MAP_COPY
+  } else if writable_section {
+    FILE_MAP_WRITE
+  } else {
+    FILE_MAP_READ
+  };
+  if exec {
+    access |= FILE_MAP_EXECUTE;
+  }
+  // SAFETY: `section.0` is the section just made; MapViewOfFile picks a free address, so no
+  // existing memory is touched; the offset's alignment is checked by Windows (1132).
+  let view = unsafe {
+    MapViewOfFile(
+      section.0 .0,
+      access,
+      (offset >> 32) as u32,
+      offset as u32,
+      view_len,
+    )
+  };
+  let view_error = view.Value.is_null().then(last_error);
+  drop(section); // the view, if any, keeps the section alive
+  if let Some(err) = view_error {
+    return Err(err);
+  }
+  let addr = view.Value as *mut u8;
+
+  // The rights asked for, if the view has more.
+  let granted = if writable_section {
+    PROT_READ | PROT_WRITE
+  } else {
+    PROT_READ
+  } | (prot & PROT_EXEC);
+  if granted != prot {
+    // SAFETY: the view was just made for us and no one else knows its address.
+    if let Err(err) = unsafe { protect(addr, len, prot) } {
+      // SAFETY: the view is ours and unused.
+      unsafe { UnmapViewOfFile(view) };
+      return Err(err);
+    }
+  }
+
+  // A shared, writable file view keeps a handle of its file, for sync's FlushFileBuffers.
+  if !anonymous && !copy && writable_section {
+    match duplicate(file) {
+      Ok(handle) => {
+        let handle = std::mem::ManuallyDrop::new(handle);
+        file_handles()
+          .get_or_insert_with(HashMap::new)
+          .insert(addr as usize, handle.0 as usize);
+      }
+      Err(err) => {
+        // SAFETY: the view is ours and unused.
+        unsafe { UnmapViewOfFile(view) };
+        return Err(err);
+      }
+    }
+  }
+  Ok(addr)
+}
+
+/// CreateFileMappingW over `file` (INVALID_HANDLE_VALUE: the pagefile) of `size` bytes, with
+/// `protection`: the section's handle, and whether it is writable.
+fn create_section(
+  file: HANDLE,
+  protection: PAGE_PROTECTION_FLAGS,
+  size: u64,
+) -> io::Result<(OwnedHandle, bool)> {
+  // SAFETY: `file` is an open handle or INVALID_HANDLE_VALUE (a pagefile-backed section); no
+  // security attributes, no name: nothing else can open this section.
+  let section = unsafe {
+    CreateFileMappingW(
+      file,
+      std::ptr::null(),
+      protection,
+      (size >> 32) as u32,
+      size as u32,
+      std::ptr::null(),
+    )
+  };
+  if section.is_null() {
+    return Err(last_error());
+  }
+  let writable = matches!(
+    protection,
+    PAGE_READWRITE | PAGE_EXECUTE_READWRITE | PAGE_WRITECOPY | PAGE_EXECUTE_WRITECOPY
+  );
+  Ok((OwnedHandle(section), writable))
+}
+
+/// Releases `addr..addr + len`: each allocation in it, views (UnmapViewOfFile) and placeholders
+/// (VirtualFree) alike. Windows releases whole allocations only: `addr` must start one, and the
+/// range must end where one ends (`EINVAL` otherwise, before anything is released).
+///
+/// # Safety
+/// `addr..addr + len` is a range this crate mapped and still owns, and no Rust reference into it
+/// outlives this call.
+pub unsafe fn unmap(addr: *mut u8, len: usize) -> io::Result<()> {
+  let (start, end) = (addr as usize, addr as usize + len);
+  // First the list, checked whole: nothing is released unless every piece can be.
+  let mut allocations = Vec::new();
+  let mut at = start;
+  while at < end {
+    let info = query(at)?;
+    if info.State == MEM_FREE || info.AllocationBase as usize != at {
+      return Err(errno(libc::EINVAL));
+    }
+    let stop = allocation_end(at)?;
+    allocations.push((at, info.Type));
+    at = stop;
+  }
+  if at.next_multiple_of(page_size()) != end.next_multiple_of(page_size()) {
+    return Err(errno(libc::EINVAL));
+  }
+  for (base, kind) in allocations {
+    let released = if kind == MEM_MAPPED {
+      forget_file_handle(base);
+      // SAFETY: `base` starts a view inside the caller's range (see the contract).
+      unsafe {
+        UnmapViewOfFile(MEMORY_MAPPED_VIEW_ADDRESS {
+          Value: base as *mut c_void,
+        })
+      }
+    } else {
+      // SAFETY: `base` starts a reservation of ours (a placeholder) inside the caller's range.
+      unsafe { VirtualFree(base as *mut c_void, 0, MEM_RELEASE) }
+    };
+    if released == 0 {
+      return Err(last_error());
+    }
+  }
+  Ok(())
+}
+
+/// Replaces the view at `addr` with zero-filled, read-write private memory at the same address:
+/// native code that still holds a pointer into the range (zlib, an `fs.write` in flight) reads
+/// zeros and writes into memory nobody sees, and the file is no longer referenced. The range
+/// stays ours until [`unmap`].
+///
+/// Windows cannot do that in one step without placeholders (VirtualAlloc2 / MapViewOfFile3 with
+/// MEM_REPLACE_PLACEHOLDER, Windows 10 1803+), which Wine 8 refuses (DESIGN §4). So: the view
+/// is unmapped, then the same range is reserved and committed at the same address
+/// (VirtualAlloc: zeroed). Between the two, another thread may take the address (any allocation
+/// in the process may land in the hole). Then the old pointers would reach someone else's
+/// memory, a silent corruption, and the caller (told "nothing changed" by an error) would
+/// believe the view still there: so that race, and any other failure after the view is gone,
+/// ends the process at once with a diagnostic on stderr (fail safe: a crash, never a write into
+/// memory that is not ours). It needs an allocation in the same 64 KiB-aligned hole within
+/// microseconds; none was seen in testing.
+///
+/// # Safety
+/// `addr..addr + len` is a range this crate mapped and still owns: a whole view.
+pub unsafe fn replace_with_placeholder(addr: *mut u8, len: usize) -> io::Result<()> {
+  let info = query(addr as usize)?;
+  if info.Type != MEM_MAPPED || info.AllocationBase != addr.cast() {
+    return Err(errno(libc::EINVAL));
+  }
+  forget_file_handle(addr as usize);
+  // SAFETY: `addr` is the base of a view the caller owns (checked just above).
+  if unsafe { UnmapViewOfFile(MEMORY_MAPPED_VIEW_ADDRESS { Value: addr.cast() }) } == 0 {
+    // Nothing changed: the view is still there.
+    return Err(last_error());
+  }
+  // SAFETY: the range is the hole the view just left, ours by the contract; a fixed address
+  // either gets exactly that range or fails (ERROR_INVALID_ADDRESS if someone took it).
+  let got = unsafe {
+    VirtualAlloc(
+      addr as *const c_void,
+      len,
+      MEM_RESERVE | MEM_COMMIT,
+      PAGE_READWRITE,
+    )
+  };
+  if got != addr.cast::<c_void>() {
+    // SAFETY: GetLastError only reads this thread's error value.
+    let code = unsafe { GetLastError() };
+    eprintln!(
+      "node-mmap: FATAL: unmap(): the range at {addr:p} ({len} bytes) could not be replaced with zeros \
+       after its view was unmapped (Win32 error {code}; another thread may have taken the address). \
+       Pointers into it would reach memory that is not ours: ending the process."
+    );
+    std::process::abort();
+  }
+  Ok(())
+}
+
+// --- the toolkit --------------------------------------------------------------------------------
+
+/// Advice: `MADV_WILLNEED` -> PrefetchVirtualMemory (Windows 8+; Wine accepts it and does
+/// nothing). `MADV_DONTNEED` on a placeholder (private memory) decommits and recommits it, so
+/// that it reads as zeros again, as on Linux; on a view it is a hint with no effect (Windows
+/// cannot drop a private view's copies without unmapping). Every other advice (0 here, or
+/// NORMAL/RANDOM/SEQUENTIAL) is accepted as a hint and does nothing.
+///
+/// # Safety
+/// `addr..addr + len` lies within a mapping this crate owns and `addr` is page-aligned.
+pub unsafe fn advise(addr: *mut u8, len: usize, advice: i32) -> io::Result<()> {
+  if advice == MADV_WILLNEED {
+    let range = WIN32_MEMORY_RANGE_ENTRY {
+      VirtualAddress: addr.cast(),
+      NumberOfBytes: len,
+    };
+    // SAFETY: one entry, alive for the call, naming the caller's range; prefetching only reads
+    // pages in.
+    if unsafe { PrefetchVirtualMemory(GetCurrentProcess(), 1, &range, 0) } == 0 {
+      return Err(last_error());
+    }
+  } else if advice == MADV_DONTNEED && query(addr as usize)?.Type == MEM_PRIVATE {
+    // SAFETY: the range is private memory of ours (a placeholder) holding nobody's data: it is
+    // decommitted and committed again in place (the reservation stays, so no one can take it),
+    // and reads as zeros.
+    unsafe {
+      if VirtualFree(addr.cast(), len, MEM_DECOMMIT) == 0 {
+        return Err(last_error());
+      }
+      if VirtualAlloc(addr as *const c_void, len, MEM_COMMIT, PAGE_READWRITE).is_null() {
+        return Err(last_error());
+      }
+    }
+  }
+  Ok(())
+}
+
+/// Writes the range back: FlushViewOfFile (it starts the writes, like `MS_ASYNC`), then with
+/// `MS_SYNC` FlushFileBuffers on the file's handle kept since `map()`, which waits for them to
+/// reach the disk. A view that is not a shared file view (anonymous, private, a placeholder)
+/// has nothing to write: success, as msync gives on Linux.
+///
+/// # Safety
+/// `addr..addr + len` lies within a mapping this crate owns and `addr` is page-aligned.
+pub unsafe fn sync(addr: *mut u8, len: usize, flags: i32) -> io::Result<()> {
+  let info = query(addr as usize)?;
+  if info.Type != MEM_MAPPED {
+    return Ok(());
+  }
+  let base = info.AllocationBase as usize;
+  let Some(file) = file_handle(base) else {
+    return Ok(()); // not a shared, writable file view
+  };
+  // SAFETY: the range lies in the caller's view; FlushViewOfFile only writes its dirty pages.
+  if unsafe { FlushViewOfFile(addr as *const c_void, len) } == 0 {
+    return Err(last_error());
+  }
+  if flags & MS_SYNC != 0 {
+    // SAFETY: `file` is our own duplicate of the view's file handle, open for the call.
+    if unsafe { FlushFileBuffers(file.0) } == 0 {
+      return Err(last_error());
+    }
+  }
+  Ok(())
+}
+
+/// Pages asked about per QueryWorkingSetEx call (16 bytes of answer each: 64 KiB a call).
+const WORKING_SET_CHUNK_PAGES: usize = 4096;
+
+/// How many of the range's pages are resident (in the working set: QueryWorkingSetEx's `Valid`
+/// bit, `K32QueryWorkingSetEx` in kernel32, which Wine has), and how many it spans.
+///
+/// # Safety
+/// `addr..addr + len` lies within a mapping this crate owns and `addr` is page-aligned.
+pub unsafe fn resident_pages(addr: *mut u8, len: usize) -> io::Result<(usize, usize)> {
+  let page = page_size();
+  let pages = len.div_ceil(page);
+  let mut entries: Vec<PSAPI_WORKING_SET_EX_INFORMATION> = Vec::new();
+  entries
+    .try_reserve_exact(pages.min(WORKING_SET_CHUNK_PAGES))
+    .map_err(|_| errno(libc::ENOMEM))?;
+  let mut resident = 0;
+  let mut done = 0;
+  while done < pages {
+    let count = (pages - done).min(WORKING_SET_CHUNK_PAGES);
+    entries.clear();
+    entries.extend((0..count).map(|i| PSAPI_WORKING_SET_EX_INFORMATION {
+      VirtualAddress: (addr as usize + (done + i) * page) as *mut c_void,
+      ..Default::default()
+    }));
+    let bytes = (count * std::mem::size_of::<PSAPI_WORKING_SET_EX_INFORMATION>()) as u32;
+    // SAFETY: `entries` holds `count` entries, `bytes` long, each naming a page of the caller's
+    // range; the call only fills in their attributes.
+    if unsafe { K32QueryWorkingSetEx(GetCurrentProcess(), entries.as_mut_ptr().cast(), bytes) } == 0 {
+      return Err(last_error());
+    }
+    // SAFETY: every variant of the union is a plain usize-sized bit field; Flags reads it whole.
+    resident += entries
+      .iter()
+      .filter(|e| unsafe { e.VirtualAttributes.Flags } & 1 != 0)
+      .count();
+    done += count;
+  }
+  Ok((resident, pages))
+}
+
+/// VirtualLock (`lock == true`) or VirtualUnlock over the range. Unlocking pages that were not
+/// locked succeeds (ERROR_NOT_LOCKED is ignored), as munlock does.
+///
+/// # Safety
+/// `addr..addr + len` lies within a mapping this crate owns and `addr` is page-aligned.
+pub unsafe fn lock(addr: *mut u8, len: usize, lock: bool) -> io::Result<()> {
+  // SAFETY: the caller owns the range; locking changes only its residency.
+  let ok = unsafe {
+    if lock {
+      VirtualLock(addr as *const c_void, len)
+    } else {
+      VirtualUnlock(addr as *const c_void, len)
+    }
+  };
+  if ok == 0 {
+    // SAFETY: GetLastError only reads this thread's error value.
+    let code = unsafe { GetLastError() };
+    if !lock && code == windows_sys::Win32::Foundation::ERROR_NOT_LOCKED {
+      return Ok(());
+    }
+    return Err(errno(errno_of(code)));
+  }
+  Ok(())
+}
+
+/// VirtualProtect to the page protection of `prot` (copy-on-write variants on a private view,
+/// so that its writes stay private).
+///
+/// # Safety
+/// `addr..addr + len` lies within a mapping this crate owns and `addr` is page-aligned.
+pub unsafe fn protect(addr: *mut u8, len: usize, prot: i32) -> io::Result<()> {
+  let copy = is_copy_view(&query(addr as usize)?);
+  let mut old: PAGE_PROTECTION_FLAGS = 0;
+  // SAFETY: the caller owns the range; VirtualProtect changes only its access rights.
+  if unsafe { VirtualProtect(addr as *const c_void, len, page_protection(prot, copy), &mut old) } == 0 {
+    return Err(last_error());
+  }
+  Ok(())
+}
