@@ -9,6 +9,9 @@
 #                                     prints its output (stdout, then stderr: node.exe writes
 #                                     to files, since a pipe gives it EBADF under Wine; stdin
 #                                     is /dev/null) and exits with its exit code
+#   bash .ci/wine.sh test [FILTER...]  cross-builds the crate's unit tests and runs them under
+#                                     Wine (node.exe's folder on WINEPATH: the test program
+#                                     imports Node-API from node.exe, as the addon does)
 #   bash .ci/wine.sh env              prints the paths the other subcommands use
 #
 # setup puts, under ${XDG_CACHE_HOME:-~/.cache}/node-mmap-ci/win/:
@@ -192,6 +195,25 @@ build_addon() {
   ls -l "$ROOT/node-mmap.win32-x64-gnu.node"
 }
 
+# --- unit tests ---------------------------------------------------------------------------------
+
+run_unit_tests() {
+  [ -f "$LIBNODE_DIR/libnode.dll.a" ] || { echo "error: no import library: run 'bash .ci/wine.sh setup'" >&2; exit 1; }
+  local exe out err status=0
+  # The last line cargo prints on stdout with --message-format=json names the test executable.
+  exe=$(cd "$ROOT" && LIBNODE_PATH="$LIBNODE_DIR" CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-1} \
+    cargo test --target "$TARGET" --lib --no-run --message-format=json \
+    | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)
+  [ -n "$exe" ] || { echo "error: cargo test --no-run named no executable" >&2; exit 1; }
+  out=$(mktemp)
+  err=$(mktemp)
+  (cd "$ROOT" && WINEPATH="$(dirname "$NODE_EXE")" wine "$exe" "$@" </dev/null >"$out" 2>"$err") || status=$?
+  cat "$out"
+  cat "$err" >&2
+  rm -f "$out" "$err"
+  return "$status"
+}
+
 command=${1:-}
 [ $# -gt 0 ] && shift
 case $command in
@@ -212,6 +234,9 @@ case $command in
   node)
     run_node "$@"
     ;;
+  test)
+    step "cargo test --target $TARGET --lib, run under Wine" run_unit_tests "$@"
+    ;;
   env)
     echo "NODE_EXE=$NODE_EXE"
     echo "LIBNODE_PATH=$LIBNODE_DIR"
@@ -221,7 +246,7 @@ case $command in
     sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
     ;;
   *)
-    echo "error: unknown subcommand '$command' (setup, build, node ARGS..., env; --help)" >&2
+    echo "error: unknown subcommand '$command' (setup, build, node ARGS..., test [FILTER...], env; --help)" >&2
     exit 2
     ;;
 esac

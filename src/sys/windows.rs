@@ -772,3 +772,122 @@ pub unsafe fn protect(addr: *mut u8, len: usize, prot: i32) -> io::Result<()> {
   }
   Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  /// A fresh anonymous read-write mapping of `len` bytes.
+  fn anonymous(len: usize) -> *mut u8 {
+    map(len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0).expect("anonymous map")
+  }
+
+  #[test]
+  fn system_values_are_windows_own() {
+    assert_eq!(page_size(), 4096);
+    assert_eq!(allocation_granularity(), 65536);
+  }
+
+  #[test]
+  fn win32_errors_become_errno_numbers() {
+    use windows_sys::Win32::Foundation as f;
+    assert_eq!(errno_of(f::ERROR_ACCESS_DENIED), libc::EACCES);
+    assert_eq!(errno_of(f::ERROR_FILE_NOT_FOUND), libc::ENOENT);
+    assert_eq!(errno_of(f::ERROR_INVALID_HANDLE), libc::EBADF);
+    assert_eq!(errno_of(f::ERROR_NOT_ENOUGH_MEMORY), libc::ENOMEM);
+    assert_eq!(errno_of(f::ERROR_COMMITMENT_LIMIT), libc::ENOMEM);
+    assert_eq!(errno_of(f::ERROR_MAPPED_ALIGNMENT), libc::EINVAL);
+    assert_eq!(errno_of(f::ERROR_USER_MAPPED_FILE), libc::EIO);
+  }
+
+  #[test]
+  fn protection_table() {
+    assert_eq!(page_protection(0, false), PAGE_NOACCESS);
+    assert_eq!(page_protection(PROT_READ, false), PAGE_READONLY);
+    assert_eq!(page_protection(PROT_WRITE, false), PAGE_READWRITE);
+    assert_eq!(page_protection(PROT_READ | PROT_WRITE, true), PAGE_WRITECOPY);
+    assert_eq!(page_protection(PROT_READ | PROT_EXEC, true), PAGE_EXECUTE_READ);
+    assert_eq!(
+      page_protection(PROT_READ | PROT_WRITE | PROT_EXEC, false),
+      PAGE_EXECUTE_READWRITE
+    );
+  }
+
+  #[test]
+  fn map_file_without_host_libuv_is_enosys() {
+    // The test harness exports no uv_get_osfhandle (node.exe does).
+    let err = map(4096, PROT_READ, consts::MAP_SHARED, 0, 0).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ENOSYS));
+  }
+
+  #[test]
+  fn anonymous_is_zeroed_view_and_unmaps() {
+    let addr = anonymous(65536);
+    assert_eq!(query(addr as usize).unwrap().Type, MEM_MAPPED);
+    // SAFETY: the range was just mapped read-write for this test.
+    let bytes = unsafe { std::slice::from_raw_parts_mut(addr, 65536) };
+    assert!(bytes.iter().all(|&b| b == 0));
+    bytes.fill(7);
+    // SAFETY: the whole view, ours; `bytes` is not used again.
+    unsafe { unmap(addr, 65536) }.unwrap();
+    assert_eq!(query(addr as usize).unwrap().State, MEM_FREE);
+  }
+
+  #[test]
+  fn placeholder_reads_zeros_then_unmaps() {
+    let len = 3 * 4096;
+    let addr = anonymous(len);
+    // SAFETY: the range was just mapped read-write for this test.
+    unsafe { std::ptr::write_bytes(addr, 0xff, len) };
+    // SAFETY: the whole view, ours.
+    unsafe { replace_with_placeholder(addr, len) }.unwrap();
+    let info = query(addr as usize).unwrap();
+    assert_eq!(
+      (info.Type, info.AllocationBase as usize),
+      (MEM_PRIVATE, addr as usize)
+    );
+    // SAFETY: the placeholder is committed read-write memory of ours.
+    let bytes = unsafe { std::slice::from_raw_parts_mut(addr, len) };
+    assert!(bytes.iter().all(|&b| b == 0));
+    bytes[5] = 1;
+    // SAFETY: the placeholder is ours; DONTNEED on it gives zeros back.
+    unsafe { advise(addr, len, MADV_DONTNEED) }.unwrap();
+    // SAFETY: still committed read-write memory of ours.
+    assert_eq!(unsafe { *addr.add(5) }, 0);
+    // SAFETY: the whole placeholder, ours.
+    unsafe { unmap(addr, len) }.unwrap();
+    assert_eq!(query(addr as usize).unwrap().State, MEM_FREE);
+  }
+
+  #[test]
+  fn unmap_refuses_part_of_a_view() {
+    let addr = anonymous(65536);
+    // SAFETY: inside our own view; refused before anything is released.
+    let err = unsafe { unmap(addr.add(4096), 4096) }.unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EINVAL));
+    // SAFETY: the first half only: refused too.
+    let err = unsafe { unmap(addr, 32768) }.unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EINVAL));
+    // SAFETY: the whole view, ours.
+    unsafe { unmap(addr, 65536) }.unwrap();
+  }
+
+  #[test]
+  fn toolkit_on_an_anonymous_view() {
+    let len = 65536;
+    let addr = anonymous(len);
+    // SAFETY: each call gets the whole view, ours.
+    unsafe {
+      protect(addr, len, PROT_READ).unwrap();
+      protect(addr, len, PROT_READ | PROT_WRITE).unwrap();
+      lock(addr, len, true).unwrap();
+      lock(addr, len, false).unwrap();
+      lock(addr, len, false).unwrap(); // not locked: still fine, as munlock
+      sync(addr, len, MS_SYNC).unwrap(); // nothing to write back
+      advise(addr, len, MADV_WILLNEED).unwrap();
+      std::ptr::write_bytes(addr, 1, len);
+      assert_eq!(resident_pages(addr, len).unwrap(), (16, 16));
+      unmap(addr, len).unwrap();
+    }
+  }
+}
