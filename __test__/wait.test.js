@@ -973,3 +973,112 @@ test('a throwing Error.prepareStackTrace neither replaces node-mmap errors nor k
     opened: 'ENOENT',
   })
 })
+
+// Found by attack pass 12: a waitAsync() asleep when the last view of its mapping went
+// (collected, or its memory released by ArrayBuffer#transfer()) held the mapping for ever: with
+// anonymous memory nothing could reach the word again, the Promise kept the process alive, and
+// the mapping stayed mapped and resident. The last view's release now takes the memory away
+// as unmap() does: the waits end with ERR_MMAP_UNMAPPED and the mapping goes.
+test('a waitAsync() whose mapping loses its last view ends with ERR_MMAP_UNMAPPED, and the mapping goes', { skip: !linux && 'futex(2) is Linux only' }, () => {
+  const { runScript, assertCleanExit } = require('./helpers.js')
+  const result = runScript(
+    `
+    const mmap = require(MMAP)
+    const fs = require('fs'), os = require('os'), path = require('path')
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'node-mmap-lastview-'))
+    process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }))
+    const linesOf = (file) => fs.readFileSync('/proc/self/maps', 'utf8').split('\\n').filter((l) => l.endsWith(' ' + file)).length
+    const outcome = (p) => p.then((v) => 'settled ' + v, (e) => e.code)
+    const collect = async () => { for (let k = 0; k < 4; k++) { globalThis.gc(); await new Promise((r) => setImmediate(r)) } }
+    ;(async () => {
+      const results = {}
+      // A Buffer from openSync(), collected.
+      const file = path.join(dir, 'buffer')
+      fs.writeFileSync(file, Buffer.alloc(8192))
+      let b = mmap.openSync(file, { mode: 'r+' })
+      let p = outcome(mmap.waitAsync(b, 0, 0))
+      b = null
+      await collect()
+      results.buffer = [await p, linesOf(file)]
+      // A Mapping handle and its view, both collected.
+      const other = path.join(dir, 'handle')
+      fs.writeFileSync(other, Buffer.alloc(8192))
+      let m = mmap.Mapping.open(other, { mode: 'r+' })
+      p = outcome(mmap.waitAsync(m.view(), 0, 0))
+      m = null
+      await collect()
+      results.handle = [await p, linesOf(other)]
+      // Anonymous memory: nothing else could ever wake it.
+      let anon = mmap.map(1 << 20, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED | mmap.MAP_ANONYMOUS, -1)
+      p = outcome(mmap.waitAsync(anon, 0, 0))
+      if (typeof anon.buffer.transfer === 'function') {
+        anon.buffer.transfer(4096) // V8 copies 4 KiB and releases the mapping's memory
+      }
+      anon = null
+      await collect()
+      results.anonymous = await p
+      // A view still alive elsewhere keeps the wait: notify() through it wakes it.
+      const kept = mmap.map(4096, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED | mmap.MAP_ANONYMOUS, -1)
+      let view = kept.subarray(0)
+      p = outcome(mmap.waitAsync(view, 0, 0))
+      view = null
+      await collect()
+      mmap.notify(kept, 0)
+      results.kept = await p
+      console.log(JSON.stringify(results))
+    })()
+    `,
+    { nodeArgs: ['--expose-gc'], timeout: 60_000 },
+  )
+  assertCleanExit(result)
+  assert.deepEqual(JSON.parse(result.stdout), {
+    buffer: ['ERR_MMAP_UNMAPPED', 0],
+    handle: ['ERR_MMAP_UNMAPPED', 0],
+    anonymous: 'ERR_MMAP_UNMAPPED',
+    kept: 'settled ok',
+  })
+})
+
+// Found by attack pass 12: a wait() looping in a worker on a word that always held `expected`
+// returned 'not-equal' while another thread toggled protect(PROT_NONE) and back: the kernel
+// saw the cancel word set and reset in between, which is not the word changing.
+test("wait() never says 'not-equal' of a word that holds expected, while protect() toggles read access", { skip: !linux && 'futex(2) is Linux only', timeout: 60_000 }, () => {
+  const { runScript, assertCleanExit } = require('./helpers.js')
+  const result = runScript(
+    `
+    const mmap = require(MMAP)
+    const { Worker } = require('worker_threads')
+    ;(async () => {
+      const m = new mmap.Mapping(4096, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED | mmap.MAP_ANONYMOUS, -1)
+      const mine = m.view()
+      let ctl
+      const rs = new ReadableStream({ type: 'bytes', start(c) { ctl = c } })
+      ctl.enqueue(m.view(0, 4096))
+      const { value } = await rs.getReader().read()
+      const worker = new Worker(
+        'const mmap = require(' + JSON.stringify(MMAP) + '); const { parentPort, workerData } = require("worker_threads");' +
+        'const stats = {}; for (let i = 0; i < 20000; i++) { let r; try { r = mmap.wait(workerData, 0, 0) } catch (e) { r = e.code } stats[r] = (stats[r] || 0) + 1 }' +
+        'parentPort.postMessage(stats)',
+        { eval: true, workerData: value, transferList: [value.buffer] })
+      let done = false
+      worker.on('message', (stats) => { done = true; console.log(JSON.stringify({ stats, word: mine.readInt32LE(0) })); worker.terminate() })
+      ;(function tick() {
+        if (done) return
+        for (let k = 0; k < 50; k++) {
+          mmap.protect(mine, 0, 4096, mmap.PROT_NONE)
+          for (let s = 0; s < 1000; s++);
+          mmap.protect(mine, 0, 4096, mmap.PROT_READ | mmap.PROT_WRITE)
+          for (let s = 0; s < (k % 7) * 3000; s++);
+        }
+        setImmediate(tick)
+      })()
+    })()
+    `,
+    { timeout: 55_000 },
+  )
+  assertCleanExit(result)
+  const { stats, word } = JSON.parse(result.stdout)
+  assert.equal(word, 0)
+  assert.equal(stats['not-equal'], undefined, JSON.stringify(stats))
+  assert.ok(Object.keys(stats).every((k) => k === 'ok' || k === 'ERR_MMAP_ACCESS'), JSON.stringify(stats))
+})

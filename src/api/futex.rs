@@ -114,7 +114,8 @@ fn outcome(wait: Wait) -> String {
 /// reads as 0, as in JavaScript. A `notify` of this process wakes and counts the wait as soon as
 /// it began. An `unmap()` of the mapping meanwhile (from another thread) ends it at once with
 /// `ERR_MMAP_UNMAPPED` (before Linux 5.16, within a tenth of a second), and a view of a mapping
-/// already unmapped throws it. `worker.terminate()` and `process.exit()` end the wait within a
+/// already unmapped throws it; a `protect()` that takes read access away ends it with
+/// `ERR_MMAP_ACCESS`. `worker.terminate()` and `process.exit()` end the wait within a
 /// tenth of a second, as they end `Atomics.wait`: it sleeps in slices and looks in between, so
 /// a `notify` from another process that lands between two slices without changing the word is
 /// missed (change the word, then notify).
@@ -259,7 +260,10 @@ unsafe extern "C" fn settle(
 /// `worker.terminate()` and `process.exit()` end it at once. An `unmap()` of the mapping
 /// meanwhile rejects the Promise with `ERR_MMAP_UNMAPPED` at once, as does a view of a mapping
 /// already unmapped (before Linux 5.16, within a tenth of a second, and there a `notify()` from
-/// another process that does not change the word may be missed).
+/// another process that does not change the word may be missed). A `protect()` that takes read
+/// access away rejects it with `ERR_MMAP_ACCESS`. The wait does not keep its mapping alive:
+/// once the last view of it (and its `Mapping` handle) is collected, or released by
+/// `ArrayBuffer.prototype.transfer()`, the Promise rejects with `ERR_MMAP_UNMAPPED`.
 ///
 /// @param view - A Buffer returned by `map()` or any view of the same memory.
 /// @param byteOffset - Where the word is in the view: it must be 4-byte aligned in the mapping.

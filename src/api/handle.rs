@@ -39,6 +39,19 @@ pub struct Mapping {
   unmapped: Cell<bool>,
 }
 
+impl Drop for Mapping {
+  /// The handle collected while waits still sleep on its memory and no view of it is left: the
+  /// memory goes as the last view's release takes it (`core::registry::forget_buffer`), and the
+  /// waits end with `ERR_MMAP_UNMAPPED` rather than hold it for ever.
+  fn drop(&mut self) {
+    if let Some(shared) = self.mapping.get_mut().take() {
+      if crate::core::mapping::Mapping::held_by_words_alone(&shared, 0) {
+        shared.release_to_waits();
+      }
+    }
+  }
+}
+
 #[napi]
 impl Mapping {
   /// Maps like `map()` (same arguments, same checks) but returns a handle; `size` may exceed

@@ -170,6 +170,12 @@ pub struct Word {
   offset: usize,
 }
 
+impl Drop for Word {
+  fn drop(&mut self) {
+    self.mapping.word_held(false);
+  }
+}
+
 impl Word {
   /// The word at `offset` (a multiple of 4, with the word's 4 bytes inside the mapping) of
   /// `mapping`, whose rights the caller checked allow reading it (`view::check_rights`).
@@ -178,6 +184,7 @@ impl Word {
       offset.is_multiple_of(4) && offset <= mapping.len() && mapping.len() - offset >= 4,
       "a futex word outside its mapping"
     );
+    mapping.word_held(true);
     Word { mapping, offset }
   }
 
@@ -384,6 +391,11 @@ impl Word {
         }
         // After a slice, a changed word means a notifier changed it: as good as a wake.
         Ok(Wait::NotEqual) if !first => return Ok(Wait::Woken),
+        // The kernel found one of the words changed: the cancel word set by a `protect()` and
+        // set back before `wait_or_cancel` looked at it leaves the word itself unchanged. Asked
+        // again, with the word read as JavaScript would (it said 'not-equal' for a word that
+        // held `expected` all along, attack pass 12).
+        Ok(Wait::NotEqual) if self.load()? == expected => {}
         // The state or the cancel word: the first is `sleep`'s to sort out, the second unmap's
         // or protect's.
         Ok(Wait::Cancelled) if marked() => return Ok(Wait::Cancelled),

@@ -105,6 +105,9 @@ pub struct Mapping {
   /// How many threads may be sleeping on `cancel` now: `unmap()` wakes them only if any (a
   /// futex syscall on every unmap was about 9% of a `map` + `unmap` pair's CPU time).
   cancel_waiters: AtomicU32,
+  /// How many futex words ([`crate::core::futex::Word`]) hold the mapping now: a wait holds its
+  /// word for as long as it sleeps (see [`Mapping::held_by_words_alone`]).
+  words: AtomicUsize,
 }
 
 const NO_SLOT: usize = usize::MAX;
@@ -634,6 +637,7 @@ impl Mapping {
       batchable: AtomicBool::new(batchable),
       cancel: AtomicU32::new(0),
       cancel_waiters: AtomicU32::new(0),
+      words: AtomicUsize::new(0),
     });
     // Dropped on failure: unmapped at once (it holds no slot).
     let slot = faults::register(&mapping.record)?;
@@ -749,6 +753,32 @@ impl Mapping {
     let result = sleep(self.cancel.as_ptr());
     self.cancel_waiters.fetch_sub(1, Ordering::Relaxed);
     result
+  }
+
+  /// Counts a futex word that holds the mapping (`futex::Word::new`), or one less (its drop).
+  pub fn word_held(&self, held: bool) {
+    match held {
+      true => self.words.fetch_add(1, Ordering::SeqCst),
+      false => self.words.fetch_sub(1, Ordering::SeqCst),
+    };
+  }
+
+  /// Whether only futex words hold `mapping` besides the caller's own reference (`others`
+  /// more are the caller's too): no view of it is left anywhere, so nothing could ever
+  /// `notify()` through this mapping again, nor `unmap()` it.
+  pub fn held_by_words_alone(mapping: &Shared, others: usize) -> bool {
+    let words = mapping.words.load(Ordering::SeqCst);
+    words > 0 && Arc::strong_count(mapping) == 1 + others + words
+  }
+
+  /// What the last view's release does to a mapping that waits still hold
+  /// ([`Mapping::held_by_words_alone`]): the memory taken away as by `unmap()`, so that the
+  /// waits end with `ERR_MMAP_UNMAPPED` and let it go. They held it for ever before: with
+  /// anonymous memory nothing could reach the word again, the Promise kept the process alive,
+  /// and the mapping stayed mapped and resident (attack pass 12: `buffer.transfer()` released
+  /// the last view while a `waitAsync()` slept). On the bound alone, as at a worker's end.
+  pub fn release_to_waits(&self) {
+    let _ = self.unmap_reading(false);
   }
 
   /// How many lost pages (SIGBUS) were replaced with zeros.

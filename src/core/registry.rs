@@ -252,7 +252,12 @@ pub unsafe fn forget_buffer(start: usize, hold: *const Mapping) {
   }
   // SAFETY: `hold` came from `Shared::into_raw` in `record_buffer` and is released once (the
   // caller's contract), after the record is gone.
-  drop(unsafe { Shared::from_raw(hold) });
+  let hold = unsafe { Shared::from_raw(hold) };
+  // The last view gone while waits sleep on the mapping: they are all that holds it.
+  if Mapping::held_by_words_alone(&hold, 0) {
+    hold.release_to_waits();
+  }
+  drop(hold);
 }
 
 /// The mapping behind the ArrayBuffer whose first byte is at `start`.
