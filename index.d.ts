@@ -344,7 +344,8 @@ export declare const MS_SYNC: number
  *
  * @param view - A Buffer returned by `map()` or any view of the same memory.
  * @param byteOffset - Where the word is in the view: it must be 4-byte aligned in the mapping.
- * @param count - How many waiters to wake at most. Default: `Infinity` (all).
+ * @param count - How many waiters to wake at most (any integer up to `Number.MAX_SAFE_INTEGER`;
+ *   past what the kernel takes, all). Default: `Infinity` (all).
  */
 export declare function notify(view: ArrayBufferView | ArrayBufferLike, byteOffset: number, count?: number): number
 

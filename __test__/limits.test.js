@@ -647,3 +647,52 @@ for (const kernel of ['this kernel', 'a kernel without PROCMAP_QUERY']) {
     assert.deepEqual(JSON.parse(child.stdout), { made: 40000, left: 0 })
   })
 }
+
+// Found by attack pass 12: unmap() leaves its range reserved (a placeholder) until the views
+// are collected, and a loop of map() + unmap() gives the garbage collector no reason to run:
+// the address space filled up, map() said ENOMEM as it should, and then V8 itself was refused a
+// page and the process died (under `ulimit -v`, or with terabyte MAP_NORESERVE mappings and no
+// limit at all). map() and remap() now leave the runtime a headroom of the address space.
+test('map() + unmap() pairs under ulimit -v never leave the runtime without address space', () => {
+  const base = Number(spawnSync(process.execPath, ['-e', "console.log(require('fs').readFileSync('/proc/self/status', 'latin1').match(/VmSize:\\s+(\\d+)/)[1])"], { encoding: 'utf8' }).stdout)
+  assert.ok(base > 0, 'VmSize of a bare node')
+  const script = `
+    const mmap = require(${JSON.stringify(path.join(__dirname, '..'))})
+    let size = 2 ** 30, pairs = 0, refused = null
+    while (size >= 4096) {
+      let b
+      try { b = mmap.map(size, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1) } catch (e) { refused = refused || e.code; size /= 2; continue }
+      mmap.unmap(b)
+      pairs++
+    }
+    const junk = []
+    for (let i = 0; i < 300; i++) junk.push(new Array(100000).fill(i))
+    console.log(JSON.stringify({ pairs, refused, junk: junk.length }))
+  `
+  const child = spawnSync('/bin/sh', ['-c', `ulimit -c 0; ulimit -v ${base + 4 * 1024 * 1024}; exec "$0" -e "$1"`, process.execPath, script], { encoding: 'utf8', timeout: 120_000 })
+  assert.equal(child.signal, null, `child died by ${child.signal}: ${child.stderr.slice(0, 400)}`)
+  assert.equal(child.status, 0, child.stderr.slice(0, 400))
+  const result = JSON.parse(child.stdout)
+  assert.equal(result.refused, 'ENOMEM')
+  assert.ok(result.pairs >= 1, JSON.stringify(result))
+  assert.equal(result.junk, 300)
+})
+
+test('terabyte MAP_NORESERVE mappings unmapped at once never leave the runtime without address space (no limit)', { skip: process.arch !== 'x64' && 'the user address space of x86-64 (128 TiB) is what this test fills' }, () => {
+  const result = runChild(`${PRELUDE}
+    let size = 2 ** 40, pairs = 0, refused = null
+    while (size >= 4096) {
+      let m
+      try { m = new mmap.Mapping(size, mmap.PROT_NONE, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | mmap.MAP_NORESERVE, -1) } catch (e) { refused = refused || e.code; size /= 2; continue }
+      m.view(0, 1)
+      m.unmap()
+      pairs++
+    }
+    const junk = []
+    for (let i = 0; i < 2000; i++) junk.push(new Array(100000).fill(i))
+    console.log(JSON.stringify({ pairs, refused, junk: junk.length }))
+  `)
+  assert.equal(result.refused, 'ENOMEM')
+  assert.ok(result.pairs >= 64, JSON.stringify(result))
+  assert.equal(result.junk, 2000)
+})

@@ -725,7 +725,7 @@ bothForms('a path of another type is a TypeError ERR_INVALID_ARG_TYPE', async (o
   for (const [p, received] of cases) {
     await assertOpenFails(form, [p], TypeError, {
       code: 'ERR_INVALID_ARG_TYPE',
-      message: `The "path" argument must be of type string or an instance of Buffer. Received ${received}`,
+      message: `The "path" argument must be of type string or an instance of Buffer or Uint8Array. Received ${received}`,
     })
   }
 })

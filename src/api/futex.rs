@@ -441,7 +441,8 @@ fn start_thread_pool(env: &Env) {
 ///
 /// @param view - A Buffer returned by `map()` or any view of the same memory.
 /// @param byteOffset - Where the word is in the view: it must be 4-byte aligned in the mapping.
-/// @param count - How many waiters to wake at most. Default: `Infinity` (all).
+/// @param count - How many waiters to wake at most (any integer up to `Number.MAX_SAFE_INTEGER`;
+///   past what the kernel takes, all). Default: `Infinity` (all).
 #[napi(ts_args_type = "view: ArrayBufferView | ArrayBufferLike, byteOffset: number, count?: number")]
 pub fn notify(env: &Env, view: Unknown, byte_offset: Unknown, count: Optional) -> napi::Result<u32> {
   let word = word(env, &view, &byte_offset)?;
@@ -449,7 +450,9 @@ pub fn notify(env: &Env, view: Unknown, byte_offset: Unknown, count: Optional) -
   let count = match count.as_ref() {
     None => i32::MAX,
     Some(count) if args::number_value(env, count) == Some(f64::INFINITY) => i32::MAX,
-    Some(count) => args::integer(env, count, "count", 0, i64::from(i32::MAX))? as i32,
+    // Any count up to Number.MAX_SAFE_INTEGER; more than the kernel takes wakes all, as
+    // `Atomics.notify` does with a large count (2 ** 31 was refused: attack pass 12).
+    Some(count) => args::integer(env, count, "count", 0, (1i64 << 53) - 1)?.min(i64::from(i32::MAX)) as i32,
   };
   let Some(word) = word.filter(|word| !word.is_unmapped()) else {
     return Ok(0); // nothing waits on memory that is gone (its waits end ERR_MMAP_UNMAPPED)

@@ -396,6 +396,73 @@ fn near_limit(extra: usize, grace: usize) -> bool {
   bound.saturating_add(extra) > vma_limit().saturating_add(grace)
 }
 
+/// Bytes of address space node-mmap's mappings hold: their extents, placeholders included
+/// (an `unmap()`ed range stays reserved until its views are collected).
+static HELD: AtomicUsize = AtomicUsize::new(0);
+/// The rest of the process's address space (`VmSize` less [`HELD`]) at the last reading;
+/// `usize::MAX` before the first.
+static OTHERS: AtomicUsize = AtomicUsize::new(usize::MAX);
+/// [`HELD`] at the last reading.
+static HELD_AT_READ: AtomicUsize = AtomicUsize::new(0);
+/// The address space the process may use, at the last reading (0: not read yet; `usize::MAX`:
+/// no guard on this system), and the headroom left of it ([`address_headroom`]).
+static AS_LIMIT: AtomicUsize = AtomicUsize::new(0);
+static AS_HEADROOM: AtomicUsize = AtomicUsize::new(0);
+
+/// What node-mmap leaves free of the address space the process may use, for the runtime: a
+/// sixteenth of it, between 256 MiB and 1 GiB under `ulimit -v`.
+fn address_headroom(limit: usize, limited: bool) -> usize {
+  match limited {
+    true => (limit / 16).clamp(256 << 20, 1 << 30),
+    false => limit / 16,
+  }
+}
+
+/// Makes sure a new range of `len` bytes leaves the runtime its headroom of the address space
+/// ([`address_headroom`]): else `ENOMEM` before the system call. Placeholders stay reserved
+/// until the garbage collector finds their views, which a loop of `map()` and `unmap()` gives
+/// it no reason to do: the address space filled up, `map()` said `ENOMEM` as it should, and
+/// then V8 itself was refused a page and the process died (attack pass 12: under `ulimit -v`,
+/// or with terabyte `MAP_NORESERVE` mappings). On our own count alone while it is far from the
+/// limit and has not grown by a headroom since the last reading of `VmSize`; else `VmSize` is
+/// read (a few microseconds).
+fn reserve_address_space(len: usize) -> io::Result<()> {
+  // The limit as last read (a system call: not on every map()); read again with `VmSize`.
+  let (limit, headroom) = (
+    AS_LIMIT.load(Ordering::Relaxed),
+    AS_HEADROOM.load(Ordering::Relaxed),
+  );
+  if limit == usize::MAX {
+    return Ok(()); // no guard on this system
+  }
+  let held = HELD.load(Ordering::Relaxed);
+  let others = OTHERS.load(Ordering::Relaxed);
+  let estimate = held.saturating_add(len).saturating_add(others);
+  let trusted = limit != 0
+    && others != usize::MAX
+    && held < HELD_AT_READ.load(Ordering::Relaxed).saturating_add(headroom)
+    && estimate.saturating_add(2 * headroom) <= limit;
+  if trusted {
+    return Ok(());
+  }
+  let Some((limit, limited)) = sys::address_space_limit() else {
+    AS_LIMIT.store(usize::MAX, Ordering::Relaxed);
+    return Ok(()); // no guard on this system
+  };
+  let headroom = address_headroom(limit, limited);
+  AS_LIMIT.store(limit, Ordering::Relaxed);
+  AS_HEADROOM.store(headroom, Ordering::Relaxed);
+  let Some(used) = sys::address_space_used() else {
+    return Ok(()); // cannot be read: the kernel decides, as before
+  };
+  OTHERS.store(used.saturating_sub(held), Ordering::Relaxed);
+  HELD_AT_READ.store(held, Ordering::Relaxed);
+  if used.saturating_add(len).saturating_add(headroom) > limit {
+    return Err(io::Error::from_raw_os_error(libc::ENOMEM));
+  }
+  Ok(())
+}
+
 /// Kernel mappings a thread reserves at once, so that most calls touch no shared counter.
 const ALLOWANCE: usize = 64;
 
@@ -582,6 +649,7 @@ impl Mapping {
     path: Option<&[u8]>,
   ) -> io::Result<Shared> {
     reserve_vmas(1)?;
+    reserve_address_space(len)?;
     recovery::install();
     let addr = sys::map(len, prot, flags, fd, offset)?;
     // A Buffer over it will be recorded at this address soon (`buffer::create`).
@@ -639,6 +707,7 @@ impl Mapping {
       cancel_waiters: AtomicU32::new(0),
       words: AtomicUsize::new(0),
     });
+    HELD.fetch_add(mapping.extent(), Ordering::Relaxed);
     // Dropped on failure: unmapped at once (it holds no slot).
     let slot = faults::register(&mapping.record)?;
     mapping.slot.store(slot, Ordering::Release);
@@ -1092,6 +1161,7 @@ impl Mapping {
     // The moved range is a new kernel mapping, and moving part of a mapping the kernel had
     // merged with its neighbours splits that one in three.
     reserve_vmas(3)?;
+    reserve_address_space(new_len)?;
     // No native access is in flight while the pages move (`changing`): a copy from the old range
     // is all of the user's bytes or, after, none of them.
     let (moved, replaced) = self.changing(|| recovery::excluding_recovery(|| self.move_to(new_len)))?;
@@ -1314,6 +1384,7 @@ pub fn watch_made_here() -> Option<MadeFor> {
 
 impl Drop for Mapping {
   fn drop(&mut self) {
+    HELD.fetch_sub(self.extent(), Ordering::Relaxed);
     // A run of placeholders is ordinary pages, but it may stand where huge or locked pages
     // were: it waits only if this mapping could have.
     let batchable = *self.batchable.get_mut();

@@ -116,6 +116,16 @@ pub fn shared_identity(_addr: usize) -> Option<(u64, u64, u64)> {
   None
 }
 
+/// No address-space guard here.
+pub fn address_space_limit() -> Option<(usize, bool)> {
+  None
+}
+
+/// Not known here.
+pub fn address_space_used() -> Option<usize> {
+  None
+}
+
 /// No list of kernel mappings to keep a descriptor of here.
 pub fn keep_maps_descriptor() {}
 

@@ -409,6 +409,43 @@ pub fn out_of_descriptors(err: &io::Error) -> bool {
   matches!(err.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
 }
 
+/// The address space the process may use, and whether a limit set it: `RLIMIT_AS` (`ulimit
+/// -v`) where set, else the user address space of a 64-bit Linux process (128 TiB; less on
+/// kernels built for fewer bits, where the guard is laxer than it could be, never stricter).
+/// `None` off Linux: there the address-space guard is off.
+pub fn address_space_limit() -> Option<(usize, bool)> {
+  #[cfg(any(target_os = "linux", target_os = "android"))]
+  {
+    let mut limit = std::mem::MaybeUninit::<libc::rlimit>::uninit();
+    // SAFETY: getrlimit writes a `struct rlimit` into our own buffer.
+    if unsafe { libc::getrlimit(libc::RLIMIT_AS, limit.as_mut_ptr()) } == 0 {
+      // SAFETY: getrlimit returned 0, so it filled the buffer.
+      let current = unsafe { limit.assume_init() }.rlim_cur;
+      if current != libc::RLIM_INFINITY {
+        return Some((usize::try_from(current).unwrap_or(usize::MAX), true));
+      }
+    }
+    Some((
+      if cfg!(target_pointer_width = "64") {
+        1 << 47
+      } else {
+        3 << 30
+      },
+      false,
+    ))
+  }
+  #[cfg(not(any(target_os = "linux", target_os = "android")))]
+  None
+}
+
+/// The address space the process uses now (`VmSize`, from `/proc/self/statm`); `None` if it
+/// cannot be read.
+pub fn address_space_used() -> Option<usize> {
+  let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+  let pages: usize = statm.split_ascii_whitespace().next()?.parse().ok()?;
+  pages.checked_mul(page_size())
+}
+
 /// The whole of `/proc/self/maps`: opened afresh, or read through the reserve descriptor
 /// ([`MAPS_RESERVE`]) when no descriptor is left to open it.
 pub fn read_maps() -> io::Result<Vec<u8>> {

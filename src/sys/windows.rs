@@ -43,6 +43,9 @@ use windows_sys::Win32::System::Threading::GetCurrentProcess;
 // Not ported yet: each of these is stub.rs's, which fails with ENOTSUP (or answers "not known
 // here", for the queries), as on a target with no port at all.
 pub use super::stub::{
+  // The address-space guard (Linux's RLIMIT_AS and VmSize): off here for now.
+  address_space_limit,
+  address_space_used,
   // Resizing a file (`'w+'`, size options): no Windows code yet (stub's `set_len`/no check).
   check_resize,
   // Opening files by path for `openSync`/`open`/`Mapping` (UTF-16 paths, long paths): ENOTSUP.
