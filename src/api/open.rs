@@ -450,7 +450,14 @@ impl Request {
 
 /// A string path, or a Buffer/Uint8Array of path bytes; never with NUL bytes.
 fn parse_path(env: &Env, value: &Unknown) -> napi::Result<(PathBuf, String)> {
-  let refuse = || args::invalid_type(env, "path", "of type string or an instance of Buffer or Uint8Array", value);
+  let refuse = || {
+    args::invalid_type(
+      env,
+      "path",
+      "of type string or an instance of Buffer or Uint8Array",
+      value,
+    )
+  };
   // Copied once, fallibly (a string can hold 1.5 GiB of UTF-8, a Buffer more): ENOMEM, as the
   // open it is for would fail, rather than an abort.
   let out_of_memory = || {
