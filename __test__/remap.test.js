@@ -372,3 +372,43 @@ describe('remap() racing a reader on another thread', () => {
     }
   })
 })
+
+// Found by attack pass 13: the rights a private file mapping's range loses while its pages
+// move (pass 11) were taken from all of it at once, which merged a range protect() had split;
+// it then got one part's rights back on every page, so the next read of a page nobody
+// protected ended the process, even after a remap() that threw EFAULT.
+describe('remap() of a MAP_PRIVATE file mapping split by protect(), advise() or lock()', () => {
+  it('fails with EFAULT as for any split mapping, and leaves every page its own rights (child)', () => {
+    const result = runScript(`
+      const mmap = require(MMAP)
+      const fs = require('fs'), os = require('os'), path = require('path')
+      const P = mmap.PAGESIZE
+      const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'node-mmap-split-')), 'f')
+      fs.writeFileSync(file, Buffer.alloc(4 * P, 0x41))
+      const out = {}
+      for (const [name, split] of [
+        ['PROT_NONE page', (b) => mmap.protect(b, 2 * P, P, mmap.PROT_NONE)],
+        ['PROT_READ page', (b) => mmap.protect(b, 2 * P, P, mmap.PROT_READ)],
+        ['advise', (b) => { mmap.protect(b, 2 * P, P, mmap.PROT_NONE); mmap.protect(b, 2 * P, P, mmap.PROT_READ | mmap.PROT_WRITE); mmap.advise(b, P, P, mmap.MADV_RANDOM) }],
+      ]) {
+        const b = mmap.openSync(file, { mode: 'r+', shared: false })
+        split(b)
+        let error = null
+        try { mmap.remap(b, 8 * P) } catch (e) { error = e.code + ' ' + e.syscall }
+        // Pages nobody protected: read and written (a wrong right ends the process here).
+        const read = b[0] + b[3 * P]
+        b[0] = 0x42
+        b[3 * P] = 0x43
+        out[name] = { error, read, written: b[0] === 0x42 && b[3 * P] === 0x43 }
+        mmap.unmap(b)
+      }
+      fs.rmSync(path.dirname(file), { recursive: true, force: true })
+      console.log(JSON.stringify(out))
+    `)
+    assertCleanExit(result)
+    const out = JSON.parse(result.stdout)
+    for (const name of ['PROT_NONE page', 'PROT_READ page', 'advise']) {
+      assert.deepEqual(out[name], { error: 'EFAULT mremap', read: 0x82, written: true }, name)
+    }
+  })
+})

@@ -1195,8 +1195,13 @@ impl Mapping {
     // first, so that such a read faults instead; the handler sees `moving`, waits for this
     // change (it holds the recovery lock), and the access runs again on the placeholder's
     // zeros, or, if the move fails, on the mapping with its rights back.
+    // Only where one kernel mapping holds the whole range: a range `protect()`, `advise()` or
+    // `lock()` split into several cannot move (mremap fails with `EFAULT`, changing nothing),
+    // and taking the rights of all of it away merged the parts, which then got one part's
+    // rights back on every page (attack pass 13: the next read of a page nobody protected
+    // ended the process, after a remap() that threw too).
     let hidden = match self.record.file_pages() && self.shared_identity(0).is_none() {
-      true => Some(self.rights_now()),
+      true => self.rights_if_one_kernel_mapping(),
       false => None,
     };
     if hidden.is_some() {
@@ -1268,17 +1273,14 @@ impl Mapping {
     Ok((moved, replaced?))
   }
 
-  /// The rights the mapping's pages have now: those it was made with, unless `protect()` ran
-  /// on it; then the kernel's (a range `remap()` can move is one kernel mapping, of one set of
-  /// rights). What `protect()` left guaranteed where the kernel cannot tell.
-  fn rights_now(&self) -> i32 {
-    if !self.reprotected() {
-      return self.record.prot();
-    }
+  /// The rights of the one kernel mapping that holds the whole range, as the kernel tells
+  /// (`/proc/self/maps`); `None` when the range is split into several (`protect()`,
+  /// `advise()` or `lock()` of part of it), or the list cannot be read.
+  fn rights_if_one_kernel_mapping(&self) -> Option<i32> {
     let addr = self.record.addr();
     sys::signals::maps_region(addr, |_| {})
       .filter(|&(start, end, _)| start <= addr && addr + self.extent() <= end)
-      .map_or(self.guaranteed_prot(), |(_, _, prot)| prot)
+      .map(|(_, _, prot)| prot)
   }
 }
 
