@@ -94,56 +94,11 @@ pub use super::stub::{
 /// `MAP_HUGETLB`, `MAP_LOCKED`, `MAP_NORESERVE`, the other `MADV_*`, ...) is 0 there: "no
 /// effect on Windows", never an error.
 pub mod consts {
+  // The same numbers as the stub's: the basic set keeps Linux's, the rest is 0.
+  pub use super::super::stub::consts::*;
   /// `MAX_PATH` is 260, but long paths (`\\?\`) go to 32,767 UTF-16 units; this bounds the
   /// UTF-8 bytes a path may take (3 per unit at most) before any conversion.
   pub const PATH_MAX: usize = 32_767 * 3;
-  type Int = i32;
-  pub const PROT_NONE: Int = 0;
-  pub const PROT_READ: Int = 1;
-  pub const PROT_WRITE: Int = 2;
-  pub const PROT_EXEC: Int = 4;
-  pub const MAP_SHARED: Int = 1;
-  pub const MAP_PRIVATE: Int = 2;
-  pub const MAP_ANONYMOUS: Int = 0x20;
-  pub const MAP_ANON: Int = MAP_ANONYMOUS;
-  pub const MS_ASYNC: Int = 1;
-  pub const MS_INVALIDATE: Int = 2;
-  pub const MS_SYNC: Int = 4;
-  pub const MADV_NORMAL: Int = 0;
-  pub const MADV_RANDOM: Int = 1;
-  pub const MADV_SEQUENTIAL: Int = 2;
-  pub const MADV_WILLNEED: Int = 3;
-  pub const MADV_DONTNEED: Int = 4;
-  pub const MADV_COLD: Int = 0;
-  pub const MADV_DODUMP: Int = 0;
-  pub const MADV_DOFORK: Int = 0;
-  pub const MADV_DONTDUMP: Int = 0;
-  pub const MADV_DONTFORK: Int = 0;
-  pub const MADV_FREE: Int = 0;
-  pub const MADV_HUGEPAGE: Int = 0;
-  pub const MADV_KEEPONFORK: Int = 0;
-  pub const MADV_MERGEABLE: Int = 0;
-  pub const MADV_NOHUGEPAGE: Int = 0;
-  pub const MADV_PAGEOUT: Int = 0;
-  pub const MADV_REMOVE: Int = 0;
-  pub const MADV_UNMERGEABLE: Int = 0;
-  pub const MADV_WIPEONFORK: Int = 0;
-  pub const MAP_HUGETLB: Int = 0;
-  pub const MAP_HUGE_1GB: Int = 0;
-  pub const MAP_HUGE_2MB: Int = 0;
-  pub const MAP_HUGE_MASK: Int = 0;
-  pub const MAP_HUGE_SHIFT: Int = 0;
-  pub const MAP_LOCKED: Int = 0;
-  pub const MAP_NONBLOCK: Int = 0;
-  pub const MAP_NORESERVE: Int = 0;
-  pub const MAP_POPULATE: Int = 0;
-  pub const MAP_SHARED_VALIDATE: Int = 0;
-  pub const MAP_STACK: Int = 0;
-  pub const MAP_SYNC: Int = 0;
-  /// Flags that choose or constrain the address of a mapping: none exists here.
-  pub const PLACEMENT_FLAGS: &[(&str, Int)] = &[];
-  /// The bits of `flags` that name the mapping type (shared, private).
-  pub const MAP_TYPE_MASK: Int = MAP_SHARED | MAP_PRIVATE;
 }
 
 use consts::{MADV_DONTNEED, MADV_WILLNEED, MAP_ANONYMOUS, MAP_PRIVATE, MAP_TYPE_MASK, MS_SYNC};
