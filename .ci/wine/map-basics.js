@@ -5,6 +5,7 @@
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
+const util = require('node:util')
 const mmap = require('../..')
 
 let failed = 0
@@ -21,6 +22,14 @@ async function run(name, fn) {
 }
 function equal(a, b, what) {
   if (a !== b) throw new Error(`${what}: got ${JSON.stringify(a)}, want ${JSON.stringify(b)}`)
+}
+
+// A system error as Node's own: its code, an errno that Node's table on this platform names by
+// that code (libuv's numbers on Windows: EBADF is -4083, not -9), and a message led by the code.
+function systemError(err, code) {
+  equal(err.code, code, 'code')
+  equal(util.getSystemErrorName(err.errno), code, `the name Node gives errno ${err.errno}`)
+  equal(err.message.startsWith(`${code}: `), true, `message ${JSON.stringify(err.message)} leads with the code`)
 }
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'node-mmap-wine-'))
@@ -83,7 +92,7 @@ check('PROT_WRITE on a file opened "r" is EACCES', () => {
     mmap.map(4096, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED, fd)
     throw new Error('no error')
   } catch (err) {
-    equal(err.code, 'EACCES', 'code')
+    systemError(err, 'EACCES')
     return `${err.message}; errno ${err.errno}; syscall ${err.syscall}`
   } finally {
     fs.closeSync(fd)
@@ -95,7 +104,10 @@ check('a bad fd is EBADF', () => {
     mmap.map(4096, mmap.PROT_READ, mmap.MAP_SHARED, 9999)
     throw new Error('no error')
   } catch (err) {
-    equal(err.code, 'EBADF', 'code')
+    systemError(err, 'EBADF')
+    let fsErrno
+    try { fs.fstatSync(9999) } catch (e) { fsErrno = e.errno }
+    equal(err.errno, fsErrno, "errno, as fs.fstatSync(9999)'s")
     return `${err.message}; errno ${err.errno}`
   }
 })
@@ -250,7 +262,7 @@ check('a read-only mapping more than a page past EOF is refused', () => {
     mmap.map(3 * mmap.PAGESIZE, mmap.PROT_READ, mmap.MAP_SHARED, fd)
     throw new Error('no error')
   } catch (err) {
-    equal(err.code, 'EINVAL', 'code')
+    systemError(err, 'EINVAL')
     return err.message
   } finally {
     fs.closeSync(fd)

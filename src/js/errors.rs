@@ -142,7 +142,12 @@ pub fn system(env: &Env, err: &io::Error, syscall: &str, path: Option<&str>) -> 
     None => format!("{code}: {description}, {syscall}"),
   };
   let error = create(env, Class::Error, &code, &message);
-  set(env, error, c"errno", raw::int32(env, -os_error));
+  set(
+    env,
+    error,
+    c"errno",
+    raw::int32(env, crate::sys::node_errno(os_error)),
+  );
   set(env, error, c"syscall", js_string(env, syscall));
   if let Some(path) = path {
     set(env, error, c"path", js_string(env, path));

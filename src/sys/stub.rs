@@ -66,6 +66,12 @@ pub mod consts {
   pub const MAP_TYPE_MASK: Int = MAP_SHARED | MAP_PRIVATE;
 }
 
+/// The `errno` Node reports for the errno value `errno`: its negation (libuv's rule wherever
+/// the C library's numbers are used).
+pub fn node_errno(errno: i32) -> i32 {
+  -errno
+}
+
 /// A page size to compute with (4 KiB): nothing is mapped here.
 pub fn page_size() -> usize {
   4096

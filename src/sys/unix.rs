@@ -79,6 +79,11 @@ pub mod consts {
   pub use platform::*;
 }
 
+/// The `errno` Node reports for the errno value `errno`: its negation, as libuv gives it here.
+pub fn node_errno(errno: i32) -> i32 {
+  -errno
+}
+
 /// `sysconf(_SC_PAGESIZE)`, asked once: `map()` needs it several times per call, and glibc's
 /// `sysconf` is a call through a long switch each time (0.2% of a `map` in a profile). Once
 /// cached it is an atomic load, which the signal handlers rely on (`signals::install` asks first).

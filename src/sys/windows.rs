@@ -139,6 +139,44 @@ fn last_error() -> io::Error {
   io::Error::from_raw_os_error(errno_of(code))
 }
 
+/// The `errno` Node reports on Windows for the errno value `errno` (this layer's errors carry the
+/// C library's numbers): libuv's own negative numbers there (`UV_EACCES` is -4092, not -13), so
+/// that `util.getSystemErrorName(err.errno)` is `err.code` as for Node's `fs` errors; -4094
+/// (`UV_UNKNOWN`) for a number libuv has no name for.
+pub fn node_errno(errno: i32) -> i32 {
+  match errno {
+    libc::EACCES => -4092,
+    libc::EAGAIN => -4088,
+    libc::EBADF => -4083,
+    libc::EBUSY => -4082,
+    libc::EEXIST => -4075,
+    libc::EFAULT => -4074,
+    libc::EINTR => -4072,
+    libc::EINVAL => -4071,
+    libc::EIO => -4070,
+    libc::EISDIR => -4068,
+    libc::ELOOP => -4067,
+    libc::EMFILE => -4066,
+    libc::ENAMETOOLONG => -4064,
+    libc::ENFILE => -4061,
+    libc::ENODEV => -4059,
+    libc::ENOENT => -4058,
+    libc::ENOMEM => -4057,
+    libc::ENOSPC => -4055,
+    libc::ENOSYS => -4054,
+    libc::ENOTDIR => -4052,
+    libc::ENOTSUP => -4049,
+    libc::EPERM => -4048,
+    libc::EROFS => -4043,
+    libc::ESPIPE => -4041,
+    libc::ETXTBSY => -4038,
+    libc::EFBIG => -4036,
+    libc::ENXIO => -4033,
+    libc::EOVERFLOW => -4026,
+    _ => -4094,
+  }
+}
+
 fn errno(value: i32) -> io::Error {
   io::Error::from_raw_os_error(value)
 }
