@@ -5,32 +5,9 @@
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
-const util = require('node:util')
 const mmap = require('../..')
 
-let failed = 0
-const checks = []
-const check = (name, fn) => checks.push([name, fn])
-async function run(name, fn) {
-  try {
-    const detail = await fn()
-    console.log(`ok   ${name}${detail ? ` (${detail})` : ''}`)
-  } catch (err) {
-    failed++
-    console.log(`FAIL ${name}: ${err && err.stack ? err.stack : err}`)
-  }
-}
-function equal(a, b, what) {
-  if (a !== b) throw new Error(`${what}: got ${JSON.stringify(a)}, want ${JSON.stringify(b)}`)
-}
-
-// A system error as Node's own: its code, an errno that Node's table on this platform names by
-// that code (libuv's numbers on Windows: EBADF is -4083, not -9), and a message led by the code.
-function systemError(err, code) {
-  equal(err.code, code, 'code')
-  equal(util.getSystemErrorName(err.errno), code, `the name Node gives errno ${err.errno}`)
-  equal(err.message.startsWith(`${code}: `), true, `message ${JSON.stringify(err.message)} leads with the code`)
-}
+const { check, equal, systemError, runAll } = require('./harness')
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'node-mmap-wine-'))
 const file = (name, bytes) => {
@@ -314,9 +291,4 @@ check('wait() is ENOTSUP for now', () => {
   }
 })
 
-;(async () => {
-  for (const [name, fn] of checks) await run(name, fn)
-  fs.rmSync(dir, { recursive: true, force: true })
-  console.log(failed ? `${failed} FAILED` : `all ${checks.length} passed`)
-  process.exitCode = failed ? 1 : 0
-})()
+runAll(() => fs.rmSync(dir, { recursive: true, force: true }))

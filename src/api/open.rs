@@ -233,7 +233,7 @@ impl Request {
               continue;
             }
             // Taken meanwhile: use that file, as if it had been there.
-            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(err) if err.raw_os_error() == Some(libc::EEXIST) => continue,
             // Any other refusal (a path the link cannot name): the named create, whose errors
             // are those `fs` gives.
             Err(_) => unnamed = false,
@@ -241,7 +241,7 @@ impl Request {
         }
         Some(Created::Named(path)) => {
           if result.is_err() {
-            remove_created(&path, &file);
+            sys::remove_created(&path, &file);
           }
           return result;
         }
@@ -262,7 +262,7 @@ impl Request {
     for _ in 0..16 + 40 {
       match sys::open(&path, self.write, false) {
         Ok(file) => return Ok((file, None)),
-        Err(err) if self.create && err.kind() == io::ErrorKind::NotFound => {}
+        Err(err) if self.create && err.raw_os_error() == Some(libc::ENOENT) => {}
         Err(err) => return Err(os("open")(err)),
       }
       // Nothing at all at the path (not even a dangling symlink, which is followed below): a
@@ -284,7 +284,7 @@ impl Request {
       }
       match sys::open(&path, true, true) {
         Ok(file) => return Ok((file, Some(Created::Named(path)))),
-        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
+        Err(err) if err.raw_os_error() == Some(libc::EEXIST) => {
           if let Ok(target) = std::fs::read_link(&path) {
             links += 1;
             if links > 40 {
@@ -304,7 +304,7 @@ impl Request {
   /// Maps `file` as the options say; `made_here`: this call made the file (it is not emptied
   /// again for 'w+').
   fn map_file(&self, file: &std::fs::File, made_here: bool) -> Result<Opened, OpenFailure> {
-    let metadata = file.metadata().map_err(os("fstat"))?;
+    let metadata = file.metadata().map_err(|err| os("fstat")(sys::std_error(err)))?;
     let kind = metadata.file_type();
     // Only regular files: a directory is EISDIR (as `fs.readFileSync` says), and FIFOs,
     // sockets and devices are ENODEV (what mmap(2) answers for a file it cannot map) rather
@@ -325,12 +325,12 @@ impl Request {
         .map(drop)
         .map_err(os("mmap"))
     };
-    if current == 0 {
+    if current == 0 && sys::PSEUDO_FILES {
       probe()?;
     }
     let target = self.target_size(current);
     let len = self.check_range(target)?;
-    if len == 0 && current != 0 {
+    if len == 0 && current != 0 && sys::PSEUDO_FILES {
       probe()?;
     }
     let granularity = sys::allocation_granularity() as u64;
@@ -382,6 +382,14 @@ impl Request {
     // file's limits or seals meanwhile.
     if target > current && !empties {
       sys::grow_file(file, target).map_err(|(err, syscall)| os(syscall)(err))?;
+    }
+    if empties && target < current && !sys::SHRINKS_UNDER_VIEWS {
+      // Windows cuts no file shorter than a view of it: every check has passed on this mapping
+      // of the same file; it goes, the file is emptied and cut, and is mapped again (only a
+      // lack of memory or address space can refuse now what was just granted).
+      drop(mapping);
+      sys::empty_file(file, current, target).map_err(|(err, syscall)| os(syscall)(err))?;
+      return self.map_file(file, true);
     }
     if empties {
       sys::empty_file(file, current, target).map_err(|(err, syscall)| os(syscall)(err))?;
@@ -535,18 +543,6 @@ enum Created {
   Unnamed(PathBuf),
   /// At `path` (`O_EXCL`), where unnamed files cannot be made: removed again on failure.
   Named(PathBuf),
-}
-
-/// Removes the file this call created at `path` (and is about to fail), unless the path names
-/// another file by now.
-fn remove_created(path: &std::path::Path, file: &std::fs::File) {
-  let same = match (std::fs::metadata(path), file.metadata()) {
-    (Ok(a), Ok(b)) => sys::same_file(&a, &b),
-    _ => false,
-  };
-  if same {
-    let _ = std::fs::remove_file(path);
-  }
 }
 
 /// Opens the file at `path`, maps the part of it that `options` picks, closes the file and

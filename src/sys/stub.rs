@@ -97,6 +97,20 @@ pub fn grow_file(file: &std::fs::File, size: u64) -> Result<(), (io::Error, &'st
   file.set_len(size).map_err(|err| (err, "ftruncate"))
 }
 
+/// The error the standard library returned, as it is.
+pub fn std_error(err: io::Error) -> io::Error {
+  err
+}
+
+/// Nothing is mapped here.
+pub const SHRINKS_UNDER_VIEWS: bool = true;
+
+/// No file is mapped here, so none needs probing.
+pub const PSEUDO_FILES: bool = false;
+
+/// No file is created here ([`open`] fails first).
+pub fn remove_created(_path: &std::path::Path, _file: &std::fs::File) {}
+
 /// Not known here: never the same.
 pub fn same_file(_a: &std::fs::Metadata, _b: &std::fs::Metadata) -> bool {
   false

@@ -324,6 +324,32 @@ pub fn empty_file(file: &std::fs::File, current: u64, target: u64) -> Result<(),
     .map_err(|err| (err, "ftruncate"))
 }
 
+/// The error the standard library returned, with this layer's numbering: the same here (std
+/// gives errno values on Unix).
+pub fn std_error(err: io::Error) -> io::Error {
+  err
+}
+
+/// A file can be cut shorter while views of it exist (their pages past its new end are lost:
+/// SIGBUS).
+pub const SHRINKS_UNDER_VIEWS: bool = true;
+
+/// Regular files may tell a size that is not what they hold here (procfs says 0 bytes, sysfs
+/// 4096): `open()` asks the kernel with a one-page mapping whether such a file maps at all.
+pub const PSEUDO_FILES: bool = true;
+
+/// Removes the file a call made at `path` and is about to fail, unless the path names another
+/// file by now (another process may have put one there).
+pub fn remove_created(path: &std::path::Path, file: &std::fs::File) {
+  let same = match (std::fs::metadata(path), file.metadata()) {
+    (Ok(a), Ok(b)) => same_file(&a, &b),
+    _ => false,
+  };
+  if same {
+    let _ = std::fs::remove_file(path);
+  }
+}
+
 /// Whether two files' metadata are of the same file (device and inode).
 pub fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
   use std::os::unix::fs::MetadataExt;

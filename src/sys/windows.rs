@@ -1,7 +1,7 @@
-//! The Windows side of the OS layer (issue 14, first slice): mapping, unmapping with a
-//! zero-filled placeholder, and the toolkit (`sync`, `protect`, `lock`, `advise`, residency)
-//! over `CreateFileMappingW` and views of it. What is not ported yet (waits, `remap()`, opening
-//! files by path, resizing) is re-exported from `stub.rs` and fails with `ENOTSUP`.
+//! The Windows side of the OS layer (issue 14): mapping, unmapping with a zero-filled
+//! placeholder, the toolkit (`sync`, `protect`, `lock`, `advise`, residency) over
+//! `CreateFileMappingW` and views of it, and files opened by path. What is not ported yet
+//! (waits, `remap()`) is re-exported from `stub.rs` and fails with `ENOTSUP`.
 //!
 //! Errors: every failure is an `io::Error` whose raw number is an errno value (libc's numbers
 //! for this target, the ones `errno_name` above this layer knows), never a Win32 code: each
@@ -46,16 +46,13 @@ pub use super::stub::{
   // The address-space guard (Linux's RLIMIT_AS and VmSize): off here for now.
   address_space_limit,
   address_space_used,
-  // Resizing a file (`'w+'`, size options): no Windows code yet (stub's `set_len`/no check).
+  // Nothing to check before a resize: Windows has no RLIMIT_FSIZE, seals or fallocate probe.
   check_resize,
-  // Opening files by path for `openSync`/`open`/`Mapping` (UTF-16 paths, long paths): ENOTSUP.
+  // No files without a name: a file `open()` creates is named at once, and removed through
+  // its handle if the call fails (`remove_created`).
   create_unnamed,
   // Deadlines for `wait`: nothing waits yet.
   deadline_after,
-  empty_file,
-  // A descriptor of an open `File`: -1 (paths are not opened here yet).
-  file_descriptor,
-  grow_file,
   // No huge pages (large pages need SeLockMemoryPrivilege): none.
   huge_page_size_of_file,
   // Not known yet: `false` (used only for diagnostics and the kernel-mapping guard).
@@ -68,7 +65,8 @@ pub use super::stub::{
   link_unnamed,
   // `remap()`'s moves: ENOTSUP until a Windows `remap` exists.
   move_back,
-  open,
+  // A path's WTF-8 bytes (for diagnostics and the trailing-slash check), and a path from the
+  // UTF-8 bytes of a JS string or Buffer; std turns it into UTF-16 (with `\\?\` for long ones).
   path_bytes,
   path_from_bytes,
   remap,
@@ -113,6 +111,12 @@ fn errno_of(code: u32) -> i32 {
   match code {
     f::ERROR_ACCESS_DENIED | f::ERROR_NOACCESS => libc::EACCES,
     f::ERROR_FILE_NOT_FOUND | f::ERROR_PATH_NOT_FOUND => libc::ENOENT,
+    f::ERROR_INVALID_NAME | f::ERROR_BAD_PATHNAME | f::ERROR_INVALID_DRIVE => libc::ENOENT,
+    f::ERROR_FILE_EXISTS | f::ERROR_ALREADY_EXISTS => libc::EEXIST,
+    f::ERROR_FILENAME_EXCED_RANGE => libc::ENAMETOOLONG,
+    f::ERROR_DIRECTORY => libc::ENOTDIR,
+    f::ERROR_TOO_MANY_OPEN_FILES => libc::EMFILE,
+    f::ERROR_CANT_ACCESS_FILE => libc::EACCES,
     f::ERROR_INVALID_HANDLE => libc::EBADF,
     f::ERROR_NOT_ENOUGH_MEMORY | f::ERROR_OUTOFMEMORY | f::ERROR_COMMITMENT_LIMIT => libc::ENOMEM,
     // VirtualLock beyond the working set's quota: Linux's mlock says ENOMEM (or EAGAIN).
@@ -174,6 +178,14 @@ pub fn node_errno(errno: i32) -> i32 {
     libc::ENXIO => -4033,
     libc::EOVERFLOW => -4026,
     _ => -4094,
+  }
+}
+
+/// The error the standard library returned (a Win32 code), with this layer's numbering (errno).
+pub fn std_error(err: io::Error) -> io::Error {
+  match err.raw_os_error() {
+    Some(code) => errno(errno_of(code as u32)),
+    None => err,
   }
 }
 
@@ -250,8 +262,27 @@ fn uv_get_osfhandle() -> Option<GetOsfHandle> {
   address.map(|a| unsafe { std::mem::transmute::<usize, GetOsfHandle>(a) })
 }
 
-/// The HANDLE behind a descriptor of the host's C runtime: `EBADF` when it names nothing.
+/// The descriptor [`map`] takes for a file this layer opened ([`open`]): its HANDLE, encoded as
+/// `-2 - handle`. Such a file has no descriptor of the host's C runtime, and making one would
+/// give the handle two owners. The values cannot collide with a user's: the JS layer takes
+/// descriptors from -1 up only, so a value of -2 or less comes from here, and it is used while
+/// the `File` is alive (the call that opened it maps it, then closes it). Handles fit in 32 bits
+/// (Windows keeps them so, for 32-bit processes); one that did not gives -1, which [`map`]
+/// refuses with `EBADF`.
+pub fn file_descriptor(file: &std::fs::File) -> i32 {
+  use std::os::windows::io::AsRawHandle;
+  i32::try_from(file.as_raw_handle() as usize)
+    .ok()
+    .and_then(|handle| (-2i32).checked_sub(handle))
+    .unwrap_or(-1)
+}
+
+/// The HANDLE behind a descriptor of the host's C runtime, or behind one [`file_descriptor`]
+/// made: `EBADF` when it names nothing.
 fn handle_of(fd: i32) -> io::Result<HANDLE> {
+  if fd <= -2 {
+    return Ok((-2 - i64::from(fd)) as usize as HANDLE);
+  }
   let get = uv_get_osfhandle().ok_or_else(|| errno(libc::ENOSYS))?;
   // SAFETY: uv_get_osfhandle only looks the descriptor up in the C runtime's table; any int is
   // accepted (an unknown one gives INVALID_HANDLE_VALUE).
@@ -765,6 +796,98 @@ pub unsafe fn protect(addr: *mut u8, len: usize, prot: i32) -> io::Result<()> {
   // SAFETY: the caller owns the range; VirtualProtect changes only its access rights.
   if unsafe { VirtualProtect(addr as *const c_void, len, page_protection(prot, copy), &mut old) } == 0 {
     return Err(last_error());
+  }
+  Ok(())
+}
+
+// --- files by path ------------------------------------------------------------------------------
+
+/// Windows refuses to cut a file shorter while a view of it exists (`ERROR_USER_MAPPED_FILE`):
+/// `'w+'` of a larger file then cuts it with no view, and maps it again.
+pub const SHRINKS_UNDER_VIEWS: bool = false;
+
+/// Regular files tell the truth about their size here (no procfs or sysfs): `open()` needs no
+/// probing mapping, which would grow an empty file opened for writing (a writable section
+/// larger than its file grows it).
+pub const PSEUDO_FILES: bool = false;
+
+/// Opens `path` for mapping, shared for reading, writing and deleting with other handles (as
+/// libuv opens files for Node's `fs`), never truncated. `create_new`: created, and only if
+/// missing (`CREATE_NEW`), with `DELETE` access so that a call that fails removes the file
+/// through this very handle ([`remove_created`]). The standard library converts the path to
+/// UTF-16 and gives a long one the `\\?\` prefix. A directory is `EISDIR`, as Node's `fs`
+/// says (CreateFileW refuses a directory with "access denied").
+pub fn open(path: &std::path::Path, write: bool, create_new: bool) -> io::Result<std::fs::File> {
+  use std::os::windows::fs::OpenOptionsExt;
+  use windows_sys::Win32::Foundation::{GENERIC_READ, GENERIC_WRITE};
+  use windows_sys::Win32::Storage::FileSystem::DELETE;
+  let mut options = std::fs::OpenOptions::new();
+  options.read(true).write(write || create_new);
+  if create_new {
+    options
+      .create_new(true)
+      .access_mode(GENERIC_READ | GENERIC_WRITE | DELETE);
+  }
+  options.open(path).map_err(|err| {
+    let err = std_error(err);
+    if err.raw_os_error() == Some(libc::EACCES) && std::fs::metadata(path).is_ok_and(|m| m.is_dir()) {
+      return errno(libc::EISDIR);
+    }
+    err
+  })
+}
+
+/// Removes the file a call made ([`open`] with `create_new`) and is about to fail: through its
+/// handle (delete on close), so that a file another process put at the path meanwhile is never
+/// the one removed.
+pub fn remove_created(_path: &std::path::Path, file: &std::fs::File) {
+  use std::os::windows::io::AsRawHandle;
+  use windows_sys::Win32::Storage::FileSystem::{
+    FileDispositionInfo, SetFileInformationByHandle, FILE_DISPOSITION_INFO,
+  };
+  let info = FILE_DISPOSITION_INFO { DeleteFile: true };
+  // SAFETY: the handle is `file`'s, open for the call; `info` lives for the call and its size
+  // is passed with it. A failure leaves the file, as a failed unlink does on Unix.
+  unsafe {
+    SetFileInformationByHandle(
+      file.as_raw_handle() as HANDLE,
+      FileDispositionInfo,
+      (&info as *const FILE_DISPOSITION_INFO).cast(),
+      std::mem::size_of::<FILE_DISPOSITION_INFO>() as u32,
+    )
+  };
+}
+
+/// Sets the file's size (SetFileInformationByHandle's end of file, through std). A writable
+/// shared view already grew it as far as it reaches.
+pub fn grow_file(file: &std::fs::File, size: u64) -> Result<(), (io::Error, &'static str)> {
+  file.set_len(size).map_err(|err| (std_error(err), "ftruncate"))
+}
+
+/// `'w+'` of a file with something in it: the first `min(current, target)` bytes become zeros
+/// and the file then takes `target` bytes. Windows has no hole punching that Wine runs, so the
+/// zeros are written, a MiB at a time (the writes and the views share one cache, so a view of
+/// the file sees them). The file stays at least as large as its views throughout: a section
+/// cannot be cut shorter than itself, and the one `open()` made ends within `target`.
+pub fn empty_file(file: &std::fs::File, current: u64, target: u64) -> Result<(), (io::Error, &'static str)> {
+  use std::os::windows::fs::FileExt;
+  let zeros = vec![0u8; 1 << 20];
+  let end = current.min(target);
+  let mut at = 0u64;
+  while at < end {
+    let chunk = (end - at).min(zeros.len() as u64) as usize;
+    let written = file
+      .seek_write(&zeros[..chunk], at)
+      .map_err(|err| (std_error(err), "write"))?;
+    if written == 0 {
+      return Err((errno(libc::EIO), "write"));
+    }
+    at += written as u64;
+  }
+  if target != current {
+    file
+      .set_len(target)
+      .map_err(|err| (std_error(err), "ftruncate"))?;
   }
   Ok(())
 }
