@@ -20,7 +20,7 @@
 // checks run, with Windows' answers where Windows differs, each said in the check: no
 // /proc/self/maps (whether a file is still mapped is asked by cutting it shorter, which Windows
 // refuses under a view), a mapped file cannot be truncated (so no SIGBUS), remap() and waits are
-// ENOTSUP, an access violation ends the process with Windows' status (no diagnostic yet).
+// ENOTSUP, an access violation ends the process with Windows' status (after node-mmap's line).
 
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
@@ -509,17 +509,16 @@ check('NODE_MMAP_TEST_SMALL_SIGSTACK is in force (child): with 256 bytes the sam
   assert.equal(result.signal, 'SIGSEGV', describe(result))
 })
 
-check("SIGSEGV (child): a write to a PROT_READ mapping ends the process with node-mmap's diagnostic (Windows: with STATUS_ACCESS_VIOLATION, no diagnostic yet)", () => {
+check("SIGSEGV (child): a write to a PROT_READ mapping ends the process with node-mmap's diagnostic (Windows: an access violation, status 0xC0000005)", () => {
   const result = runChild(`
     const buf = mmap.map(P, mmap.PROT_READ, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1)
     buf[5] = 1
     console.log('survived')
   `)
   if (windows) {
-    // STATUS_ACCESS_VIOLATION; node-mmap's diagnostic line needs the vectored exception handler
-    // the port does not have yet (README).
     assert.equal(result.status, 0xc0000005, describe(result))
     assert.doesNotMatch(result.stdout, /survived/, describe(result))
+    assert.match(result.stderr, /node-mmap: EXCEPTION_ACCESS_VIOLATION at offset 5 of a 4096-byte mapping \(PROT_READ\): a write/, describe(result))
     return
   }
   assert.equal(result.signal, 'SIGSEGV', describe(result))

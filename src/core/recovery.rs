@@ -215,11 +215,7 @@ fn lost_run(page: usize, end: usize, granule: usize) -> usize {
 fn diagnose(fault: Fault, mapping: &Record, offset: usize, refusal: Option<Refusal>) {
   let mut out = Out::new(2);
   out.push(b"node-mmap: ");
-  out.push(if fault.signal == Signal::Bus {
-    b"SIGBUS"
-  } else {
-    b"SIGSEGV"
-  });
+  out.push(signals::name(fault.signal));
   out.push(b" at offset ");
   out.number(offset);
   out.push(b" of a ");

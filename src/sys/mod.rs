@@ -42,3 +42,68 @@ pub fn prefetch_for_write(address: *const i8) {
   #[cfg(not(target_arch = "x86_64"))]
   let _ = address;
 }
+
+/// Where a [`LineOut`] writes: `write_some` writes a prefix of `bytes` and returns how many
+/// bytes it wrote (0: it cannot write, and the rest is dropped).
+pub trait RawWrite {
+  fn write_some(&mut self, bytes: &[u8]) -> usize;
+}
+
+/// A writer for fault diagnostics through a 64-byte buffer: no allocation, and no large buffer
+/// on a signal stack. Nothing is written before [`LineOut::flush`] or a full buffer.
+pub struct LineOut<W: RawWrite> {
+  sink: W,
+  buf: [u8; 64],
+  len: usize,
+}
+
+#[cfg_attr(not(any(unix, windows)), allow(dead_code))]
+impl<W: RawWrite> LineOut<W> {
+  /// A writer to `sink`.
+  pub fn to(sink: W) -> Self {
+    LineOut {
+      sink,
+      buf: [0; 64],
+      len: 0,
+    }
+  }
+
+  /// Writes `text`.
+  pub fn push(&mut self, text: &[u8]) {
+    for &b in text {
+      if self.len == self.buf.len() {
+        self.flush();
+      }
+      self.buf[self.len] = b;
+      self.len += 1;
+    }
+  }
+
+  /// Writes `n` in decimal.
+  pub fn number(&mut self, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+      at -= 1;
+      digits[at] = b'0' + (n % 10) as u8;
+      n /= 10;
+      if n == 0 {
+        break;
+      }
+    }
+    self.push(&digits[at..]);
+  }
+
+  /// Writes out what is buffered.
+  pub fn flush(&mut self) {
+    let mut from = 0;
+    while from < self.len {
+      let wrote = self.sink.write_some(&self.buf[from..self.len]);
+      if wrote == 0 {
+        break;
+      }
+      from += wrote;
+    }
+    self.len = 0;
+  }
+}

@@ -84,6 +84,14 @@ pub type Hook = fn(Fault) -> Outcome;
 /// Linux. Elsewhere such a fault ends the process.
 pub const CAN_REPLACE_LOST_PAGES: bool = cfg!(target_os = "linux");
 
+/// The name diagnostics give a fault's signal.
+pub fn name(signal: Signal) -> &'static [u8] {
+  match signal {
+    Signal::Bus => b"SIGBUS",
+    Signal::Segv => b"SIGSEGV",
+  }
+}
+
 /// The test switch: `NODE_MMAP_TEST_SMALL_SIGSTACK=<bytes>` (read once, when the handlers are
 /// installed) makes every thread that maps memory run the handlers on an alternate signal stack
 /// that leaves them `<bytes>` beside the kernel's signal frame, whatever that frame's size on
@@ -632,62 +640,25 @@ pub fn maps_region(addr: usize, mut path: impl FnMut(&[u8])) -> Option<(usize, u
   found
 }
 
-/// A writer to a file descriptor through a small buffer: a diagnostic is written in pieces of
-/// at most 64 bytes, with no large buffer on a signal stack. Async-signal-safe.
-pub struct Out {
-  fd: libc::c_int,
-  buf: [u8; 64],
-  len: usize,
+/// The diagnostics' writer: a [`LineOut`](super::LineOut) to a file descriptor, written with
+/// write(2). Async-signal-safe.
+pub type Out = super::LineOut<Fd>;
+
+/// A file descriptor, written with write(2).
+pub struct Fd(libc::c_int);
+
+impl super::RawWrite for Fd {
+  fn write_some(&mut self, bytes: &[u8]) -> usize {
+    // SAFETY: writes the caller's initialised bytes; write(2) is async-signal-safe.
+    let wrote = unsafe { libc::write(self.0, bytes.as_ptr().cast(), bytes.len()) };
+    usize::try_from(wrote).unwrap_or(0)
+  }
 }
 
 impl Out {
-  /// A writer to `fd` (2 for stderr); nothing is written before [`Out::flush`] or a full buffer.
+  /// A writer to `fd` (2 for stderr).
   pub fn new(fd: libc::c_int) -> Self {
-    Out {
-      fd,
-      buf: [0; 64],
-      len: 0,
-    }
-  }
-
-  /// Writes `text`.
-  pub fn push(&mut self, text: &[u8]) {
-    for &b in text {
-      if self.len == self.buf.len() {
-        self.flush();
-      }
-      self.buf[self.len] = b;
-      self.len += 1;
-    }
-  }
-
-  /// Writes `n` in decimal.
-  pub fn number(&mut self, mut n: usize) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-      at -= 1;
-      digits[at] = b'0' + (n % 10) as u8;
-      n /= 10;
-      if n == 0 {
-        break;
-      }
-    }
-    self.push(&digits[at..]);
-  }
-
-  /// Writes out what is buffered.
-  pub fn flush(&mut self) {
-    let mut from = 0;
-    while from < self.len {
-      // SAFETY: writes our own initialised bytes; write(2) is async-signal-safe.
-      let wrote = unsafe { libc::write(self.fd, self.buf[from..].as_ptr().cast(), self.len - from) };
-      if wrote <= 0 {
-        break;
-      }
-      from += wrote as usize;
-    }
-    self.len = 0;
+    super::LineOut::to(Fd(fd))
   }
 }
 

@@ -368,6 +368,14 @@ pub mod signals {
   /// No lost page is replaced here.
   pub const CAN_REPLACE_LOST_PAGES: bool = false;
 
+  /// The name diagnostics give a fault's signal (never asked here).
+  pub fn name(signal: Signal) -> &'static [u8] {
+    match signal {
+      Signal::Bus => b"SIGBUS",
+      Signal::Segv => b"SIGSEGV",
+    }
+  }
+
   /// Installs nothing: nothing is mapped, so nothing faults.
   pub fn install(_hook: Hook) {}
 

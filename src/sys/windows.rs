@@ -73,9 +73,6 @@ pub use super::stub::{
   // No futex identity across processes yet.
   same_file,
   shared_identity,
-  // Faults: no vectored exception handler yet; an access violation ends the process as
-  // Windows does by default.
-  signals,
   smallest_huge_page,
   // `wait`/`notify`: ENOTSUP until WaitOnAddress / named events are wired in.
   wait,
@@ -890,6 +887,157 @@ pub fn empty_file(file: &std::fs::File, current: u64, target: u64) -> Result<(),
       .map_err(|err| (std_error(err), "ftruncate"))?;
   }
   Ok(())
+}
+
+// --- faults -------------------------------------------------------------------------------------
+
+/// The fault side of the port: a vectored exception handler, the first in the chain, shows the
+/// core's hook each access violation (`EXCEPTION_ACCESS_VIOLATION`, as SIGSEGV) and in-page
+/// error (`EXCEPTION_IN_PAGE_ERROR`: the file's disk or network share failed to deliver a page,
+/// as SIGBUS). At an address of one of our mappings the hook writes its diagnostic line and the
+/// exception goes on down the chain, which ends the process as Windows does (exit status
+/// `0xC0000005` or `0xC0000006`; crash reporters still see it); at any other address the
+/// handler does nothing, so Node's and V8's own handlers (WebAssembly's traps) see the
+/// exception exactly as without us. Lost pages are not replaced here: part of a view cannot be
+/// swapped for zeros without the placeholder API that Wine lacks, so an in-page error in a
+/// mapping ends the process, with the diagnostic.
+pub mod signals {
+  use std::sync::atomic::{AtomicUsize, Ordering};
+
+  use windows_sys::Win32::Foundation::{EXCEPTION_ACCESS_VIOLATION, EXCEPTION_IN_PAGE_ERROR, HANDLE};
+  use windows_sys::Win32::Storage::FileSystem::WriteFile;
+  use windows_sys::Win32::System::Console::{GetStdHandle, STD_ERROR_HANDLE};
+  use windows_sys::Win32::System::Diagnostics::Debug::{
+    AddVectoredExceptionHandler, EXCEPTION_CONTINUE_EXECUTION, EXCEPTION_CONTINUE_SEARCH, EXCEPTION_POINTERS,
+  };
+  use windows_sys::Win32::System::Memory::{
+    MEM_FREE, PAGE_EXECUTE, PAGE_EXECUTE_READ, PAGE_EXECUTE_READWRITE, PAGE_EXECUTE_WRITECOPY, PAGE_READONLY,
+    PAGE_READWRITE, PAGE_WRITECOPY,
+  };
+  use windows_sys::Win32::System::Threading::GetCurrentThreadId;
+
+  // Nothing is replaced here, so nothing is asked (`replace_with_zeros`, `is_lost`), and Windows
+  // keeps no list of mappings with a limit (`count_maps`).
+  pub use super::super::stub::signals::{
+    count_maps, is_lost, replace_with_zeros, Fault, Hook, Outcome, Signal,
+  };
+  use super::consts::{PROT_EXEC, PROT_READ, PROT_WRITE};
+
+  /// No lost page is replaced here (see the module's documentation).
+  pub const CAN_REPLACE_LOST_PAGES: bool = false;
+
+  /// The name diagnostics give a fault: the exception's, as Windows names it.
+  pub fn name(signal: Signal) -> &'static [u8] {
+    match signal {
+      Signal::Bus => b"EXCEPTION_IN_PAGE_ERROR",
+      Signal::Segv => b"EXCEPTION_ACCESS_VIOLATION",
+    }
+  }
+
+  /// The hook, as an address (0: not installed).
+  static HOOK: AtomicUsize = AtomicUsize::new(0);
+
+  /// Installs the handler with `hook`, once per process (later calls do nothing).
+  pub fn install(hook: Hook) {
+    if HOOK
+      .compare_exchange(0, hook as usize, Ordering::AcqRel, Ordering::Acquire)
+      .is_err()
+    {
+      return;
+    }
+    // SAFETY: `handler` has the signature Windows calls and stays loaded with the module (an
+    // addon is never unloaded by Node); 1 puts it first in the chain.
+    unsafe { AddVectoredExceptionHandler(1, Some(handler)) };
+  }
+
+  /// The vectored exception handler (see the module's documentation).
+  unsafe extern "system" fn handler(info: *mut EXCEPTION_POINTERS) -> i32 {
+    // SAFETY: Windows passes a valid EXCEPTION_POINTERS whose record lives for the call.
+    let record = unsafe { &*(*info).ExceptionRecord };
+    let signal = match record.ExceptionCode {
+      EXCEPTION_ACCESS_VIOLATION => Signal::Segv,
+      EXCEPTION_IN_PAGE_ERROR => Signal::Bus,
+      _ => return EXCEPTION_CONTINUE_SEARCH,
+    };
+    // Both codes carry the access (0 read, 1 write, 8 execute) and the address.
+    if record.NumberParameters < 2 {
+      return EXCEPTION_CONTINUE_SEARCH;
+    }
+    let write = match record.ExceptionInformation[0] {
+      0 => Some(false),
+      1 => Some(true),
+      _ => None,
+    };
+    let addr = record.ExceptionInformation[1];
+    let hook = HOOK.load(Ordering::Acquire);
+    if hook == 0 {
+      return EXCEPTION_CONTINUE_SEARCH;
+    }
+    // SAFETY: HOOK holds only a `Hook` stored by `install`.
+    let hook = unsafe { std::mem::transmute::<usize, Hook>(hook) };
+    match hook(Fault { signal, addr, write }) {
+      Outcome::Recovered => EXCEPTION_CONTINUE_EXECUTION,
+      Outcome::Fatal | Outcome::NotOurs => EXCEPTION_CONTINUE_SEARCH,
+    }
+  }
+
+  /// The calling thread's id (never 0 on Windows).
+  pub fn thread_id() -> usize {
+    // SAFETY: GetCurrentThreadId has no preconditions.
+    unsafe { GetCurrentThreadId() as usize }
+  }
+
+  /// The region of equal rights holding `addr`, as VirtualQuery tells it: `(start, end, prot)`.
+  /// No path is given (the diagnostic names the one `openSync` had, when it had one).
+  pub fn maps_region(addr: usize, _path: impl FnMut(&[u8])) -> Option<(usize, usize, i32)> {
+    let info = super::query(addr).ok()?;
+    if info.State == MEM_FREE {
+      return None;
+    }
+    let start = info.BaseAddress as usize;
+    let prot = match info.Protect & 0xff {
+      PAGE_READONLY => PROT_READ,
+      PAGE_READWRITE | PAGE_WRITECOPY => PROT_READ | PROT_WRITE,
+      PAGE_EXECUTE => PROT_EXEC,
+      PAGE_EXECUTE_READ => PROT_READ | PROT_EXEC,
+      PAGE_EXECUTE_READWRITE | PAGE_EXECUTE_WRITECOPY => PROT_READ | PROT_WRITE | PROT_EXEC,
+      _ => 0,
+    };
+    Some((start, start + info.RegionSize, prot))
+  }
+
+  /// The diagnostics' writer: a [`LineOut`](super::super::LineOut) to the standard error
+  /// handle, written with WriteFile.
+  pub type Out = super::super::LineOut<StdErr>;
+
+  /// The standard error handle (null when the process has none: nothing is written).
+  pub struct StdErr(HANDLE);
+
+  impl super::super::RawWrite for StdErr {
+    fn write_some(&mut self, bytes: &[u8]) -> usize {
+      if self.0.is_null() {
+        return 0;
+      }
+      let mut written = 0u32;
+      let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+      // SAFETY: the caller's bytes live for the call and `len` does not pass them; a bad
+      // handle only makes WriteFile fail.
+      let ok = unsafe { WriteFile(self.0, bytes.as_ptr(), len, &mut written, std::ptr::null_mut()) };
+      if ok == 0 {
+        0
+      } else {
+        written as usize
+      }
+    }
+  }
+
+  impl Out {
+    /// A writer to stderr (`fd` is 2 wherever this is used).
+    pub fn new(_fd: i32) -> Self {
+      // SAFETY: GetStdHandle only reads the process's standard handles.
+      super::super::LineOut::to(StdErr(unsafe { GetStdHandle(STD_ERROR_HANDLE) }))
+    }
+  }
 }
 
 #[cfg(test)]
