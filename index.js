@@ -3,51 +3,104 @@
 // knows (buffer.constants.MAX_LENGTH) and makes the constants read-only. Everything else lives
 // in the Rust crate (src/); its `///` docs become index.d.ts.
 
-const { existsSync } = require('node:fs')
+const { closeSync, existsSync, openSync, readSync } = require('node:fs')
 const { join } = require('node:path')
 const { constants: bufferConstants } = require('node:buffer')
 
-function libc() {
-  if (process.platform !== 'linux') return ''
-  const report = typeof process.report?.getReport === 'function' ? process.report.getReport() : null
-  const header = report && (typeof report === 'string' ? JSON.parse(report).header : report.header)
-  return header && header.glibcVersionRuntime ? '-gnu' : '-musl'
+// The builds that could serve this process, best first: on Linux the glibc and the musl one, on
+// Windows x64 the MSVC build (what a Windows machine makes) and the MinGW one (what a Linux
+// machine cross-builds, .ci/wine.sh; the official node.exe loads both).
+function platforms() {
+  const { platform, arch } = process
+  if (platform === 'linux') return [`linux-${arch}-gnu`, `linux-${arch}-musl`]
+  if (platform === 'win32') return [`win32-${arch}-msvc`, `win32-${arch}-gnu`]
+  return [`${platform}-${arch}`]
 }
 
-function platformName() {
-  const abi = process.platform === 'win32' ? '-msvc' : libc()
-  return `${process.platform}-${process.arch}${abi}`
-}
-
-// The addon files to look for beside this one, best first. On Windows x64 the MSVC build comes
-// first (what a Windows machine builds); then the MinGW one (x86_64-pc-windows-gnu), which is
-// what a Linux machine can cross-build (.ci/wine.sh) and which the official node.exe loads too.
-function localFiles(platform) {
-  const files = [`node-mmap.${platform}.node`]
-  if (process.platform === 'win32' && process.arch === 'x64') files.push('node-mmap.win32-x64-gnu.node')
-  return files
-}
-
-function load() {
-  const platform = platformName()
-  const tried = []
-  for (const file of localFiles(platform)) {
-    const local = join(__dirname, file)
-    tried.push(local)
-    if (existsSync(local)) return require(local)
-  }
-  const pkg = `node-mmap-${platform}`
-  tried.push(pkg)
+// The C library the running executable was linked against, asked only when both a glibc and a
+// musl build are there to choose from: the ELF interpreter (PT_INTERP) that process.execPath
+// names, read from its first page (/lib/ld-musl-x86_64.so.1, /lib64/ld-linux-x86-64.so.2).
+// A few microseconds, where process.report.getReport() (which also tells) takes milliseconds
+// and has crashed Node itself with 64 KiB pages on arm64. 'gnu' when the file says nothing.
+function runtimeLibc() {
+  let fd = -1
   try {
-    return require(pkg)
-  } catch (err) {
-    if (err && err.code !== 'MODULE_NOT_FOUND') throw err
+    fd = openSync(process.execPath, 'r')
+    const head = Buffer.alloc(4096)
+    const length = readSync(fd, head, 0, head.length, 0)
+    const interpreter = elfInterpreter(head.subarray(0, length), (at, size) => {
+      const bytes = Buffer.alloc(size)
+      return bytes.subarray(0, readSync(fd, bytes, 0, size, at))
+    })
+    return interpreter !== null && interpreter.includes('musl') ? 'musl' : 'gnu'
+  } catch {
+    return 'gnu'
+  } finally {
+    if (fd >= 0) closeSync(fd)
   }
-  const looked = tried.length > 2 ? `${tried.slice(0, -1).join(', ')} and ${tried.at(-1)}` : tried.join(' and ')
+}
+
+// The PT_INTERP path of the ELF file whose first bytes are `head` (`read(at, size)` reads
+// further), or null (not ELF, or no interpreter: a static executable).
+function elfInterpreter(head, read) {
+  if (head.length < 52 || head.readUInt32BE(0) !== 0x7f454c46) return null
+  const wide = head[4] === 2 // ELFCLASS64
+  const little = head[5] === 1 // ELFDATA2LSB
+  const u16 = (b, at) => (little ? b.readUInt16LE(at) : b.readUInt16BE(at))
+  const u32 = (b, at) => (little ? b.readUInt32LE(at) : b.readUInt32BE(at))
+  const word = (b, at) => (wide ? Number(little ? b.readBigUInt64LE(at) : b.readBigUInt64BE(at)) : u32(b, at))
+  const phoff = word(head, wide ? 0x20 : 0x1c)
+  const phentsize = u16(head, wide ? 0x36 : 0x2a)
+  const phnum = u16(head, wide ? 0x38 : 0x2c)
+  const table = phoff + phentsize * phnum <= head.length ? head.subarray(phoff) : read(phoff, phentsize * phnum)
+  for (let i = 0; i < phnum && (i + 1) * phentsize <= table.length; i++) {
+    const entry = table.subarray(i * phentsize)
+    if (u32(entry, 0) !== 3) continue // PT_INTERP
+    const offset = word(entry, wide ? 0x08 : 0x04)
+    const size = Math.min(word(entry, wide ? 0x20 : 0x10), 4096)
+    const bytes = offset + size <= head.length ? head.subarray(offset, offset + size) : read(offset, size)
+    return bytes.toString('latin1').replace(/\0.*$/s, '')
+  }
+  return null
+}
+
+// Picks among `found` (platform names whose build is there): the only one, or, with both a
+// glibc and a musl build, the running executable's.
+function choose(found) {
+  if (found.length < 2 || process.platform !== 'linux') return found[0]
+  const libc = runtimeLibc()
+  return found.find((platform) => platform.endsWith(`-${libc}`)) ?? found[0]
+}
+
+// A package's entry, without loading it; null when it is not installed.
+function resolvePackage(name) {
+  try {
+    return require.resolve(name)
+  } catch (err) {
+    if (err && err.code === 'MODULE_NOT_FOUND') return null
+    throw err
+  }
+}
+
+// A build beside this file wins (a source build, for developers), then the package npm
+// installed for this platform (its `os`/`cpu`/`libc` fields let npm pick only the one that
+// fits).
+function load() {
+  const names = platforms()
+  const files = names.map((platform) => join(__dirname, `node-mmap.${platform}.node`))
+  const local = names.filter((_, i) => existsSync(files[i]))
+  if (local.length > 0) return require(files[names.indexOf(choose(local))])
+  const packages = names.map((platform) => `node-mmap-${platform}`)
+  const entries = packages.map(resolvePackage)
+  const installed = names.filter((_, i) => entries[i] !== null)
+  if (installed.length > 0) return require(entries[names.indexOf(choose(installed))])
+  const list = (items) => (items.length > 1 ? `${items.slice(0, -1).join(', ')} and ${items.at(-1)}` : items[0])
   const error = new Error(
-    `node-mmap: no native addon for ${platform}. Looked for ${looked}. ` +
-      'Build it from a clone of the repository with `npm install` (needs Rust and Cargo), ' +
-      'or `npm run build` after changing the Rust sources.',
+    `node-mmap: no native addon for ${process.platform}-${process.arch}. ` +
+      `Looked for the files ${list(files)}, and the packages ${list(packages)}. ` +
+      'Install node-mmap with optional dependencies on (npm installs the package for this platform ' +
+      'unless told --omit=optional or --no-optional), or build it from source: a clone of the ' +
+      'repository and `npm install` (needs Rust and Cargo), or `npm run build` after changing the Rust sources.',
   )
   error.code = 'ERR_MMAP_NO_BINARY'
   throw error

@@ -23,7 +23,7 @@ const BENCH = __dirname
 const ROOT = path.dirname(BENCH)
 const MISSING = 0xa5 // the byte the scans look for: never in the test data
 
-const WORKLOADS = ['map-cost', 'scan', 'random', 'ttfb', 'cold', 'writeback', 'ipc']
+const WORKLOADS = ['map-cost', 'scan', 'random', 'ttfb', 'cold', 'writeback', 'ipc', 'load']
 const TITLES = {
   'map-cost': '1. map cost',
   scan: '2. scan',
@@ -32,6 +32,7 @@ const TITLES = {
   cold: '5. cold cache',
   writeback: '6. write-back',
   ipc: '7. IPC',
+  load: '8. load',
 }
 
 const SETTINGS = {
@@ -237,6 +238,7 @@ async function main() {
     cold: { ...common, file: dataFile, missing: MISSING },
     writeback: { ...common, size: settings.writebackSize },
     ipc: { ...common, count: settings.ipcCount },
+    load: common,
   }
 
   const rows = []
