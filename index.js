@@ -108,6 +108,17 @@ function load() {
 
 const binding = load()
 binding.__setBufferMaxLength(bufferConstants.MAX_LENGTH)
+// Node 20 to 24 say "Received an instance of " of an object whose class has no name; Node 18
+// and 26 show it as util.inspect(value, { depth: -1 }) does ({}): errors word it as the
+// running Node does.
+try {
+  Buffer.alloc(new (class {})())
+} catch (err) {
+  if (!String(err && err.message).endsWith('Received an instance of ')) {
+    const { inspect } = require('node:util')
+    binding.__setDescribeAnonymous((value) => inspect(value, { depth: -1 }))
+  }
+}
 
 // Methods and getters called on something that is not a Mapping throw Node's
 // ERR_INVALID_THIS, as Node's own classes do, instead of V8's "Illegal invocation" or

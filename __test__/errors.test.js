@@ -405,11 +405,12 @@ test('an optional argument passed as undefined counts as left out; extra argumen
   }
 })
 
-// Node 18 words some ERR_INVALID_ARG_TYPE messages differently from Node 20 and later: it cuts
-// the quoted form of a string longer than 26 characters at 25 characters with no closing quote
-// ('aaaaaaaaaaaaaaaaaaaaaaaa...) and shows an instance of an anonymous class as `{}`. node-mmap
-// writes Node 20+'s wording on every Node, so on Node 18 this test fails: a known difference,
-// reported as a TODO there rather than hidden.
+// Node 18 cuts the quoted form of a string longer than 26 characters at 25 characters with no
+// closing quote ('aaaaaaaaaaaaaaaaaaaaaaaa...), where Node 20 and later cut longer ones and
+// close the quote; node-mmap writes Node 20+'s wording on every Node, so on Node 18 this test
+// fails: a known difference, reported as a TODO there rather than hidden. An instance of an
+// anonymous class is worded as the running Node words it: `an instance of ` on Node 20 to 24,
+// what util.inspect(value, { depth: -1 }) shows on Node 18 and 26 (`{}`, `[Object]`, `[]`).
 const NODE_18_WORDING = (() => {
   try {
     Buffer.alloc('a'.repeat(27))
@@ -423,12 +424,22 @@ test(
   'ERR_INVALID_ARG_TYPE describes every received value exactly as Node does',
   {
     todo: NODE_18_WORDING
-      ? `Node ${process.version} cuts strings and names anonymous-class instances unlike Node 20+, whose wording node-mmap uses`
+      ? `Node ${process.version} cuts strings unlike Node 20+, whose wording node-mmap uses`
       : false,
   },
   () => {
     const Anonymous = (() => class {})()
-    const values = ['a'.repeat(27), 'a'.repeat(29), "it's", Object.create(null), new Anonymous()]
+    const AnonymousArray = (() => class extends Array {})()
+    const values = [
+      'a'.repeat(27),
+      'a'.repeat(29),
+      "it's",
+      Object.create(null),
+      new Anonymous(),
+      Object.assign(new Anonymous(), { field: 1 }),
+      new AnonymousArray(),
+      AnonymousArray.from([1, 2]),
+    ]
     for (const value of values) {
       let node
       try {

@@ -29,6 +29,13 @@ pub fn set_buffer_max_length(max_length: f64) {
   }
 }
 
+/// Called by `index.js` where the running Node describes an instance of an anonymous class with
+/// `util.inspect(value, { depth: -1 })`, with that function (see `args::set_describe_anonymous`).
+#[napi(js_name = "__setDescribeAnonymous", skip_typescript)]
+pub fn set_describe_anonymous(env: Env, describe: Unknown) {
+  args::set_describe_anonymous(&env, &describe);
+}
+
 /// The largest Buffer the runtime can make.
 pub fn buffer_max_length() -> u64 {
   BUFFER_MAX_LENGTH.load(Ordering::Relaxed)

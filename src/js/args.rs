@@ -248,13 +248,56 @@ pub fn describe(env: &Env, value: &Unknown) -> String {
         property(env, handle, c"constructor").filter(|&c| kind_of(env, c) == sys::ValueType::napi_function);
       match constructor {
         Some(constructor) => {
-          format!(
-            "an instance of {}",
-            shown_property(env, constructor, c"name").unwrap_or_default()
-          )
+          let name = shown_property(env, constructor, c"name").unwrap_or_default();
+          match name.is_empty() {
+            true => describe_anonymous(env, handle).unwrap_or_else(|| "an instance of ".to_owned()),
+            false => format!("an instance of {name}"),
+          }
         }
         None => "[Object: null prototype] {}".to_owned(),
       }
+    }
+  }
+}
+
+thread_local! {
+  /// The function `index.js` gave [`set_describe_anonymous`] in this thread's env, with that env
+  /// (an env lives on one thread): `(env, reference)`, as addresses.
+  static DESCRIBE_ANONYMOUS: std::cell::Cell<Option<(usize, usize)>> = const { std::cell::Cell::new(None) };
+}
+
+/// Keeps `describe` for this env: how the running Node describes an object whose constructor
+/// has no name (an instance of an anonymous class). Node 20 to 24 say `an instance of ` (the
+/// default here); Node 18 and 26 show what `util.inspect(value, { depth: -1 })` shows (`{}`),
+/// and there `index.js` gives that function.
+pub fn set_describe_anonymous(env: &Env, describe: &Unknown) {
+  let describe = raw(describe);
+  if kind_of(env, describe) != sys::ValueType::napi_function {
+    return;
+  }
+  if let Some(reference) = raw::reference(env, describe) {
+    DESCRIBE_ANONYMOUS.with(|cell| cell.set(Some((env.raw() as usize, reference as usize))));
+  }
+}
+
+/// What the function given to [`set_describe_anonymous`] says of `value`, when this env gave
+/// one and it returns a string; a throw is cleared (the default wording is used).
+fn describe_anonymous(env: &Env, value: sys::napi_value) -> Option<String> {
+  let (owner, reference) = DESCRIBE_ANONYMOUS.with(std::cell::Cell::get)?;
+  if owner != env.raw() as usize {
+    return None;
+  }
+  // SAFETY: the reference was made in this env (checked above), which is running this call.
+  let describe = unsafe { raw::reference_value(env, reference as sys::napi_ref) };
+  if describe.is_null() {
+    return None;
+  }
+  match raw::call(env, describe, value) {
+    Ok(text) if kind_of(env, text) == sys::ValueType::napi_string => string_prefix(env, text, SHOWN_BYTES),
+    Ok(_) => None,
+    Err(_) => {
+      raw::clear_exception(env);
+      None
     }
   }
 }

@@ -279,6 +279,38 @@ pub unsafe fn env_refuses_js(env: sys::napi_env) -> bool {
   }
 }
 
+// ---- references and calls ----
+
+/// A reference that keeps `value` alive (count 1) until the env ends; `None` on failure.
+pub fn reference(env: &Env, value: Value) -> Option<sys::napi_ref> {
+  let mut reference = ptr::null_mut();
+  // SAFETY: `value` is a live value of this env; `reference` is a valid out-pointer.
+  let status = unsafe { sys::napi_create_reference(env.raw(), value, 1, &mut reference) };
+  ok(status, reference).ok()
+}
+
+/// The value `reference` holds (null when it holds none).
+///
+/// # Safety
+/// `reference` was made by [`reference`] in this env, which is still alive.
+pub unsafe fn reference_value(env: &Env, reference: sys::napi_ref) -> Value {
+  let mut value = ptr::null_mut();
+  // SAFETY: the caller guarantees `reference` belongs to this live env; `value` is valid.
+  let status = unsafe { sys::napi_get_reference_value(env.raw(), reference, &mut value) };
+  ok(status, value).unwrap_or(ptr::null_mut())
+}
+
+/// `function(argument)` with `this` undefined: its result, or the status (a throw leaves its
+/// exception pending).
+pub fn call(env: &Env, function: Value, argument: Value) -> Result<Value, Status> {
+  let mut result = ptr::null_mut();
+  let this = undefined(env);
+  // SAFETY: `function`, `this` and `argument` are live values of this env (Node-API checks that
+  // `function` is one); one argument is passed from a local; `result` is a valid out-pointer.
+  let status = unsafe { sys::napi_call_function(env.raw(), this, function, 1, &argument, &mut result) };
+  ok(status, result)
+}
+
 // ---- objects ----
 
 /// `object[name]` (may run a getter: a failure leaves its exception pending).
