@@ -285,27 +285,62 @@ fn handle(signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut c_void)
   match hook(fault) {
     Outcome::Recovered => {}
     Outcome::Fatal => restore_default(signal),
-    // A read of a page that was missing when it faulted and can be read now: another thread
-    // put memory there meanwhile (`unmap()` of a mapping whose file was truncated swaps in a
-    // zero-filled placeholder, and takes the mapping out of the table the hook looks in).
-    // The read runs again. Only a read, only a missing page (BUS_ADRERR), only where
-    // `is_readable` can tell: a write or any other kind of fault could fail the same way again.
+    // A fault that another thread resolved between the fault and this look, and then took the
+    // mapping out of the table the hook looks in: the access runs again (see
+    // `resolved_meanwhile`).
     Outcome::NotOurs if resolved_meanwhile(signal, code, addr, write) => {}
     Outcome::NotOurs => chain(signal, info, context),
   }
 }
 
-/// See `handle`: whether a SIGBUS read of a missing page can simply run again.
+/// See `handle`: whether a fault at an address the hook does not know was resolved by another
+/// thread since it was raised, so that the access can simply run again:
+/// - a SIGBUS read of a page that was missing and can be read now (`unmap()` of a mapping whose
+///   file was truncated swaps in a zero-filled placeholder). Only a read, only a missing page
+///   (BUS_ADRERR), only where `is_readable` can tell: a write or any other kind of fault could
+///   fail the same way again.
+/// - a SIGSEGV for rights (SEGV_ACCERR) that the page has now: `remap()` of a private file
+///   mapping takes the old range's rights during the move, and a fault there waits for the
+///   move; but a thread that faulted and was only scheduled after the move had ended (the old
+///   range a readable and writable placeholder by then, the mapping out of the table) found no
+///   mapping, and the process died (attack pass 14). The kernel's own record of the page's
+///   rights decides (a write needs PROT_WRITE, any other access PROT_READ); should the same
+///   address fault again and again all the same, the fault goes on to the next handler.
 fn resolved_meanwhile(signal: libc::c_int, code: libc::c_int, addr: usize, write: Option<bool>) -> bool {
   #[cfg(any(target_os = "linux", target_os = "android"))]
   {
-    signal == libc::SIGBUS && code == libc::BUS_ADRERR && write == Some(false) && is_readable(addr)
+    match signal {
+      libc::SIGBUS => code == libc::BUS_ADRERR && write == Some(false) && is_readable(addr),
+      // SEGV_ACCERR (2: invalid permissions for a mapped object), which libc does not name.
+      _ if code == 2 => {
+        let needed = match write {
+          Some(true) => libc::PROT_WRITE,
+          _ => libc::PROT_READ,
+        };
+        maps_region(addr, |_| {}).is_some_and(|(_, _, prot)| prot & needed != 0) && !retried_too_often(addr)
+      }
+      _ => false,
+    }
   }
   #[cfg(not(any(target_os = "linux", target_os = "android")))]
   {
     let _ = (signal, code, addr, write);
     false
   }
+}
+
+/// Whether `addr` was the address of the last few faults taken for resolved (see
+/// `resolved_meanwhile`): a page the kernel says allows the access and that faults all the
+/// same (never seen; bounded so that it could not loop). Async-signal-safe: two atomics.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn retried_too_often(addr: usize) -> bool {
+  static LAST: AtomicUsize = AtomicUsize::new(0);
+  static REPEATS: AtomicUsize = AtomicUsize::new(0);
+  if LAST.swap(addr, Ordering::Relaxed) != addr {
+    REPEATS.store(1, Ordering::Relaxed);
+    return false;
+  }
+  REPEATS.fetch_add(1, Ordering::Relaxed) >= 8
 }
 
 /// A number, never 0, that tells the calling thread from every other running thread: its id
