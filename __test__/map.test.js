@@ -326,3 +326,41 @@ test('map and unmap are plain functions named as exported, in every worker too',
   // unmap() keeps the length and leaves zeros.
   assert.deepEqual(message, ['map', 'unmap', 7, 4096, 0])
 })
+
+// Found by attack pass 14: map() took any descriptor the kernel maps, libuv's own io_uring
+// rings among them (Node 22+, or UV_USE_IO_URING=1): a write into the submission ring made
+// libuv abort the process. Descriptors of anonymous inodes (io_uring, eventfd, epoll, perf
+// events, ...) are ENODEV before any mmap.
+test('descriptors of anonymous inodes (libuv io_uring rings, eventfd, epoll) are ENODEV (child)', (t) => {
+  const result = runScript(
+    `
+      const mmap = require(MMAP)
+      const fs = require('fs')
+      // Make libuv set up its rings: a file system call on its loop.
+      fs.stat(MMAP, () => {
+      const seen = {}
+      for (const name of fs.readdirSync('/proc/self/fd')) {
+        let link
+        try { link = fs.readlinkSync('/proc/self/fd/' + name) } catch { continue }
+        if (!link.startsWith('anon_inode:')) continue
+        let outcome
+        try {
+          const b = mmap.map(4096, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED, Number(name), 0)
+          outcome = 'mapped ' + b.length
+        } catch (e) {
+          outcome = e.code + ' ' + e.syscall
+        }
+        ;(seen[link] ||= []).push(outcome)
+      }
+      console.log(JSON.stringify(seen))
+      })
+    `,
+    { env: { UV_USE_IO_URING: '1' } },
+  )
+  assertCleanExit(result)
+  const seen = JSON.parse(result.stdout)
+  for (const [kind, outcomes] of Object.entries(seen)) {
+    for (const outcome of outcomes) assert.equal(outcome, 'ENODEV mmap', kind)
+  }
+  if (!seen['anon_inode:[io_uring]']) t.skip('libuv made no io_uring ring here (kernel.io_uring_disabled, or an old kernel): eventfd and epoll checked only')
+})

@@ -651,13 +651,16 @@ impl Mapping {
     reserve_vmas(1)?;
     reserve_address_space(len)?;
     recovery::install();
+    let anonymous = flags & sys::consts::MAP_ANONYMOUS != 0;
+    // Asked before the system call: some descriptors must not be mapped (see `sys::file_kind`).
+    let regular = !anonymous && sys::file_kind(fd)?;
     let addr = sys::map(len, prot, flags, fd, offset)?;
     // A Buffer over it will be recorded at this address soon (`buffer::create`).
     registry::prefetch(addr as usize);
     let shared = flags & sys::consts::MAP_TYPE_MASK != sys::consts::MAP_PRIVATE;
     // The kernel turns a shared mapping of /dev/zero into shared anonymous memory; other
     // devices have no size to grow either. Only a regular file (memfd and shm files too) grows.
-    let fixed_size = shared && (flags & sys::consts::MAP_ANONYMOUS != 0 || !sys::is_regular_file(fd));
+    let fixed_size = shared && !regular;
     let granule = granule(flags, fd, addr as usize);
     // MAP_LOCKED is 0 where mappings cannot be made locked (macOS): then none is.
     #[allow(clippy::bad_bit_mask)]

@@ -169,9 +169,9 @@ pub fn is_main_thread() -> bool {
   false
 }
 
-/// Cannot be told here: `false`.
-pub fn is_regular_file(_fd: i32) -> bool {
-  false
+/// Cannot be told here: `false` (not regular: a shared mapping is taken as fixed in size).
+pub fn file_kind(_fd: i32) -> io::Result<bool> {
+  Ok(false)
 }
 
 /// No huge pages here.

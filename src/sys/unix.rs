@@ -356,17 +356,26 @@ pub fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
   a.dev() == b.dev() && a.ino() == b.ino()
 }
 
-/// Whether `fd` is a regular file (memfd and shm files are): the only kind a shared mapping
-/// can grow with. `false` for devices (`/dev/zero`), and when `fstat` fails.
-pub fn is_regular_file(fd: i32) -> bool {
+/// Whether `fd`, about to be mapped, is a regular file (memfd and shm files are): the only kind
+/// a shared mapping can grow with; `false` for devices (`/dev/zero`) and the rest.
+///
+/// An anonymous inode (no file type at all: io_uring rings, perf events, eventfd, epoll,
+/// userfaultfd, ...) is `ENODEV`, what mmap(2) says of files it cannot map: those the kernel
+/// does map are the live state of a facility their owner drives, often the runtime itself
+/// (libuv's io_uring submission ring, in Node 22+: one write to it made libuv abort, attack
+/// pass 14). `fstat`'s own error (`EBADF`) for a descriptor that names nothing.
+pub fn file_kind(fd: i32) -> io::Result<bool> {
   let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
   // SAFETY: fstat writes a `stat` into `stat` when it succeeds and reads nothing else.
   if unsafe { libc::fstat(fd, stat.as_mut_ptr()) } != 0 {
-    return false;
+    return Err(io::Error::last_os_error());
   }
   // SAFETY: fstat succeeded, so it filled `stat`.
   let mode = unsafe { stat.assume_init() }.st_mode;
-  mode & libc::S_IFMT == libc::S_IFREG
+  match mode & libc::S_IFMT {
+    0 => Err(io::Error::from_raw_os_error(libc::ENODEV)),
+    kind => Ok(kind == libc::S_IFREG),
+  }
 }
 
 /// A descriptor of `/proc/self/maps` kept for the life of the process (close-on-exec), opened

@@ -53,12 +53,12 @@ pub use super::stub::{
   create_unnamed,
   // Deadlines for `wait`: nothing waits yet.
   deadline_after,
+  // Not known yet: `false`, so a shared file mapping is treated as fixed in size.
+  file_kind,
   // No huge pages (large pages need SeLockMemoryPrivilege): none.
   huge_page_size_of_file,
   // Not known yet: `false` (used only for diagnostics and the kernel-mapping guard).
   is_main_thread,
-  // Not known yet: `false`, so a shared file mapping is treated as fixed in size.
-  is_regular_file,
   // No list of kernel mappings (Linux's /proc/self/maps, `vm.max_map_count`) on Windows.
   keep_maps_descriptor,
   kernel_mappings_at,
