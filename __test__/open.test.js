@@ -1431,3 +1431,43 @@ test("'w+' that grows a file on tmpfs leaves no byte of the old last page past i
     else result.unmap()
   }
 })
+
+// Found by attack pass 14: a Buffer used as a path was copied whole before its length was
+// checked: a 1 GiB mapping (of nothing but zeros: a NUL at byte 0, which fs refuses at once)
+// took seconds and a GiB of memory per call, and a sparse one of many GiB could exhaust it.
+// Only as much as a path can hold is copied now; NUL bytes are looked for in place.
+test('a mapped Buffer of 512 MiB as a path: refused as fs refuses it, copying no more than a path (child)', () => {
+  const result = runScript(`
+    const mmap = require(MMAP)
+    const fs = require('node:fs')
+    // The peak resident size since the last reset (a freed copy no longer shows in RSS).
+    const status = (field) => parseInt(fs.readFileSync('/proc/self/status', 'latin1').split(String.fromCharCode(10)).find((l) => l.startsWith(field + ':')).slice(field.length + 1)) * 1024
+    const peak = () => status('VmHWM')
+    const shape = (fn) => { try { fn() } catch (e) { return { code: e.code, message: e.message.slice(0, 120) } } return 'no error' }
+    const zeros = mmap.map(2 ** 29, mmap.PROT_READ, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | mmap.MAP_NORESERVE, -1)
+    const letters = mmap.map(2 ** 24, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1).fill(0x61)
+    fs.writeFileSync('/proc/self/clear_refs', '5') // the peak starts over from the RSS now
+    const before = status('VmRSS')
+    const out = {
+      node: shape(() => fs.openSync(zeros.subarray(0, 8))),
+      zeros: shape(() => mmap.openSync(zeros)),
+      mapping: shape(() => mmap.Mapping.open(zeros)),
+      letters: shape(() => mmap.openSync(letters)).code,
+      grewMiB: Math.round((peak() - before) / 2 ** 20),
+    }
+    mmap.open(zeros).catch((e) => {
+      out.async = e.code
+      out.grewMiB = Math.round((peak() - before) / 2 ** 20)
+      console.log(JSON.stringify(out))
+    })
+  `)
+  assertCleanExit(result)
+  const out = JSON.parse(result.stdout)
+  assert.equal(out.node.code, 'ERR_INVALID_ARG_VALUE')
+  assert.equal(out.zeros.code, 'ERR_INVALID_ARG_VALUE')
+  assert.match(out.zeros.message, /^The argument 'path' must be a string or Uint8Array without null bytes\. Received '\\x00\\x00/)
+  assert.equal(out.mapping.code, 'ERR_INVALID_ARG_VALUE')
+  assert.equal(out.async, 'ERR_INVALID_ARG_VALUE')
+  assert.equal(out.letters, 'ENAMETOOLONG')
+  assert.ok(out.grewMiB < 64, `the peak resident size grew by ${out.grewMiB} MiB`)
+})

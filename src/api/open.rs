@@ -472,18 +472,24 @@ fn parse_path(env: &Env, value: &Unknown) -> napi::Result<(PathBuf, String)> {
     let err = io::Error::from_raw_os_error(libc::ENOMEM);
     errors::throw_system(env, &err, "open", None)
   };
-  let bytes = match args::type_of(value) {
-    ValueType::String => args::string_value(env, value)
-      .ok_or_else(out_of_memory)?
-      .into_bytes(),
-    ValueType::Object => args::uint8_bytes(env, value, "path")?.ok_or_else(refuse)?,
+  // A Uint8Array is copied only as far as a path can go (its NUL bytes are looked for in
+  // place); a string whole.
+  let (bytes, len, nul) = match args::type_of(value) {
+    ValueType::String => {
+      let bytes = args::string_value(env, value)
+        .ok_or_else(out_of_memory)?
+        .into_bytes();
+      let (len, nul) = (bytes.len(), bytes.contains(&0));
+      (bytes, len, nul)
+    }
+    ValueType::Object => args::path_bytes(env, value, "path", sys::consts::PATH_MAX)?.ok_or_else(refuse)?,
     _ => return Err(refuse()),
   };
-  if bytes.contains(&0) {
-    let shown = shown_path(&bytes).replace('\0', "\\x00");
+  if nul {
+    let shown = shown_path(&bytes, len).replace('\0', "\\x00");
     let message = format!(
       "The argument 'path' must be a string or Uint8Array without null bytes. Received {}",
-      args::inspected_string(&shown, bytes.len() <= SHOWN_PATH_BYTES)
+      args::inspected_string(&shown, len <= SHOWN_PATH_BYTES)
     );
     return Err(errors::throw_coded(
       env,
@@ -492,10 +498,10 @@ fn parse_path(env: &Env, value: &Unknown) -> napi::Result<(PathBuf, String)> {
       &message,
     ));
   }
-  let shown = shown_path(&bytes);
+  let shown = shown_path(&bytes, len);
   // No file has a longer path: the kernel refuses it (ENAMETOOLONG) without looking. Refused
   // here as the kernel would, before the standard library copies it once more to call open.
-  if bytes.len() >= sys::consts::PATH_MAX {
+  if len >= sys::consts::PATH_MAX {
     let err = io::Error::from_raw_os_error(libc::ENAMETOOLONG);
     return Err(errors::throw_system(env, &err, "open", Some(&shown)));
   }
@@ -515,8 +521,9 @@ fn parse_path(env: &Env, value: &Unknown) -> napi::Result<(PathBuf, String)> {
 /// huge path.
 const SHOWN_PATH_BYTES: usize = sys::consts::PATH_MAX;
 
-fn shown_path(bytes: &[u8]) -> String {
-  if bytes.len() <= SHOWN_PATH_BYTES {
+/// `bytes` are the first bytes of a path of `len` bytes.
+fn shown_path(bytes: &[u8], len: usize) -> String {
+  if len <= SHOWN_PATH_BYTES && bytes.len() == len {
     return String::from_utf8_lossy(bytes).into_owned();
   }
   let mut shown = String::from_utf8_lossy(&bytes[..1024]).into_owned();

@@ -366,9 +366,19 @@ pub fn string_value(env: &Env, value: &Unknown) -> Option<String> {
   coerce_to_string(env, raw(value))
 }
 
-/// The bytes of a Uint8Array (a Buffer), copied; `Ok(None)` for any other value, and an error
-/// when the bytes are memory that cannot be read (see `view::check_access`).
-pub fn uint8_bytes(env: &Env, value: &Unknown, name: &str) -> napi::Result<Option<Vec<u8>>> {
+/// The bytes of a Uint8Array (a Buffer) used as a path: `(prefix, len, nul)`, the first
+/// `max` bytes at most, copied, the view's whole length, and whether any of its bytes is NUL
+/// (looked for in place, in the whole view, as Node's `fs` does); `Ok(None)` for any other
+/// value, and an error when the bytes are memory that cannot be read (see
+/// `view::check_access`). Only a prefix is copied: a mapping of many GiB passed as a path was
+/// copied whole before its length was checked, blocking the thread for seconds and taking as
+/// much memory (attack pass 14).
+pub fn path_bytes(
+  env: &Env,
+  value: &Unknown,
+  name: &str,
+  max: usize,
+) -> napi::Result<Option<(Vec<u8>, usize, bool)>> {
   let is_typedarray = raw::is(env, raw(value), raw::Kind::TypedArray);
   let kind = match is_typedarray {
     true => raw::typedarray_info(env, raw(value)).map_or(0, |(kind, ..)| kind),
@@ -379,21 +389,18 @@ pub fn uint8_bytes(env: &Env, value: &Unknown, name: &str) -> napi::Result<Optio
     return Ok(None);
   };
   if view.len == 0 || view.data.is_null() {
-    return Ok(Some(Vec::new()));
+    return Ok(Some((Vec::new(), 0, false)));
   }
   let mapping = crate::js::view::check_access(env, &view, false, name)?;
-  let mut copy = Vec::new();
-  if copy.try_reserve_exact(view.len).is_err() {
-    // The copy is of a path to open (the only use): the failure is that open's.
-    let err = std::io::Error::from_raw_os_error(libc::ENOMEM);
-    return Err(crate::js::errors::throw_system(env, &err, "open", None));
-  }
+  let mut copy = Vec::with_capacity(view.len.min(max));
+  let mut nul = false;
   let mut read = || {
     // SAFETY: Node-API reported `len` readable bytes at `data`; when they are one of our
     // mappings, they stay readable while the access around this runs (`accessing`, after the
     // rights were checked above), and no JavaScript runs meanwhile.
     let bytes = unsafe { std::slice::from_raw_parts(view.data, view.len) };
-    copy.extend_from_slice(bytes);
+    copy.extend_from_slice(&bytes[..bytes.len().min(max)]);
+    nul = bytes.contains(&0);
   };
   match mapping {
     None => read(),
@@ -407,7 +414,7 @@ pub fn uint8_bytes(env: &Env, value: &Unknown, name: &str) -> napi::Result<Optio
       }
     }
   }
-  Ok(Some(copy))
+  Ok(Some((copy, view.len, nul)))
 }
 
 /// The length in bytes of a JS string's UTF-8, without copying it; `None` for any other value.
