@@ -107,7 +107,10 @@ function load() {
 }
 
 const binding = load()
-binding.__setBufferMaxLength(bufferConstants.MAX_LENGTH)
+// The largest Buffer the runtime makes (Bun and Deno let a program change the constant: the
+// addon asks the runtime itself before it maps more than 4 GiB for one Buffer).
+const maxLength = bufferConstants.MAX_LENGTH
+binding.__setBufferMaxLength(typeof maxLength === 'number' ? maxLength : 2 ** 32)
 // Node 20 to 24 say "Received an instance of " of an object whose class has no name; Node 18
 // and 26 show it as util.inspect(value, { depth: -1 }) does ({}): errors word it as the
 // running Node does.

@@ -550,6 +550,43 @@ check('WebAssembly (child): an out-of-bounds access still throws a RuntimeError 
   assert.deepEqual(JSON.parse(result.stdout), { inBounds: 0, outOfBounds: 'RuntimeError', stillMapped: 0 }, describe(result))
 })
 
+// Found by attack pass 14 on Bun, where a program can raise buffer.constants.MAX_LENGTH: map()
+// past the largest Buffer Bun makes kept its mapping when Bun refused the Buffer, and remap()
+// lost the bytes it had moved. Where the constant cannot be changed (Node), nothing changes.
+check('a raised buffer.constants.MAX_LENGTH (child): map() and remap() past what the runtime makes keep nothing mapped and lose no byte', () => {
+  if (windows) return skip('counts kernel mappings in /proc/self/maps')
+  const result = runChild(`
+    try { (await import('node:buffer')).constants.MAX_LENGTH = 2 ** 53 - 1 } catch {}
+    const maps = () => fs.readFileSync('/proc/self/maps', 'latin1').split(String.fromCharCode(10)).length
+    const before = maps()
+    const out = {}
+    try {
+      const big = mmap.map(5 * 2 ** 30, mmap.PROT_READ, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | mmap.MAP_NORESERVE, -1)
+      out.map = big.length === 5 * 2 ** 30
+      mmap.unmap(big)
+    } catch (e) {
+      out.map = 'refused'
+    }
+    const buf = mmap.map(P, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1).fill(0x42)
+    try {
+      const grown = mmap.remap(buf, 5 * 2 ** 30)
+      out.remap = grown.length === 5 * 2 ** 30 && grown[0] === 0x42
+      mmap.unmap(grown)
+    } catch (e) {
+      out.remap = 'refused'
+      out.kept = buf.every((b) => b === 0x42)
+      mmap.unmap(buf)
+    }
+    out.extraMaps = maps() - before
+    console.log(JSON.stringify(out))
+  `)
+  assert.equal(result.status, 0, describe(result))
+  const out = JSON.parse(result.stdout)
+  assert.ok(out.map === true || out.map === 'refused', describe(result))
+  assert.ok(out.remap === true || (out.remap === 'refused' && out.kept === true), describe(result))
+  assert.ok(out.extraMaps <= 8, `${out.extraMaps} more kernel mappings: ${describe(result)}`)
+})
+
 // Errors that reject a Promise are made when the work ends, with no JavaScript running: Bun
 // gave them no `stack` at all.
 check('errors that reject open() and waitAsync() have a stack, as every Error does', async () => {

@@ -453,3 +453,35 @@ describe('remap() of a MAP_PRIVATE file mapping while the thread pool writes it'
     }
   })
 })
+
+// Found by attack pass 14 (on Bun, whose buffer.constants.MAX_LENGTH a program can raise; on
+// Node through the addon's internal setter): a remap() past the largest Buffer the runtime
+// makes moved the pages, then the runtime refused the Buffer, and the bytes were lost (the old
+// Buffer read zeros); a map() past it kept its mapping on Bun. The runtime is asked first now.
+describe('a limit raised past the largest Buffer the runtime makes (child)', () => {
+  it('map() and remap() past it throw, keep nothing mapped and lose no byte', (t) => {
+    if (bufferConstants.MAX_LENGTH > 2 ** 32) return t.skip(`this Node makes Buffers of up to ${bufferConstants.MAX_LENGTH} bytes: nothing past 4 GiB to refuse`)
+    const result = runScript(`
+      const mmap = require(MMAP)
+      const fs = require('fs')
+      const binding = require(require('path').join(MMAP, fs.readdirSync(MMAP).find((f) => /^node-mmap\\.linux-x64-gnu\\.node$/.test(f))))
+      binding.__setBufferMaxLength(2 ** 53 - 1) // what a changed constant would tell it
+      const maps = () => fs.readFileSync('/proc/self/maps', 'latin1').split(String.fromCharCode(10)).length
+      const before = maps()
+      const out = {}
+      try { mmap.map(5 * 2 ** 30, mmap.PROT_READ, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | mmap.MAP_NORESERVE, -1); out.map = 'mapped' } catch (e) { out.map = e.code || e.message }
+      const buf = mmap.map(4096, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1).fill(0x42)
+      try { mmap.remap(buf, 5 * 2 ** 30); out.remap = 'remapped' } catch (e) { out.remap = e.code || e.message }
+      out.kept = buf.every((b) => b === 0x42)
+      out.again = mmap.remap(buf, 8192).subarray(0, 4096).every((b) => b === 0x42)
+      out.extraMaps = maps() - before
+      console.log(JSON.stringify(out))
+    `)
+    assertCleanExit(result)
+    const out = JSON.parse(result.stdout)
+    assert.notEqual(out.map, 'mapped')
+    assert.notEqual(out.remap, 'remapped')
+    assert.deepEqual({ kept: out.kept, again: out.again }, { kept: true, again: true })
+    assert.ok(out.extraMaps <= 4, `${out.extraMaps} more kernel mappings`)
+  })
+})

@@ -101,6 +101,9 @@ pub fn remap<'env>(env: &'env Env, buffer: Unknown, new_size: Unknown) -> napi::
     );
     return Err(args::out_of_range(env, "newSize", &range, &new_size_value));
   }
+  // The runtime must take a Buffer of the new size: asked before the move, which a refusal after
+  // would leave with the bytes moved into a mapping no Buffer shows (see `accepts_length`).
+  buffer::accepts_length(env, view.mapping.addr(), new_size)?;
   let moved = view
     .mapping
     .remap(new_len)

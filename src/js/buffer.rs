@@ -158,6 +158,8 @@ pub fn create(env: &Env, mapping: Shared, offset: usize, len: usize) -> napi::Re
   );
   // SAFETY: `offset <= mapping.len()`, so the pointer stays inside the mapping.
   let data = unsafe { mapping.addr().add(offset) };
+  // Refused here, `mapping` is dropped (unmapped) with nothing else to undo.
+  accepts_length(env, data, len)?;
   let hold = registry::record_buffer(mapping, data as usize).cast_mut();
   // SAFETY: the range lies inside the mapping, which `hold` keeps mapped until the finalizer
   // releases it.
@@ -193,6 +195,31 @@ pub fn create(env: &Env, mapping: Shared, offset: usize, len: usize) -> napi::Re
     // it already or will when the ArrayBuffer it made goes; releasing `hold` here too would
     // free it twice.
     _ => Err(errors::pending_or(env, "napi_create_external_buffer", status)),
+  }
+}
+
+/// Every runtime makes Buffers of 4 GiB (Node 18 and 20, Bun: their largest; Node 22+ and Deno:
+/// 2^53 - 1).
+const ALWAYS_ACCEPTED: usize = 1 << 32;
+
+/// Makes sure the runtime will make a Buffer of `len` bytes, before anything is done that a
+/// refusal would leave half done: past [`ALWAYS_ACCEPTED`] it is asked, with a Buffer of that
+/// length over `data` (the mapping's first byte: an address it never reads) that has no
+/// finalizer and is garbage at once. `buffer.constants.MAX_LENGTH`, which the checks before
+/// use, can be changed by the program on Bun and Deno: raised past what Bun makes, a `map()`
+/// kept its mapping when Bun then refused the Buffer, and `remap()` lost the moved bytes (attack
+/// pass 14). The runtime's own error when it refuses.
+pub fn accepts_length(env: &Env, data: *mut u8, len: usize) -> napi::Result<()> {
+  if len <= ALWAYS_ACCEPTED {
+    return Ok(());
+  }
+  // SAFETY: no finalizer and no hint: the runtime keeps nothing of ours; the Buffer is never
+  // read, and unreachable once this call returns.
+  let (status, _) = unsafe { create_external_buffer(env, data, len, None, ptr::null_mut()) };
+  match status {
+    sys::Status::napi_ok => Ok(()),
+    sys::Status::napi_no_external_buffers_allowed => Err(no_external_buffers(env)),
+    status => Err(errors::pending_or(env, "napi_create_external_buffer", status)),
   }
 }
 
