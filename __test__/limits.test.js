@@ -680,6 +680,35 @@ test('map() + unmap() pairs under ulimit -v never leave the runtime without addr
   assert.equal(result.junk, 100)
 })
 
+// Found by attack pass 14: under ulimit -d, a map() of private writable memory that took all
+// that was left of the data limit got through the kernel's check, and V8 aborted the process
+// when it could not commit its next heap page. map() now leaves the runtime a headroom of the
+// data limit (ENOMEM first).
+test('map() of private writable memory under ulimit -d never leaves the runtime without room', (t) => {
+  const { dataLimitUnavailable } = require('./helpers.js')
+  const unavailable = dataLimitUnavailable(240000, 'const junk = []; for (let i = 0; i < 50; i++) junk.push(new Array(1 << 16).fill(i))')
+  if (unavailable) return t.skip(unavailable)
+  const script = `
+    const mmap = require(${JSON.stringify(path.join(__dirname, '..'))})
+    let size = 2 ** 28, mapped = 0, refused = null
+    const held = []
+    while (size >= 2 ** 20) {
+      try { held.push(mmap.map(size, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1)); mapped += size } catch (e) { refused = refused || e.code; size /= 2 }
+    }
+    // About 25 MB of new heap, as a program goes on after its mappings.
+    const junk = []
+    for (let i = 0; i < 50; i++) junk.push(new Array(1 << 16).fill(i))
+    console.log(JSON.stringify({ refused, mappedMiB: mapped / 2 ** 20, junk: junk.length, held: held.length }))
+  `
+  const child = spawnSync('/bin/sh', ['-c', 'ulimit -c 0; ulimit -d 240000; exec "$0" -e "$1"', process.execPath, script], { encoding: 'utf8', timeout: 120_000 })
+  assert.equal(child.signal, null, `child died by ${child.signal}: ${child.stderr.slice(0, 400)}`)
+  assert.equal(child.status, 0, child.stderr.slice(0, 400))
+  const result = JSON.parse(child.stdout)
+  assert.equal(result.refused, 'ENOMEM')
+  assert.ok(result.mappedMiB >= 1, JSON.stringify(result))
+  assert.equal(result.junk, 50)
+})
+
 test('terabyte MAP_NORESERVE mappings unmapped at once never leave the runtime without address space (no limit)', { skip: process.arch !== 'x64' && 'the user address space of x86-64 (128 TiB) is what this test fills' }, () => {
   const result = runChild(`${PRELUDE}
     let size = 2 ** 40, pairs = 0, refused = null

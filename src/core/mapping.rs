@@ -463,6 +463,34 @@ fn reserve_address_space(len: usize) -> io::Result<()> {
   Ok(())
 }
 
+/// What node-mmap leaves free of the process's data limit (`ulimit -d`) for the runtime: a
+/// quarter of it, between 32 and 512 MiB.
+fn data_headroom(limit: usize) -> usize {
+  (limit / 4).clamp(32 << 20, 512 << 20)
+}
+
+/// Makes sure a new range of `len` bytes that counts toward the data limit (`charged`: private
+/// and writable) leaves the runtime its headroom of it ([`data_headroom`]): else `ENOMEM` before
+/// the system call. Under `ulimit -d`, a `map()` that took all that was left got through the
+/// kernel's check, and V8 then aborted the process when it could not commit its next heap page
+/// ("Committing semi space failed", attack pass 14). Nothing to do without a limit (one
+/// getrlimit); with one, the data the process uses is read (`/proc/self/statm`).
+fn reserve_data(len: usize, charged: bool) -> io::Result<()> {
+  if !charged {
+    return Ok(());
+  }
+  let Some(limit) = sys::data_limit() else {
+    return Ok(());
+  };
+  let Some(used) = sys::data_used() else {
+    return Ok(()); // cannot be read: the kernel decides, as before
+  };
+  if used.saturating_add(len).saturating_add(data_headroom(limit)) > limit {
+    return Err(io::Error::from_raw_os_error(libc::ENOMEM));
+  }
+  Ok(())
+}
+
 /// Kernel mappings a thread reserves at once, so that most calls touch no shared counter.
 const ALLOWANCE: usize = 64;
 
@@ -650,6 +678,8 @@ impl Mapping {
   ) -> io::Result<Shared> {
     reserve_vmas(1)?;
     reserve_address_space(len)?;
+    let private = flags & sys::consts::MAP_TYPE_MASK == sys::consts::MAP_PRIVATE;
+    reserve_data(len, private && prot & sys::consts::PROT_WRITE != 0)?;
     recovery::install();
     let anonymous = flags & sys::consts::MAP_ANONYMOUS != 0;
     // Asked before the system call: some descriptors must not be mapped (see `sys::file_kind`).
@@ -1165,6 +1195,9 @@ impl Mapping {
     // merged with its neighbours splits that one in three.
     reserve_vmas(3)?;
     reserve_address_space(new_len)?;
+    // Counted as charged whatever the mapping: the placeholder left behind is private, writable
+    // memory, as the moved range of a private writable mapping is.
+    reserve_data(new_len, true)?;
     // No native access is in flight while the pages move (`changing`): a copy from the old range
     // is all of the user's bytes or, after, none of them.
     let (moved, replaced) = self.changing(|| recovery::excluding_recovery(|| self.move_to(new_len)))?;

@@ -136,6 +136,16 @@ pub fn shared_identity(_addr: usize) -> Option<(u64, u64, u64)> {
   None
 }
 
+/// No data-limit guard here.
+pub fn data_limit() -> Option<usize> {
+  None
+}
+
+/// Not read here.
+pub fn data_used() -> Option<usize> {
+  None
+}
+
 /// No address-space guard here.
 pub fn address_space_limit() -> Option<(usize, bool)> {
   None

@@ -486,6 +486,34 @@ pub fn address_space_used() -> Option<usize> {
   pages.checked_mul(page_size())
 }
 
+/// The process's data limit (`RLIMIT_DATA`, `ulimit -d`) when one is set; `None` when none is,
+/// and off Linux (where the data-limit guard is off).
+pub fn data_limit() -> Option<usize> {
+  #[cfg(any(target_os = "linux", target_os = "android"))]
+  {
+    let mut limit = std::mem::MaybeUninit::<libc::rlimit>::uninit();
+    // SAFETY: getrlimit writes a `struct rlimit` into our own buffer.
+    if unsafe { libc::getrlimit(libc::RLIMIT_DATA, limit.as_mut_ptr()) } == 0 {
+      // SAFETY: getrlimit returned 0, so it filled the buffer.
+      let current = unsafe { limit.assume_init() }.rlim_cur;
+      if current != libc::RLIM_INFINITY {
+        return Some(usize::try_from(current).unwrap_or(usize::MAX));
+      }
+    }
+    None
+  }
+  #[cfg(not(any(target_os = "linux", target_os = "android")))]
+  None
+}
+
+/// What counts toward [`data_limit`] now: `/proc/self/statm`'s data field (private writable
+/// memory, and the stack), in bytes.
+pub fn data_used() -> Option<usize> {
+  let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+  let pages: usize = statm.split_ascii_whitespace().nth(5)?.parse().ok()?;
+  pages.checked_mul(page_size())
+}
+
 /// The whole of `/proc/self/maps`: opened afresh, or read through the reserve descriptor
 /// ([`MAPS_RESERVE`]) when no descriptor is left to open it.
 pub fn read_maps() -> io::Result<Vec<u8>> {

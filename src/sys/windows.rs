@@ -46,6 +46,9 @@ pub use super::stub::{
   // The address-space guard (Linux's RLIMIT_AS and VmSize): off here for now.
   address_space_limit,
   address_space_used,
+  // The data-limit guard (Linux's RLIMIT_DATA): no such limit on Windows.
+  data_limit,
+  data_used,
   // Nothing to check before a resize: Windows has no RLIMIT_FSIZE, seals or fallocate probe.
   check_resize,
   // No files without a name: a file `open()` creates is named at once, and removed through
