@@ -46,14 +46,14 @@ pub use super::stub::{
   // The address-space guard (Linux's RLIMIT_AS and VmSize): off here for now.
   address_space_limit,
   address_space_used,
-  // The data-limit guard (Linux's RLIMIT_DATA): no such limit on Windows.
-  data_limit,
-  data_used,
   // Nothing to check before a resize: Windows has no RLIMIT_FSIZE, seals or fallocate probe.
   check_resize,
   // No files without a name: a file `open()` creates is named at once, and removed through
   // its handle if the call fails (`remove_created`).
   create_unnamed,
+  // The data-limit guard (Linux's RLIMIT_DATA): no such limit on Windows.
+  data_limit,
+  data_used,
   // Deadlines for `wait`: nothing waits yet.
   deadline_after,
   // Not known yet: `false`, so a shared file mapping is treated as fixed in size.
