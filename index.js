@@ -3,7 +3,7 @@
 // knows (buffer.constants.MAX_LENGTH) and makes the constants read-only. Everything else lives
 // in the Rust crate (src/); its `///` docs become index.d.ts.
 
-const { closeSync, existsSync, openSync, readSync } = require('node:fs')
+const { closeSync, constants, existsSync, fstatSync, openSync, readSync } = require('node:fs')
 const { join } = require('node:path')
 const { constants: bufferConstants } = require('node:buffer')
 
@@ -25,7 +25,9 @@ function platforms() {
 function runtimeLibc() {
   let fd = -1
   try {
-    fd = openSync(process.execPath, 'r')
+    // Without blocking (process.execPath can be set to a FIFO), and only a regular file is read.
+    fd = openSync(process.execPath, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0))
+    if (!fstatSync(fd).isFile()) return 'gnu'
     const head = Buffer.alloc(4096)
     const length = readSync(fd, head, 0, head.length, 0)
     const interpreter = elfInterpreter(head.subarray(0, length), (at, size) => {

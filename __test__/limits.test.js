@@ -709,6 +709,28 @@ test('map() of private writable memory under ulimit -d never leaves the runtime 
   assert.equal(result.junk, 50)
 })
 
+// Found by attack pass 15: a read-only private mapping (which the data limit does not count)
+// made writable by protect() took what map() refuses under ulimit -d, and V8 aborted at its
+// next allocations. protect() keeps the same headroom (ENOMEM, syscall mprotect).
+test('protect() adding write access under ulimit -d never leaves the runtime without room', (t) => {
+  const { dataLimitUnavailable } = require('./helpers.js')
+  const unavailable = dataLimitUnavailable(524288, 'const junk = []; for (let i = 0; i < 50; i++) junk.push(new Array(1 << 16).fill(i))')
+  if (unavailable) return t.skip(unavailable)
+  const script = `
+    const mmap = require(${JSON.stringify(path.join(__dirname, '..'))})
+    const b = mmap.map(420 * 2 ** 20, mmap.PROT_READ, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1)
+    let protectError = null
+    try { mmap.protect(b, 0, b.length, mmap.PROT_READ | mmap.PROT_WRITE) } catch (e) { protectError = e.code + ' ' + e.syscall }
+    const junk = []
+    for (let i = 0; i < 100; i++) junk.push(new Array(1 << 16).fill(i))
+    console.log(JSON.stringify({ protectError, junk: junk.length }))
+  `
+  const child = spawnSync('/bin/sh', ['-c', 'ulimit -c 0; ulimit -d 524288; exec "$0" -e "$1"', process.execPath, script], { encoding: 'utf8', timeout: 120_000 })
+  assert.equal(child.signal, null, `child died by ${child.signal}: ${child.stderr.slice(0, 400)}`)
+  assert.equal(child.status, 0, child.stderr.slice(0, 400))
+  assert.deepEqual(JSON.parse(child.stdout), { protectError: 'ENOMEM mprotect', junk: 100 })
+})
+
 test('terabyte MAP_NORESERVE mappings unmapped at once never leave the runtime without address space (no limit)', { skip: process.arch !== 'x64' && 'the user address space of x86-64 (128 TiB) is what this test fills' }, () => {
   const result = runChild(`${PRELUDE}
     let size = 2 ** 40, pairs = 0, refused = null

@@ -48,6 +48,7 @@ function loadAs({ platform, arch, execPath, files = {}, packages = [] }) {
     fs.copyFileSync(path.join(root, 'package.json'), path.join(dir, 'package.json'))
     for (const [name, content] of Object.entries(files)) {
       if (content === 'addon') fs.copyFileSync(path.join(root, built), path.join(dir, name))
+      else if (content === 'fifo') assert.equal(spawnSync('mkfifo', [path.join(dir, name)]).status, 0, 'mkfifo')
       else fs.writeFileSync(path.join(dir, name), content)
     }
     for (const name of packages) {
@@ -71,7 +72,8 @@ function loadAs({ platform, arch, execPath, files = {}, packages = [] }) {
       }
       process.stdout.write(JSON.stringify(out))
     `
-    const child = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 60_000 })
+    const child = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 20_000 })
+    assert.equal(child.signal, null, `the child did not end (${child.signal}): ${child.stderr}`)
     assert.equal(child.status, 0, child.stderr)
     const result = JSON.parse(child.stdout)
     if (result.message) result.message = result.message.split(dir).join('<dir>')
@@ -124,6 +126,8 @@ test('with both a glibc and a musl build, the one for the interpreter process.ex
     ['musl-node', 'node-mmap.linux-x64-musl.node', fakeElf('/lib/ld-musl-x86_64.so.1')],
     ['glibc-node', 'node-mmap.linux-x64-gnu.node', fakeElf('/lib64/ld-linux-x86-64.so.2')],
     ['static-node', 'node-mmap.linux-x64-gnu.node', Buffer.from('\x7fELF not really')],
+    // A FIFO: never read (it would block for a writer, attack pass 15), the glibc build taken.
+    ['fifo-node', 'node-mmap.linux-x64-gnu.node', 'fifo'],
   ]
   for (const [execPath, expected, bytes] of cases) {
     const result = loadAs({ platform: 'linux', arch: 'x64', execPath, files: execPath ? { ...files, [execPath]: bytes } : files })

@@ -364,3 +364,26 @@ test('descriptors of anonymous inodes (libuv io_uring rings, eventfd, epoll) are
   }
   if (!seen['anon_inode:[io_uring]']) t.skip('libuv made no io_uring ring here (kernel.io_uring_disabled, or an old kernel): eventfd and epoll checked only')
 })
+
+// Found by attack pass 15: a TCP socket's descriptor mapped (the kernel allows it) as pages that
+// read zeros, never the data waiting on the socket. Only regular files and devices are mapped.
+test('a socket descriptor is ENODEV, as every descriptor that is not a file or a device (child)', () => {
+  const result = runScript(`
+    const mmap = require(MMAP)
+    const net = require('net')
+    const server = net.createServer((socket) => { socket.on('error', () => {}); socket.end(Buffer.alloc(1 << 16, 0x61)) }).listen(0, '127.0.0.1', () => {
+      const client = net.connect(server.address().port, '127.0.0.1', () => {
+        client.on('error', () => {})
+        const out = {}
+        for (const [name, fd] of [['listening', server._handle.fd], ['connected', client._handle.fd]]) {
+          try { mmap.map(4 * mmap.PAGESIZE, mmap.PROT_READ, mmap.MAP_SHARED, fd); out[name] = 'mapped' } catch (e) { out[name] = e.code + ' ' + e.syscall }
+        }
+        console.log(JSON.stringify(out))
+        client.destroy()
+        server.close()
+      })
+    })
+  `)
+  assertCleanExit(result)
+  assert.deepEqual(JSON.parse(result.stdout), { listening: 'ENODEV mmap', connected: 'ENODEV mmap' })
+})

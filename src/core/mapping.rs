@@ -1024,6 +1024,13 @@ impl Mapping {
       return self.on_span(offset, len, |_, _| Ok(()));
     }
     self.reserve_split(offset, len)?;
+    // Write access makes private memory count toward the data limit: as for `map()`, the
+    // runtime keeps its headroom (a read-only private mapping made writable by `protect()` took
+    // what `map()` had refused, and V8 aborted, attack pass 15). Counted for any mapping whose
+    // rights may lack write now (shared memory does not count: the guard errs on the safe side).
+    if prot & sys::consts::PROT_WRITE != 0 && self.guaranteed_prot() & sys::consts::PROT_WRITE == 0 {
+      reserve_data(len, true)?;
+    }
     self.record.set_reprotected(true);
     // No native access is in flight meanwhile (`changing`): none began on the rights the range
     // is about to lose, and the next ones see the narrowed guarantee.

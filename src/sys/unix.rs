@@ -357,13 +357,15 @@ pub fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
 }
 
 /// Whether `fd`, about to be mapped, is a regular file (memfd and shm files are): the only kind
-/// a shared mapping can grow with; `false` for devices (`/dev/zero`) and the rest.
+/// a shared mapping can grow with; `false` for a device (`/dev/zero`).
 ///
-/// An anonymous inode (no file type at all: io_uring rings, perf events, eventfd, epoll,
-/// userfaultfd, ...) is `ENODEV`, what mmap(2) says of files it cannot map: those the kernel
-/// does map are the live state of a facility their owner drives, often the runtime itself
-/// (libuv's io_uring submission ring, in Node 22+: one write to it made libuv abort, attack
-/// pass 14). `fstat`'s own error (`EBADF`) for a descriptor that names nothing.
+/// Anything else is `ENODEV`, what mmap(2) says of files it cannot map, also where the kernel
+/// would map it: an anonymous inode (no file type at all: io_uring rings, perf events, eventfd,
+/// epoll, userfaultfd, ...) is the live state of a facility its owner drives, often the runtime
+/// itself (libuv's io_uring submission ring, in Node 22+: one write to it made libuv abort,
+/// attack pass 14); a TCP socket maps as pages that read zeros, never the data waiting on it
+/// (attack pass 15); directories and FIFOs the kernel refuses anyway. `fstat`'s own error
+/// (`EBADF`) for a descriptor that names nothing.
 pub fn file_kind(fd: i32) -> io::Result<bool> {
   let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
   // SAFETY: fstat writes a `stat` into `stat` when it succeeds and reads nothing else.
@@ -373,8 +375,9 @@ pub fn file_kind(fd: i32) -> io::Result<bool> {
   // SAFETY: fstat succeeded, so it filled `stat`.
   let mode = unsafe { stat.assume_init() }.st_mode;
   match mode & libc::S_IFMT {
-    0 => Err(io::Error::from_raw_os_error(libc::ENODEV)),
-    kind => Ok(kind == libc::S_IFREG),
+    libc::S_IFREG => Ok(true),
+    libc::S_IFCHR | libc::S_IFBLK => Ok(false),
+    _ => Err(io::Error::from_raw_os_error(libc::ENODEV)),
   }
 }
 
