@@ -115,15 +115,20 @@ const maxLength = bufferConstants.MAX_LENGTH
 binding.__setBufferMaxLength(typeof maxLength === 'number' ? maxLength : 2 ** 32)
 // Node 20 to 24 say "Received an instance of " of an object whose class has no name; Node 18
 // and 26 show it as util.inspect(value, { depth: -1 }) does ({}): errors word it as the
-// running Node does.
-try {
-  Buffer.alloc(new (class {})())
-} catch (err) {
-  if (!String(err && err.message).endsWith('Received an instance of ')) {
-    const { inspect } = require('node:util')
-    binding.__setDescribeAnonymous((value) => inspect(value, { depth: -1 }))
+// running Node does. Node is asked at the first such error, not at load (its error takes about
+// as long to make as the addon takes to load).
+let inspectsAnonymous
+binding.__setDescribeAnonymous((value) => {
+  if (inspectsAnonymous === undefined) {
+    try {
+      Buffer.alloc(new (class {})())
+      inspectsAnonymous = false
+    } catch (err) {
+      inspectsAnonymous = !String(err && err.message).endsWith('Received an instance of ')
+    }
   }
-}
+  return inspectsAnonymous ? require('node:util').inspect(value, { depth: -1 }) : undefined
+})
 
 // Methods and getters called on something that is not a Mapping throw Node's
 // ERR_INVALID_THIS, as Node's own classes do, instead of V8's "Illegal invocation" or

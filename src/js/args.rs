@@ -268,8 +268,9 @@ thread_local! {
 
 /// Keeps `describe` for this env: how the running Node describes an object whose constructor
 /// has no name (an instance of an anonymous class). Node 20 to 24 say `an instance of ` (the
-/// default here); Node 18 and 26 show what `util.inspect(value, { depth: -1 })` shows (`{}`),
-/// and there `index.js` gives that function.
+/// default here, and what a `describe` that returns no string leaves); Node 18 and 26 show what
+/// `util.inspect(value, { depth: -1 })` shows (`{}`), which `index.js`'s `describe` returns
+/// there.
 pub fn set_describe_anonymous(env: &Env, describe: &Unknown) {
   let describe = raw(describe);
   if kind_of(env, describe) != sys::ValueType::napi_function {
