@@ -449,7 +449,18 @@ function nodeReceived(n) {
   return String(n)
 }
 
+// --- Windows ------------------------------------------------------------------------------------
+
+/**
+ * A test's `skip` option for a test that cannot apply on Windows: `reason` there, false
+ * elsewhere (`test(name, { skip: notOnWindows('why') }, fn)`), so nothing changes on Linux.
+ */
+function notOnWindows(reason) {
+  return process.platform === 'win32' && reason
+}
+
 module.exports = {
+  notOnWindows,
   dataLimitUnavailable,
   PACKAGE,
   tempDir,
