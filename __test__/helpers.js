@@ -26,7 +26,20 @@ const PACKAGE = path.resolve(__dirname, '..')
  */
 function tempDir(t, prefix = 'node-mmap-test-') {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix))
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }))
+  t.after(() => {
+    try {
+      fs.rmSync(dir, { recursive: true, force: true })
+    } catch (err) {
+      // Windows deletes no file that is still open or mapped (a descriptor closed by a later
+      // hook, a view not yet collected): try once more as the process exits, quietly.
+      if (process.platform !== 'win32') throw err
+      process.once('exit', () => {
+        try {
+          fs.rmSync(dir, { recursive: true, force: true })
+        } catch {}
+      })
+    }
+  })
   return dir
 }
 
