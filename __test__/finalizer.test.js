@@ -21,6 +21,7 @@ const {
   assertCleanExit,
   straceUnavailable,
   straceScript,
+  mappingCountOf,
 } = require('./helpers.js')
 
 const { PAGESIZE, PROT_READ, PROT_WRITE, MAP_SHARED } = mmap
@@ -33,45 +34,20 @@ function randomFile(size) {
   return randomFileIn(dir, `f-${++serial}.bin`, size)
 }
 
-/**
- * How many mappings of `file` the process holds: its entries in /proc/self/maps. Windows has no
- * /proc; it cuts no file shorter while a view of it exists (README), so there 1 if cutting the
- * file one byte shorter is refused, else 0 (and the byte is put back).
- */
-function mapped(file) {
-  if (process.platform !== 'win32') return mappingsOf(file).length
-  const fd = fs.openSync(file, 'r+')
-  try {
-    const { size } = fs.fstatSync(fd)
-    const last = Buffer.alloc(1)
-    fs.readSync(fd, last, 0, 1, size - 1)
-    try {
-      fs.ftruncateSync(fd, size - 1)
-    } catch (err) {
-      if (err.code === 'UNKNOWN') return 1 // ERROR_USER_MAPPED_FILE
-      throw err
-    }
-    fs.writeSync(fd, last, 0, 1, size - 1)
-    return 0
-  } finally {
-    fs.closeSync(fd)
-  }
-}
-
 /** Maps `file` and checks it, in a frame of its own, so no reference outlives the call. */
 function mapWithoutKeeping(file, bytes, protection = PROT_READ) {
   const fd = fs.openSync(file, protection & PROT_WRITE ? 'r+' : 'r')
   const buf = mmap.map(bytes.length, protection, MAP_SHARED, fd)
   fs.closeSync(fd)
   assert.ok(buf.equals(bytes))
-  assert.equal(mapped(file), 1, 'the new mapping is not in /proc/self/maps')
+  assert.equal(mappingCountOf(file), 1, 'the new mapping is not in /proc/self/maps')
   return null
 }
 
 test('a dropped Buffer is unmapped once GC has run', async () => {
   const { file, bytes } = randomFile(4 * PAGESIZE)
   mapWithoutKeeping(file, bytes)
-  const gone = await pollUntil(() => mapped(file) === 0, { gc })
+  const gone = await pollUntil(() => mappingCountOf(file) === 0, { gc })
   assert.ok(gone, `the mapping of ${file} is still in /proc/self/maps after GC and 10 s of event-loop turns`)
 })
 
@@ -84,7 +60,7 @@ test('a MAP_SHARED write made just before the drop is in the file after the unma
     fs.closeSync(fd)
     patch.copy(buf, PAGESIZE - 50)
   })()
-  assert.ok(await pollUntil(() => mapped(file) === 0, { gc }), 'not unmapped')
+  assert.ok(await pollUntil(() => mappingCountOf(file) === 0, { gc }), 'not unmapped')
   const expected = Buffer.from(bytes)
   patch.copy(expected, PAGESIZE - 50)
   assert.ok(fs.readFileSync(file).equals(expected))
@@ -103,7 +79,7 @@ test('a view (subarray, Uint8Array over buf.buffer) keeps the mapping alive', as
     gc()
     await new Promise(setImmediate)
   }
-  assert.equal(mapped(file), 1, 'unmapped while a view was alive')
+  assert.equal(mappingCountOf(file), 1, 'unmapped while a view was alive')
   // Still the live mapping of the file: a write through fs shows in the views.
   const patch = randomBytes(16)
   const fd = fs.openSync(file, 'r+')
@@ -113,7 +89,7 @@ test('a view (subarray, Uint8Array over buf.buffer) keeps the mapping alive', as
   assert.ok(views[0].subarray(8, 24).equals(patch))
   assert.ok(Buffer.from(views[1].subarray(8, 24)).equals(patch))
   views = null
-  assert.ok(await pollUntil(() => mapped(file) === 0, { gc }), 'not unmapped after the views went')
+  assert.ok(await pollUntil(() => mappingCountOf(file) === 0, { gc }), 'not unmapped after the views went')
 })
 
 test('200,000 maps of 64 KiB that yield every 1,000 end without ENOMEM and leave no mapping', async () => {
