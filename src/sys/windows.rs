@@ -1115,6 +1115,55 @@ mod tests {
     );
   }
 
+  /// The descriptor `map()` takes for an open handle (as openSync() by path passes one).
+  fn fd_of(file: &std::fs::File) -> i32 {
+    use std::os::windows::io::AsRawHandle;
+    (-2 - file.as_raw_handle() as i64) as i32
+  }
+
+  /// A new directory under the temporary directory, named for `test`.
+  fn temp_dir(test: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("node-mmap-{test}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+  }
+
+  #[test]
+  fn map_directory_is_enodev() {
+    use std::os::windows::fs::OpenOptionsExt;
+    use windows_sys::Win32::Storage::FileSystem::FILE_FLAG_BACKUP_SEMANTICS;
+    let dir = temp_dir("map-directory");
+    // Opened as Node's fs opens a directory (libuv asks for backup semantics).
+    let handle = std::fs::OpenOptions::new()
+      .read(true)
+      .custom_flags(FILE_FLAG_BACKUP_SEMANTICS)
+      .open(&dir)
+      .unwrap();
+    let err = map(4096, PROT_READ, consts::MAP_SHARED, fd_of(&handle), 0).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ENODEV));
+    drop(handle);
+    std::fs::remove_dir(&dir).unwrap();
+  }
+
+  #[test]
+  fn protect_write_on_read_only_file_view_is_eacces() {
+    let dir = temp_dir("protect-read-only");
+    let path = dir.join("data.bin");
+    std::fs::write(&path, [0x61u8; 4096]).unwrap();
+    let file = std::fs::File::open(&path).unwrap();
+    let addr = map(4096, PROT_READ, consts::MAP_SHARED, fd_of(&file), 0).unwrap();
+    // SAFETY: the whole view, just mapped for this test.
+    unsafe {
+      let err = protect(addr, 4096, PROT_READ | PROT_WRITE).unwrap_err();
+      assert_eq!(err.raw_os_error(), Some(libc::EACCES));
+      protect(addr, 4096, PROT_READ).unwrap();
+      assert_eq!(*addr, 0x61);
+      unmap(addr, 4096).unwrap();
+    }
+    drop(file);
+    std::fs::remove_dir_all(&dir).unwrap();
+  }
+
   #[test]
   fn map_file_without_host_libuv_is_enosys() {
     // The test harness exports no uv_get_osfhandle (node.exe does).
