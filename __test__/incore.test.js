@@ -22,7 +22,10 @@ const {
   straceScript,
   assertExited,
   dataLimitUnavailable,
+  notOnWindows,
 } = require('./helpers.js')
+
+const NO_SMAPS = notOnWindows('compares with the Rss of /proc/self/smaps: Windows has no such file')
 
 const P = mmap.PAGESIZE
 const KB = P / 1024
@@ -118,7 +121,7 @@ describe('incore', () => {
     assert.deepEqual(calls, [])
   })
 
-  it('agrees with smaps Rss for an anonymous mapping: none, some, all touched, then MADV_DONTNEED', () => {
+  it('agrees with smaps Rss for an anonymous mapping: none, some, all touched, then MADV_DONTNEED', { skip: NO_SMAPS }, () => {
     const N = 123 // pages: a size nothing else in the process is likely to have, between guards
     const { view } = guardedAnonymous(mmap, N)
     const rssPages = () => guardedSmaps(N * KB).fields.Rss / KB
@@ -143,7 +146,7 @@ describe('incore', () => {
     assert.ok(view.every((b) => b === 0))
   })
 
-  it('agrees with smaps Rss for a file mapping once every page is touched (and counts cached pages before)', (t) => {
+  it('agrees with smaps Rss for a file mapping once every page is touched (and counts cached pages before)', { skip: NO_SMAPS }, (t) => {
     const dir = tempDir(t)
     const pages = 37
     const bytes = pattern(pages * P)
@@ -177,7 +180,9 @@ describe('incore', () => {
   // when that failed; now it asks mincore about 65,536 pages at a time, in a fixed buffer. A
   // child with a small data limit (RLIMIT_DATA counts private writable memory, not a PROT_NONE
   // reservation) shows it; the counts pass 2^32 pages, so they are numbers, not uint32s.
-  it('counts the pages of a 16 TiB PROT_NONE reservation in bounded memory: Mapping#incore and incore (child)', (t) => {
+  it('counts the pages of a 16 TiB PROT_NONE reservation in bounded memory: Mapping#incore and incore (child)', {
+    skip: notOnWindows('needs ulimit -d through /bin/sh, and a 16 TiB MAP_NORESERVE reservation: Windows commits an anonymous section whole (MAP_NORESERVE is 0)'),
+  }, (t) => {
     const script = `
       const mmap = require(MMAP)
       const { constants } = require('node:buffer')

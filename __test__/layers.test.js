@@ -15,7 +15,7 @@ const src = path.join(__dirname, '..', 'src')
 function files(dir) {
   const out = []
   for (const entry of fs.readdirSync(path.join(src, dir), { withFileTypes: true })) {
-    const rel = path.join(dir, entry.name)
+    const rel = path.posix.join(dir, entry.name) // '/' on every platform, as the tests match it
     if (entry.isDirectory()) out.push(...files(rel))
     else if (entry.name.endsWith('.rs')) out.push({ rel, text: fs.readFileSync(path.join(src, rel), 'utf8') })
   }

@@ -40,9 +40,12 @@ test('usage.ts and usage-esm.mts type-check against index.d.ts (tsc --noEmit exi
   assert.equal(status, 0, output)
   assert.deepEqual(diagnostics(lines), [])
   // The types came from the package itself (through "exports"), not from anywhere else.
-  assert.ok(lines.includes(path.join(PACKAGE, 'index.d.ts')), `index.d.ts was not checked:\n${output}`)
-  assert.ok(lines.includes(path.join(TYPES, 'usage.ts')))
-  assert.ok(lines.includes(path.join(TYPES, 'usage-esm.mts')))
+  // tsc lists paths with '/' and ends lines with os.EOL ('\r\n' on Windows): normalized, they
+  // compare there too.
+  const listed = lines.map((line) => path.normalize(line.trimEnd()))
+  assert.ok(listed.includes(path.join(PACKAGE, 'index.d.ts')), `index.d.ts was not checked:\n${output}`)
+  assert.ok(listed.includes(path.join(TYPES, 'usage.ts')))
+  assert.ok(listed.includes(path.join(TYPES, 'usage-esm.mts')))
 })
 
 test('tsc fails on a file with type errors (the harness can fail)', () => {

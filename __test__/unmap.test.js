@@ -7,6 +7,7 @@
 
 const { describe, it } = require('node:test')
 const assert = require('node:assert/strict')
+const fs = require('node:fs')
 
 const mmap = require('..')
 const {
@@ -15,6 +16,7 @@ const {
   assertThrowsExactly,
   runScript,
   assertExited,
+  notOnWindows,
 } = require('./helpers.js')
 
 const P = mmap.PAGESIZE
@@ -53,8 +55,16 @@ function assertAllZeroed(views, length) {
 
 describe('unmap', () => {
   it('maps the file before, and the file is no longer mapped right after unmap', (t) => {
-    const { path, bytes, buf } = mappedFile(t, 'unmap-maps-oracle.bin')
+    const { path, fd, bytes, buf } = mappedFile(t, 'unmap-maps-oracle.bin')
     assert.deepEqual(Buffer.from(buf), bytes)
+    if (process.platform === 'win32') {
+      // No /proc/self/maps there; Windows refuses to cut a file shorter while a view of it
+      // exists (README), so a cut refused before unmap and done right after shows the view gone.
+      assert.throws(() => fs.ftruncateSync(fd, P), { code: 'UNKNOWN' }, 'the file is mapped before unmap')
+      mmap.unmap(buf)
+      fs.ftruncateSync(fd, P)
+      return
+    }
     const before = mappingsOf(path)
     assert.equal(before.length, 1, 'one maps entry for the file while mapped')
     assert.equal(before[0].end - before[0].start, BigInt(3 * P))
@@ -206,7 +216,9 @@ describe('unmap', () => {
     })
   })
 
-  it('runs 1,000,000 synchronous map(4096) + unmap pairs without ENOMEM, then gives the ranges back (child)', () => {
+  it('runs 1,000,000 synchronous map(4096) + unmap pairs without ENOMEM, then gives the ranges back (child)', {
+    skip: notOnWindows('counts the lines of /proc/self/maps and the placeholders unmap leaves: Windows has neither (Wine has no placeholder API)'),
+  }, () => {
     const result = runScript(
       `
       const mmap = require(process.env.NODE_MMAP_ROOT)

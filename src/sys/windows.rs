@@ -26,7 +26,10 @@ use std::sync::{Mutex, OnceLock};
 use windows_sys::Win32::Foundation::{
   CloseHandle, DuplicateHandle, GetLastError, DUPLICATE_SAME_ACCESS, HANDLE, INVALID_HANDLE_VALUE,
 };
-use windows_sys::Win32::Storage::FileSystem::{FlushFileBuffers, GetFileSizeEx};
+use windows_sys::Win32::Storage::FileSystem::{
+  FlushFileBuffers, GetFileInformationByHandle, GetFileSizeEx, GetFileType, BY_HANDLE_FILE_INFORMATION,
+  FILE_ATTRIBUTE_DIRECTORY, FILE_TYPE_DISK,
+};
 use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleW, GetProcAddress};
 use windows_sys::Win32::System::Memory::{
   CreateFileMappingW, FlushViewOfFile, MapViewOfFile, PrefetchVirtualMemory, UnmapViewOfFile, VirtualAlloc,
@@ -431,7 +434,9 @@ pub fn map(len: usize, prot: i32, flags: i32, fd: i32, offset: u64) -> io::Resul
   let (file, copy) = if anonymous {
     (INVALID_HANDLE_VALUE, false)
   } else {
-    (handle_of(fd)?, private)
+    let file = handle_of(fd)?;
+    mappable(file)?;
+    (file, private)
   };
   // The section's size and the view's length.
   let (mut size, mut view_len) = (end, len);
@@ -527,6 +532,26 @@ pub fn map(len: usize, prot: i32, flags: i32, fd: i32, offset: u64) -> io::Resul
     }
   }
   Ok(addr)
+}
+
+/// `ENODEV` for what Linux's mmap refuses with `ENODEV`: a directory (Node's `fs` opens one for
+/// reading), a pipe, a console or another device that is not a file on disk. Windows would give
+/// `EINVAL` or an error of its own, later.
+fn mappable(file: HANDLE) -> io::Result<()> {
+  // SAFETY: `file` is an open handle (the user's descriptor, alive for the call); GetFileType
+  // only asks what kind of object it names.
+  if unsafe { GetFileType(file) } != FILE_TYPE_DISK {
+    return Err(errno(libc::ENODEV));
+  }
+  let mut info = BY_HANDLE_FILE_INFORMATION::default();
+  // SAFETY: as above; `info` lives for the call and is filled by it.
+  if unsafe { GetFileInformationByHandle(file, &mut info) } == 0 {
+    return Err(last_error());
+  }
+  if info.dwFileAttributes & FILE_ATTRIBUTE_DIRECTORY != 0 {
+    return Err(errno(libc::ENODEV));
+  }
+  Ok(())
 }
 
 /// CreateFileMappingW over `file` (INVALID_HANDLE_VALUE: the pagefile) of `size` bytes, with
@@ -791,7 +816,17 @@ pub unsafe fn lock(addr: *mut u8, len: usize, lock: bool) -> io::Result<()> {
 /// # Safety
 /// `addr..addr + len` lies within a mapping this crate owns and `addr` is page-aligned.
 pub unsafe fn protect(addr: *mut u8, len: usize, prot: i32) -> io::Result<()> {
-  let copy = is_copy_view(&query(addr as usize)?);
+  let info = query(addr as usize)?;
+  let copy = is_copy_view(&info);
+  // A view of a read-only section (a file open read-only) cannot be made writable: `EACCES`,
+  // as Linux's mprotect says for a shared mapping of a file open read-only (VirtualProtect
+  // would say ERROR_INVALID_PARAMETER, `EINVAL`).
+  if prot & PROT_WRITE != 0
+    && info.Type == MEM_MAPPED
+    && matches!(info.AllocationProtect, PAGE_READONLY | PAGE_EXECUTE_READ)
+  {
+    return Err(errno(libc::EACCES));
+  }
   let mut old: PAGE_PROTECTION_FLAGS = 0;
   // SAFETY: the caller owns the range; VirtualProtect changes only its access rights.
   if unsafe { VirtualProtect(addr as *const c_void, len, page_protection(prot, copy), &mut old) } == 0 {
@@ -1081,6 +1116,55 @@ mod tests {
       page_protection(PROT_READ | PROT_WRITE | PROT_EXEC, false),
       PAGE_EXECUTE_READWRITE
     );
+  }
+
+  /// The descriptor `map()` takes for an open handle (as openSync() by path passes one).
+  fn fd_of(file: &std::fs::File) -> i32 {
+    use std::os::windows::io::AsRawHandle;
+    (-2 - file.as_raw_handle() as i64) as i32
+  }
+
+  /// A new directory under the temporary directory, named for `test`.
+  fn temp_dir(test: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("node-mmap-{test}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+  }
+
+  #[test]
+  fn map_directory_is_enodev() {
+    use std::os::windows::fs::OpenOptionsExt;
+    use windows_sys::Win32::Storage::FileSystem::FILE_FLAG_BACKUP_SEMANTICS;
+    let dir = temp_dir("map-directory");
+    // Opened as Node's fs opens a directory (libuv asks for backup semantics).
+    let handle = std::fs::OpenOptions::new()
+      .read(true)
+      .custom_flags(FILE_FLAG_BACKUP_SEMANTICS)
+      .open(&dir)
+      .unwrap();
+    let err = map(4096, PROT_READ, consts::MAP_SHARED, fd_of(&handle), 0).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ENODEV));
+    drop(handle);
+    std::fs::remove_dir(&dir).unwrap();
+  }
+
+  #[test]
+  fn protect_write_on_read_only_file_view_is_eacces() {
+    let dir = temp_dir("protect-read-only");
+    let path = dir.join("data.bin");
+    std::fs::write(&path, [0x61u8; 4096]).unwrap();
+    let file = std::fs::File::open(&path).unwrap();
+    let addr = map(4096, PROT_READ, consts::MAP_SHARED, fd_of(&file), 0).unwrap();
+    // SAFETY: the whole view, just mapped for this test.
+    unsafe {
+      let err = protect(addr, 4096, PROT_READ | PROT_WRITE).unwrap_err();
+      assert_eq!(err.raw_os_error(), Some(libc::EACCES));
+      protect(addr, 4096, PROT_READ).unwrap();
+      assert_eq!(*addr, 0x61);
+      unmap(addr, 4096).unwrap();
+    }
+    drop(file);
+    std::fs::remove_dir_all(&dir).unwrap();
   }
 
   #[test]
