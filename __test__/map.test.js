@@ -351,7 +351,7 @@ test('map and unmap are plain functions named as exported, in every worker too',
 // rings among them (Node 22+, or UV_USE_IO_URING=1): a write into the submission ring made
 // libuv abort the process. Descriptors of anonymous inodes (io_uring, eventfd, epoll, perf
 // events, ...) are ENODEV before any mmap.
-test('descriptors of anonymous inodes (libuv io_uring rings, eventfd, epoll) are ENODEV (child)', (t) => {
+test('descriptors of anonymous inodes (libuv io_uring rings, eventfd, epoll) are ENODEV (child)', { skip: notOnWindows('Windows has no anonymous inodes nor /proc/self/fd to list them') }, (t) => {
   const result = runScript(
     `
       const mmap = require(MMAP)
@@ -387,7 +387,7 @@ test('descriptors of anonymous inodes (libuv io_uring rings, eventfd, epoll) are
 
 // Found by attack pass 15: a TCP socket's descriptor mapped (the kernel allows it) as pages that
 // read zeros, never the data waiting on the socket. Only regular files and devices are mapped.
-test('a socket descriptor is ENODEV, as every descriptor that is not a file or a device (child)', () => {
+test('a socket descriptor is ENODEV, as every descriptor that is not a file or a device (child)', { skip: notOnWindows("a socket's handle is no C-runtime descriptor on Windows: map() cannot be given one") }, () => {
   const result = runScript(`
     const mmap = require(MMAP)
     const net = require('net')
