@@ -823,7 +823,9 @@ test('pending waitAsync() calls at a thread limit leave the runtime its thread p
         Promise.all(waits).then((outcomes) => {
           const counts = {}
           for (const o of outcomes) counts[o] = (counts[o] || 0) + 1
-          console.log(JSON.stringify({ read: err ? err.code : data.length, counts }))
+          // buf is used here, so that it lives until the waits end: a wait does not keep its
+          // mapping alive (a collected buf ends them with ERR_MMAP_UNMAPPED, by design).
+          console.log(JSON.stringify({ read: err ? err.code : data.length, counts, mapped: buf.length }))
         })
       })
     }, 100)
