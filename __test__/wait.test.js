@@ -337,12 +337,13 @@ test('worker.terminate() and process.exit() end a wait() or waitAsync() at once,
       `
       const mmap = require(MMAP)
       const buf = mmap.map(4096, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED | mmap.MAP_ANONYMOUS, -1)
-      mmap.waitAsync(buf, 0, 0, 300).then((outcome) => console.log('settled', outcome))
+      // buf is used when the wait settles: a wait does not keep its mapping alive.
+      mmap.waitAsync(buf, 0, 0, 300).then((outcome) => console.log('settled', outcome, buf.length))
       `,
       { timeout: 15_000 },
     )
     assertExited(result, 0)
-    assert.equal(result.stdout.trim(), 'settled timed-out')
+    assert.equal(result.stdout.trim(), 'settled timed-out 4096')
   })
 })
 
