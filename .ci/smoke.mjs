@@ -584,7 +584,11 @@ check('a raised buffer.constants.MAX_LENGTH (child): map() and remap() past what
   const out = JSON.parse(result.stdout)
   assert.ok(out.map === true || out.map === 'refused', describe(result))
   assert.ok(out.remap === true || (out.remap === 'refused' && out.kept === true), describe(result))
-  assert.ok(out.extraMaps <= 8, `${out.extraMaps} more kernel mappings: ${describe(result)}`)
+  // Only a refusal must leave nothing behind (what succeeded leaves its placeholders until
+  // their views are collected, and the runtime grows too).
+  if (out.map === 'refused' || out.remap === 'refused') {
+    assert.ok(out.extraMaps <= 8, `${out.extraMaps} more kernel mappings: ${describe(result)}`)
+  }
 })
 
 // Errors that reject a Promise are made when the work ends, with no JavaScript running: Bun
