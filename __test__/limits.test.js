@@ -65,6 +65,17 @@ function runChild(script, { timeout = 120000, descriptors = null, env = {} } = {
   return JSON.parse(child.stdout)
 }
 
+/**
+ * Runs `script` in a child node after the shell limits `limits` (`ulimit -v ...`), with no core
+ * dump; asserts that it exited normally with 0 and returns its JSON output.
+ */
+function runUnderLimit(limits, script) {
+  const child = spawnSync('/bin/sh', ['-c', `ulimit -c 0; ${limits}; exec "$0" -e "$1"`, process.execPath, script], { encoding: 'utf8', timeout: 120_000 })
+  assert.equal(child.signal, null, `child died by ${child.signal}: ${child.stderr.slice(0, 400)}`)
+  assert.equal(child.status, 0, child.stderr.slice(0, 400))
+  return JSON.parse(child.stdout)
+}
+
 const PRELUDE = `
   const mmap = require(${JSON.stringify(path.join(__dirname, '..'))})
   const fs = require('fs'), os = require('os'), path = require('path')
@@ -671,10 +682,7 @@ test('map() + unmap() pairs under ulimit -v never leave the runtime without addr
     for (let i = 0; i < 100; i++) junk.push(new Array(100000).fill(i))
     console.log(JSON.stringify({ pairs, refused, junk: junk.length }))
   `
-  const child = spawnSync('/bin/sh', ['-c', `ulimit -c 0; ulimit -v ${base + 4 * 1024 * 1024}; exec "$0" -e "$1"`, process.execPath, script], { encoding: 'utf8', timeout: 120_000 })
-  assert.equal(child.signal, null, `child died by ${child.signal}: ${child.stderr.slice(0, 400)}`)
-  assert.equal(child.status, 0, child.stderr.slice(0, 400))
-  const result = JSON.parse(child.stdout)
+  const result = runUnderLimit(`ulimit -v ${base + 4 * 1024 * 1024}`, script)
   assert.equal(result.refused, 'ENOMEM')
   assert.ok(result.pairs >= 1, JSON.stringify(result))
   assert.equal(result.junk, 100)
@@ -700,10 +708,7 @@ test('map() of private writable memory under ulimit -d never leaves the runtime 
     for (let i = 0; i < 50; i++) junk.push(new Array(1 << 16).fill(i))
     console.log(JSON.stringify({ refused, mappedMiB: mapped / 2 ** 20, junk: junk.length, held: held.length }))
   `
-  const child = spawnSync('/bin/sh', ['-c', 'ulimit -c 0; ulimit -d 240000; exec "$0" -e "$1"', process.execPath, script], { encoding: 'utf8', timeout: 120_000 })
-  assert.equal(child.signal, null, `child died by ${child.signal}: ${child.stderr.slice(0, 400)}`)
-  assert.equal(child.status, 0, child.stderr.slice(0, 400))
-  const result = JSON.parse(child.stdout)
+  const result = runUnderLimit('ulimit -d 240000', script)
   assert.equal(result.refused, 'ENOMEM')
   assert.ok(result.mappedMiB >= 1, JSON.stringify(result))
   assert.equal(result.junk, 50)
@@ -725,10 +730,7 @@ test('protect() adding write access under ulimit -d never leaves the runtime wit
     for (let i = 0; i < 100; i++) junk.push(new Array(1 << 16).fill(i))
     console.log(JSON.stringify({ protectError, junk: junk.length }))
   `
-  const child = spawnSync('/bin/sh', ['-c', 'ulimit -c 0; ulimit -d 524288; exec "$0" -e "$1"', process.execPath, script], { encoding: 'utf8', timeout: 120_000 })
-  assert.equal(child.signal, null, `child died by ${child.signal}: ${child.stderr.slice(0, 400)}`)
-  assert.equal(child.status, 0, child.stderr.slice(0, 400))
-  assert.deepEqual(JSON.parse(child.stdout), { protectError: 'ENOMEM mprotect', junk: 100 })
+  assert.deepEqual(runUnderLimit('ulimit -d 524288', script), { protectError: 'ENOMEM mprotect', junk: 100 })
 })
 
 // Found by attack pass 15: the kernel merges neighbouring one-page mappings into one kernel
