@@ -102,7 +102,7 @@ function load() {
       `Looked for the files ${list(files)}, and the packages ${list(packages)}. ` +
       'Install node-mmap with optional dependencies on (npm installs the package for this platform ' +
       'unless told --omit=optional or --no-optional), or build it from source: a clone of the ' +
-      'repository and `npm install` (needs Rust and Cargo), or `npm run build` after changing the Rust sources.',
+      'repository and `npm install` (needs Rust and Cargo), or `npm run compile` after changing the Rust sources.',
   )
   error.code = 'ERR_MMAP_NO_BINARY'
   throw error

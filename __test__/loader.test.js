@@ -83,7 +83,7 @@ function loadAs({ platform, arch, execPath, files = {}, packages = [] }) {
   }
 }
 
-const linuxOnly = { skip: !built && 'needs the linux-x64-gnu build (npm run build) to copy' }
+const linuxOnly = { skip: !built && 'needs the linux-x64-gnu build (npm run compile) to copy' }
 
 test('with nothing to load, ERR_MMAP_NO_BINARY names the platform, every file and package tried, and what to do', () => {
   const expected = {
@@ -106,7 +106,7 @@ test('with nothing to load, ERR_MMAP_NO_BINARY names the platform, every file an
       `node-mmap: no native addon for ${platform}-${arch}. Looked for the files ${list(files)}, and the packages ${list(packages)}. ` +
         'Install node-mmap with optional dependencies on (npm installs the package for this platform unless told ' +
         '--omit=optional or --no-optional), or build it from source: a clone of the repository and `npm install` ' +
-        '(needs Rust and Cargo), or `npm run build` after changing the Rust sources.',
+        '(needs Rust and Cargo), or `npm run compile` after changing the Rust sources.',
       key,
     )
   }

@@ -28,7 +28,7 @@ function sample(kind, target) {
 async function main(config) {
   const prefix = `node-mmap.${process.platform}-${process.arch}`
   const file = fs.readdirSync(config.root).find((name) => name.startsWith(prefix) && name.endsWith('.node'))
-  if (!file) throw new Error(`no ${prefix}*.node in ${config.root}: build it first (npm run build)`)
+  if (!file) throw new Error(`no ${prefix}*.node in ${config.root}: build it first (npm run compile)`)
   const addon = path.join(config.root, file)
   const count = config.quick ? 15 : 61
   u.progress(`load: ${count} new processes each for require('node-mmap') and process.dlopen of ${path.basename(addon)}`)

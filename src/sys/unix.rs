@@ -1139,14 +1139,10 @@ pub fn deadline_after(millis: f64) -> libc::timespec {
   let nanos = now.tv_nsec as f64 + millis * 1e6;
   let whole_secs = (nanos / 1e9).floor();
   let secs = now.tv_sec as f64 + whole_secs;
-  if secs >= libc::time_t::MAX as f64 {
-    return libc::timespec {
-      tv_sec: libc::time_t::MAX,
-      tv_nsec: 0,
-    };
-  }
   libc::timespec {
-    tv_sec: secs as libc::time_t,
+    // A float-to-integer `as` saturates: a deadline past time_t's range becomes its largest
+    // value. (`as _`, not `as libc::time_t`: the libc crate deprecates that name on musl.)
+    tv_sec: secs as _,
     tv_nsec: ((nanos - whole_secs * 1e9) as libc::c_long).clamp(0, 999_999_999),
   }
 }
