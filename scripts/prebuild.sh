@@ -65,7 +65,8 @@ ensure_zigbuild() {
   python3 -m pip install --quiet --disable-pip-version-check \
     "ziglang==$ZIGLANG_VERSION" "cargo-zigbuild==$CARGO_ZIGBUILD_VERSION"
   hash -r
-  command -v cargo-zigbuild >/dev/null || export PATH="$(python3 -m site --user-base)/bin:$PATH"
+  # pip puts the command in Python's scripts folder (or the user one), which may not be on PATH.
+  command -v cargo-zigbuild >/dev/null || export PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$(python3 -m site --user-base)/bin:$PATH"
   command -v cargo-zigbuild >/dev/null || { echo "error: cargo-zigbuild is not on PATH after pip install" >&2; exit 1; }
 }
 
