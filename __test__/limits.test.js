@@ -781,3 +781,115 @@ test('terabyte MAP_NORESERVE mappings unmapped at once never leave the runtime w
   assert.ok(result.pairs >= 64, JSON.stringify(result))
   assert.equal(result.junk, 2000)
 })
+
+// The data the running Node uses before it does anything, in KiB (its VmData): ulimit -d is set
+// above it, so that the same test fits Node 18 (~70 MiB) and Node 22+ (~1.6 GiB reserved).
+function baselineDataKiB() {
+  const probe = spawnSync(process.execPath, ['-e', "process.stdout.write(require('fs').readFileSync('/proc/self/status', 'latin1'))"], { encoding: 'utf8' })
+  return Number(/VmData:\s+(\d+)/.exec(probe.stdout)[1])
+}
+
+// What the children below compute from their own limit and use (MiB): the limit, the data in
+// use, and the runtime's headroom as README gives it (a quarter of the limit, 32 to 512 MiB).
+const DATA_PRELUDE = `
+  const fs = require('fs')
+  const MiB = 2 ** 20
+  const limit = Number(/Max data size\\s+(\\d+)/.exec(fs.readFileSync('/proc/self/limits', 'latin1'))[1])
+  const used = () => Number(/VmData:\\s+(\\d+)/.exec(fs.readFileSync('/proc/self/status', 'latin1'))[1]) * 1024
+  const headroom = Math.min(Math.max(limit / 4, 32 * MiB), 512 * MiB)
+`
+
+// Found by attack pass 16: the data-limit check and the system call it guards were not one step
+// across threads: two workers that protect()ed (or map()ped) at the same instant each saw the
+// other's memory not yet counted, both passed, and together they left V8 nothing: the next
+// allocations ended the process (V8 fatal OOM). Now the check holds a lock until the call returns.
+// (map() shares the lock; it is not raced here: an unmap()ped range stays a placeholder, counted
+// toward the limit, until its Buffer is collected, so the next rounds of map() would be refused.)
+for (const mode of ['protect']) {
+  test(`two workers ${mode}()ing private writable memory at once under ulimit -d: never both, and the runtime keeps its room`, () => {
+    const worker = `
+      const mmap = require(${JSON.stringify(path.join(__dirname, '..'))})
+      const { workerData: { barrier, mode }, parentPort } = require('worker_threads')
+      let b = null, size = 0, gen = 0, held = false
+      parentPort.on('message', (message) => {
+        if (typeof message === 'number') {
+          size = message
+          if (mode === 'protect') b = mmap.map(size, mmap.PROT_READ, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1)
+          return parentPort.postMessage('ready')
+        }
+        if (held) { if (mode === 'protect') mmap.protect(b, 0, b.length, mmap.PROT_READ); else mmap.unmap(b); held = false }
+        gen += 2; Atomics.add(barrier, 0, 1); while (Atomics.load(barrier, 0) < gen) {} // both threads here
+        try {
+          if (mode === 'protect') mmap.protect(b, 0, b.length, mmap.PROT_READ | mmap.PROT_WRITE)
+          else b = mmap.map(size, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1)
+          held = true
+          parentPort.postMessage('ok')
+        } catch (e) { parentPort.postMessage(e.code + ' ' + e.syscall) }
+      })
+      parentPort.postMessage('started')
+    `
+    const script = `${DATA_PRELUDE}
+      const { Worker } = require('worker_threads')
+      const barrier = new Int32Array(new SharedArrayBuffer(8))
+      const workers = [0, 1].map(() => new Worker(${JSON.stringify(worker)}, { eval: true, workerData: { barrier, mode: ${JSON.stringify(mode)} } }))
+      let started = 0, ready = 0, round = 0, answers = [], both = 0, one = 0, size = 0, sizing
+      const refused = new Set()
+      const go = () => workers.forEach((w) => w.postMessage('go'))
+      for (const w of workers) w.on('message', (answer) => {
+        if (answer === 'started') {
+          if (++started < 2) return
+          // With both workers running (their own data counts), each asks for a little less than
+          // half of what is left: both would fit under the kernel's own limit, one alone keeps
+          // the headroom, two together would not.
+          const left = limit - used()
+          size = Math.floor(left / 2 / MiB) * MiB - 2 * MiB
+          sizing = { fits: 2 * size <= left, oneKeeps: size + headroom <= left, twoWouldNot: 2 * size + headroom > left }
+          return workers.forEach((w) => w.postMessage(size))
+        }
+        if (answer === 'ready') return ++ready === 2 && go()
+        answers.push(answer)
+        if (answers.length < 2) return
+        const oks = answers.filter((a) => a === 'ok').length
+        if (oks === 2) both++
+        if (oks === 1) one++
+        for (const a of answers) if (a !== 'ok') refused.add(a)
+        answers = []
+        if (++round < 300) return go()
+        // About 70 MiB of new heap and Buffers, as a program goes on.
+        const junk = []
+        for (let i = 0; i < 40; i++) junk.push(Buffer.alloc(MiB, 1), new Array(1e5).fill(i))
+        console.log(JSON.stringify({ both, one, refused: [...refused], junk: junk.length, sizing }))
+        process.exit(0)
+      })
+    `
+    const result = runUnderLimit(`ulimit -d ${baselineDataKiB() + 1400 * 1024}`, script)
+    const syscall = mode === 'protect' ? 'mprotect' : 'mmap'
+    const sizing = { fits: true, oneKeeps: true, twoWouldNot: true }
+    assert.deepEqual(result, { both: 0, one: 300, refused: [`ENOMEM ${syscall}`], junk: 80, sizing })
+  })
+}
+
+// Found by attack pass 16: each pending waitAsync() is a thread whose stack is private writable
+// memory; thousands of them took all of ulimit -d and V8 aborted. A wait now keeps the runtime's
+// headroom as map() does: past it, waitAsync() rejects with ENOMEM.
+test('pending waitAsync() threads under ulimit -d leave the runtime its room (ENOMEM past it)', () => {
+  const script = `${DATA_PRELUDE}
+    const mmap = require(${JSON.stringify(path.join(__dirname, '..'))})
+    // More waits than the room left can hold (a thread's stack is 128 KiB).
+    const count = Math.min(20000, Math.ceil((limit - used()) / (128 * 1024)) + 200)
+    const buf = mmap.map(count * 4, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED | mmap.MAP_ANONYMOUS, -1)
+    const view = new Int32Array(buf.buffer, buf.byteOffset, count)
+    const waits = []
+    for (let i = 0; i < count; i++) waits.push(mmap.waitAsync(view, i * 4, 0).then(() => 'woken', (e) => e.code + ' ' + e.syscall))
+    const junk = []
+    for (let i = 0; i < 40; i++) junk.push(Buffer.alloc(MiB, 1), new Array(1e5).fill(i))
+    for (let i = 0; i < count; i++) mmap.notify(view, i * 4)
+    Promise.all(waits).then((outcomes) => {
+      const counts = {}
+      for (const o of outcomes) counts[o] = (counts[o] || 0) + 1
+      console.log(JSON.stringify({ kinds: Object.keys(counts).sort(), junk: junk.length, underLimit: used() <= limit }))
+    })
+  `
+  const result = runUnderLimit(`ulimit -d ${baselineDataKiB() + 300 * 1024}`, script)
+  assert.deepEqual(result, { kinds: ['ENOMEM pthread_create', 'woken'], junk: 80, underLimit: true })
+})

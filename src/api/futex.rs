@@ -341,8 +341,11 @@ pub fn wait_async<'env>(
   let handles = Handles { tsfn, deferred };
   let theirs = Arc::clone(&sleeper);
   start_thread_pool(env);
-  // A thread's stack and its guard page are two more kernel mappings, counted as ours are.
+  // A thread's stack and its guard page are two more kernel mappings, counted as ours are; its
+  // stack is private writable memory, so under `ulimit -d` the runtime keeps its headroom there
+  // too (thousands of pending waits took all of it and V8 aborted, attack pass 16).
   let spawned = mapping::reserve_vmas(2).and_then(|()| {
+    let _data = mapping::reserve_data(SLEEPER_STACK, true)?;
     std::thread::Builder::new()
       .name("node-mmap waitAsync".into())
       .stack_size(SLEEPER_STACK)

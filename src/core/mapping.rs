@@ -469,26 +469,58 @@ fn data_headroom(limit: usize) -> usize {
   (limit / 4).clamp(32 << 20, 512 << 20)
 }
 
+/// Serializes each data-limit check with the system call it guards, across threads: two
+/// `protect()`s (or `map()`s) on two workers each saw the other's memory not yet counted, both
+/// passed, and together they left V8 less than its headroom (attack pass 16). Taken only when a
+/// data limit is set.
+static DATA_LOCK: Mutex<()> = Mutex::new(());
+
+thread_local! {
+  /// Whether this thread holds [`DATA_LOCK`] (a nested check then does not take it again).
+  static HOLDS_DATA_LOCK: Cell<bool> = const { Cell::new(false) };
+}
+
+/// What [`reserve_data`] gives back: while it lives, no other thread's check can pass on the
+/// room this one counted. Keep it until the system call that takes the room has returned.
+#[must_use = "hold it until the system call that takes the room has returned"]
+pub struct DataReservation(Option<std::sync::MutexGuard<'static, ()>>);
+
+impl Drop for DataReservation {
+  fn drop(&mut self) {
+    if self.0.is_some() {
+      HOLDS_DATA_LOCK.with(|held| held.set(false));
+    }
+  }
+}
+
 /// Makes sure a new range of `len` bytes that counts toward the data limit (`charged`: private
 /// and writable) leaves the runtime its headroom of it ([`data_headroom`]): else `ENOMEM` before
 /// the system call. Under `ulimit -d`, a `map()` that took all that was left got through the
 /// kernel's check, and V8 then aborted the process when it could not commit its next heap page
 /// ("Committing semi space failed", attack pass 14). Nothing to do without a limit (one
-/// getrlimit); with one, the data the process uses is read (`/proc/self/statm`).
-fn reserve_data(len: usize, charged: bool) -> io::Result<()> {
+/// getrlimit); with one, the data the process uses is read (`/proc/self/statm`), under
+/// [`DATA_LOCK`] until the reservation is dropped.
+pub fn reserve_data(len: usize, charged: bool) -> io::Result<DataReservation> {
   if !charged {
-    return Ok(());
+    return Ok(DataReservation(None));
   }
   let Some(limit) = sys::data_limit() else {
-    return Ok(());
+    return Ok(DataReservation(None));
+  };
+  let reservation = if HOLDS_DATA_LOCK.with(Cell::get) {
+    DataReservation(None)
+  } else {
+    let guard = DATA_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    HOLDS_DATA_LOCK.with(|held| held.set(true));
+    DataReservation(Some(guard))
   };
   let Some(used) = sys::data_used() else {
-    return Ok(()); // cannot be read: the kernel decides, as before
+    return Ok(reservation); // cannot be read: the kernel decides, as before
   };
   if used.saturating_add(len).saturating_add(data_headroom(limit)) > limit {
     return Err(io::Error::from_raw_os_error(libc::ENOMEM));
   }
-  Ok(())
+  Ok(reservation)
 }
 
 /// Kernel mappings a thread reserves at once, so that most calls touch no shared counter.
@@ -679,7 +711,7 @@ impl Mapping {
     reserve_vmas(1)?;
     reserve_address_space(len)?;
     let private = flags & sys::consts::MAP_TYPE_MASK == sys::consts::MAP_PRIVATE;
-    reserve_data(len, private && prot & sys::consts::PROT_WRITE != 0)?;
+    let _data = reserve_data(len, private && prot & sys::consts::PROT_WRITE != 0)?;
     recovery::install();
     let anonymous = flags & sys::consts::MAP_ANONYMOUS != 0;
     // Asked before the system call: some descriptors must not be mapped (see `sys::file_kind`).
@@ -1031,9 +1063,9 @@ impl Mapping {
     // runtime keeps its headroom (a read-only private mapping made writable by `protect()` took
     // what `map()` had refused, and V8 aborted, attack pass 15). Counted for any mapping whose
     // rights may lack write now (shared memory does not count: the guard errs on the safe side).
-    if prot & sys::consts::PROT_WRITE != 0 && self.guaranteed_prot() & sys::consts::PROT_WRITE == 0 {
-      reserve_data(len, true)?;
-    }
+    let adds_write =
+      prot & sys::consts::PROT_WRITE != 0 && self.guaranteed_prot() & sys::consts::PROT_WRITE == 0;
+    let _data = reserve_data(len, adds_write)?;
     self.record.set_reprotected(true);
     // No native access is in flight meanwhile (`changing`): none began on the rights the range
     // is about to lose, and the next ones see the narrowed guarantee.
@@ -1207,7 +1239,7 @@ impl Mapping {
     reserve_address_space(new_len)?;
     // Counted as charged whatever the mapping: the placeholder left behind is private, writable
     // memory, as the moved range of a private writable mapping is.
-    reserve_data(new_len, true)?;
+    let _data = reserve_data(new_len, true)?;
     // No native access is in flight while the pages move (`changing`): a copy from the old range
     // is all of the user's bytes or, after, none of them.
     let (moved, replaced) = self.changing(|| recovery::excluding_recovery(|| self.move_to(new_len)))?;

@@ -651,6 +651,9 @@ pub unsafe fn replace_with_placeholder(addr: *mut u8, len: usize) -> io::Result<
     return Err(errno(libc::EINVAL));
   }
   forget_file_handle(addr as usize);
+  // Another thread (the thread pool's zlib or crypto, a worker) may touch the range while it is
+  // unmapped: its access violation waits for the zeros and runs again (`signals::handler`).
+  let _gap = signals::Gap::open(addr as usize, len);
   // SAFETY: `addr` is the base of a view the caller owns (checked just above).
   if unsafe { UnmapViewOfFile(MEMORY_MAPPED_VIEW_ADDRESS { Value: addr.cast() }) } == 0 {
     // Nothing changed: the view is still there.
@@ -988,6 +991,58 @@ pub mod signals {
     unsafe { AddVectoredExceptionHandler(1, Some(handler)) };
   }
 
+  /// Ranges between the two steps of [`replace_with_placeholder`](super::replace_with_placeholder)
+  /// (view unmapped, zeros not yet there), as `(start, end)` pairs; `start` 0 is a free slot,
+  /// 1 one being filled in.
+  /// A fixed array, so the handler reads it without locks or allocation; one slot per thread
+  /// replacing at that moment (each replacement takes microseconds).
+  static GAPS: [(AtomicUsize, AtomicUsize); 64] = [const { (AtomicUsize::new(0), AtomicUsize::new(0)) }; 64];
+
+  /// One range in [`GAPS`] for as long as the guard lives.
+  pub struct Gap(usize);
+
+  impl Gap {
+    /// Records `start..start + len` as between its view and its zeros (waits for a free slot).
+    pub fn open(start: usize, len: usize) -> Gap {
+      loop {
+        for (slot, (from, to)) in GAPS.iter().enumerate() {
+          // Claimed with 1 (no range starts there), then the end, then the start: a reader
+          // that sees the start sees this end.
+          if from
+            .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+          {
+            to.store(start + len, Ordering::Release);
+            from.store(start, Ordering::Release);
+            return Gap(slot);
+          }
+        }
+        std::thread::yield_now();
+      }
+    }
+  }
+
+  impl Drop for Gap {
+    fn drop(&mut self) {
+      GAPS[self.0].0.store(0, Ordering::Release);
+    }
+  }
+
+  /// Waits while `addr` lies in a [`Gap`]; true if it did (the access can run again).
+  fn waited_for_gap(addr: usize) -> bool {
+    let mut waited = false;
+    for (from, to) in &GAPS {
+      let start = from.load(Ordering::Acquire);
+      if start > 1 && start <= addr && addr < to.load(Ordering::Acquire) {
+        while from.load(Ordering::Acquire) == start {
+          std::thread::yield_now();
+        }
+        waited = true;
+      }
+    }
+    waited
+  }
+
   /// The vectored exception handler (see the module's documentation).
   unsafe extern "system" fn handler(info: *mut EXCEPTION_POINTERS) -> i32 {
     // SAFETY: Windows passes a valid EXCEPTION_POINTERS whose record lives for the call.
@@ -1007,6 +1062,10 @@ pub mod signals {
       _ => None,
     };
     let addr = record.ExceptionInformation[1];
+    if signal == Signal::Segv && waited_for_gap(addr) {
+      // The range was being replaced with zeros: they are there now.
+      return EXCEPTION_CONTINUE_EXECUTION;
+    }
     let hook = HOOK.load(Ordering::Acquire);
     if hook == 0 {
       return EXCEPTION_CONTINUE_SEARCH;
