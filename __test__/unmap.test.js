@@ -266,3 +266,62 @@ describe('unmap', () => {
     assert.ok(r.endLines <= bound, `maps lines back near the start (or, interleaved, under the peak): ${report}`)
   })
 })
+
+// Found by attack pass 16: on a view of an unmapped mapping, protect(), lock(), sync() and
+// flush() returned without looking at their other arguments, where a live mapping throws.
+// README: "Arguments are checked before any system call, and a bad one throws." The checks are
+// the same on both; only the system call is left out after unmap().
+describe('arguments on a view of an unmapped mapping', () => {
+  const RW = mmap.PROT_READ | mmap.PROT_WRITE
+  const ANON = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
+  const calls = {
+    "protect(b, 0, 'x', PROT_READ)": (b) => mmap.protect(b, 0, 'x', mmap.PROT_READ),
+    'protect(b, -5, 1e20, 999)': (b) => mmap.protect(b, -5, 1e20, 999),
+    'protect(b, 0, 2 * PAGESIZE, PROT_READ)': (b) => mmap.protect(b, 0, 2 * mmap.PAGESIZE, mmap.PROT_READ),
+    "advise(b, 'x')": (b) => mmap.advise(b, 'x'),
+    'advise(b, 0, 1, 123456)': (b) => mmap.advise(b, 0, 1, 123456),
+    "lock(b, 'x')": (b) => mmap.lock(b, 'x'),
+    'unlock(b, 0, -1)': (b) => mmap.unlock(b, 0, -1),
+    'sync(b, -1)': (b) => mmap.sync(b, -1),
+    'sync(b, PAGESIZE + 1)': (b) => mmap.sync(b, mmap.PAGESIZE + 1),
+  }
+  const codeOf = (f) => {
+    try {
+      f()
+      return 'returned'
+    } catch (e) {
+      return e.code
+    }
+  }
+  for (const [name, call] of Object.entries(calls)) {
+    it(`${name} throws as it does on a live mapping`, () => {
+      const live = mmap.map(mmap.PAGESIZE, RW, ANON, -1)
+      const gone = mmap.map(mmap.PAGESIZE, RW, ANON, -1)
+      mmap.unmap(gone)
+      const expected = codeOf(() => call(live))
+      assert.notEqual(expected, 'returned')
+      assert.equal(codeOf(() => call(gone)), expected)
+      mmap.unmap(live)
+    })
+  }
+  it("flush(b, { offset: 'x' }) rejects as it does on a live mapping", async () => {
+    const live = mmap.map(mmap.PAGESIZE, RW, ANON, -1)
+    const gone = mmap.map(mmap.PAGESIZE, RW, ANON, -1)
+    mmap.unmap(gone)
+    const settle = (f) => Promise.resolve().then(f).then(() => 'resolved', (e) => e.code)
+    const expected = await settle(() => mmap.flush(live, { offset: 'x' }))
+    assert.equal(expected, 'ERR_INVALID_ARG_TYPE')
+    assert.equal(await settle(() => mmap.flush(gone, { offset: 'x' })), expected)
+    mmap.unmap(live)
+  })
+  it('valid arguments on an unmapped view still do nothing', async () => {
+    const gone = mmap.map(2 * mmap.PAGESIZE, RW, ANON, -1)
+    mmap.unmap(gone)
+    assert.equal(mmap.protect(gone, 0, mmap.PAGESIZE, mmap.PROT_NONE), undefined)
+    assert.equal(mmap.sync(gone, 0, mmap.PAGESIZE), undefined)
+    assert.equal(mmap.lock(gone), undefined)
+    assert.equal(mmap.advise(gone, mmap.MADV_DONTNEED), undefined)
+    assert.equal(await mmap.flush(gone), undefined)
+    assert.equal(gone[0], 0, 'still reads zeros (protect did nothing)')
+  })
+})

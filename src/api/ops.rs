@@ -133,10 +133,10 @@ pub fn remap<'env>(env: &'env Env, buffer: Unknown, new_size: Unknown) -> napi::
 pub fn advise(env: &Env, buffer: Unknown, a: Optional, b: Optional, advice: Optional) -> napi::Result<()> {
   let resolved = view::resolve(env, &buffer, "buffer")?;
   let request = AdviseRequest::parse(env, a, b, advice)?;
-  let Resolved::View(view) = resolved else {
-    return Ok(());
-  };
-  request.apply(env, &view.into())
+  match resolved {
+    Resolved::View(view) => request.apply(env, &view.into()),
+    Resolved::Empty => request.apply(env, &Target::of_empty(env, &buffer)),
+  }
 }
 
 /// The arguments of `advise` (the module function and `Mapping#advise`), read and checked: the
@@ -244,10 +244,10 @@ pub fn sync(
 ) -> napi::Result<()> {
   let resolved = view::resolve(env, &buffer, "buffer")?;
   let request = SyncRequest::parse(env, a, b, c, d)?;
-  let Resolved::View(view) = resolved else {
-    return Ok(());
-  };
-  request.apply(env, &view.into())
+  match resolved {
+    Resolved::View(view) => request.apply(env, &view.into()),
+    Resolved::Empty => request.apply(env, &Target::of_empty(env, &buffer)),
+  }
 }
 
 /// The arguments of `sync` (the module function and `Mapping#sync`), read and checked: the one
@@ -387,7 +387,7 @@ fn flush_task(env: &Env, buffer: Unknown, options: Optional) -> napi::Result<Asy
   let options = FlushOptions::parse(env, &options)?;
   let flush = match resolved {
     Resolved::View(view) => options.task(env, view.into())?,
-    Resolved::Empty => Flush::new(None, 0, 0, options.flags),
+    Resolved::Empty => options.task(env, Target::of_empty(env, &buffer))?,
   };
   Ok(AsyncTask::new(flush))
 }
@@ -420,10 +420,10 @@ fn lock_range(
   length: Optional,
   lock: bool,
 ) -> napi::Result<()> {
-  let Resolved::View(view) = view::resolve(env, &buffer, "buffer")? else {
-    return Ok(());
-  };
-  lock_target(env, &view.into(), offset, length, lock)
+  match view::resolve(env, &buffer, "buffer")? {
+    Resolved::View(view) => lock_target(env, &view.into(), offset, length, lock),
+    Resolved::Empty => lock_target(env, &Target::of_empty(env, &buffer), offset, length, lock),
+  }
 }
 
 /// `mlock` (`lock`) or `munlock` over the range of `target` that `offset` and `length` name
@@ -466,6 +466,13 @@ pub fn protect(
   let resolved = view::resolve(env, &buffer, "buffer")?;
   let protection = crate::api::map::check_protection(env, &protection)?;
   let Resolved::View(view) = resolved else {
+    // Checked as on a live view, then nothing to do.
+    view::bounds(
+      env,
+      Target::of_empty(env, &buffer).len,
+      Some(&offset),
+      Some(&length),
+    )?;
     return Ok(());
   };
   let (offset, length) = view::bounds(env, view.len, Some(&offset), Some(&length))?;

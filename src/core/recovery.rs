@@ -151,6 +151,26 @@ fn recover(mapping: &Record, addr: usize) -> Result<(), Refusal> {
   // Up to the end of the mapping, or to the tail replaced before (never over pages replaced,
   // which may hold what the program wrote since).
   let tail_end = base + lost_from.min(mapping.extent());
+  if signals::is_readable(page) {
+    // Not lost: the page can be read, so the SIGBUS came from a write the file system refused
+    // (a full copy-on-write file system, an immutable file). Zeros would hide the file's bytes
+    // (attack pass 16): the page becomes a private copy of them instead, and the write lands
+    // there, where the file no longer sees it. Counted as a lost page: faults() says so.
+    let prot = match mapping.reprotected() {
+      false => mapping.prot(),
+      true => signals::maps_region(page, |_| {}).map_or(mapping.prot(), |(_, _, prot)| prot),
+    };
+    if !mapping::reserve_vmas_in_handler(2, signals::count_maps) {
+      return Err(Refusal::NoKernelMappings);
+    }
+    // SAFETY: `page..page + granule` lies in a live mapping of ours (`with_record_at` keeps it
+    // registered while we run), on a whole granule, and can be read (just asked).
+    if !unsafe { signals::replace_with_copy(page, granule, prot) } {
+      return Err(Refusal::Mmap);
+    }
+    mapping.record_fault(1);
+    return Ok(());
+  }
   // The zero pages get the protection the page has now. Only after a `protect()` can that
   // differ from the mapping's own; only then is /proc/self/maps read (it is long in a process
   // with many mappings) and the replacement kept inside the kernel mapping holding the page.

@@ -58,6 +58,19 @@ impl Target {
   }
 }
 
+impl Target {
+  /// A target with no mapping behind it (an empty or unmapped view, `Resolved::Empty`), with
+  /// the user's value's length: operations on it check their arguments as on a live view, then
+  /// do nothing (attack pass 16: a bad offset or length passed silently on an unmapped view).
+  pub fn of_empty(env: &Env, value: &Unknown) -> Target {
+    Target {
+      mapping: None,
+      offset: 0,
+      len: raw_view(env, crate::js::args::raw(value)).map_or(0, |view| view.len),
+    }
+  }
+}
+
 impl From<View> for Target {
   fn from(view: View) -> Target {
     Target {

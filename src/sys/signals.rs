@@ -385,6 +385,64 @@ pub unsafe fn replace_with_zeros(addr: usize, len: usize, prot: i32) -> bool {
   replace(libc::MAP_PRIVATE) || (writable && replace(libc::MAP_SHARED))
 }
 
+/// Replaces `addr..addr + len` with anonymous memory holding a copy of its bytes, with
+/// `prot`, in one step: a new mapping is filled elsewhere and then moved over the range
+/// (`mremap` with `MREMAP_FIXED`, which replaces the old pages atomically, so another thread
+/// reads the same bytes before and after). For a page that can be read but whose write the file
+/// system refused (SIGBUS on a write: a full copy-on-write file system, an immutable file): the
+/// bytes stay what the file holds, and the write lands in memory the file no longer sees.
+/// `false` if a system call failed (the range is then as it was). Async-signal-safe. Linux only.
+///
+/// # Safety
+/// `addr..addr + len` is a page-aligned range the caller owns (whole pages of the size the
+/// kernel maps it in) and can be read.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub unsafe fn replace_with_copy(addr: usize, len: usize, prot: i32) -> bool {
+  // Shared anonymous memory under a data limit, as for `replace_with_zeros` (it does not count).
+  let sharing = match prot & libc::PROT_WRITE != 0 && data_limited() {
+    true => libc::MAP_SHARED,
+    false => libc::MAP_PRIVATE,
+  };
+  let flags = sharing | libc::MAP_ANONYMOUS | super::consts::MAP_NORESERVE;
+  // SAFETY: a new mapping at an address the kernel picks; nothing of ours is replaced.
+  let copy = unsafe {
+    libc::mmap(
+      std::ptr::null_mut(),
+      len,
+      libc::PROT_READ | libc::PROT_WRITE,
+      flags,
+      -1,
+      0,
+    )
+  };
+  if copy == libc::MAP_FAILED {
+    return false;
+  }
+  // SAFETY: `copy` is `len` fresh writable bytes; `addr..addr + len` can be read (the contract)
+  // and the two do not overlap (the kernel gave `copy` a free range).
+  unsafe { std::ptr::copy_nonoverlapping(addr as *const u8, copy.cast::<u8>(), len) };
+  // SAFETY: `copy` is the mapping just made, `len` long.
+  let moved = unsafe { libc::mprotect(copy, len, prot) } == 0
+    // SAFETY: moves our own new mapping over the caller's own range (MREMAP_FIXED replaces
+    // exactly `addr..addr + len`).
+    && unsafe { libc::mremap(copy, len, len, libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED, addr as *mut c_void) }
+      != libc::MAP_FAILED;
+  if !moved {
+    // SAFETY: the copy is still ours and at `copy` (a failed mremap moves nothing).
+    unsafe { libc::munmap(copy, len) };
+  }
+  moved
+}
+
+/// No page is copied in place here (see the Linux version).
+///
+/// # Safety
+/// As on Linux.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub unsafe fn replace_with_copy(_addr: usize, _len: usize, _prot: i32) -> bool {
+  false
+}
+
 /// Whether the process has a data limit (`RLIMIT_DATA` below infinity). Async-signal-safe: the
 /// `prlimit64` system call itself, nothing of the C library's.
 fn data_limited() -> bool {
@@ -423,8 +481,7 @@ pub fn is_lost(addr: usize) -> bool {
 }
 
 /// Whether the byte at `addr` can be read now (a `process_vm_readv` of it succeeds): `false`
-/// where it cannot. Async-signal-safe; changes `errno`. Linux only.
-#[cfg(any(target_os = "linux", target_os = "android"))]
+/// where it cannot, and where the system cannot tell. Async-signal-safe; changes `errno`.
 pub fn is_readable(addr: usize) -> bool {
   probe(addr) == Some(true)
 }

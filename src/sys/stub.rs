@@ -402,6 +402,19 @@ pub mod signals {
     false
   }
 
+  /// `false`: nothing is replaced here.
+  ///
+  /// # Safety
+  /// As on Unix: the range is the caller's own.
+  pub unsafe fn replace_with_copy(_addr: usize, _len: usize, _prot: i32) -> bool {
+    false
+  }
+
+  /// `false`: cannot be told here.
+  pub fn is_readable(_addr: usize) -> bool {
+    false
+  }
+
   /// `false`: cannot be told here.
   pub fn is_lost(_addr: usize) -> bool {
     false
