@@ -562,3 +562,68 @@ test('describing a huge argument copies none of it: a coded TypeError under a sm
   ]
   assert.deepEqual(result.stdout.trim().split('\n').map((line) => JSON.parse(line)), expected)
 })
+
+// Found by attack pass 16: napi_create_error assigns `code`, so a setter for `code` (or
+// `errno`, `syscall`, `path`) on Error.prototype ran; one that threw kept the error from its
+// Promise, which never settled (open(), waitAsync() ended by unmap() or protect()). The
+// properties are now defined, with the attributes an assignment gives (as Node's own errors).
+test('a throwing setter on Error.prototype for code, errno, syscall or path keeps no Promise from settling (child)', () => {
+  const result = runScript(`
+    const mmap = require(MMAP)
+    const P = mmap.PAGESIZE
+    for (const prop of ['code', 'errno', 'syscall', 'path']) {
+      Object.defineProperty(Error.prototype, prop, { configurable: true, get() { return undefined }, set(v) { throw new Error('setter ' + prop) } })
+    }
+    process.on('uncaughtException', (e) => { console.log(JSON.stringify({ uncaught: e.message })); process.exit(1) })
+    const own = (e, p) => Object.getOwnPropertyDescriptor(e, p)?.value
+    const shape = (e) => e instanceof Error ? [own(e, 'code'), own(e, 'syscall') ?? null] : 'not an Error'
+    const anon = () => mmap.map(P, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED | mmap.MAP_ANONYMOUS, -1)
+    const cases = {
+      open: () => mmap.open('/nonexistent-node-mmap-dir/x'),
+      waitAsyncUnmapped: () => { const b = anon(); const p = mmap.waitAsync(b, 0, 0, 5000); setTimeout(() => mmap.unmap(b), 10); return p },
+      waitAsyncProtected: () => { const b = anon(); const p = mmap.waitAsync(b, 0, 0, 5000); setTimeout(() => mmap.protect(b, 0, P, mmap.PROT_NONE), 10); return p },
+      openBadMode: () => mmap.open('/tmp', { mode: 'x' }),
+      mapBadFd: () => mmap.map(P, mmap.PROT_READ, mmap.MAP_SHARED, 1 << 20),
+    }
+    ;(async () => {
+      const out = {}
+      for (const [name, run] of Object.entries(cases)) {
+        const settled = (async () => run())().then(() => 'fulfilled', shape)
+        out[name] = await Promise.race([settled, new Promise((r) => setTimeout(() => r('pending after 3 s'), 3000))])
+      }
+      console.log(JSON.stringify(out))
+    })()
+  `)
+  assertCleanExit(result)
+  assert.deepEqual(JSON.parse(result.stdout), {
+    open: ['ENOENT', 'open'],
+    waitAsyncUnmapped: ['ERR_MMAP_UNMAPPED', null],
+    waitAsyncProtected: ['ERR_MMAP_ACCESS', null],
+    openBadMode: ['ERR_INVALID_ARG_VALUE', null],
+    mapBadFd: ['EBADF', 'mmap'],
+  })
+})
+
+test('code, errno, syscall and path have the attributes of Node\'s own (fs) error properties', () => {
+  const attributes = (error, name) => {
+    const { writable, enumerable, configurable } = Object.getOwnPropertyDescriptor(error, name)
+    return { writable, enumerable, configurable }
+  }
+  const missing = path.join(dir, 'missing')
+  let ours
+  let nodes
+  try {
+    mmap.openSync(missing)
+  } catch (e) {
+    ours = e
+  }
+  try {
+    fs.openSync(missing)
+  } catch (e) {
+    nodes = e
+  }
+  for (const name of ['code', 'errno', 'syscall', 'path']) {
+    assert.deepEqual(attributes(ours, name), attributes(nodes, name), name)
+  }
+  assert.deepEqual(Object.keys(ours).sort(), Object.keys(nodes).sort())
+})

@@ -6,6 +6,7 @@
 //! as in `fs`), `syscall` and `path`.
 
 use std::io;
+use std::ptr;
 
 use napi::Env;
 use napi::Status;
@@ -40,9 +41,12 @@ pub fn js_string(env: &Env, text: &str) -> Value {
 
 /// Builds an error object of `class` with `code` and `message`, without throwing it.
 pub fn create(env: &Env, class: Class, code_text: &str, message_text: &str) -> Value {
-  let code = js_string(env, code_text);
   let message = js_string(env, message_text);
-  let error = raw::error(env, class, code, message);
+  // `code` is defined after, not given to napi_create_error, which assigns it: a setter for
+  // `code` on Error.prototype (a program's, or a library's) ran, and when it threw, the error
+  // never reached its Promise, which stayed pending for ever (attack pass 16).
+  let error = raw::error(env, class, ptr::null_mut(), message);
+  set(env, error, c"code", js_string(env, code_text));
   tag_stack(env, error, class, code_text, message_text);
   error
 }
@@ -71,7 +75,7 @@ fn tag_stack(env: &Env, error: Value, class: Class, code: &str, message: &str) {
     // from settling: the process exited in the middle of an `await`, and Deno aborted (attack
     // pass 11). The error gets the first line Node prints instead.
     raw::clear_exception(env);
-    set(
+    assign(
       env,
       error,
       c"stack",
@@ -85,7 +89,7 @@ fn tag_stack(env: &Env, error: Value, class: Class, code: &str, message: &str) {
         return;
       }
       if let Some(rest) = text.strip_prefix(name).and_then(|rest| rest.strip_prefix(": ")) {
-        set(
+        assign(
           env,
           error,
           c"stack",
@@ -93,7 +97,7 @@ fn tag_stack(env: &Env, error: Value, class: Class, code: &str, message: &str) {
         );
       }
     }
-    _ => set(
+    _ => assign(
       env,
       error,
       c"stack",
@@ -102,10 +106,22 @@ fn tag_stack(env: &Env, error: Value, class: Class, code: &str, message: &str) {
   }
 }
 
-/// Sets `object[name] = value`, ignoring failure (best effort while the env tears down, or
-/// where a setter of the program's throws: its exception is cleared, so that the error still
-/// goes where it was going).
+/// Defines `object[name]` as an own data property (the shape `object[name] = value` gives a new
+/// property, without running a setter that the program put on a prototype: one that threw kept
+/// errors from their Promises, attack pass 16), ignoring failure (best effort while the env
+/// tears down: an exception is cleared, so that the error still goes where it was going).
 pub fn set(env: &Env, object: Value, name: &std::ffi::CStr, value: Value) {
+  if object.is_null() || value.is_null() {
+    return;
+  }
+  if raw::define_named(env, object, name, value) != raw::OK {
+    raw::clear_exception(env);
+  }
+}
+
+/// `object[name] = value` (an assignment: the error's own `stack` keeps the attributes V8
+/// gave it, not enumerable), ignoring failure as [`set`] does.
+fn assign(env: &Env, object: Value, name: &std::ffi::CStr, value: Value) {
   if object.is_null() || value.is_null() {
     return;
   }

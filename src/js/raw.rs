@@ -327,6 +327,27 @@ pub fn set_named(env: &Env, object: Value, name: &CStr, value: Value) -> Status 
   unsafe { sys::napi_set_named_property(env.raw(), object, name.as_ptr(), value) }
 }
 
+/// Defines `object[name]` as an own data property, writable, enumerable and configurable: the
+/// shape an assignment gives a new property, but with no setter of the prototype chain run
+/// (`Object.defineProperty`, not `[[Set]]`).
+pub fn define_named(env: &Env, object: Value, name: &CStr, value: Value) -> Status {
+  let property = sys::napi_property_descriptor {
+    utf8name: name.as_ptr(),
+    name: ptr::null_mut(),
+    method: None,
+    getter: None,
+    setter: None,
+    value,
+    attributes: sys::PropertyAttributes::writable
+      | sys::PropertyAttributes::enumerable
+      | sys::PropertyAttributes::configurable,
+    data: ptr::null_mut(),
+  };
+  // SAFETY: `object` and `value` are live values of this env; `property` lives for the call and
+  // names a NUL-terminated `name` with no callbacks.
+  unsafe { sys::napi_define_properties(env.raw(), object, 1, &property) }
+}
+
 /// `object[key]` (may run a getter: a failure leaves its exception pending).
 pub fn get_property(env: &Env, object: Value, key: Value) -> Result<Value, Status> {
   let mut value = ptr::null_mut();

@@ -653,7 +653,8 @@ pub unsafe fn replace_with_placeholder(addr: *mut u8, len: usize) -> io::Result<
   forget_file_handle(addr as usize);
   // Another thread (the thread pool's zlib or crypto, a worker) may touch the range while it is
   // unmapped: its access violation waits for the zeros and runs again (`signals::handler`).
-  let _gap = signals::Gap::open(addr as usize, len);
+  // The whole pages: an access to the last, partial one of the view faults the same way.
+  let _gap = signals::Gap::open(addr as usize, len.next_multiple_of(page_size()));
   // SAFETY: `addr` is the base of a view the caller owns (checked just above).
   if unsafe { UnmapViewOfFile(MEMORY_MAPPED_VIEW_ADDRESS { Value: addr.cast() }) } == 0 {
     // Nothing changed: the view is still there.
