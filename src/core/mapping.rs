@@ -1224,7 +1224,7 @@ impl Mapping {
     }
     // SAFETY: the range is ours (safety model) and holds the placeholder, anonymous memory of
     // nobody's data: discarding its pages leaves it readable, as zeros.
-    let _ = unsafe { sys::advise(self.addr(), self.extent(), sys::consts::MADV_DONTNEED) };
+    unsafe { sys::clear_placeholder(self.addr(), self.extent()) };
   }
 
   /// Moves the mapping's memory into a new mapping of `new_len` bytes, then takes it away from

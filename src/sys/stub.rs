@@ -223,6 +223,12 @@ pub unsafe fn replace_with_placeholder(_addr: *mut u8, _len: usize) -> io::Resul
   Err(unsupported())
 }
 
+/// Nothing to give back: no placeholder is made here.
+///
+/// # Safety
+/// As on Unix.
+pub unsafe fn clear_placeholder(_addr: *mut u8, _len: usize) {}
+
 /// `ENOTSUP`.
 ///
 /// # Safety

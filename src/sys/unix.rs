@@ -735,15 +735,25 @@ pub unsafe fn unmap(addr: *mut u8, len: usize) -> io::Result<()> {
   Ok(())
 }
 
-/// Replaces the range with fresh, zero-filled, private anonymous memory in one step
-/// (`MAP_FIXED` over our own range). Native code that still holds a pointer into the range
-/// (zlib, an `fs.write` in flight) then reads zeros and writes into memory nobody sees, instead
-/// of faulting; the file is no longer referenced. The range stays reserved until `unmap`.
+/// Replaces the range with fresh, zero-filled anonymous memory in one step (`MAP_FIXED` over
+/// our own range). Native code that still holds a pointer into the range (zlib, an `fs.write`
+/// in flight) then reads zeros and writes into memory nobody sees, instead of faulting; the
+/// file is no longer referenced. The range stays reserved until `unmap`.
+///
+/// Private memory, unless the process has a data limit (`ulimit -d`): writable private memory
+/// counts toward it, so the placeholder of a mapping that did not count (read-only, or shared)
+/// took its whole size from the limit, and V8 then died when it could not change the rights of
+/// its code pages (a worker's end unmaps its mappings: attack pass 16). Shared anonymous memory,
+/// which only this range maps, does not count ([`clear_placeholder`] frees either kind).
 ///
 /// # Safety
 /// `addr..addr + len` is a range this crate mapped and still owns.
 pub unsafe fn replace_with_placeholder(addr: *mut u8, len: usize) -> io::Result<()> {
-  let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED | consts::MAP_NORESERVE;
+  let sharing = match data_limit() {
+    Some(_) => libc::MAP_SHARED,
+    None => libc::MAP_PRIVATE,
+  };
+  let flags = sharing | libc::MAP_ANONYMOUS | libc::MAP_FIXED | consts::MAP_NORESERVE;
   let prot = libc::PROT_READ | libc::PROT_WRITE;
   // SAFETY: MAP_FIXED replaces exactly the range the caller owns (see the contract), so no
   // memory that belongs to anyone else is touched.
@@ -752,6 +762,21 @@ pub unsafe fn replace_with_placeholder(addr: *mut u8, len: usize) -> io::Result<
     return Err(io::Error::last_os_error());
   }
   Ok(())
+}
+
+/// Gives back the pages written to a placeholder ([`replace_with_placeholder`]): it reads zeros
+/// again. `MADV_DONTNEED` frees private memory; shared anonymous memory keeps its pages through
+/// that, and is freed by `MADV_REMOVE` (which private memory refuses: each does its own kind).
+///
+/// # Safety
+/// `addr..addr + len` is a placeholder of ours, whole pages.
+pub unsafe fn clear_placeholder(addr: *mut u8, len: usize) {
+  // SAFETY: the range holds nobody's data (see the contract): discarding it leaves zeros.
+  unsafe {
+    libc::madvise(addr.cast(), len, libc::MADV_DONTNEED);
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    libc::madvise(addr.cast(), len, libc::MADV_REMOVE);
+  }
 }
 
 /// `madvise(addr, len, advice)`.

@@ -683,6 +683,16 @@ pub unsafe fn replace_with_placeholder(addr: *mut u8, len: usize) -> io::Result<
   Ok(())
 }
 
+/// Gives back the pages written to a placeholder (private memory): decommitted and committed
+/// again, it reads zeros (see [`advise`]'s `MADV_DONTNEED`).
+///
+/// # Safety
+/// `addr..addr + len` is a placeholder of ours.
+pub unsafe fn clear_placeholder(addr: *mut u8, len: usize) {
+  // SAFETY: the caller's placeholder, nobody's data.
+  let _ = unsafe { advise(addr, len, MADV_DONTNEED) };
+}
+
 // --- the toolkit --------------------------------------------------------------------------------
 
 /// Advice: `MADV_WILLNEED` -> PrefetchVirtualMemory (Windows 8+; Wine accepts it and does
