@@ -59,6 +59,8 @@ const whenever = (f) => later[Math.floor(Math.random() * later.length)](f)
 
 const counts = {}
 const bad = []
+let gapErrors = 0
+const windowsGap = (err) => process.platform === 'win32' && err.code === 'EFAULT' && ++gapErrors > 0
 let pending = 0
 function started() { pending++ }
 function finished(name, ok = true) {
@@ -138,15 +140,18 @@ const consumers = {
     crypto.randomFill(buf, (err) => done(!err))
     whenever(() => mmap.unmap(buf))
   },
-  // fs: writes read the memory on the pool, reads write into it.
+  // fs: writes read the memory on the pool, reads write into it. On Windows unmap() takes two
+  // steps (the view goes, then zeros come at the same address: no placeholders on Wine), and
+  // the kernel's own copy for a ReadFile/WriteFile in between fails with EFAULT instead of
+  // faulting (README, Windows): an error, never a crash.
   fsWrite(done) {
     const buf = mapSrc()
-    fs.write(sink, buf, 0, buf.length, 0, (err) => done(!err))
+    fs.write(sink, buf, 0, buf.length, 0, (err) => done(!err || windowsGap(err)))
     whenever(() => mmap.unmap(buf))
   },
   fsRead(done) {
     const buf = mapPrivate()
-    fs.read(gzFd, buf, 0, Math.min(buf.length, gzData.length), 0, (err) => done(!err))
+    fs.read(gzFd, buf, 0, Math.min(buf.length, gzData.length), 0, (err) => done(!err || windowsGap(err)))
     whenever(() => mmap.unmap(buf))
   },
   writeStream(done) {
@@ -198,9 +203,13 @@ const consumers = {
 
 function report() {
   server.close()
-  fs.closeSync(fd); fs.closeSync(gzFd); fs.closeSync(sink)
-  fs.rmSync(dir, { recursive: true, force: true })
-  console.log(JSON.stringify({ counts, bad }))
+  // After the unmap()s still queued (a timer of up to 2 ms): Windows keeps a mapped file from
+  // being deleted.
+  setTimeout(() => {
+    fs.closeSync(fd); fs.closeSync(gzFd); fs.closeSync(sink)
+    fs.rmSync(dir, { recursive: true, force: true })
+    console.log(JSON.stringify({ counts, bad, gapErrors }))
+  }, 20)
 }
 
 server = net.createServer((socket) => socket.resume())
@@ -221,7 +230,8 @@ test('Node\'s Buffer consumers racing unmap() of random mapped data: no crash, e
   const rounds = 20
   const result = runScript(CHILD, { args: [String(rounds)], timeout: 170_000 })
   assertExited(result)
-  const { counts, bad } = JSON.parse(result.stdout.trim().split('\n').pop())
+  const { counts, bad, gapErrors } = JSON.parse(result.stdout.trim().split('\n').pop())
+  if (process.platform !== 'win32') assert.equal(gapErrors, 0)
   assert.deepEqual(bad, [], `consumers that saw garbage or failed: ${bad.join(', ')}`)
   const names = Object.keys(counts).filter((name) => name !== 'start')
   assert.equal(names.length, 16, `every consumer ran: ${names.join(', ')}`)

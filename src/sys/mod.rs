@@ -43,6 +43,25 @@ pub fn prefetch_for_write(address: *const i8) {
   let _ = address;
 }
 
+/// Whether `addr` was the address of the last few faults taken for resolved (a fault that the
+/// handler lets run again because the page now allows the access: Linux's
+/// `signals::resolved_meanwhile`, Windows' `signals::handler`) and that faulted all the same:
+/// never seen, but bounded, so that it could not loop. Async-signal-safe: two atomics.
+#[cfg_attr(
+  not(any(target_os = "linux", target_os = "android", windows)),
+  allow(dead_code)
+)]
+pub(crate) fn retried_too_often(addr: usize) -> bool {
+  use std::sync::atomic::{AtomicUsize, Ordering};
+  static LAST: AtomicUsize = AtomicUsize::new(0);
+  static REPEATS: AtomicUsize = AtomicUsize::new(0);
+  if LAST.swap(addr, Ordering::Relaxed) != addr {
+    REPEATS.store(1, Ordering::Relaxed);
+    return false;
+  }
+  REPEATS.fetch_add(1, Ordering::Relaxed) >= 8
+}
+
 /// Where a [`LineOut`] writes: `write_some` writes a prefix of `bytes` and returns how many
 /// bytes it wrote (0: it cannot write, and the rest is dropped).
 pub trait RawWrite {

@@ -317,7 +317,8 @@ fn resolved_meanwhile(signal: libc::c_int, code: libc::c_int, addr: usize, write
           Some(true) => libc::PROT_WRITE,
           _ => libc::PROT_READ,
         };
-        maps_region(addr, |_| {}).is_some_and(|(_, _, prot)| prot & needed != 0) && !retried_too_often(addr)
+        maps_region(addr, |_| {}).is_some_and(|(_, _, prot)| prot & needed != 0)
+          && !super::retried_too_often(addr)
       }
       _ => false,
     }
@@ -327,20 +328,6 @@ fn resolved_meanwhile(signal: libc::c_int, code: libc::c_int, addr: usize, write
     let _ = (signal, code, addr, write);
     false
   }
-}
-
-/// Whether `addr` was the address of the last few faults taken for resolved (see
-/// `resolved_meanwhile`): a page the kernel says allows the access and that faults all the
-/// same (never seen; bounded so that it could not loop). Async-signal-safe: two atomics.
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn retried_too_often(addr: usize) -> bool {
-  static LAST: AtomicUsize = AtomicUsize::new(0);
-  static REPEATS: AtomicUsize = AtomicUsize::new(0);
-  if LAST.swap(addr, Ordering::Relaxed) != addr {
-    REPEATS.store(1, Ordering::Relaxed);
-    return false;
-  }
-  REPEATS.fetch_add(1, Ordering::Relaxed) >= 8
 }
 
 /// A number, never 0, that tells the calling thread from every other running thread: its id

@@ -1033,10 +1033,31 @@ pub mod signals {
     }
   }
 
+  /// The last ranges gaps held, kept after they close, in a ring: a fault raised in a gap may be
+  /// handled only after the gap closed, and after more unmap()s ([`allowed_now`]).
+  static CLOSED: [(AtomicUsize, AtomicUsize); 1024] =
+    [const { (AtomicUsize::new(0), AtomicUsize::new(0)) }; 1024];
+  /// The next slot of [`CLOSED`] to write (modulo its length).
+  static NEXT_CLOSED: AtomicUsize = AtomicUsize::new(0);
+
   impl Drop for Gap {
     fn drop(&mut self) {
-      GAPS[self.0].0.store(0, Ordering::Release);
+      let (from, to) = &GAPS[self.0];
+      let (start, end) = (from.load(Ordering::Acquire), to.load(Ordering::Acquire));
+      let (kept_from, kept_to) = &CLOSED[NEXT_CLOSED.fetch_add(1, Ordering::AcqRel) % CLOSED.len()];
+      kept_from.store(0, Ordering::Release);
+      kept_to.store(end, Ordering::Release);
+      kept_from.store(start, Ordering::Release);
+      from.store(0, Ordering::Release);
     }
+  }
+
+  /// Whether `addr` lies in one of the ranges gaps held last.
+  fn in_closed_gap(addr: usize) -> bool {
+    CLOSED.iter().any(|(from, to)| {
+      let start = from.load(Ordering::Acquire);
+      start > 1 && start <= addr && addr < to.load(Ordering::Acquire)
+    })
   }
 
   /// Waits while `addr` lies in a [`Gap`]; true if it did (the access can run again).
@@ -1085,8 +1106,26 @@ pub mod signals {
     let hook = unsafe { std::mem::transmute::<usize, Hook>(hook) };
     match hook(Fault { signal, addr, write }) {
       Outcome::Recovered => EXCEPTION_CONTINUE_EXECUTION,
+      Outcome::NotOurs if signal == Signal::Segv && allowed_now(addr, write) => {
+        // Raised in an unmap()'s gap (above) but handled only after it closed: the zeros are
+        // there, and the range may have left the table meanwhile. The access runs again.
+        EXCEPTION_CONTINUE_EXECUTION
+      }
       Outcome::Fatal | Outcome::NotOurs => EXCEPTION_CONTINUE_SEARCH,
     }
+  }
+
+  /// Whether `addr` lies in a range an unmap() replaced lately, the page holding it now allows
+  /// the access (`write`: a write; else a read), as VirtualQuery tells, and the same address has
+  /// not faulted again and again.
+  fn allowed_now(addr: usize, write: Option<bool>) -> bool {
+    let needed = match write {
+      Some(true) => PROT_WRITE,
+      _ => PROT_READ,
+    };
+    in_closed_gap(addr)
+      && maps_region(addr, |_| {}).is_some_and(|(_, _, prot)| prot & needed != 0)
+      && !super::super::retried_too_often(addr)
   }
 
   /// The calling thread's id (never 0 on Windows).
