@@ -975,7 +975,7 @@ allForms('a resize the file system refuses (EFBIG at fallocate, after mmap) leav
     fs.rmSync(file)
     return t.skip('this file system takes 1 PiB files')
   }
-  assertErrorShapeLike(failure, { code: 'EFBIG', errno: errnoOf('EFBIG'), syscall: 'fallocate', path: file })
+  assertRefusedResize(failure, file)
   assert.deepEqual(fileState(file), before)
   assert.deepEqual(mappingsOf(file), [], 'the mapping made before the resize is gone')
 })
@@ -1079,6 +1079,20 @@ allForms('procfs and sysfs files and /dev/zero are ENODEV (syscall mmap, path), 
     })
   }
 }, { skip: notOnWindows('/proc, /sys and /dev/zero are Linux files') })
+
+// The error of a resize to 1 PiB that the file system refuses: EFBIG at fallocate on Linux.
+// Windows has no fallocate and no EFBIG: its refusal (under Wine: ENOMEM, from the section that
+// would hold the new size, or from SetEndOfFile) comes from mmap or ftruncate, with the path;
+// what the test is about, a file left as it was, is checked the same way after.
+function assertRefusedResize(failure, file) {
+  if (!windows) {
+    return assertErrorShapeLike(failure, { code: 'EFBIG', errno: errnoOf('EFBIG'), syscall: 'fallocate', path: file })
+  }
+  assertErrorShapeLike(failure, { path: file })
+  assert.ok(['ENOMEM', 'ENOSPC', 'EFBIG', 'EINVAL'].includes(failure.code), `code of ${failure}`)
+  assert.equal(failure.errno, errnoOf(failure.code))
+  assert.ok(['mmap', 'ftruncate'].includes(failure.syscall), `syscall of ${failure}`)
+}
 
 function assertErrorShapeLike(err, fields) {
   assert.ok(err instanceof Error, String(err))
@@ -1255,7 +1269,9 @@ test('paths under PATH_MAX are shown whole; an options object with many keys rep
 // Paths the unnamed create cannot link (a trailing '/', a dangling symlink to one) gave ENOENT
 // from 'link' where fs gives EISDIR from 'open'; a relative path was looked up again on each
 // step, so a process.chdir() during open() could leave a file in two directories.
-test("'w+' of odd paths fails as fs.openSync(path, 'w+') does, and leaves nothing behind", (t) => {
+test("'w+' of odd paths fails as fs.openSync(path, 'w+') does, and leaves nothing behind", {
+  skip: notOnWindows("trailing slashes and symbolic links to folders are POSIX paths' questions (Wine's CreateFileW answers 'newdir/' unlike Windows' own)"),
+}, (t) => {
   const dir = fs.mkdtempSync(path.join(require('node:os').tmpdir(), 'node-mmap-odd-'))
   t.after(() => fs.rmSync(dir, { recursive: true, force: true }))
   fs.symlinkSync('nfile/', path.join(dir, 'dangling-to-dir'))
@@ -1293,6 +1309,8 @@ test('a relative path is taken from the current directory at the call: open() th
     process.chdir(b)
     Promise.all(pending).then((bufs) => {
       const out = { a: fs.readdirSync(a).sort(), b: fs.readdirSync(b), lengths: bufs.map((x) => x.length) }
+      for (const buf of bufs) mmap.unmap(buf) // Windows deletes no file that is mapped,
+      process.chdir(os.tmpdir()) // nor the current folder
       fs.rmSync(a, { recursive: true }); fs.rmSync(b, { recursive: true })
       console.log(JSON.stringify(out))
     })
@@ -1319,7 +1337,7 @@ allForms("'w+' with a size the file system refuses (EFBIG) leaves the file as it
     failure = err
   }
   if (!failure) return t.skip('this file system takes 1 PiB files')
-  assertErrorShapeLike(failure, { code: 'EFBIG', errno: errnoOf('EFBIG'), syscall: 'fallocate', path: file })
+  assertRefusedResize(failure, file)
   assert.deepEqual(fileState(file), before, 'emptied by a call that failed')
 })
 
@@ -1335,7 +1353,7 @@ allForms('a destructive advise with a resize the file system refuses leaves ever
     failure = err
   }
   if (!failure) return t.skip('this file system takes 1 PiB files')
-  assertErrorShapeLike(failure, { code: 'EFBIG', errno: errnoOf('EFBIG'), syscall: 'fallocate', path: file })
+  assertRefusedResize(failure, file)
   assert.deepEqual(fileState(file), before, 'a hole punched by a call that failed')
 })
 

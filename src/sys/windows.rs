@@ -913,13 +913,20 @@ pub fn grow_file(file: &std::fs::File, size: u64) -> Result<(), (io::Error, &'st
   file.set_len(size).map_err(|err| (std_error(err), "ftruncate"))
 }
 
-/// `'w+'` of a file with something in it: the first `min(current, target)` bytes become zeros
-/// and the file then takes `target` bytes. Windows has no hole punching that Wine runs, so the
-/// zeros are written, a MiB at a time (the writes and the views share one cache, so a view of
-/// the file sees them). The file stays at least as large as its views throughout: a section
-/// cannot be cut shorter than itself, and the one `open()` made ends within `target`.
+/// `'w+'` of a file with something in it: the file takes `target` bytes, then the first
+/// `min(current, target)` become zeros. Sized first, as on Linux: a size the file system
+/// refuses (a disk that cannot hold it) then fails before any byte changed (zeroing first
+/// emptied the file and then threw). Windows has no hole punching that Wine runs, so the zeros
+/// are written, a MiB at a time (the writes and the views share one cache, so a view of the
+/// file sees them). The file stays at least as large as its views throughout: a section cannot
+/// be cut shorter than itself, and the one `open()` made ends within `target`.
 pub fn empty_file(file: &std::fs::File, current: u64, target: u64) -> Result<(), (io::Error, &'static str)> {
   use std::os::windows::fs::FileExt;
+  if target != current {
+    file
+      .set_len(target)
+      .map_err(|err| (std_error(err), "ftruncate"))?;
+  }
   let zeros = vec![0u8; 1 << 20];
   let end = current.min(target);
   let mut at = 0u64;
@@ -932,11 +939,6 @@ pub fn empty_file(file: &std::fs::File, current: u64, target: u64) -> Result<(),
       return Err((errno(libc::EIO), "write"));
     }
     at += written as u64;
-  }
-  if target != current {
-    file
-      .set_len(target)
-      .map_err(|err| (std_error(err), "ftruncate"))?;
   }
   Ok(())
 }
