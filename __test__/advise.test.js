@@ -347,3 +347,26 @@ describe('advise', () => {
     })
   })
 })
+
+// Found by attack pass 17: after SIGBUS recovery replaced pages of a shared file mapping with
+// anonymous memory, advise(MADV_REMOVE) punched the file's pages before the first replaced one
+// and then failed (EINVAL: madvise refuses to punch anonymous memory): a call that threw had
+// changed the file. It is now refused before anything changes.
+describe('MADV_REMOVE after SIGBUS recovery', () => {
+  it('is refused with EINVAL and leaves every byte of the file', { skip: NO_REMOVE || notOnWindows('a mapped file cannot be truncated on Windows') }, () => {
+    const dir = fs.mkdtempSync(require('node:path').join(require('node:os').tmpdir(), 'node-mmap-remove-'))
+    const file = require('node:path').join(dir, 'data.bin')
+    try {
+      fs.writeFileSync(file, Buffer.alloc(4 * P, 0x44))
+      const buf = mmap.openSync(file, { mode: 'r+' })
+      fs.truncateSync(file, 2 * P) // as another process might
+      assert.equal(buf[2 * P], 0) // lost: the tail is replaced with zeros
+      assert.equal(mmap.faults(buf), 2)
+      assert.throws(() => mmap.advise(buf, mmap.MADV_REMOVE), { code: 'EINVAL', syscall: 'madvise' })
+      assert.deepEqual(fs.readFileSync(file), Buffer.alloc(2 * P, 0x44), 'the file keeps its bytes')
+      mmap.unmap(buf)
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})

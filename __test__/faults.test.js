@@ -20,7 +20,7 @@ const fs = require('node:fs')
 const path = require('node:path')
 
 const mmap = require('..')
-const { PACKAGE, tempDir, childEnv } = require('./helpers.js')
+const { PACKAGE, tempDir, childEnv, runScript, assertExited, notOnWindows } = require('./helpers.js')
 
 const P = mmap.PAGESIZE
 const RW = mmap.PROT_READ | mmap.PROT_WRITE
@@ -1206,4 +1206,42 @@ describe('the last page of a file cut to the middle of a page', () => {
     assert.equal(bytes.length, P + 1000, 'the file keeps its size')
     assert.ok(bytes.every((b) => b === 0x41), 'and its bytes: none of the 3000 reached it')
   })
+})
+
+// Found by attack pass 17: a read of a page past the end of a file that another process
+// truncates and grows back in a loop (logrotate's copytruncate with a writer, faster): the
+// handler saw the page readable again (grown back), took it for a write the file system
+// refused, and copied it with a plain read, which faulted inside the handler once the file was
+// cut again: the kernel killed the process. A read fault on a readable page now just runs
+// again, and the refused-write copy is made by the kernel (process_vm_readv), which cannot fault.
+describe('a file truncated and grown back by another process', () => {
+  it('a reader survives it in a loop (child)', { skip: notOnWindows('a mapped file cannot be truncated on Windows') }, () => {
+  const dir = fs.mkdtempSync(path.join(require('node:os').tmpdir(), 'node-mmap-regrow-'))
+  const file = path.join(dir, 'log.bin')
+  fs.writeFileSync(file, Buffer.alloc(16 << 20, 1))
+  const loop = require('node:child_process').spawn(process.execPath, ['-e', `
+    const fs = require('fs'), fd = fs.openSync(${JSON.stringify(file)}, 'r+')
+    for (;;) { fs.ftruncateSync(fd, 0); fs.ftruncateSync(fd, 16 << 20) }
+  `], { stdio: 'ignore' })
+  try {
+    const result = runScript(`
+      const mmap = require(MMAP), fs = require('fs')
+      const fd = fs.openSync(process.argv.at(-1), 'r')
+      const end = Date.now() + 8000
+      let rounds = 0, sum = 0
+      while (Date.now() < end) {
+        const b = mmap.map(16 << 20, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        for (let i = 0; i < 4096; i++) sum += b[i * 4096 + 5]
+        mmap.unmap(b)
+        rounds++
+      }
+      console.log(JSON.stringify({ survived: true, rounds: rounds > 0 }))
+    `, { args: [file], timeout: 60_000 })
+    assertExited(result)
+    assert.deepEqual(JSON.parse(result.stdout), { survived: true, rounds: true })
+  } finally {
+    loop.kill('SIGKILL')
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
+})
 })

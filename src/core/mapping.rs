@@ -1016,6 +1016,14 @@ impl Mapping {
     } else {
       (offset, len)
     };
+    // MADV_REMOVE punches holes in the file, kernel mapping by kernel mapping, and refuses
+    // anonymous memory: after SIGBUS recovery replaced pages of the range, it punched the file's
+    // pages before the first replaced one and then failed (EINVAL), a call that threw having
+    // changed the file (attack pass 17). Refused before anything changes.
+    #[allow(clippy::bad_bit_mask)]
+    if advice == sys::consts::MADV_REMOVE && advice != 0 && self.faults() > 0 {
+      return Err(Failure::Os(io::Error::from_raw_os_error(libc::EINVAL)));
+    }
     self.reserve_split(offset, len)?;
     // SAFETY: the span lies inside our own mapping (safety model).
     self.on_span(offset, len, |addr, span| unsafe {

@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::core::faults::{self, Record};
 use crate::core::mapping;
+use crate::sys;
 use crate::sys::signals::{self, Fault, Out, Outcome, Signal};
 
 /// Whether a SIGBUS in a mapping is recovered (Linux) or ends the process.
@@ -66,7 +67,7 @@ fn on_fault(fault: Fault) -> Outcome {
       fault.signal == Signal::Bus && signals::CAN_REPLACE_LOST_PAGES && RECOVER_SIGBUS.load(Ordering::SeqCst);
     let mut refusal = None;
     if recovering {
-      match recover(mapping, fault.addr) {
+      match recover(mapping, fault.addr, fault.write) {
         Ok(()) => return Outcome::Recovered,
         Err(why) => refusal = Some(why),
       }
@@ -136,8 +137,8 @@ pub fn excluding_recovery<R>(change: impl FnOnce() -> R) -> R {
 const MAX_TAIL: usize = 1 << 28;
 
 /// Replaces the lost page holding `addr` with zeros, and with it the lost pages after it (see
-/// the module docs).
-fn recover(mapping: &Record, addr: usize) -> Result<(), Refusal> {
+/// the module docs); `write`: whether the faulting access was a write (`None`: not known).
+fn recover(mapping: &Record, addr: usize, write: Option<bool>) -> Result<(), Refusal> {
   let _only_us = RecoveryLock::take();
   // The whole page the fault is in: a huge page in a huge-page mapping (the kernel replaces
   // none of it less than whole). A plain field, and the mapping starts on such a page.
@@ -151,27 +152,7 @@ fn recover(mapping: &Record, addr: usize) -> Result<(), Refusal> {
   // Up to the end of the mapping, or to the tail replaced before (never over pages replaced,
   // which may hold what the program wrote since).
   let tail_end = base + lost_from.min(mapping.extent());
-  if signals::is_readable(page) {
-    // Not lost: the page can be read, so the SIGBUS came from a write the file system refused
-    // (a full copy-on-write file system, an immutable file). Zeros would hide the file's bytes
-    // (attack pass 16): the page becomes a private copy of them instead, and the write lands
-    // there, where the file no longer sees it. Counted as a lost page: faults() says so.
-    let prot = match mapping.reprotected() {
-      false => mapping.prot(),
-      true => signals::maps_region(page, |_| {}).map_or(mapping.prot(), |(_, _, prot)| prot),
-    };
-    if !mapping::reserve_vmas_in_handler(2, signals::count_maps) {
-      return Err(Refusal::NoKernelMappings);
-    }
-    // SAFETY: `page..page + granule` lies in a live mapping of ours (`with_record_at` keeps it
-    // registered while we run), on a whole granule, and can be read (just asked).
-    if !unsafe { signals::replace_with_copy(page, granule, prot) } {
-      return Err(Refusal::Mmap);
-    }
-    mapping.record_fault(1);
-    return Ok(());
-  }
-  // The zero pages get the protection the page has now. Only after a `protect()` can that
+  // The rights the page has now: the replacement gets them. Only after a `protect()` can they
   // differ from the mapping's own; only then is /proc/self/maps read (it is long in a process
   // with many mappings) and the replacement kept inside the kernel mapping holding the page.
   let (prot, end) = match mapping.reprotected() {
@@ -181,6 +162,47 @@ fn recover(mapping: &Record, addr: usize) -> Result<(), Refusal> {
       None => (mapping.prot(), page + granule),
     },
   };
+  // Whether a page is lost is asked by reading it through the kernel, which cannot read pages
+  // without PROT_READ (a PROT_WRITE mapping): those are made readable for the look, and only the
+  // faulting page is replaced (its neighbours cannot be asked; taking them for lost turned pages
+  // that hold the file into zeros, attack pass 17). The replacement sets the rights back.
+  let readable = prot & sys::consts::PROT_READ != 0;
+  if !readable {
+    if !mapping::reserve_vmas_in_handler(2, signals::count_maps) {
+      return Err(Refusal::NoKernelMappings);
+    }
+    // SAFETY: the faulting page of a live mapping of ours; adding read access takes none away
+    // (mprotect and errno: async-signal-safe).
+    if unsafe { sys::protect(page as *mut u8, granule, prot | sys::consts::PROT_READ) }.is_err() {
+      return Err(Refusal::Mmap);
+    }
+  }
+  if signals::is_readable(page) && write == Some(false) {
+    // A read of a page that can be read now: the file grew back meanwhile (another process
+    // truncating and growing it). Nothing to replace: the read runs again and sees the file.
+    return Ok(());
+  }
+  if signals::is_readable(page) {
+    // Not lost: the page can be read, so the SIGBUS came from a write the file system refused
+    // (a full copy-on-write file system, an immutable file). Zeros would hide the file's bytes
+    // (attack pass 16): the page becomes a copy of them instead, and the write lands there,
+    // where the file no longer sees it. Counted as a lost page: faults() says so.
+    if !mapping::reserve_vmas_in_handler(2, signals::count_maps) {
+      return Err(Refusal::NoKernelMappings);
+    }
+    // SAFETY: `page..page + granule` lies in a live mapping of ours (`with_record_at` keeps it
+    // registered while we run), on a whole granule.
+    match unsafe { signals::replace_with_copy(page, granule, prot) } {
+      signals::Copied::Yes => {
+        mapping.record_fault(1);
+        return Ok(());
+      }
+      signals::Copied::Failed => return Err(Refusal::Mmap),
+      // Truncated again meanwhile: a lost page after all.
+      signals::Copied::Lost => {}
+    }
+  }
+  let end = if readable { end } else { page + granule };
   let end = end.min(page + MAX_TAIL);
   // The lost pages after it in a file mapping go with it, up to the first that can be read
   // (`lost_run`): the whole tail of a truncated file, one kernel mapping however it is read.

@@ -310,7 +310,10 @@ fn resolved_meanwhile(signal: libc::c_int, code: libc::c_int, addr: usize, write
   #[cfg(any(target_os = "linux", target_os = "android"))]
   {
     match signal {
-      libc::SIGBUS => code == libc::BUS_ADRERR && write == Some(false) && is_readable(addr),
+      libc::SIGBUS => {
+        (code == libc::BUS_ADRERR && write == Some(false) && is_readable(addr))
+          || (now_anonymous(addr, write) && !super::retried_too_often(addr))
+      }
       // SEGV_ACCERR (2: invalid permissions for a mapped object), which libc does not name.
       _ if code == 2 => {
         let needed = match write {
@@ -328,6 +331,41 @@ fn resolved_meanwhile(signal: libc::c_int, code: libc::c_int, addr: usize, write
     let _ = (signal, code, addr, write);
     false
   }
+}
+
+/// Whether `addr` now lies in anonymous memory (private, or shared: `/dev/zero`) whose rights
+/// allow the access (`write`: a write; else a read): a placeholder or replacement that another
+/// thread put in after the fault was raised (`unmap()`, `remap()`, recovery). A write that the
+/// file system refused on a thread-pool thread while the main thread's `unmap()` swapped in the
+/// placeholder found no mapping, was passed on, and the default action was put back: the next
+/// lost page anywhere then killed the process (attack pass 17). Such a fault never repeats on
+/// anonymous memory; a file page's does, and goes on after a few tries.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn now_anonymous(addr: usize, write: Option<bool>) -> bool {
+  // How the kernel names shared anonymous memory (and nothing longer fits `path`).
+  const SHARED_ANONYMOUS: &[u8] = b"/dev/zero (deleted)";
+  let mut path = [0u8; SHARED_ANONYMOUS.len()];
+  let mut len = 0;
+  let mut too_long = false;
+  let Some((_, _, prot)) = maps_region(addr, |bytes| {
+    for &b in bytes {
+      match path.get_mut(len) {
+        Some(slot) => {
+          *slot = b;
+          len += 1;
+        }
+        None => too_long = true,
+      }
+    }
+  }) else {
+    return false;
+  };
+  let needed = match write {
+    Some(true) => libc::PROT_WRITE,
+    _ => libc::PROT_READ,
+  };
+  let anonymous = len == 0 || (!too_long && &path[..len] == SHARED_ANONYMOUS);
+  prot & needed != 0 && anonymous
 }
 
 /// A number, never 0, that tells the calling thread from every other running thread: its id
@@ -372,25 +410,39 @@ pub unsafe fn replace_with_zeros(addr: usize, len: usize, prot: i32) -> bool {
   replace(libc::MAP_PRIVATE) || (writable && replace(libc::MAP_SHARED))
 }
 
-/// Replaces `addr..addr + len` with anonymous memory holding a copy of its bytes, with
-/// `prot`, in one step: a new mapping is filled elsewhere and then moved over the range
-/// (`mremap` with `MREMAP_FIXED`, which replaces the old pages atomically, so another thread
-/// reads the same bytes before and after). For a page that can be read but whose write the file
-/// system refused (SIGBUS on a write: a full copy-on-write file system, an immutable file): the
-/// bytes stay what the file holds, and the write lands in memory the file no longer sees.
-/// `false` if a system call failed (the range is then as it was). Async-signal-safe. Linux only.
+/// What [`replace_with_copy`] did.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(any(target_os = "linux", target_os = "android")), allow(dead_code))]
+pub enum Copied {
+  /// The range is now a copy of its bytes.
+  Yes,
+  /// The range could not be read after all (lost meanwhile: a file truncated again): nothing
+  /// changed; it is a lost page.
+  Lost,
+  /// A system call failed: nothing changed.
+  Failed,
+}
+
+/// Replaces `addr..addr + len` with anonymous memory holding a copy of its bytes, with `prot`,
+/// in one step: a new mapping is filled elsewhere and then moved over the range (`mremap` with
+/// `MREMAP_FIXED`, which replaces the old pages atomically, so another thread reads the same
+/// bytes before and after). For a page that can be read but whose write the file system refused
+/// (SIGBUS on a write: a full copy-on-write file system, an immutable file): the bytes stay what
+/// the file holds, and the write lands in memory the file no longer sees.
+///
+/// The bytes are copied by the kernel (`process_vm_readv`), which fails where the page is lost
+/// instead of raising SIGBUS: another process may truncate the file again between the caller's
+/// look and the copy, and a plain copy then faulted inside the handler, which killed the process
+/// (attack pass 17). The copy is shared anonymous memory: `MADV_DONTNEED` on the mapping leaves
+/// it as it is, as it leaves the file's pages (a private copy read zeros after it), and the data
+/// limit does not count it. Async-signal-safe. Linux only.
 ///
 /// # Safety
 /// `addr..addr + len` is a page-aligned range the caller owns (whole pages of the size the
-/// kernel maps it in) and can be read.
+/// kernel maps it in).
 #[cfg(any(target_os = "linux", target_os = "android"))]
-pub unsafe fn replace_with_copy(addr: usize, len: usize, prot: i32) -> bool {
-  // Shared anonymous memory under a data limit, as for `replace_with_zeros` (it does not count).
-  let sharing = match prot & libc::PROT_WRITE != 0 && data_limited() {
-    true => libc::MAP_SHARED,
-    false => libc::MAP_PRIVATE,
-  };
-  let flags = sharing | libc::MAP_ANONYMOUS | super::consts::MAP_NORESERVE;
+pub unsafe fn replace_with_copy(addr: usize, len: usize, prot: i32) -> Copied {
+  let flags = libc::MAP_SHARED | libc::MAP_ANONYMOUS | super::consts::MAP_NORESERVE;
   // SAFETY: a new mapping at an address the kernel picks; nothing of ours is replaced.
   let copy = unsafe {
     libc::mmap(
@@ -403,22 +455,33 @@ pub unsafe fn replace_with_copy(addr: usize, len: usize, prot: i32) -> bool {
     )
   };
   if copy == libc::MAP_FAILED {
-    return false;
+    return Copied::Failed;
   }
-  // SAFETY: `copy` is `len` fresh writable bytes; `addr..addr + len` can be read (the contract)
-  // and the two do not overlap (the kernel gave `copy` a free range).
-  unsafe { std::ptr::copy_nonoverlapping(addr as *const u8, copy.cast::<u8>(), len) };
-  // SAFETY: `copy` is the mapping just made, `len` long.
-  let moved = unsafe { libc::mprotect(copy, len, prot) } == 0
-    // SAFETY: moves our own new mapping over the caller's own range (MREMAP_FIXED replaces
-    // exactly `addr..addr + len`).
-    && unsafe { libc::mremap(copy, len, len, libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED, addr as *mut c_void) }
-      != libc::MAP_FAILED;
-  if !moved {
-    // SAFETY: the copy is still ours and at `copy` (a failed mremap moves nothing).
-    unsafe { libc::munmap(copy, len) };
-  }
-  moved
+  // SAFETY: `copy` is `len` fresh writable bytes of ours.
+  let got = unsafe { copy_through_kernel(copy, addr, len) };
+  let outcome = if usize::try_from(got).ok() != Some(len) {
+    Copied::Lost
+  } else {
+    // SAFETY: `copy` is the mapping just made, `len` long; then the move of our own new
+    // mapping over the caller's own range (MREMAP_FIXED replaces exactly `addr..addr + len`).
+    let moved = unsafe {
+      libc::mprotect(copy, len, prot) == 0
+        && libc::mremap(
+          copy,
+          len,
+          len,
+          libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+          addr as *mut c_void,
+        ) != libc::MAP_FAILED
+    };
+    if moved {
+      return Copied::Yes;
+    }
+    Copied::Failed
+  };
+  // SAFETY: the copy is still ours and at `copy` (nothing moved it).
+  unsafe { libc::munmap(copy, len) };
+  outcome
 }
 
 /// No page is copied in place here (see the Linux version).
@@ -426,8 +489,8 @@ pub unsafe fn replace_with_copy(addr: usize, len: usize, prot: i32) -> bool {
 /// # Safety
 /// As on Linux.
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
-pub unsafe fn replace_with_copy(_addr: usize, _len: usize, _prot: i32) -> bool {
-  false
+pub unsafe fn replace_with_copy(_addr: usize, _len: usize, _prot: i32) -> Copied {
+  Copied::Failed
 }
 
 /// Whether the process has a data limit (`RLIMIT_DATA` below infinity). Async-signal-safe: the
@@ -473,33 +536,45 @@ pub fn is_readable(addr: usize) -> bool {
   probe(addr) == Some(true)
 }
 
+/// Copies `len` bytes at `from` (our own address space) to `to` through the kernel
+/// (`process_vm_readv`), which returns short or fails with EFAULT where a page cannot be read,
+/// instead of raising a signal: how many bytes it copied, or -1 (errno set). Async-signal-safe.
+///
+/// # Safety
+/// `to..to + len` is writable memory of the caller's.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+unsafe fn copy_through_kernel(to: *mut c_void, from: usize, len: usize) -> libc::c_long {
+  let local = libc::iovec {
+    iov_base: to,
+    iov_len: len,
+  };
+  let remote = libc::iovec {
+    iov_base: from as *mut c_void,
+    iov_len: len,
+  };
+  // SAFETY: the kernel writes at most `len` bytes to `to` (the caller's, writable) and reads
+  // our own address space, failing instead of faulting.
+  unsafe {
+    libc::syscall(
+      libc::SYS_process_vm_readv,
+      libc::getpid(),
+      &local as *const libc::iovec,
+      1usize,
+      &remote as *const libc::iovec,
+      1usize,
+      0usize,
+    )
+  }
+}
+
 /// Reads the byte at `addr` through the kernel: `Some(true)` if it could, `Some(false)` if the
 /// page is lost (EFAULT), `None` where the system cannot tell.
 fn probe(addr: usize) -> Option<bool> {
   #[cfg(any(target_os = "linux", target_os = "android"))]
   {
     let mut byte = 0u8;
-    let local = libc::iovec {
-      iov_base: std::ptr::addr_of_mut!(byte).cast(),
-      iov_len: 1,
-    };
-    let remote = libc::iovec {
-      iov_base: addr as *mut c_void,
-      iov_len: 1,
-    };
-    // SAFETY: reads one byte of our own address space into `byte` through the kernel, which
-    // returns EFAULT instead of raising a signal where the page cannot be read.
-    let got = unsafe {
-      libc::syscall(
-        libc::SYS_process_vm_readv,
-        libc::getpid(),
-        &local as *const libc::iovec,
-        1usize,
-        &remote as *const libc::iovec,
-        1usize,
-        0usize,
-      )
-    };
+    // SAFETY: `byte` is one writable byte of ours.
+    let got = unsafe { copy_through_kernel(std::ptr::addr_of_mut!(byte).cast(), addr, 1) };
     if got == 1 {
       return Some(true);
     }

@@ -412,8 +412,20 @@ pub mod signals {
   ///
   /// # Safety
   /// As on Unix: the range is the caller's own.
-  pub unsafe fn replace_with_copy(_addr: usize, _len: usize, _prot: i32) -> bool {
-    false
+  pub unsafe fn replace_with_copy(_addr: usize, _len: usize, _prot: i32) -> Copied {
+    Copied::Failed
+  }
+
+  /// What `replace_with_copy` did (as on Unix; here always `Failed`).
+  #[derive(Clone, Copy, PartialEq, Eq)]
+  #[allow(dead_code)]
+  pub enum Copied {
+    /// The range is now a copy of its bytes.
+    Yes,
+    /// The range could not be read after all.
+    Lost,
+    /// Nothing was done.
+    Failed,
   }
 
   /// `false`: cannot be told here.

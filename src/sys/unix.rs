@@ -117,6 +117,7 @@ pub fn huge_page_size_of_file(fd: i32) -> Option<usize> {
     // SAFETY: fstatfs succeeded, so it filled `stat`.
     let stat = unsafe { stat.assume_init() };
     // `f_type` is signed on some targets: compare its low 32 bits, where the magic number is.
+    #[allow(clippy::unnecessary_cast)] // f_type is i64 on glibc x86-64, u64 on musl arm64
     let hugetlbfs = (stat.f_type as u64) & 0xffff_ffff == HUGETLBFS_MAGIC;
     let size = usize::try_from(stat.f_bsize)
       .ok()

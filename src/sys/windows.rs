@@ -973,7 +973,8 @@ pub mod signals {
   // Nothing is replaced here, so nothing is asked (`replace_with_zeros`, `is_lost`), and Windows
   // keeps no list of mappings with a limit (`count_maps`).
   pub use super::super::stub::signals::{
-    count_maps, is_lost, is_readable, replace_with_copy, replace_with_zeros, Fault, Hook, Outcome, Signal,
+    count_maps, is_lost, is_readable, replace_with_copy, replace_with_zeros, Copied, Fault, Hook, Outcome,
+    Signal,
   };
   use super::consts::{PROT_EXEC, PROT_READ, PROT_WRITE};
 
