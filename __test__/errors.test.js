@@ -580,8 +580,11 @@ test('a throwing setter on Error.prototype for code, errno, syscall or path keep
     const anon = () => mmap.map(P, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED | mmap.MAP_ANONYMOUS, -1)
     const cases = {
       open: () => mmap.open('/nonexistent-node-mmap-dir/x'),
-      waitAsyncUnmapped: () => { const b = anon(); const p = mmap.waitAsync(b, 0, 0, 5000); setTimeout(() => mmap.unmap(b), 10); return p },
-      waitAsyncProtected: () => { const b = anon(); const p = mmap.waitAsync(b, 0, 0, 5000); setTimeout(() => mmap.protect(b, 0, P, mmap.PROT_NONE), 10); return p },
+      // Waits are Linux's (README: not on Windows yet).
+      ...(process.platform === 'win32' ? {} : {
+        waitAsyncUnmapped: () => { const b = anon(); const p = mmap.waitAsync(b, 0, 0, 5000); setTimeout(() => mmap.unmap(b), 10); return p },
+        waitAsyncProtected: () => { const b = anon(); const p = mmap.waitAsync(b, 0, 0, 5000); setTimeout(() => mmap.protect(b, 0, P, mmap.PROT_NONE), 10); return p },
+      }),
       openBadMode: () => mmap.open('/tmp', { mode: 'x' }),
       mapBadFd: () => mmap.map(P, mmap.PROT_READ, mmap.MAP_SHARED, 1 << 20),
     }
@@ -595,10 +598,10 @@ test('a throwing setter on Error.prototype for code, errno, syscall or path keep
     })()
   `)
   assertCleanExit(result)
+  const waits = process.platform === 'win32' ? {} : { waitAsyncUnmapped: ['ERR_MMAP_UNMAPPED', null], waitAsyncProtected: ['ERR_MMAP_ACCESS', null] }
   assert.deepEqual(JSON.parse(result.stdout), {
     open: ['ENOENT', 'open'],
-    waitAsyncUnmapped: ['ERR_MMAP_UNMAPPED', null],
-    waitAsyncProtected: ['ERR_MMAP_ACCESS', null],
+    ...waits,
     openBadMode: ['ERR_INVALID_ARG_VALUE', null],
     mapBadFd: ['EBADF', 'mmap'],
   })
