@@ -1020,7 +1020,7 @@ impl Mapping {
     // anonymous memory: after SIGBUS recovery replaced pages of the range, it punched the file's
     // pages before the first replaced one and then failed (EINVAL), a call that threw having
     // changed the file (attack pass 17). Refused before anything changes.
-    #[allow(clippy::bad_bit_mask)]
+    // (MADV_REMOVE is 0, no advice, where there is no hole punching: never refused there.)
     if advice == sys::consts::MADV_REMOVE && advice != 0 && self.faults() > 0 {
       return Err(Failure::Os(io::Error::from_raw_os_error(libc::EINVAL)));
     }

@@ -177,12 +177,14 @@ fn recover(mapping: &Record, addr: usize, write: Option<bool>) -> Result<(), Ref
       return Err(Refusal::Mmap);
     }
   }
-  if signals::is_readable(page) && write == Some(false) {
+  // One look (a system call) answers both questions below.
+  let can_be_read = signals::is_readable(page);
+  if can_be_read && write == Some(false) {
     // A read of a page that can be read now: the file grew back meanwhile (another process
     // truncating and growing it). Nothing to replace: the read runs again and sees the file.
     return Ok(());
   }
-  if signals::is_readable(page) {
+  if can_be_read {
     // Not lost: the page can be read, so the SIGBUS came from a write the file system refused
     // (a full copy-on-write file system, an immutable file). Zeros would hide the file's bytes
     // (attack pass 16): the page becomes a copy of them instead, and the write lands there,
