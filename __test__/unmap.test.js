@@ -285,12 +285,13 @@ describe('arguments on a view of an unmapped mapping', () => {
     'sync(b, -1)': (b) => mmap.sync(b, -1),
     'sync(b, PAGESIZE + 1)': (b) => mmap.sync(b, mmap.PAGESIZE + 1),
   }
+  // The whole error: its class, code and message.
   const codeOf = (f) => {
     try {
       f()
       return 'returned'
     } catch (e) {
-      return e.code
+      return `${e.name} [${e.code}]: ${e.message}`
     }
   }
   for (const [name, call] of Object.entries(calls)) {
@@ -308,9 +309,9 @@ describe('arguments on a view of an unmapped mapping', () => {
     const live = mmap.map(mmap.PAGESIZE, RW, ANON, -1)
     const gone = mmap.map(mmap.PAGESIZE, RW, ANON, -1)
     mmap.unmap(gone)
-    const settle = (f) => Promise.resolve().then(f).then(() => 'resolved', (e) => e.code)
+    const settle = (f) => Promise.resolve().then(f).then(() => 'resolved', (e) => `${e.name} [${e.code}]: ${e.message}`)
     const expected = await settle(() => mmap.flush(live, { offset: 'x' }))
-    assert.equal(expected, 'ERR_INVALID_ARG_TYPE')
+    assert.equal(expected, `TypeError [ERR_INVALID_ARG_TYPE]: The "options.offset" argument must be of type number. Received type string ('x')`)
     assert.equal(await settle(() => mmap.flush(gone, { offset: 'x' })), expected)
     mmap.unmap(live)
   })

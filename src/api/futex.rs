@@ -263,7 +263,10 @@ unsafe extern "C" fn settle(
 /// another process that does not change the word may be missed). A `protect()` that takes read
 /// access away rejects it with `ERR_MMAP_ACCESS`. The wait does not keep its mapping alive:
 /// once the last view of it (and its `Mapping` handle) is collected, or released by
-/// `ArrayBuffer.prototype.transfer()`, the Promise rejects with `ERR_MMAP_UNMAPPED`.
+/// `ArrayBuffer.prototype.transfer()`, the Promise rejects with `ERR_MMAP_UNMAPPED`. When the
+/// thread cannot be had, it rejects with a system error (`syscall: 'pthread_create'`): `EAGAIN`
+/// at a thread limit, `ENOMEM` where its stack would leave the runtime less than its headroom
+/// of the data limit (`ulimit -d`, as for `map()`).
 ///
 /// @param view - A Buffer returned by `map()` or any view of the same memory.
 /// @param byteOffset - Where the word is in the view: it must be 4-byte aligned in the mapping.
