@@ -63,10 +63,16 @@ function loadAs({ platform, arch, execPath, files = {}, packages = [] }) {
       Object.defineProperty(process, 'platform', { value: fakes.platform })
       Object.defineProperty(process, 'arch', { value: fakes.arch })
       if (fakes.execPath) process.execPath = fakes.execPath
+      const opened = []
+      const dlopen = process.dlopen
+      process.dlopen = function (module, file, ...rest) {
+        opened.push(file)
+        return Reflect.apply(dlopen, this, [module, file, ...rest])
+      }
       let out
       try {
         require(${JSON.stringify(dir)})
-        out = { loaded: Object.keys(require.cache).filter((f) => f.endsWith('.node')).map((f) => require('path').relative(${JSON.stringify(dir)}, f)) }
+        out = { loaded: opened.map((f) => require('path').relative(${JSON.stringify(dir)}, f)) }
       } catch (err) {
         out = { code: err.code, message: err.message }
       }
