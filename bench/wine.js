@@ -22,7 +22,7 @@ const quick = process.argv.includes('--quick')
 const SIZE = (quick ? 64 : 256) * u.MiB
 const READS = quick ? 100_000 : 400_000
 const ROUNDS = quick ? 3 : 7
-const RECORD = 64
+const { RECORD } = u
 const MISSING = 0x00 // the pattern file never holds this byte: every scan reads it all
 
 /** Deterministic offsets of RECORD-byte reads inside `size` bytes (xorshift32). */
@@ -64,27 +64,8 @@ const scans = {
 }
 
 const reads = {
-  'in place from openSync': (file, offs) => {
-    const mapped = mmap.openSync(file)
-    let sum = 0
-    for (let i = 0; i < offs.length; i++) sum += mapped[offs[i] + (i & (RECORD - 1))]
-    mmap.unmap(mapped)
-    return sum
-  },
-  'fs.readSync 64 B': (file, offs) => {
-    const record = Buffer.allocUnsafe(RECORD)
-    const fd = fs.openSync(file, 'r')
-    let sum = 0
-    try {
-      for (let i = 0; i < offs.length; i++) {
-        fs.readSync(fd, record, 0, RECORD, offs[i])
-        sum += record[i & (RECORD - 1)]
-      }
-    } finally {
-      fs.closeSync(fd)
-    }
-    return sum
-  },
+  'in place from openSync': (file, offs) => u.inPlaceReads(mmap, file, offs),
+  'fs.readSync 64 B': (file, offs) => u.preadReads(file, offs),
 }
 
 /** Runs each of `variants` ROUNDS times, in rotating order; medians in ms, and each result. */

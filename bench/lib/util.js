@@ -185,6 +185,35 @@ function warmPageCache(path) {
   }
 }
 
+const RECORD = 64
+
+/** Reads of RECORD bytes at `offs` in place from a fresh mapping of `file`: one byte of each, summed. */
+function inPlaceReads(mmap, file, offs) {
+  const mapped = mmap.openSync(file)
+  let sum = 0
+  for (let i = 0; i < offs.length; i++) {
+    sum += mapped[offs[i] + (i & (RECORD - 1))]
+  }
+  mmap.unmap(mapped)
+  return sum
+}
+
+/** The same reads by fs.readSync (pread) of RECORD bytes into one Buffer. */
+function preadReads(file, offs) {
+  const fd = fs.openSync(file, 'r')
+  const record = Buffer.allocUnsafe(RECORD)
+  let sum = 0
+  try {
+    for (let i = 0; i < offs.length; i++) {
+      fs.readSync(fd, record, 0, RECORD, offs[i])
+      sum += record[i & (RECORD - 1)]
+    }
+  } finally {
+    fs.closeSync(fd)
+  }
+  return sum
+}
+
 /** A workload's result goes to stdout as one JSON line; progress goes to stderr. */
 function progress(message) {
   process.stderr.write(`  ${message}\n`)
@@ -212,6 +241,9 @@ function describeError(err) {
 }
 
 module.exports = {
+  RECORD,
+  inPlaceReads,
+  preadReads,
   KiB,
   MiB,
   GiB,

@@ -31,7 +31,7 @@ const fs = require('node:fs')
 const u = require('../lib/util')
 const { dropPageCache, floorRandom } = require('../lib/floor')
 
-const RECORD = 64
+const { RECORD } = u
 
 /** Offsets in [0, size - 64] from a fixed-seed xorshift, so every run reads the same records. */
 function offsets(count, size) {
@@ -65,16 +65,6 @@ function oursReads(mmap, file, offs) {
   return sum
 }
 
-function inPlaceReads(mmap, file, offs) {
-  const mapped = mmap.openSync(file)
-  let sum = 0
-  for (let i = 0; i < offs.length; i++) {
-    sum += mapped[offs[i] + (i & (RECORD - 1))]
-  }
-  mmap.unmap(mapped)
-  return sum
-}
-
 function heapReads(heap, offs) {
   const record = Buffer.allocUnsafe(RECORD)
   let sum = 0
@@ -82,21 +72,6 @@ function heapReads(heap, offs) {
     const off = offs[i]
     heap.copy(record, 0, off, off + RECORD)
     sum += record[i & (RECORD - 1)]
-  }
-  return sum
-}
-
-function preadReads(file, offs) {
-  const fd = fs.openSync(file, 'r')
-  const record = Buffer.allocUnsafe(RECORD)
-  let sum = 0
-  try {
-    for (let i = 0; i < offs.length; i++) {
-      fs.readSync(fd, record, 0, RECORD, offs[i])
-      sum += record[i & (RECORD - 1)]
-    }
-  } finally {
-    fs.closeSync(fd)
   }
   return sum
 }
@@ -173,8 +148,8 @@ async function main(config) {
   const label = `${count} random 64 B reads of ${(size / u.MiB).toFixed(0)} MiB`
   const readers = {
     ours: { read: () => oursReads(mmap, file, offs) },
-    inPlace: { read: () => inPlaceReads(mmap, file, offs) },
-    pread: { read: () => preadReads(file, offs) },
+    inPlace: { read: () => u.inPlaceReads(mmap, file, offs) },
+    pread: { read: () => u.preadReads(file, offs) },
     heap: { prepare: () => fs.readFileSync(file), read: (heap) => heapReads(heap, offs) },
   }
   const rows = []
