@@ -136,8 +136,9 @@ export declare class Mapping {
  * any system call: `advise(buffer, offset, advice)` throws `ERR_INVALID_ARG_TYPE` for the
  * missing `advice` (it is never read as an advice). An advice that discards data
  * (`MADV_DONTNEED`, `MADV_FREE`, `MADV_REMOVE`) changes no byte outside the range: it covers
- * only the whole pages inside it, and does nothing when none fits. An empty range makes no
- * system call.
+ * only the whole pages inside it, and does nothing when none fits; over a range with a locked
+ * page in it (`lock()`, `MAP_LOCKED`) it throws `EINVAL` before anything is discarded. An
+ * empty range makes no system call.
  *
  * @param buffer - A Buffer returned by `map()` or any view of the same memory.
  * @param offset - Start of the range within the view. Default: `0`.
@@ -274,7 +275,8 @@ export declare const MADV_WIPEONFORK: number
  * @throws {TypeError} `ERR_INVALID_ARG_TYPE` when an argument is not a number.
  * @throws {RangeError} `ERR_OUT_OF_RANGE` / `ERR_INVALID_ARG_VALUE` for a bad value.
  * @throws {Error} with `code`, `errno`, `syscall` when `mmap` or `madvise` fails, and
- *   `ERR_MMAP_NO_EXTERNAL_BUFFERS` where the runtime forbids external buffers (use `Mapping`).
+ *   `ERR_MMAP_NO_EXTERNAL_BUFFERS` where the runtime forbids external buffers (use `Mapping`),
+ *   after the argument checks and before any system call.
  */
 export declare function map(size: number, protection: number, flags: number, fd: number, offset?: number, advise?: number): Buffer
 
@@ -400,6 +402,8 @@ export interface OpenOptions {
  *   `shared`: `MAP_SHARED` (default `true`); with `false` a private copy-on-write mapping,
  *   writable in every mode (writes never reach the file). `populate`: read the whole range in now, without
  *   writing to it (default `false`). `advise`: a `MADV_*` value.
+ * @throws {Error} `ERR_MMAP_NO_EXTERNAL_BUFFERS` where the runtime forbids external buffers
+ *   (use `Mapping.open`): after the argument checks, before the file is opened or changed.
  * @throws {TypeError} `ERR_INVALID_ARG_TYPE` when `options` is an array, a boxed primitive, an
  *   ArrayBuffer or a view of one, or a function.
  * @throws {RangeError} `ERR_OUT_OF_RANGE` when the range reaches past the end of the file (the

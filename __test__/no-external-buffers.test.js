@@ -80,17 +80,79 @@ test('map() throws ERR_MMAP_NO_EXTERNAL_BUFFERS; externalBuffersAllowed() is fal
   assert.equal(second.allowed, false)
 })
 
-test('argument errors and system errors come first, unchanged, with the switch on', () => {
+test('argument errors come first; then the refusal, before any system call', () => {
   const result = child(
     `out.size = describe(() => mmap.map(0, 1, 1, 0))
-     out.ebadf = describe(() => mmap.map(4096, mmap.PROT_READ, mmap.MAP_SHARED, 1_000_000))`,
+     out.mode = describe(() => mmap.openSync('/nonexistent', { mode: 'x' }))
+     // A descriptor that is not open: refused as the runtime's, not EBADF (mmap is never called).
+     out.ebadf = describe(() => mmap.map(4096, mmap.PROT_READ, mmap.MAP_SHARED, 1_000_000))
+     out.enoent = describe(() => mmap.openSync('/nonexistent/file'))`,
     [],
   )
   assert.equal(result.size.code, 'ERR_OUT_OF_RANGE')
-  assert.equal(result.ebadf.code, 'EBADF')
-  // -9 on Linux; libuv's -4083 on Windows (README): the number Node gives EBADF there.
-  assert.equal(result.ebadf.errno, [...require('node:util').getSystemErrorMap()].find(([, [name]]) => name === 'EBADF')[0])
-  assert.equal(result.ebadf.syscall, 'mmap')
+  assert.equal(result.mode.code, 'ERR_INVALID_ARG_VALUE')
+  assertNoExternalBuffersError(result.ebadf, 'map() of a closed descriptor')
+  assertNoExternalBuffersError(result.enoent, 'openSync() of a missing file')
+})
+
+// Pass 18: the refusal came after the file was opened, created, resized or punched, so a
+// program that caught ERR_MMAP_NO_EXTERNAL_BUFFERS to fall back on Mapping (as README advises)
+// had already lost its data.
+test('a refused openSync()/open()/map() has created, resized, emptied or punched nothing', () => {
+  const bytes = randomBytes(12 * 1024)
+  const file = fileWith(dir, 'unchanged.bin', bytes)
+  const missing = `${dir}/never-made.bin`
+  const result = child(
+    `const [file, missing] = process.argv.slice(1)
+     const original = fs.readFileSync(file)
+     const RW = mmap.PROT_READ | mmap.PROT_WRITE
+     const calls = {
+       'w+ with size': () => mmap.openSync(file, { mode: 'w+', size: 8192 }),
+       'w+': () => mmap.openSync(file, { mode: 'w+' }),
+       'r+ growing': () => mmap.openSync(file, { mode: 'r+', size: 65536 }),
+       'r+ MADV_REMOVE': () => mmap.openSync(file, { mode: 'r+', advise: mmap.MADV_REMOVE }),
+       'map MADV_REMOVE': () => {
+         const fd = fs.openSync(file, 'r+')
+         try { mmap.map(12288, RW, mmap.MAP_SHARED, fd, 0, mmap.MADV_REMOVE) } finally { fs.closeSync(fd) }
+       },
+       'w+ of a missing file': () => mmap.openSync(missing, { mode: 'w+', size: 10 }),
+     }
+     out.sync = {}
+     for (const [name, call] of Object.entries(calls)) {
+       const error = describe(call)
+       out.sync[name] = { error, same: fs.readFileSync(file).equals(original), missing: !fs.existsSync(missing) }
+     }
+`,
+    [file, missing],
+  )
+  // open(): the same, on the thread pool.
+  const pending = runScript(
+    `const fs = require('node:fs')
+     const mmap = require(MMAP)
+     const file = process.argv[1]
+     const original = fs.readFileSync(file)
+     const out = {}
+     const calls = { 'open w+ with size': { mode: 'w+', size: 8192 }, 'open r+ growing': { mode: 'r+', size: 65536 } }
+     ;(async () => {
+       for (const [name, options] of Object.entries(calls)) {
+         const error = await mmap.open(file, options).then(() => ({ threw: false }), (e) => ({
+           threw: true, isError: e instanceof Error, exactlyError: Object.getPrototypeOf(e) === Error.prototype,
+           name: e.name, code: e.code, message: e.message, errno: e.errno, syscall: e.syscall }))
+         out[name] = { error, same: fs.readFileSync(file).equals(original) }
+       }
+       process.stdout.write(JSON.stringify(out))
+     })()`,
+    { args: [file], env: SWITCH },
+  )
+  assertCleanExit(pending)
+  const async = JSON.parse(pending.stdout)
+  assert.deepEqual(Object.keys(async), ['open w+ with size', 'open r+ growing'])
+  for (const [name, got] of Object.entries({ ...result.sync, ...async })) {
+    assertNoExternalBuffersError(got.error, name)
+    assert.equal(got.same, true, `${name}: the file changed`)
+    if ('missing' in got) assert.equal(got.missing, true, `${name}: the missing file was created`)
+  }
+  assert.ok(fs.readFileSync(file).equals(bytes))
 })
 
 test('10,000 failed maps leak no mapping and leave the file unchanged', { timeout: 120_000 }, () => {

@@ -56,7 +56,8 @@ pub fn buffer_max_length() -> u64 {
 /// @throws {TypeError} `ERR_INVALID_ARG_TYPE` when an argument is not a number.
 /// @throws {RangeError} `ERR_OUT_OF_RANGE` / `ERR_INVALID_ARG_VALUE` for a bad value.
 /// @throws {Error} with `code`, `errno`, `syscall` when `mmap` or `madvise` fails, and
-///   `ERR_MMAP_NO_EXTERNAL_BUFFERS` where the runtime forbids external buffers (use `Mapping`).
+///   `ERR_MMAP_NO_EXTERNAL_BUFFERS` where the runtime forbids external buffers (use `Mapping`),
+///   after the argument checks and before any system call.
 #[napi(
   ts_args_type = "size: number, protection: number, flags: number, fd: number, offset?: number, advise?: number",
   ts_return_type = "Buffer"
@@ -94,7 +95,7 @@ pub fn map_from_arguments(
   offset: Option<&Unknown>,
   advise: Option<&Unknown>,
 ) -> napi::Result<napi::sys::napi_value> {
-  let limit = SizeLimit::BufferMaxLength;
+  let limit = SizeLimit::Buffer;
   let mapping = map_checked(env, size, protection, flags, fd, offset, advise, limit)?;
   let len = mapping.len();
   buffer::create(env, mapping, 0, len)
@@ -103,8 +104,9 @@ pub fn map_from_arguments(
 /// How large a mapping may be.
 #[derive(Clone, Copy)]
 pub enum SizeLimit {
-  /// At most `buffer.constants.MAX_LENGTH`: the mapping becomes one Buffer.
-  BufferMaxLength,
+  /// At most `buffer.constants.MAX_LENGTH`: the mapping becomes one Buffer (so the runtime
+  /// must allow external buffers: checked before any system call).
+  Buffer,
   /// Any size JS numbers hold exactly (a `Mapping` handle, read through windows).
   SafeInteger,
 }
@@ -140,6 +142,9 @@ pub fn map_checked(
   }
   let offset = check_offset(env, offset)?;
   let advice = check_advice(env, advise, "advise")?;
+  if let SizeLimit::Buffer = limit {
+    buffer::refuse_without_external_buffers(env)?;
+  }
 
   let mapping = Mapping::new(size, protection, flags, fd, offset, None)
     .map_err(|err| errors::throw_system(env, &err, "mmap", None))?;
@@ -154,7 +159,7 @@ pub fn map_checked(
 
 fn check_size(env: &Env, value: &Unknown, limit: SizeLimit) -> napi::Result<usize> {
   let max = match limit {
-    SizeLimit::BufferMaxLength => buffer_max_length(),
+    SizeLimit::Buffer => buffer_max_length(),
     SizeLimit::SafeInteger => MAX_SAFE_INTEGER as u64,
   };
   let Some(number) = args::number_value(env, value) else {
@@ -173,7 +178,7 @@ fn check_size(env: &Env, value: &Unknown, limit: SizeLimit) -> napi::Result<usiz
   }
   if number > max as f64 {
     let range = match limit {
-      SizeLimit::BufferMaxLength => format!(
+      SizeLimit::Buffer => format!(
         ">= 1 && <= {max} (buffer.constants.MAX_LENGTH, the largest Buffer this runtime can make); \
          map the file in windows with \"offset\", or use Mapping, which has no such limit"
       ),

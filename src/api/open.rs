@@ -565,6 +565,8 @@ enum Created {
 ///   `shared`: `MAP_SHARED` (default `true`); with `false` a private copy-on-write mapping,
 ///   writable in every mode (writes never reach the file). `populate`: read the whole range in now, without
 ///   writing to it (default `false`). `advise`: a `MADV_*` value.
+/// @throws {Error} `ERR_MMAP_NO_EXTERNAL_BUFFERS` where the runtime forbids external buffers
+///   (use `Mapping.open`): after the argument checks, before the file is opened or changed.
 /// @throws {TypeError} `ERR_INVALID_ARG_TYPE` when `options` is an array, a boxed primitive, an
 ///   ArrayBuffer or a view of one, or a function.
 /// @throws {RangeError} `ERR_OUT_OF_RANGE` when the range reaches past the end of the file (the
@@ -579,6 +581,7 @@ enum Created {
 )]
 pub fn open_sync<'env>(env: &'env Env, path: Unknown, options: Optional) -> napi::Result<Unknown<'env>> {
   let request = Request::parse(env, &path, options.as_ref(), buffer_max_length())?;
+  buffer::refuse_without_external_buffers(env)?;
   let result = request.run();
   request
     .finish(env, result)
@@ -630,7 +633,8 @@ impl<'env> ScopedTask<'env> for Open {
   ts_return_type = "Promise<Buffer>"
 )]
 pub fn open<'env>(env: &'env Env, path: Unknown, options: Optional) -> napi::Result<Unknown<'env>> {
-  let request = Request::parse(env, &path, options.as_ref(), buffer_max_length());
+  let request = Request::parse(env, &path, options.as_ref(), buffer_max_length())
+    .and_then(|request| buffer::refuse_without_external_buffers(env).map(|()| request));
   let made_for = crate::core::mapping::made_here();
   errors::promise(
     env,

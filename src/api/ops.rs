@@ -120,8 +120,9 @@ pub fn remap<'env>(env: &'env Env, buffer: Unknown, new_size: Unknown) -> napi::
 /// any system call: `advise(buffer, offset, advice)` throws `ERR_INVALID_ARG_TYPE` for the
 /// missing `advice` (it is never read as an advice). An advice that discards data
 /// (`MADV_DONTNEED`, `MADV_FREE`, `MADV_REMOVE`) changes no byte outside the range: it covers
-/// only the whole pages inside it, and does nothing when none fits. An empty range makes no
-/// system call.
+/// only the whole pages inside it, and does nothing when none fits; over a range with a locked
+/// page in it (`lock()`, `MAP_LOCKED`) it throws `EINVAL` before anything is discarded. An
+/// empty range makes no system call.
 ///
 /// @param buffer - A Buffer returned by `map()` or any view of the same memory.
 /// @param offset - Start of the range within the view. Default: `0`.

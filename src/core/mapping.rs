@@ -98,6 +98,10 @@ pub struct Mapping {
   /// (`reclaim::release`): not for huge pages, nor for memory that was ever locked
   /// (`MAP_LOCKED` or `lock()`), whose charge against `RLIMIT_MEMLOCK` would linger.
   batchable: AtomicBool,
+  /// The parts of the mapping that may be locked (`MAP_LOCKED`, `lock()`): sorted, disjoint
+  /// `(start, end)` byte offsets from [`Mapping::addr`], whole granules. A discarding advice
+  /// over any of them is refused before it starts (see [`Mapping::advise`]).
+  locked: Mutex<Vec<(usize, usize)>>,
   /// The futex word that wakes `wait`s and `waitAsync`s of the mapping: 0 while live and
   /// readable, [`CANCEL_UNMAPPED`] once unmapped, [`CANCEL_UNREADABLE`] while `protect()` has
   /// taken read access away (see [`Mapping::with_cancel_word`]).
@@ -124,6 +128,52 @@ struct Layout {
   file_pages: bool,
   granule: usize,
   batchable: bool,
+  /// Made with `MAP_LOCKED`: the whole mapping is locked.
+  locked: bool,
+}
+
+/// Adds `start..end` to `ranges` (sorted, disjoint), merging what it touches.
+fn add_range(ranges: &mut Vec<(usize, usize)>, start: usize, end: usize) {
+  if start >= end {
+    return;
+  }
+  let (mut start, mut end) = (start, end);
+  ranges.retain(|&(a, b)| {
+    if b < start || a > end {
+      return true;
+    }
+    start = start.min(a);
+    end = end.max(b);
+    false
+  });
+  let at = ranges.partition_point(|&(a, _)| a < start);
+  ranges.insert(at, (start, end));
+}
+
+/// Takes `start..end` out of `ranges` (sorted, disjoint), splitting what it cuts.
+fn remove_range(ranges: &mut Vec<(usize, usize)>, start: usize, end: usize) {
+  if start >= end {
+    return;
+  }
+  let mut kept = Vec::with_capacity(ranges.len() + 1);
+  for &(a, b) in ranges.iter() {
+    if b <= start || a >= end {
+      kept.push((a, b));
+      continue;
+    }
+    if a < start {
+      kept.push((a, start));
+    }
+    if b > end {
+      kept.push((end, b));
+    }
+  }
+  *ranges = kept;
+}
+
+/// Whether any of `ranges` shares a byte with `start..end`.
+fn overlaps(ranges: &[(usize, usize)], start: usize, end: usize) -> bool {
+  start < end && ranges.iter().any(|&(a, b)| a < end && start < b)
 }
 
 /// The size of the pages of a mapping made with `flags` and `fd` at `addr`.
@@ -728,6 +778,9 @@ impl Mapping {
     #[allow(clippy::bad_bit_mask)]
     let batchable = granule == sys::page_size() && flags & sys::consts::MAP_LOCKED == 0;
     let file_pages = flags & sys::consts::MAP_ANONYMOUS == 0 && granule == sys::page_size();
+    // MAP_LOCKED is 0 where mappings cannot be made locked (macOS): then none is.
+    #[allow(clippy::bad_bit_mask)]
+    let locked = flags & sys::consts::MAP_LOCKED != 0;
     Self::adopt(
       addr,
       len,
@@ -738,6 +791,7 @@ impl Mapping {
         file_pages,
         granule,
         batchable,
+        locked,
       },
     )
   }
@@ -756,7 +810,9 @@ impl Mapping {
       file_pages,
       granule,
       batchable,
+      locked,
     } = layout;
+    let extent = len.div_ceil(granule) * granule;
     let mapping = Shared::new(Mapping {
       record: faults::Record::new(addr as usize, len, prot, granule, file_pages, path),
       state: AtomicU8::new(LIVE),
@@ -768,6 +824,7 @@ impl Mapping {
       fixed_size,
       slot: AtomicUsize::new(NO_SLOT),
       batchable: AtomicBool::new(batchable),
+      locked: Mutex::new(if locked { vec![(0, extent)] } else { Vec::new() }),
       cancel: AtomicU32::new(0),
       cancel_waiters: AtomicU32::new(0),
       words: AtomicUsize::new(0),
@@ -1024,6 +1081,13 @@ impl Mapping {
     if advice == sys::consts::MADV_REMOVE && advice != 0 && self.faults() > 0 {
       return Err(Failure::Os(io::Error::from_raw_os_error(libc::EINVAL)));
     }
+    // The same for locked pages: madvise(2) discards kernel mapping by kernel mapping and stops
+    // with EINVAL at a locked one, so `advise(buf, MADV_DONTNEED)` over a range with a
+    // `lock()`ed page in it zeroed the pages before that page, then threw (attack pass 18).
+    // Refused first, with the kernel's own error.
+    if discarding && overlaps(&self.locked_ranges(), offset, offset + len) {
+      return Err(Failure::Os(io::Error::from_raw_os_error(libc::EINVAL)));
+    }
     self.reserve_split(offset, len)?;
     // SAFETY: the span lies inside our own mapping (safety model).
     self.on_span(offset, len, |addr, span| unsafe {
@@ -1046,8 +1110,25 @@ impl Mapping {
       // Before the call: even a partly locked range must not wait once dropped.
       self.batchable.store(false, Ordering::Relaxed);
     }
+    // What the call may leave locked, in whole granules: on success, or after a failure that
+    // is not undone below, a lock() may have locked any of it (counted as locked, to be safe);
+    // only an unlock() that succeeds clears it.
+    let granule = self.granule();
+    let start = offset - offset % granule;
+    let range = (start, (offset + len).div_ceil(granule) * granule);
     // SAFETY: the span lies inside our own mapping (safety model).
     let locked = self.on_span(offset, len, |addr, span| unsafe { sys::lock(addr, span, lock) });
+    if len > 0 && (lock || locked.is_ok()) && !(lock && locked.is_err() && never_locked) {
+      let mut ranges = self
+        .locked
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+      if lock {
+        add_range(&mut ranges, range.0, range.1);
+      } else {
+        remove_range(&mut ranges, range.0, range.1);
+      }
+    }
     if lock && locked.is_err() && never_locked {
       // mlock(2) that fails (past RLIMIT_MEMLOCK, a page it cannot fault in) leaves the pages it
       // got to locked: a call that throws should change nothing, and where nothing was locked
@@ -1058,6 +1139,15 @@ impl Mapping {
       self.batchable.store(true, Ordering::Relaxed);
     }
     locked
+  }
+
+  /// A copy of [`Mapping::locked`].
+  fn locked_ranges(&self) -> Vec<(usize, usize)> {
+    self
+      .locked
+      .lock()
+      .unwrap_or_else(|poisoned| poisoned.into_inner())
+      .clone()
   }
 
   /// `mprotect` over `offset..offset + len` (rounded out to pages).
@@ -1344,6 +1434,8 @@ impl Mapping {
       file_pages: self.record.file_pages(),
       granule: self.granule(),
       batchable: self.batchable.load(Ordering::Relaxed),
+      // Unlocked before the move (above).
+      locked: false,
     };
     let path = self.record.path().map(Box::from);
     let moved = Self::adopt(addr, new_len, self.record.prot(), path, layout)?;
@@ -1502,6 +1594,28 @@ impl Drop for Mapping {
 // libc's Unix constants and calls, which the stub target has not got.
 #[cfg(all(test, unix))]
 mod tests {
+  #[test]
+  fn locked_ranges_merge_split_and_overlap() {
+    use super::{add_range, overlaps, remove_range};
+    let mut ranges = Vec::new();
+    add_range(&mut ranges, 8, 12);
+    add_range(&mut ranges, 0, 4);
+    assert_eq!(ranges, [(0, 4), (8, 12)]);
+    add_range(&mut ranges, 4, 8); // touching both: one range
+    assert_eq!(ranges, [(0, 12)]);
+    remove_range(&mut ranges, 4, 6);
+    assert_eq!(ranges, [(0, 4), (6, 12)]);
+    assert!(!overlaps(&ranges, 4, 6));
+    assert!(overlaps(&ranges, 3, 5));
+    assert!(overlaps(&ranges, 5, 7));
+    assert!(!overlaps(&ranges, 12, 20));
+    assert!(!overlaps(&ranges, 3, 3)); // empty
+    remove_range(&mut ranges, 0, 100);
+    assert!(ranges.is_empty());
+    add_range(&mut ranges, 5, 5); // empty: nothing
+    assert!(ranges.is_empty());
+  }
+
   use super::*;
 
   #[cfg(target_os = "linux")]

@@ -141,6 +141,18 @@ fn no_external_buffers(env: &Env) -> napi::Error {
   )
 }
 
+/// `ERR_MMAP_NO_EXTERNAL_BUFFERS` now, where the runtime forbids external buffers: what
+/// `map()`, `openSync()` and `open()` call once their arguments are checked and before any
+/// system call, so that a call refused for this reason has opened, created, resized, punched or
+/// mapped nothing.
+pub fn refuse_without_external_buffers(env: &Env) -> napi::Result<()> {
+  if external_buffers_allowed(env) {
+    Ok(())
+  } else {
+    Err(no_external_buffers(env))
+  }
+}
+
 /// A Buffer of `len` bytes at `offset` into `mapping`, sharing its memory; the Buffer's finalizer
 /// owns `mapping` (pass a clone to keep one).
 ///
