@@ -63,6 +63,21 @@ const NOT_OPTIONS = [
   [() => Object.create(DataView.prototype), 'an instance of DataView'],
   [() => function options() {}, 'function options'],
   [() => () => {}, 'function '],
+  // From another realm (a vm context, an iframe in Electron), which `instanceof` this realm's
+  // constructors misses: boxed primitives and SharedArrayBuffers were read as empty options,
+  // Object.create(Array.prototype) mapped 0 bytes (attack pass 18).
+  ...[
+    ['new String("r+")', 'String'],
+    ['new Number(5)', 'Number'],
+    ['new Boolean(false)', 'Boolean'],
+    ['Object(Symbol("s"))', 'Symbol'],
+    ['Object(1n)', 'BigInt'],
+    ['new ArrayBuffer(8)', 'ArrayBuffer'],
+    ['new SharedArrayBuffer(8)', 'SharedArrayBuffer'],
+    ['Object.create(Array.prototype)', 'Array'],
+    ['Object.create(DataView.prototype)', 'DataView'],
+    ['Object.create(ArrayBuffer.prototype)', 'ArrayBuffer'],
+  ].map(([source, name]) => [() => require('node:vm').runInNewContext(source), `an instance of ${name}`]),
 ]
 
 for (const [name, call] of EXPORTS) {
@@ -80,7 +95,8 @@ for (const [name, call] of EXPORTS) {
   test(`${name}: undefined, null, {}, a null-prototype object and a class instance are accepted`, async () => {
     const { file } = randomFileIn(dir, `accepted-${++serial}.bin`, 3000)
     class Options {}
-    for (const options of [undefined, null, {}, Object.create(null), new Options()]) {
+    const other = require('node:vm').runInNewContext('[{}, Object.create(null), new (class Options {})()]')
+    for (const options of [undefined, null, {}, Object.create(null), new Options(), ...other]) {
       await call(file, options)
     }
   })

@@ -77,6 +77,71 @@ const REFUSED: &[&std::ffi::CStr] = &[
   c"SharedArrayBuffer",
 ];
 
+/// The tags `Object.prototype.toString` gives boxed primitives and SharedArrayBuffers, in any
+/// realm (from their internal slots, or their prototypes' `Symbol.toStringTag`).
+const TAGS: &[&str] = &[
+  "[object String]",
+  "[object Number]",
+  "[object Boolean]",
+  "[object Symbol]",
+  "[object BigInt]",
+  "[object SharedArrayBuffer]",
+  // And objects made from these prototypes (Object.create(DataView.prototype)).
+  "[object ArrayBuffer]",
+  "[object DataView]",
+];
+
+/// How many prototypes [`inherits_array`] looks at: real chains are a few long; a Proxy's
+/// trap could make one without end.
+const PROTOTYPES_LOOKED_AT: usize = 64;
+
+/// Whether an array is on `object`'s prototype chain: `Array.prototype` is itself an array, in
+/// every realm, so this finds `Object.create(Array.prototype)` of another realm too, whose
+/// inherited `length` (0) would read as `options.length` (it mapped 0 bytes, attack pass 18).
+fn inherits_array(env: &Env, object: raw::Value) -> bool {
+  let mut current = object;
+  for _ in 0..PROTOTYPES_LOOKED_AT {
+    let Ok(prototype) = raw::prototype_of(env, current) else {
+      raw::clear_exception(env);
+      return false;
+    };
+    if raw::type_of(env, prototype) != sys::ValueType::napi_object {
+      return false; // null: the end of the chain
+    }
+    if raw::is(env, prototype, raw::Kind::Array) {
+      return true;
+    }
+    current = prototype;
+  }
+  false
+}
+
+/// Whether `object` is a boxed primitive or a SharedArrayBuffer of any realm: one that
+/// `instanceof` this realm's constructors misses (`vm.runInNewContext('new Number(5)')` was
+/// read as empty options, attack pass 18). Told by `Object.prototype.toString`, one call that
+/// throws nothing (a brand check by each built-in's own method throws for every other object,
+/// and six throws cost ~60 µs per options object); an object that sets its own
+/// `Symbol.toStringTag` to one of those names is refused too.
+fn branded(env: &Env, global: raw::Value, object: raw::Value) -> bool {
+  let to_string = raw::get_named(env, global, c"Object")
+    .and_then(|constructor| raw::get_named(env, constructor, c"prototype"))
+    .and_then(|prototype| raw::get_named(env, prototype, c"toString"));
+  let Ok(to_string) = to_string else {
+    raw::clear_exception(env);
+    return false;
+  };
+  if raw::type_of(env, to_string) != sys::ValueType::napi_function {
+    return false;
+  }
+  let Ok(tag) = raw::call_on(env, to_string, object, &[]) else {
+    raw::clear_exception(env);
+    return false;
+  };
+  // SAFETY: `tag` was just returned by Node-API for this env.
+  let tag = unsafe { Unknown::from_raw_unchecked(env.raw(), tag) };
+  args::string_start(env, &tag).is_some_and(|tag| TAGS.contains(&tag.as_str()))
+}
+
 /// Whether `object` (of type object) is an ordinary object: not an array, not an ArrayBuffer
 /// view, not an instance of one of the [`REFUSED`] built-ins.
 fn ordinary(env: &Env, object: sys::napi_value) -> bool {
@@ -84,9 +149,15 @@ fn ordinary(env: &Env, object: sys::napi_value) -> bool {
   if kinds.into_iter().any(|kind| raw::is(env, object, kind)) {
     return false;
   }
+  if raw::is(env, object, raw::Kind::ArrayBuffer) {
+    return false;
+  }
   let Ok(global) = raw::global(env) else {
     return true;
   };
+  if branded(env, global, object) || inherits_array(env, object) {
+    return false;
+  }
   for name in REFUSED {
     let Ok(constructor) = raw::get_named(env, global, name) else {
       raw::clear_exception(env);

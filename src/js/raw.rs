@@ -311,7 +311,36 @@ pub fn call(env: &Env, function: Value, argument: Value) -> Result<Value, Status
   ok(status, result)
 }
 
+/// `function.call(this, ...arguments)`: its result, or the status (a throw leaves its exception
+/// pending).
+pub fn call_on(env: &Env, function: Value, this: Value, arguments: &[Value]) -> Result<Value, Status> {
+  let mut result = ptr::null_mut();
+  // SAFETY: `function`, `this` and every argument are live values of this env (Node-API checks
+  // that `function` is one); `arguments` is a valid slice of `arguments.len()` values; `result`
+  // is a valid out-pointer.
+  let status = unsafe {
+    sys::napi_call_function(
+      env.raw(),
+      this,
+      function,
+      arguments.len(),
+      arguments.as_ptr(),
+      &mut result,
+    )
+  };
+  ok(status, result)
+}
+
 // ---- objects ----
+
+/// `Object.getPrototypeOf(object)` (a Proxy's trap runs: a failure leaves its exception
+/// pending).
+pub fn prototype_of(env: &Env, object: Value) -> Result<Value, Status> {
+  let mut result = ptr::null_mut();
+  // SAFETY: `object` is a live value of this env; `result` is a valid out-pointer.
+  let status = unsafe { sys::napi_get_prototype(env.raw(), object, &mut result) };
+  ok(status, result)
+}
 
 /// `object[name]` (may run a getter: a failure leaves its exception pending).
 pub fn get_named(env: &Env, object: Value, name: &CStr) -> Result<Value, Status> {
