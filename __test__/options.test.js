@@ -61,6 +61,8 @@ const NOT_OPTIONS = [
   [() => new SharedArrayBuffer(8), 'an instance of SharedArrayBuffer'],
   [() => Object.create(Array.prototype), 'an instance of Array'],
   [() => Object.create(DataView.prototype), 'an instance of DataView'],
+  // Its inherited `length` (2) read as options.length mapped 2 bytes (attack pass 18b).
+  [() => Object.create(function (a, b) {}), 'an instance of Function'],
   [() => function options() {}, 'function options'],
   [() => () => {}, 'function '],
   // From another realm (a vm context, an iframe in Electron), which `instanceof` this realm's
@@ -77,6 +79,7 @@ const NOT_OPTIONS = [
     ['Object.create(Array.prototype)', 'Array'],
     ['Object.create(DataView.prototype)', 'DataView'],
     ['Object.create(ArrayBuffer.prototype)', 'ArrayBuffer'],
+    ['new Proxy([], {})', 'Array'],
   ].map(([source, name]) => [() => require('node:vm').runInNewContext(source), `an instance of ${name}`]),
 ]
 

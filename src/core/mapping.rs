@@ -1084,15 +1084,28 @@ impl Mapping {
     // The same for locked pages: madvise(2) discards kernel mapping by kernel mapping and stops
     // with EINVAL at a locked one, so `advise(buf, MADV_DONTNEED)` over a range with a
     // `lock()`ed page in it zeroed the pages before that page, then threw (attack pass 18).
-    // Refused first, with the kernel's own error.
-    if discarding && overlaps(&self.locked_ranges(), offset, offset + len) {
+    // Refused first, with the kernel's own error. The record stays held until madvise returns:
+    // a lock() on another thread in between (memory moved to a worker) beat the check, and the
+    // pages went anyway (attack pass 18b).
+    let held = discarding.then(|| {
+      self
+        .locked
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    });
+    if held
+      .as_ref()
+      .is_some_and(|ranges| overlaps(ranges, offset, offset + len))
+    {
       return Err(Failure::Os(io::Error::from_raw_os_error(libc::EINVAL)));
     }
     self.reserve_split(offset, len)?;
     // SAFETY: the span lies inside our own mapping (safety model).
-    self.on_span(offset, len, |addr, span| unsafe {
+    let advised = self.on_span(offset, len, |addr, span| unsafe {
       sys::advise(addr, span, advice)
-    })
+    });
+    drop(held);
+    advised
   }
 
   /// `msync` over `offset..offset + len` (rounded out to pages).
@@ -1116,13 +1129,15 @@ impl Mapping {
     let granule = self.granule();
     let start = offset - offset % granule;
     let range = (start, (offset + len).div_ceil(granule) * granule);
+    // The record is held from before mlock until it is up to date, so that a discarding advice
+    // on another thread sees either neither or both (see `advise`).
+    let mut ranges = self
+      .locked
+      .lock()
+      .unwrap_or_else(|poisoned| poisoned.into_inner());
     // SAFETY: the span lies inside our own mapping (safety model).
     let locked = self.on_span(offset, len, |addr, span| unsafe { sys::lock(addr, span, lock) });
     if len > 0 && (lock || locked.is_ok()) && !(lock && locked.is_err() && never_locked) {
-      let mut ranges = self
-        .locked
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
       if lock {
         add_range(&mut ranges, range.0, range.1);
       } else {
@@ -1139,15 +1154,6 @@ impl Mapping {
       self.batchable.store(true, Ordering::Relaxed);
     }
     locked
-  }
-
-  /// A copy of [`Mapping::locked`].
-  fn locked_ranges(&self) -> Vec<(usize, usize)> {
-    self
-      .locked
-      .lock()
-      .unwrap_or_else(|poisoned| poisoned.into_inner())
-      .clone()
   }
 
   /// `mprotect` over `offset..offset + len` (rounded out to pages).

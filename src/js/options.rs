@@ -89,13 +89,15 @@ const TAGS: &[&str] = &[
   // And objects made from these prototypes (Object.create(DataView.prototype)).
   "[object ArrayBuffer]",
   "[object DataView]",
+  // A Proxy of an array, of any realm (napi_is_array says false of a Proxy).
+  "[object Array]",
 ];
 
 /// How many prototypes [`inherits_array`] looks at: real chains are a few long; a Proxy's
 /// trap could make one without end.
 const PROTOTYPES_LOOKED_AT: usize = 64;
 
-/// Whether an array is on `object`'s prototype chain: `Array.prototype` is itself an array, in
+/// Whether an array or a function is on `object`'s prototype chain: `Array.prototype` is itself an array, in
 /// every realm, so this finds `Object.create(Array.prototype)` of another realm too, whose
 /// inherited `length` (0) would read as `options.length` (it mapped 0 bytes, attack pass 18).
 fn inherits_array(env: &Env, object: raw::Value) -> bool {
@@ -105,8 +107,12 @@ fn inherits_array(env: &Env, object: raw::Value) -> bool {
       raw::clear_exception(env);
       return false;
     };
-    if raw::type_of(env, prototype) != sys::ValueType::napi_object {
-      return false; // null: the end of the chain
+    match raw::type_of(env, prototype) {
+      sys::ValueType::napi_object => {}
+      // Object.create(function (a, b) {}) inherits the function's `length` (2), which would
+      // read as options.length (attack pass 18b): refused as an array's is.
+      sys::ValueType::napi_function => return true,
+      _ => return false, // null: the end of the chain
     }
     if raw::is(env, prototype, raw::Kind::Array) {
       return true;
