@@ -533,3 +533,67 @@ describe('a discarding advice racing lock() on another thread', () => {
     })
   }
 })
+
+// Found by attack pass 18b: pass 17's refusal of MADV_REMOVE after SIGBUS recovery was checked
+// before the punching, so a recovery on another thread in between (a worker reading the
+// truncated file) let it punch the file's pages and then fail with EINVAL. The check and the
+// punching now run with no recovery in flight.
+describe('MADV_REMOVE racing SIGBUS recovery on another thread', () => {
+  it('never punches and then throws', { skip: NO_REMOVE || notOnWindows('a mapped file cannot be truncated on Windows') }, (t) => {
+    const dir = tempDir(t)
+    const result = runScript(
+      `const fs = require('node:fs')
+       const { Worker } = require('node:worker_threads')
+       const mmap = require(MMAP)
+       const P = mmap.PAGESIZE
+       const file = process.argv[1]
+       const control = new Int32Array(new SharedArrayBuffer(8))
+       // The worker reads page 7 (lost to the truncation: recovered) until told the round ended.
+       const worker = new Worker(\`
+         const { parentPort, workerData } = require('node:worker_threads')
+         const P = \${mmap.PAGESIZE}
+         parentPort.on('message', (memory) => {
+           const view = new Uint8Array(memory)
+           const round = Atomics.load(workerData.control, 1)
+           parentPort.postMessage('go')
+           let sum = 0
+           while (Atomics.load(workerData.control, 1) === round) sum += view[7 * P]
+         })\`, { eval: true, workerData: { control } })
+       // transfer() on Node 21+; a byte stream's enqueue() moves the memory on Node 18 and 20.
+       const move = (m) => typeof ArrayBuffer.prototype.transfer === 'function'
+         ? Promise.resolve(m.view().buffer.transfer())
+         : new ReadableStream({ type: 'bytes', start(c) { c.enqueue(m.view()); c.close() } })
+             .getReader().read().then(({ value }) => value.buffer)
+       const out = { refused: 0, ok: 0, lost: 0, other: [] }
+       ;(async () => {
+         for (let round = 1; round <= 3000; round++) {
+           fs.writeFileSync(file, Buffer.alloc(8 * P, 0x5a))
+           const m = mmap.Mapping.open(file, { mode: 'r+' })
+           const memory = await move(m)
+           const going = new Promise((resolve) => worker.once('message', resolve))
+           worker.postMessage(memory, [memory])
+           await going
+           fs.truncateSync(file, 6 * P) // as another process might
+           let code = 'ok'
+           try { m.advise(0, 8 * P, mmap.MADV_REMOVE) } catch (e) { code = e.code }
+           Atomics.store(control, 1, round)
+           const disk = fs.readFileSync(file)
+           if (code === 'ok') out.ok++
+           else if (disk.some((b) => b !== 0x5a)) out.lost++
+           else if (code === 'EINVAL') out.refused++
+           else out.other.push(code)
+           m.unmap()
+         }
+         Atomics.store(control, 1, -1)
+         await worker.terminate()
+         process.stdout.write(JSON.stringify(out))
+       })()`,
+      { args: [require('node:path').join(dir, 'race.bin')] },
+    )
+    assertCleanExit(result)
+    const out = JSON.parse(result.stdout)
+    assert.equal(out.lost, 0, `advise(MADV_REMOVE) punched the file and then threw: ${result.stdout}`)
+    assert.deepEqual(out.other, [])
+    assert.ok(out.refused > 0, `no round met a recovery: ${result.stdout}`)
+  })
+})

@@ -1078,9 +1078,10 @@ impl Mapping {
     // pages before the first replaced one and then failed (EINVAL), a call that threw having
     // changed the file (attack pass 17). Refused before anything changes.
     // (MADV_REMOVE is 0, no advice, where there is no hole punching: never refused there.)
-    if advice == sys::consts::MADV_REMOVE && advice != 0 && self.faults() > 0 {
-      return Err(Failure::Os(io::Error::from_raw_os_error(libc::EINVAL)));
-    }
+    // The check and the punching run with no recovery in flight: a recovery on another thread
+    // (a worker reading the truncated file) between the two made the check pass and the punch
+    // fail after all (attack pass 18b).
+    let removing = advice == sys::consts::MADV_REMOVE && advice != 0;
     // The same for locked pages: madvise(2) discards kernel mapping by kernel mapping and stops
     // with EINVAL at a locked one, so `advise(buf, MADV_DONTNEED)` over a range with a
     // `lock()`ed page in it zeroed the pages before that page, then threw (attack pass 18).
@@ -1100,10 +1101,21 @@ impl Mapping {
       return Err(Failure::Os(io::Error::from_raw_os_error(libc::EINVAL)));
     }
     self.reserve_split(offset, len)?;
-    // SAFETY: the span lies inside our own mapping (safety model).
-    let advised = self.on_span(offset, len, |addr, span| unsafe {
-      sys::advise(addr, span, advice)
-    });
+    let apply = || {
+      if removing && self.faults() > 0 {
+        return Err(Failure::Os(io::Error::from_raw_os_error(libc::EINVAL)));
+      }
+      // SAFETY: the span lies inside our own mapping (safety model).
+      self.on_span(offset, len, |addr, span| unsafe {
+        sys::advise(addr, span, advice)
+      })
+    };
+    // Nothing in `apply` faults (madvise reads no byte in user space), as excluding_recovery asks.
+    let advised = if removing {
+      recovery::excluding_recovery(apply)
+    } else {
+      apply()
+    };
     drop(held);
     advised
   }
