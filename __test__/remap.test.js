@@ -485,3 +485,34 @@ describe('a limit raised past the largest Buffer the runtime makes (child)', () 
     assert.ok(out.extraMaps <= 4, `${out.extraMaps} more kernel mappings`)
   })
 })
+
+// Found by attack pass 18b: remap() unlocks a locked mapping before the move (see above), and
+// a move that then failed (EFAULT: a mapping split by protect()) left it unlocked: a call that
+// threw had changed what stays resident. It is locked again.
+describe('remap() that fails keeps the mapping locked', () => {
+  it('VmLck is the same after the EFAULT, for a lock()ed page and for MAP_LOCKED', () => {
+    const result = runScript(`
+      const fs = require('node:fs')
+      const mmap = require(MMAP)
+      const P = mmap.PAGESIZE
+      const locked = () => Number(fs.readFileSync('/proc/self/status', 'utf8').match(/VmLck:\\s+(\\d+) kB/)[1])
+      const out = {}
+      for (const [name, extra] of [['lock()', 0], ['MAP_LOCKED', mmap.MAP_LOCKED]]) {
+        const b = mmap.map(8 * P, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | extra, -1)
+        b.fill(1)
+        if (!extra) mmap.lock(b, 5 * P, P)
+        mmap.protect(b, 2 * P, P, mmap.PROT_READ) // split: mremap cannot move it
+        const before = locked()
+        let code = 'ok'
+        try { mmap.remap(b, 16 * P) } catch (err) { code = err.code }
+        out[name] = { code, lockedBefore: before > 0, same: locked() === before }
+        mmap.unlock(b)
+        mmap.unmap(b)
+      }
+      console.log(JSON.stringify(out))
+    `)
+    assertExited(result)
+    const same = { code: 'EFAULT', lockedBefore: true, same: true }
+    assert.deepEqual(JSON.parse(result.stdout), { 'lock()': same, MAP_LOCKED: same })
+  })
+})

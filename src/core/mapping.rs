@@ -1168,6 +1168,25 @@ impl Mapping {
     locked
   }
 
+  /// After a `remap()` that failed: locks again what the mapping had locked (the move unlocks
+  /// the whole mapping first, and a failed move left it unlocked: a call that threw had changed
+  /// what stays resident, attack pass 18b). Best effort: a range the kernel now refuses to lock
+  /// stays unlocked (and recorded as locked, so that discarding advice stays refused).
+  fn lock_again(&self) {
+    if self.batchable.load(Ordering::Relaxed) {
+      return; // never locked: nothing was unlocked
+    }
+    let ranges = self
+      .locked
+      .lock()
+      .unwrap_or_else(|poisoned| poisoned.into_inner());
+    for &(start, end) in ranges.iter() {
+      let len = end.min(self.len()).saturating_sub(start);
+      // SAFETY: the span lies inside our own mapping (safety model); mlock changes no byte.
+      let _ = self.on_span(start, len, |addr, span| unsafe { sys::lock(addr, span, true) });
+    }
+  }
+
   /// `mprotect` over `offset..offset + len` (rounded out to pages).
   pub fn protect(&self, offset: usize, len: usize, prot: i32) -> Result<(), Failure> {
     if len == 0 {
@@ -1358,7 +1377,8 @@ impl Mapping {
     let _data = reserve_data(new_len, true)?;
     // No native access is in flight while the pages move (`changing`): a copy from the old range
     // is all of the user's bytes or, after, none of them.
-    let (moved, replaced) = self.changing(|| recovery::excluding_recovery(|| self.move_to(new_len)))?;
+    let moved = self.changing(|| recovery::excluding_recovery(|| self.move_to(new_len)));
+    let (moved, replaced) = moved.inspect_err(|_| self.lock_again())?;
     // Out of the fault table only after the exclusion, as for `unmap()`: leaving it waits for
     // the signal handlers using the record, and one of them may be waiting for the exclusion
     // (SIGBUS recovery of the old range on another thread: both spun for ever, attack pass 9).
