@@ -63,6 +63,8 @@ const NOT_OPTIONS = [
   [() => Object.create(DataView.prototype), 'an instance of DataView'],
   // Its inherited `length` (2) read as options.length mapped 2 bytes (attack pass 18b).
   [() => Object.create(function (a, b) {}), 'an instance of Function'],
+  // Its own `length` (0) read as options.length mapped 0 bytes (attack pass 18c).
+  [() => (function () { return arguments })(), 'an instance of Object'],
   [() => function options() {}, 'function options'],
   [() => () => {}, 'function '],
   // From another realm (a vm context, an iframe in Electron), which `instanceof` this realm's

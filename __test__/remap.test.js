@@ -516,3 +516,60 @@ describe('remap() that fails keeps the mapping locked', () => {
     assert.deepEqual(JSON.parse(result.stdout), { 'lock()': same, MAP_LOCKED: same })
   })
 })
+
+// Found by attack pass 18c: a lock() on another thread between remap()'s munlock and the
+// placeholder taking the old range's place locked the placeholder, whose pages then stayed
+// locked (VmLck) and charged against RLIMIT_MEMLOCK for the life of the process: 300 rounds
+// left ~30 MiB locked. The locked-ranges record is now held through the move.
+describe('remap() racing lock() on another thread', () => {
+  it('leaves nothing locked once every mapping is gone (VmLck 0)', () => {
+    const result = runScript(`
+      const fs = require('node:fs')
+      const { Worker } = require('node:worker_threads')
+      const mmap = require(MMAP)
+      const P = mmap.PAGESIZE
+      const N = 64
+      const locked = () => Number(fs.readFileSync('/proc/self/status', 'utf8').match(/VmLck:\\s+(\\d+) kB/)[1])
+      const flag = new Int32Array(new SharedArrayBuffer(4))
+      // The worker remap()s the memory it was given after a random moment, then unmaps both.
+      const worker = new Worker(\`
+        const { parentPort, workerData } = require('node:worker_threads')
+        const mmap = require(\${JSON.stringify(MMAP)})
+        parentPort.on('message', (memory) => {
+          const view = new Uint8Array(memory)
+          Atomics.store(workerData.flag, 0, 1)
+          for (let s = 0, end = Math.random() * 1e6; s < end; s++);
+          let code = 'ok'
+          try { mmap.unmap(mmap.remap(view, 2 * \${N} * \${P})) } catch (e) { code = e.code; try { mmap.unmap(view) } catch {} }
+          parentPort.postMessage(code)
+        })\`, { eval: true, workerData: { flag } })
+      const out = { rounds: 0, codes: {}, lockedBefore: locked() }
+      // transfer() on Node 21+; a byte stream's enqueue() moves the memory on Node 18 and 20.
+      const move = (m) => typeof ArrayBuffer.prototype.transfer === 'function'
+        ? Promise.resolve(m.view().buffer.transfer())
+        : new ReadableStream({ type: 'bytes', start(c) { c.enqueue(m.view()); c.close() } })
+            .getReader().read().then(({ value }) => value.buffer)
+      const round = async () => {
+        if (out.rounds++ === 200) {
+          worker.terminate().then(() => { out.lockedAfter = locked(); console.log(JSON.stringify(out)) })
+          return
+        }
+        const m = new mmap.Mapping(N * P, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1)
+        const memory = await move(m)
+        Atomics.store(flag, 0, 0)
+        worker.postMessage(memory, [memory])
+        while (Atomics.load(flag, 0) === 0);
+        // lock() and unlock() until the move takes the memory away (ERR_MMAP_UNMAPPED).
+        for (;;) {
+          try { m.lock(); m.unlock(0, (N / 2) * P) } catch (e) { if (e.code !== 'ERR_MMAP_UNMAPPED') throw e; break }
+        }
+        try { m.unmap() } catch {}
+      }
+      worker.on('message', (code) => { out.codes[code] = (out.codes[code] ?? 0) + 1; round() })
+      round()
+    `)
+    assertExited(result)
+    const out = JSON.parse(result.stdout)
+    assert.equal(out.lockedAfter, out.lockedBefore, `pages stayed locked: ${result.stdout}`)
+  })
+})

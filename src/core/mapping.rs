@@ -1377,7 +1377,18 @@ impl Mapping {
     let _data = reserve_data(new_len, true)?;
     // No native access is in flight while the pages move (`changing`): a copy from the old range
     // is all of the user's bytes or, after, none of them.
-    let moved = self.changing(|| recovery::excluding_recovery(|| self.move_to(new_len)));
+    // The locked-ranges record is held through the move, so that no `lock()` on another thread
+    // runs between the move's munlock and the placeholder taking the range's place: one that did
+    // locked the placeholder, whose pages then stayed locked and charged against
+    // RLIMIT_MEMLOCK for the life of the process (attack pass 18c). Taken before the recovery
+    // exclusion, as `advise()` takes the two (no deadlock between them).
+    let moved = self.changing(|| {
+      let _record = self
+        .locked
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+      recovery::excluding_recovery(|| self.move_to(new_len))
+    });
     let (moved, replaced) = moved.inspect_err(|_| self.lock_again())?;
     // Out of the fault table only after the exclusion, as for `unmap()`: leaving it waits for
     // the signal handlers using the record, and one of them may be waiting for the exclusion

@@ -91,6 +91,8 @@ const TAGS: &[&str] = &[
   "[object DataView]",
   // A Proxy of an array, of any realm (napi_is_array says false of a Proxy).
   "[object Array]",
+  // A function's `arguments`: its own `length` would read as options.length (attack pass 18c).
+  "[object Arguments]",
 ];
 
 /// How many prototypes [`inherits_array`] looks at: real chains are a few long; a Proxy's
