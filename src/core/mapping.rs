@@ -1088,12 +1088,7 @@ impl Mapping {
     // Refused first, with the kernel's own error. The record stays held until madvise returns:
     // a lock() on another thread in between (memory moved to a worker) beat the check, and the
     // pages went anyway (attack pass 18b).
-    let held = discarding.then(|| {
-      self
-        .locked
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-    });
+    let held = discarding.then(|| self.locked_record());
     if held
       .as_ref()
       .is_some_and(|ranges| overlaps(ranges, offset, offset + len))
@@ -1143,20 +1138,18 @@ impl Mapping {
     let range = (start, (offset + len).div_ceil(granule) * granule);
     // The record is held from before mlock until it is up to date, so that a discarding advice
     // on another thread sees either neither or both (see `advise`).
-    let mut ranges = self
-      .locked
-      .lock()
-      .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut ranges = self.locked_record();
     // SAFETY: the span lies inside our own mapping (safety model).
     let locked = self.on_span(offset, len, |addr, span| unsafe { sys::lock(addr, span, lock) });
-    if len > 0 && (lock || locked.is_ok()) && !(lock && locked.is_err() && never_locked) {
-      if lock {
-        add_range(&mut ranges, range.0, range.1);
-      } else {
-        remove_range(&mut ranges, range.0, range.1);
-      }
+    // A failed lock() of a never-locked mapping is undone below: it leaves nothing locked.
+    let undone = lock && locked.is_err() && never_locked;
+    // An empty range spans no page (and locks nothing), wherever it starts.
+    if len > 0 && lock && !undone {
+      add_range(&mut ranges, range.0, range.1);
+    } else if len > 0 && !lock && locked.is_ok() {
+      remove_range(&mut ranges, range.0, range.1);
     }
-    if lock && locked.is_err() && never_locked {
+    if undone {
       // mlock(2) that fails (past RLIMIT_MEMLOCK, a page it cannot fault in) leaves the pages it
       // got to locked: a call that throws should change nothing, and where nothing was locked
       // before, unlocking the span puts it back. (Pages locked by earlier calls stay locked.)
@@ -1168,6 +1161,14 @@ impl Mapping {
     locked
   }
 
+  /// [`Mapping::locked`], held.
+  fn locked_record(&self) -> std::sync::MutexGuard<'_, Vec<(usize, usize)>> {
+    self
+      .locked
+      .lock()
+      .unwrap_or_else(|poisoned| poisoned.into_inner())
+  }
+
   /// After a `remap()` that failed: locks again what the mapping had locked (the move unlocks
   /// the whole mapping first, and a failed move left it unlocked: a call that threw had changed
   /// what stays resident, attack pass 18b). Best effort: a range the kernel now refuses to lock
@@ -1176,10 +1177,7 @@ impl Mapping {
     if self.batchable.load(Ordering::Relaxed) {
       return; // never locked: nothing was unlocked
     }
-    let ranges = self
-      .locked
-      .lock()
-      .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let ranges = self.locked_record();
     for &(start, end) in ranges.iter() {
       let len = end.min(self.len()).saturating_sub(start);
       // SAFETY: the span lies inside our own mapping (safety model); mlock changes no byte.
@@ -1383,10 +1381,7 @@ impl Mapping {
     // RLIMIT_MEMLOCK for the life of the process (attack pass 18c). Taken before the recovery
     // exclusion, as `advise()` takes the two (no deadlock between them).
     let moved = self.changing(|| {
-      let _record = self
-        .locked
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+      let _record = self.locked_record();
       recovery::excluding_recovery(|| self.move_to(new_len))
     });
     let (moved, replaced) = moved.inspect_err(|_| self.lock_again())?;

@@ -77,8 +77,9 @@ const REFUSED: &[&std::ffi::CStr] = &[
   c"SharedArrayBuffer",
 ];
 
-/// The tags `Object.prototype.toString` gives boxed primitives and SharedArrayBuffers, in any
-/// realm (from their internal slots, or their prototypes' `Symbol.toStringTag`).
+/// The tags `Object.prototype.toString` gives what is refused as options, in any realm (from
+/// internal slots, or the prototypes' `Symbol.toStringTag`): boxed primitives and
+/// SharedArrayBuffers first.
 const TAGS: &[&str] = &[
   "[object String]",
   "[object Number]",
@@ -99,9 +100,10 @@ const TAGS: &[&str] = &[
 /// trap could make one without end.
 const PROTOTYPES_LOOKED_AT: usize = 64;
 
-/// Whether an array or a function is on `object`'s prototype chain: `Array.prototype` is itself an array, in
-/// every realm, so this finds `Object.create(Array.prototype)` of another realm too, whose
-/// inherited `length` (0) would read as `options.length` (it mapped 0 bytes, attack pass 18).
+/// Whether an array or a function is on `object`'s prototype chain: `Array.prototype` is
+/// itself an array, in every realm, so this finds `Object.create(Array.prototype)` of another
+/// realm too, whose inherited `length` (0) would read as `options.length` (it mapped 0 bytes,
+/// attack pass 18).
 fn inherits_array(env: &Env, object: raw::Value) -> bool {
   let mut current = object;
   for _ in 0..PROTOTYPES_LOOKED_AT {
@@ -153,11 +155,13 @@ fn branded(env: &Env, global: raw::Value, object: raw::Value) -> bool {
 /// Whether `object` (of type object) is an ordinary object: not an array, not an ArrayBuffer
 /// view, not an instance of one of the [`REFUSED`] built-ins.
 fn ordinary(env: &Env, object: sys::napi_value) -> bool {
-  let kinds = [raw::Kind::Array, raw::Kind::TypedArray, raw::Kind::DataView];
+  let kinds = [
+    raw::Kind::Array,
+    raw::Kind::TypedArray,
+    raw::Kind::DataView,
+    raw::Kind::ArrayBuffer,
+  ];
   if kinds.into_iter().any(|kind| raw::is(env, object, kind)) {
-    return false;
-  }
-  if raw::is(env, object, raw::Kind::ArrayBuffer) {
     return false;
   }
   let Ok(global) = raw::global(env) else {

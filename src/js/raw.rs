@@ -303,12 +303,7 @@ pub unsafe fn reference_value(env: &Env, reference: sys::napi_ref) -> Value {
 /// `function(argument)` with `this` undefined: its result, or the status (a throw leaves its
 /// exception pending).
 pub fn call(env: &Env, function: Value, argument: Value) -> Result<Value, Status> {
-  let mut result = ptr::null_mut();
-  let this = undefined(env);
-  // SAFETY: `function`, `this` and `argument` are live values of this env (Node-API checks that
-  // `function` is one); one argument is passed from a local; `result` is a valid out-pointer.
-  let status = unsafe { sys::napi_call_function(env.raw(), this, function, 1, &argument, &mut result) };
-  ok(status, result)
+  call_on(env, function, undefined(env), &[argument])
 }
 
 /// `function.call(this, ...arguments)`: its result, or the status (a throw leaves its exception
@@ -333,8 +328,8 @@ pub fn call_on(env: &Env, function: Value, this: Value, arguments: &[Value]) -> 
 
 // ---- objects ----
 
-/// `Object.getPrototypeOf(object)` (a Proxy's trap runs: a failure leaves its exception
-/// pending).
+/// The prototype of `object`, as V8's `Object::GetPrototype` gives it (of a Proxy, not
+/// necessarily what its trap would say); a failure leaves its exception pending.
 pub fn prototype_of(env: &Env, object: Value) -> Result<Value, Status> {
   let mut result = ptr::null_mut();
   // SAFETY: `object` is a live value of this env; `result` is a valid out-pointer.
